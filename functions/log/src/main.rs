@@ -1,0 +1,17 @@
+//! The log function: prints the Notifications whose Provider is `log`.
+
+use relay_core::provider::Registry;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let registry = Registry::new()
+        .with(relay_log::LogFactory)
+        .serving_only(relay_log::TYPE);
+    match relay_core::runtime::run_function(registry).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay-log: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

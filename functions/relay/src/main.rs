@@ -1,0 +1,192 @@
+//! `relay`: the all-in-one function (every provider in one process) and the
+//! operator CLI.
+
+mod send;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use relay_core::config::RelayConfig;
+use relay_core::engine::Plan;
+use relay_core::provider::Registry;
+
+#[derive(Parser)]
+#[command(
+    name = "relay",
+    version,
+    about = "Relays Tekton CI/CD events to the places developers look"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every provider in one process (the embedded default without --config).
+    Serve {
+        /// Config file; else $RELAY_CONFIG, else /etc/relay/relay.yaml, else the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address; else 0.0.0.0:$PORT, else 0.0.0.0:8080.
+        #[arg(long)]
+        listen: Option<String>,
+        /// How long in-flight events may take to finish after SIGTERM.
+        #[arg(long, default_value_t = 30)]
+        drain_seconds: u64,
+    },
+    /// Check config files; prints every error with its document and path.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Post request files (the fixture format) in name order, printing each answer.
+    Send {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, default_value = "http://127.0.0.1:8080/")]
+        to: String,
+    },
+    /// Inspect and replay the dead-letter queue of a running relay.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// List dead letters, oldest first.
+    List {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        notification: Option<String>,
+    },
+    /// Replay all dead letters, or those with the given ids.
+    Replay {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long = "id")]
+        ids: Vec<String>,
+    },
+}
+
+/// Every provider this build knows.
+fn registry() -> Registry {
+    Registry::new()
+        .with(relay_webhook::WebhookFactory)
+        .with(relay_log::LogFactory)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            drain_seconds,
+        } => serve(config, listen, drain_seconds).await,
+        Command::Validate { files } => validate(&files),
+        Command::Send { paths, to } => send::send(&paths, &to).await,
+        Command::Dlq { action } => dlq(action).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    drain: u64,
+) -> Result<ExitCode, String> {
+    relay_core::telemetry::init();
+    let cfg = relay_core::runtime::load_config(config.as_deref())
+        .map_err(|e| format!("invalid config:\n{e}"))?;
+    let app = relay_core::runtime::build_app(&cfg, &registry())
+        .map_err(|e| format!("invalid config:\n{e}"))?;
+    let addr = relay_core::runtime::listen_addr(listen.as_deref());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    relay_core::runtime::serve(app, listener, Duration::from_secs(drain))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(files: &[PathBuf]) -> Result<ExitCode, String> {
+    let registry = registry();
+    let mut failed = false;
+    for f in files {
+        let result =
+            RelayConfig::load(f).and_then(|cfg| Plan::compile(&cfg, &registry).map(|_| ()));
+        match result {
+            Ok(()) => println!("{}: ok", f.display()),
+            Err(errs) => {
+                failed = true;
+                for e in &errs.0 {
+                    println!("{}: {e}", f.display());
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
+    let client = reqwest::Client::new();
+    let (resp, what) = match action {
+        DlqAction::List {
+            url,
+            limit,
+            notification,
+        } => {
+            let mut q: Vec<(&str, String)> = Vec::new();
+            if let Some(l) = limit {
+                q.push(("limit", l.to_string()));
+            }
+            if let Some(n) = notification {
+                q.push(("notification", n));
+            }
+            let endpoint = format!("{}/api/v1/dlq", url.trim_end_matches('/'));
+            (client.get(&endpoint).query(&q).send().await, endpoint)
+        }
+        DlqAction::Replay { url, ids } => {
+            let endpoint = format!("{}/api/v1/dlq/replay", url.trim_end_matches('/'));
+            let body = if ids.is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({"ids": ids})
+            };
+            (client.post(&endpoint).json(&body).send().await, endpoint)
+        }
+    };
+    let resp = resp.map_err(|e| format!("{what}: {e}"))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    let pretty = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or(text);
+    println!("{pretty}");
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

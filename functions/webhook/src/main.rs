@@ -1,0 +1,17 @@
+//! The webhook function: serves the Notifications whose Provider is a webhook.
+
+use relay_core::provider::Registry;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let registry = Registry::new()
+        .with(relay_webhook::WebhookFactory)
+        .serving_only(relay_webhook::TYPE);
+    match relay_core::runtime::run_function(registry).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay-webhook: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

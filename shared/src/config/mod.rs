@@ -1,0 +1,489 @@
+//! The configuration file: Kubernetes-style `RelayConfig`, `Provider` and
+//! `Notification` documents (DESIGN.md "Configuration").
+
+pub mod filter;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub const API_VERSION: &str = "relay.tekton.dev/v1alpha1";
+const KINDS: &[&str] = &["RelayConfig", "Provider", "Notification"];
+
+/// One configuration error, located by document and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// `Kind/name`, or `document N` when the document has no usable name.
+    pub document: String,
+    /// Dotted path inside the document, empty for the document itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.document, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.document, self.path, self.message)
+        }
+    }
+}
+
+/// Every error found in a file.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl ConfigErrors {
+    pub fn push(&mut self, document: &str, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            document: document.to_string(),
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_result<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+/// Deserializes `value` as `T`, reporting the failing path under `prefix`.
+pub fn parse_at<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = match (prefix.is_empty(), inner == ".") {
+            (_, true) => prefix.to_string(),
+            (true, false) => inner,
+            (false, false) => format!("{prefix}.{inner}"),
+        };
+        (path, e.into_inner().to_string())
+    })
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// `kind: RelayConfig`: deployment-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RelaySettings {
+    /// `memory`, `valkey://…`, `redis://…`, `dynamodb://…`.
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// `file:///path.jsonl`, `respond`, `sqs://…`, `http(s)://…`.
+    #[serde(default = "default_dead_letter")]
+    pub dead_letter: String,
+    /// Bound of the file dead-letter queue; the oldest entries go first.
+    #[serde(default = "default_dead_letter_max_bytes")]
+    pub dead_letter_max_bytes: u64,
+    /// Link to a run, as a template over `namespace`, `name`, `kind` and
+    /// `resource` (`pipelineruns`, `taskruns`, `customruns`).
+    #[serde(default, rename = "dashboardURL")]
+    pub dashboard_url: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+    #[serde(default)]
+    pub idempotency: IdempotencySettings,
+}
+
+fn default_store() -> String {
+    "memory".into()
+}
+fn default_dead_letter() -> String {
+    "file://./relay-data/dead-letters.jsonl".into()
+}
+fn default_dead_letter_max_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            store: default_store(),
+            dead_letter: default_dead_letter(),
+            dead_letter_max_bytes: default_dead_letter_max_bytes(),
+            dashboard_url: None,
+            limits: Limits::default(),
+            delivery: DeliverySettings::default(),
+            idempotency: IdempotencySettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Retry policy of one delivery (DESIGN.md "Delivery semantics" 4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct DeliverySettings {
+    /// Attempts per Notification and event, the first included.
+    pub max_attempts: u32,
+    /// All attempts of one event must fit in this many seconds.
+    pub deadline_seconds: f64,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Timeout of one provider request.
+    pub request_timeout_seconds: f64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            max_attempts: 4,
+            deadline_seconds: 20.0,
+            initial_backoff_ms: 200,
+            max_backoff_ms: 5_000,
+            request_timeout_seconds: 10.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct IdempotencySettings {
+    /// How long a claim holds while its delivery runs.
+    pub lease_seconds: u64,
+    /// How long a delivered key is remembered.
+    pub done_ttl_seconds: u64,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        IdempotencySettings {
+            lease_seconds: 60,
+            done_ttl_seconds: 24 * 3600,
+        }
+    }
+}
+
+/// `kind: Provider`: one external service. Its settings sit in the block
+/// named after its type and are checked by the provider's factory.
+#[derive(Debug, Clone)]
+pub struct ProviderDoc {
+    pub name: String,
+    pub provider_type: String,
+    pub settings: Value,
+}
+
+/// How a Notification tells two events of one run apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Dedupe {
+    /// Every distinct condition change (status, reason, message).
+    #[default]
+    Condition,
+    /// Once per run and phase (`started`, `running`, `unknown`, …): what a
+    /// commit status shows.
+    State,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NotificationSpec {
+    pub provider_ref: ProviderRef,
+    #[serde(default)]
+    pub filter: Option<filter::FilterSpec>,
+    /// A minijinja template for the provider's text or body.
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub dedupe: Dedupe,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderRef {
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotificationDoc {
+    pub name: String,
+    pub spec: NotificationSpec,
+}
+
+/// A parsed file: the documents, checked for shape and references.
+#[derive(Debug, Clone, Default)]
+pub struct RelayConfig {
+    pub settings: RelaySettings,
+    pub providers: Vec<ProviderDoc>,
+    pub notifications: Vec<NotificationDoc>,
+}
+
+/// The embedded default: memory store, file dead letters under
+/// `./relay-data/`, one `log` Notification for every event.
+pub const EMBEDDED_DEFAULT: &str = include_str!("embedded-default.yaml");
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Envelope {
+    api_version: String,
+    kind: String,
+    metadata: Metadata,
+    #[serde(default)]
+    spec: Value,
+}
+
+impl RelayConfig {
+    pub fn embedded_default() -> RelayConfig {
+        RelayConfig::parse(EMBEDDED_DEFAULT).expect("the embedded default config is valid")
+    }
+
+    pub fn load(path: &Path) -> Result<RelayConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let mut errs = ConfigErrors::default();
+            errs.push(&path.display().to_string(), "", format!("cannot read: {e}"));
+            errs
+        })?;
+        RelayConfig::parse(&text)
+    }
+
+    /// Parses every document, collecting every error rather than the first.
+    pub fn parse(text: &str) -> Result<RelayConfig, ConfigErrors> {
+        let mut errs = ConfigErrors::default();
+        let mut cfg = RelayConfig::default();
+        let mut seen_relay = false;
+        let mut names: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+            let label = format!("document {}", i + 1);
+            let value = match serde_yaml_ng::Value::deserialize(doc) {
+                Ok(serde_yaml_ng::Value::Null) => continue,
+                Ok(v) => v,
+                Err(e) => {
+                    errs.push(&label, "", format!("invalid YAML: {e}"));
+                    // The YAML stream cannot be resynchronised after a syntax error.
+                    break;
+                }
+            };
+            let json: Value = match serde_json::to_value(&value) {
+                Ok(j) => j,
+                Err(e) => {
+                    errs.push(&label, "", format!("not representable as JSON: {e}"));
+                    continue;
+                }
+            };
+            let env: Envelope = match parse_at(json.clone(), "") {
+                Ok(env) => env,
+                Err((path, msg)) => {
+                    let name = json
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .zip(json.pointer("/metadata/name").and_then(Value::as_str))
+                        .map_or(label, |(k, n)| format!("{k}/{n}"));
+                    errs.push(&name, path, msg);
+                    continue;
+                }
+            };
+            let doc_name = format!("{}/{}", env.kind, env.metadata.name);
+            if env.api_version != API_VERSION {
+                errs.push(
+                    &doc_name,
+                    "apiVersion",
+                    format!(
+                        "unknown apiVersion {:?}, expected {API_VERSION}",
+                        env.api_version
+                    ),
+                );
+            }
+            if let Some(first) = names.insert((env.kind.clone(), env.metadata.name.clone()), i + 1)
+            {
+                errs.push(
+                    &doc_name,
+                    "metadata.name",
+                    format!("duplicate name (also document {first})"),
+                );
+            }
+            let spec = if env.spec.is_null() {
+                Value::Object(Default::default())
+            } else {
+                env.spec
+            };
+            match env.kind.as_str() {
+                "RelayConfig" => {
+                    if seen_relay {
+                        errs.push(&doc_name, "", "only one RelayConfig document is allowed");
+                    }
+                    seen_relay = true;
+                    match parse_at::<RelaySettings>(spec, "spec") {
+                        Ok(s) => cfg.settings = s,
+                        Err((p, m)) => errs.push(&doc_name, p, m),
+                    }
+                }
+                "Provider" => match provider_doc(env.metadata.name, spec) {
+                    Ok(p) => cfg.providers.push(p),
+                    Err((p, m)) => errs.push(&doc_name, p, m),
+                },
+                "Notification" => match parse_at::<NotificationSpec>(spec, "spec") {
+                    Ok(spec) => cfg.notifications.push(NotificationDoc {
+                        name: env.metadata.name,
+                        spec,
+                    }),
+                    Err((p, m)) => errs.push(&doc_name, p, m),
+                },
+                other => errs.push(
+                    &doc_name,
+                    "kind",
+                    format!(
+                        "unknown kind {other:?}, expected one of {}",
+                        KINDS.join(", ")
+                    ),
+                ),
+            }
+        }
+        for n in &cfg.notifications {
+            if !cfg
+                .providers
+                .iter()
+                .any(|p| p.name == n.spec.provider_ref.name)
+            {
+                errs.push(
+                    &format!("Notification/{}", n.name),
+                    "spec.providerRef.name",
+                    format!("no Provider named {:?}", n.spec.provider_ref.name),
+                );
+            }
+        }
+        errs.into_result(cfg)
+    }
+}
+
+fn provider_doc(name: String, spec: Value) -> Result<ProviderDoc, (String, String)> {
+    let Value::Object(mut map) = spec else {
+        return Err(("spec".into(), "expected a map".into()));
+    };
+    let provider_type = match map.remove("type") {
+        Some(Value::String(t)) => t,
+        Some(_) => return Err(("spec.type".into(), "expected a string".into())),
+        None => return Err(("spec".into(), "missing field `type`".into())),
+    };
+    let settings = map
+        .remove(&provider_type)
+        .unwrap_or(Value::Object(Default::default()));
+    if let Some(extra) = map.keys().next() {
+        return Err((
+            format!("spec.{extra}"),
+            format!("unknown field `{extra}`, expected `type` or `{provider_type}`"),
+        ));
+    }
+    Ok(ProviderDoc {
+        name,
+        provider_type,
+        settings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let cfg = RelayConfig::embedded_default();
+        assert_eq!(cfg.settings.store, "memory");
+        assert_eq!(cfg.providers[0].provider_type, "log");
+        assert_eq!(cfg.notifications.len(), 1);
+    }
+
+    #[test]
+    fn reports_every_error_with_document_and_path() {
+        let text = r#"
+apiVersion: relay.tekton.dev/v1alpha1
+kind: RelayConfig
+metadata: {name: relay}
+spec: {store: memory, stor: typo}
+---
+apiVersion: relay.tekton.dev/v1alpha1
+kind: Provider
+metadata: {name: hook}
+spec: {type: webhook, webhook: {url: "http://x"}, github: {}}
+---
+apiVersion: relay.tekton.dev/v1alpha1
+kind: Notification
+metadata: {name: n1}
+spec: {providerRef: {name: missing}, filter: {kinds: [PipelineRun], colour: red}}
+---
+apiVersion: relay.tekton.dev/v1alpha1
+kind: Notification
+metadata: {name: n2}
+spec: {providerRef: {name: nope}}
+"#;
+        let errs = RelayConfig::parse(text).unwrap_err();
+        let lines: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+        assert!(
+            lines[0].starts_with("RelayConfig/relay: spec: unknown field `stor`"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("Provider/hook: spec.github: unknown field `github`"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[2].starts_with("Notification/n1: spec.filter: unknown field `colour`"),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[3],
+            "Notification/n2: spec.providerRef.name: no Provider named \"nope\""
+        );
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn rejects_unknown_kind_and_api_version() {
+        let errs = RelayConfig::parse("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+            .unwrap_err();
+        assert_eq!(errs.0.len(), 2);
+        assert_eq!(errs.0[0].path, "apiVersion");
+        assert!(errs.0[1].message.contains("expected one of RelayConfig"));
+    }
+}

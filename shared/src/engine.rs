@@ -1,0 +1,636 @@
+//! The delivery engine: per Notification, filter → claim → order → deliver →
+//! classify (DESIGN.md "Delivery semantics").
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::filter::{Filter, FilterVerdict};
+use crate::config::{ConfigErrors, Dedupe, RelayConfig, RelaySettings};
+use crate::deadletter::{Cause, CauseKind, DeadLetterEntry, DeadLetterTarget};
+use crate::metrics::Metrics;
+use crate::model::RunEvent;
+use crate::provider::{DeliveryInput, Outbound, Provider, ProviderError, Registry, Verdict};
+use crate::store::{Claim, SharedStore, StoreError};
+use crate::template::Template;
+use crate::transport::Transport;
+
+/// One Notification, ready to run.
+pub struct CompiledNotification {
+    pub name: String,
+    pub provider_name: String,
+    pub provider_type: String,
+    pub provider: Arc<dyn Provider>,
+    pub filter: Filter,
+    pub template: Option<Template>,
+    pub dedupe: Dedupe,
+}
+
+/// A configuration compiled against a registry: every filter, template and
+/// provider built, every error collected.
+pub struct Plan {
+    pub settings: RelaySettings,
+    pub notifications: Vec<CompiledNotification>,
+    pub dashboard: Option<Template>,
+}
+
+impl Plan {
+    pub fn compile(cfg: &RelayConfig, registry: &Registry) -> Result<Plan, ConfigErrors> {
+        let mut errs = ConfigErrors::default();
+        if let Err(e) = crate::store::check_url(&cfg.settings.store) {
+            errs.push("RelayConfig", "spec.store", e);
+        }
+        if let Err(e) = crate::deadletter::check_url(&cfg.settings.dead_letter) {
+            errs.push("RelayConfig", "spec.deadLetter", e);
+        }
+        let dashboard = match cfg.settings.dashboard_url.as_deref().map(Template::compile) {
+            Some(Ok(t)) => {
+                if let Err(e) = t.render(dashboard_context(&crate::sample::run_event())) {
+                    errs.push("RelayConfig", "spec.dashboardURL", e);
+                }
+                Some(t)
+            }
+            Some(Err(e)) => {
+                errs.push("RelayConfig", "spec.dashboardURL", e);
+                None
+            }
+            None => None,
+        };
+        let mut providers: Vec<(String, String, Arc<dyn Provider>)> = Vec::new();
+        for doc in &cfg.providers {
+            if !registry.serves(&doc.provider_type) {
+                continue;
+            }
+            let name = format!("Provider/{}", doc.name);
+            match registry.factory(&doc.provider_type) {
+                None => errs.push(
+                    &name,
+                    "spec.type",
+                    format!(
+                        "unknown provider type {:?}, expected one of {}",
+                        doc.provider_type,
+                        registry.type_names().join(", ")
+                    ),
+                ),
+                Some(f) => match f.build(doc) {
+                    Ok(p) => providers.push((doc.name.clone(), doc.provider_type.clone(), p)),
+                    Err(list) => {
+                        for (path, msg) in list {
+                            let base = format!("spec.{}", doc.provider_type);
+                            let path = if path.is_empty() {
+                                base
+                            } else {
+                                format!("{base}.{path}")
+                            };
+                            errs.push(&name, path, msg);
+                        }
+                    }
+                },
+            }
+        }
+        let mut notifications = Vec::new();
+        for n in &cfg.notifications {
+            let doc = format!("Notification/{}", n.name);
+            let Some(ptype) = cfg
+                .providers
+                .iter()
+                .find(|p| p.name == n.spec.provider_ref.name)
+                .map(|p| p.provider_type.clone())
+            else {
+                continue; // reported by RelayConfig::parse
+            };
+            if !registry.serves(&ptype) {
+                continue;
+            }
+            let filter = match n.spec.filter.as_ref().map(Filter::compile) {
+                None => Some(Filter::any()),
+                Some(Ok(f)) => Some(f),
+                Some(Err(list)) => {
+                    for (p, m) in list {
+                        errs.push(&doc, format!("spec.filter.{p}"), m);
+                    }
+                    None
+                }
+            };
+            let template = match n.spec.template.as_deref().map(Template::compile) {
+                None => None,
+                Some(Ok(t)) => {
+                    // Render against a sample so a broken template fails here,
+                    // not on a delivery.
+                    let sample = crate::sample::run_event();
+                    if let Err(e) = t.render(template_context(&sample, &n.name)) {
+                        errs.push(&doc, "spec.template", e);
+                    }
+                    Some(t)
+                }
+                Some(Err(e)) => {
+                    errs.push(&doc, "spec.template", e);
+                    None
+                }
+            };
+            let provider = providers
+                .iter()
+                .find(|(name, _, _)| *name == n.spec.provider_ref.name);
+            if let (Some(filter), Some((pname, ptype, p))) = (filter, provider) {
+                notifications.push(CompiledNotification {
+                    name: n.name.clone(),
+                    provider_name: pname.clone(),
+                    provider_type: ptype.clone(),
+                    provider: p.clone(),
+                    filter,
+                    template,
+                    dedupe: n.spec.dedupe,
+                });
+            }
+        }
+        errs.into_result(Plan {
+            settings: cfg.settings.clone(),
+            notifications,
+            dashboard,
+        })
+    }
+}
+
+/// The context templates render with: the event and the Notification name.
+pub fn template_context<'a>(event: &'a RunEvent, notification: &'a str) -> impl Serialize + 'a {
+    #[derive(Serialize)]
+    struct Ctx<'a> {
+        event: &'a RunEvent,
+        notification: &'a str,
+    }
+    Ctx {
+        event,
+        notification,
+    }
+}
+
+fn dashboard_context(ev: &RunEvent) -> serde_json::Value {
+    let resource = match ev.kind.as_str() {
+        "PipelineRun" => "pipelineruns",
+        "TaskRun" => "taskruns",
+        "CustomRun" => "customruns",
+        "Run" => "runs",
+        _ => "",
+    };
+    serde_json::json!({
+        "namespace": ev.namespace, "name": ev.name, "kind": ev.kind,
+        "resource": resource, "uid": ev.uid,
+    })
+}
+
+/// What happened for one Notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Delivered,
+    Duplicate,
+    Filtered,
+    Stale,
+    Ignored,
+    DeadLettered,
+    /// Failed retryably; the sender should retry.
+    Failed,
+    /// Failed permanently and the dead-letter target is `respond`.
+    Rejected,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Filtered => "filtered",
+            Outcome::Stale => "stale",
+            Outcome::Ignored => "ignored",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Failed => "failed",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryReport {
+    pub notification: String,
+    pub provider: String,
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+}
+
+/// The engine's answer for one event.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventResult {
+    pub outcome: Outcome,
+    pub deliveries: Vec<DeliveryReport>,
+    /// Set when the sender should retry, with the delay to advise.
+    #[serde(skip)]
+    pub retry_after: Option<Duration>,
+}
+
+/// A failed delivery, classified.
+#[derive(Debug, Clone)]
+struct Failure {
+    retryable: bool,
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    message: String,
+    attempts: u32,
+}
+
+enum Run {
+    Done(Outcome, Option<String>),
+    Failed(Failure),
+}
+
+/// How an event is being processed.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'a> {
+    /// An event from a sender: every Notification; permanent failures dead-lettered.
+    Live,
+    /// A dead letter replayed to the one Notification that failed.
+    Replay { notification: &'a str },
+}
+
+pub struct Engine {
+    pub plan: Plan,
+    pub store: SharedStore,
+    pub dead_letters: DeadLetterTarget,
+    pub metrics: Arc<Metrics>,
+    transport: Transport,
+}
+
+impl Engine {
+    pub fn new(
+        plan: Plan,
+        store: SharedStore,
+        dead_letters: DeadLetterTarget,
+        metrics: Arc<Metrics>,
+    ) -> Engine {
+        let transport = Transport::new(
+            Duration::from_secs_f64(plan.settings.delivery.request_timeout_seconds),
+            metrics.clone(),
+        );
+        Engine {
+            plan,
+            store,
+            dead_letters,
+            metrics,
+            transport,
+        }
+    }
+
+    /// Processes one decoded event. `cloudevent` is the original structured
+    /// CloudEvent, kept in dead letters so they can be replayed.
+    pub async fn process(
+        &self,
+        mut event: RunEvent,
+        cloudevent: &serde_json::Value,
+        mode: Mode<'_>,
+    ) -> EventResult {
+        if let Some(t) = &self.plan.dashboard {
+            match t.render(dashboard_context(&event)) {
+                Ok(url) => event.url = Some(url),
+                Err(e) => tracing::warn!(error = %e, "dashboardURL did not render"),
+            }
+        }
+        let selected = self.plan.notifications.iter().filter(|n| match mode {
+            Mode::Live => true,
+            Mode::Replay { notification } => n.name == notification,
+        });
+        let event = &event;
+        let runs = join_all(selected.map(|n| async move {
+            let started = Instant::now();
+            let run = self.run_one(n, event).await;
+            self.metrics
+                .delivery_duration
+                .with_label_values(&[&n.name])
+                .observe(started.elapsed().as_secs_f64());
+            (n, run)
+        }))
+        .await;
+
+        let mut deliveries = Vec::with_capacity(runs.len());
+        let mut retry_after: Option<Duration> = None;
+        for (n, run) in runs {
+            let (outcome, detail) = match run {
+                Run::Done(o, d) => (o, d),
+                Run::Failed(f) if f.retryable => {
+                    let hint = f.retry_after.unwrap_or(Duration::from_secs(1));
+                    retry_after = Some(retry_after.map_or(hint, |r| r.max(hint)));
+                    (Outcome::Failed, Some(f.message))
+                }
+                Run::Failed(f) => match (mode, &self.dead_letters) {
+                    (Mode::Replay { .. }, _) => (Outcome::Failed, Some(f.message)),
+                    (Mode::Live, DeadLetterTarget::Respond) => (Outcome::Rejected, Some(f.message)),
+                    (Mode::Live, DeadLetterTarget::Sink(sink)) => {
+                        let entry = dead_letter(n, &f, cloudevent);
+                        match sink.put(&entry).await {
+                            Ok(()) => {
+                                self.metrics
+                                    .dead_letters
+                                    .with_label_values(&[&n.name])
+                                    .inc();
+                                tracing::warn!(notification = %n.name, id = %entry.id,
+                                    cause = %f.message, "dead-lettered");
+                                (Outcome::DeadLettered, Some(f.message))
+                            }
+                            Err(e) => {
+                                // Nowhere to keep it: ask the sender to retry instead.
+                                self.metrics.dead_letter_errors.inc();
+                                tracing::error!(notification = %n.name, error = %e,
+                                    "cannot write dead letter; answering retryable");
+                                retry_after = Some(Duration::from_secs(5));
+                                (Outcome::Failed, Some(format!("{}; {e}", f.message)))
+                            }
+                        }
+                    }
+                },
+            };
+            self.metrics
+                .deliveries
+                .with_label_values(&[&n.name, outcome.as_str()])
+                .inc();
+            deliveries.push(DeliveryReport {
+                notification: n.name.clone(),
+                provider: n.provider_name.clone(),
+                outcome,
+                detail,
+            });
+        }
+        EventResult {
+            outcome: summarize(&deliveries),
+            deliveries,
+            retry_after,
+        }
+    }
+
+    fn store_error(&self, e: &StoreError) {
+        self.metrics
+            .store_errors
+            .with_label_values(&[e.backend, e.op])
+            .inc();
+        tracing::warn!(error = %e, "store unavailable; delivering without idempotency");
+    }
+
+    async fn run_one(&self, n: &CompiledNotification, ev: &RunEvent) -> Run {
+        match n.filter.evaluate(ev) {
+            FilterVerdict::Match => {}
+            FilterVerdict::NoMatch => return Run::Done(Outcome::Filtered, None),
+            FilterVerdict::Error(e) => {
+                return Run::Failed(Failure {
+                    retryable: false,
+                    status: None,
+                    retry_after: None,
+                    message: e,
+                    attempts: 0,
+                });
+            }
+        }
+        let keys = Keys::new(n, ev);
+        let idem = &self.plan.settings.idempotency;
+        let lease = Duration::from_secs(idem.lease_seconds);
+        let ttl = Duration::from_secs(idem.done_ttl_seconds);
+        let owner = uuid::Uuid::new_v4().to_string();
+
+        // Claims held (false when the store failed and we fail open).
+        let mut held_id = false;
+        let mut held_sem = false;
+        match self.store.claim(&keys.id, &owner, lease).await {
+            Ok(Claim::Done) => return Run::Done(Outcome::Duplicate, Some("same event id".into())),
+            Ok(Claim::InProgress) => return in_progress(),
+            Ok(Claim::Acquired) => held_id = true,
+            Err(e) => self.store_error(&e),
+        }
+        match self.store.claim(&keys.semantic, &owner, lease).await {
+            Ok(Claim::Done) => {
+                if held_id {
+                    let _ = self.store.complete(&keys.id, &owner, ttl).await;
+                }
+                return Run::Done(Outcome::Duplicate, Some("same condition".into()));
+            }
+            Ok(Claim::InProgress) => {
+                self.release(&keys.id, &owner, held_id).await;
+                return in_progress();
+            }
+            Ok(Claim::Acquired) => held_sem = true,
+            Err(e) => self.store_error(&e),
+        }
+        if !ev.state.is_terminal() {
+            match self.store.is_done(&keys.terminal).await {
+                Ok(true) => {
+                    self.release(&keys.id, &owner, held_id).await;
+                    self.release(&keys.semantic, &owner, held_sem).await;
+                    return Run::Done(
+                        Outcome::Stale,
+                        Some("run already reached a final state".into()),
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => self.store_error(&e),
+            }
+        }
+        match self.deliver(n, ev).await {
+            Ok(detail) => {
+                for (key, held) in [(&keys.id, held_id), (&keys.semantic, held_sem)] {
+                    if held && let Err(e) = self.store.complete(key, &owner, ttl).await {
+                        self.store_error(&e);
+                    }
+                }
+                if ev.state.is_terminal()
+                    && let Err(e) = self.store.mark_done(&keys.terminal, ttl).await
+                {
+                    self.store_error(&e);
+                }
+                Run::Done(Outcome::Delivered, detail)
+            }
+            Err(f) => {
+                self.release(&keys.id, &owner, held_id).await;
+                self.release(&keys.semantic, &owner, held_sem).await;
+                Run::Failed(f)
+            }
+        }
+    }
+
+    async fn release(&self, key: &str, owner: &str, held: bool) {
+        if held && let Err(e) = self.store.release(key, owner).await {
+            self.store_error(&e);
+        }
+    }
+
+    /// Builds the effects and performs each with bounded retries inside the deadline.
+    async fn deliver(
+        &self,
+        n: &CompiledNotification,
+        ev: &RunEvent,
+    ) -> Result<Option<String>, Failure> {
+        let policy = &self.plan.settings.delivery;
+        let deadline = Instant::now() + Duration::from_secs_f64(policy.deadline_seconds);
+        let input = DeliveryInput {
+            event: ev,
+            notification: &n.name,
+            template: n.template.as_ref(),
+        };
+        let outbounds = n.provider.build(&input).await.map_err(|e| Failure {
+            retryable: matches!(e, ProviderError::Retryable(_)),
+            status: None,
+            retry_after: None,
+            message: e.to_string(),
+            attempts: 0,
+        })?;
+        let mut attempts = 0;
+        let mut details = Vec::new();
+        for ob in &outbounds {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                attempts += 1;
+                let verdict = self
+                    .transport
+                    .send(ob, n.provider.as_ref(), &n.provider_name)
+                    .await;
+                let (status, hint, message) = match verdict {
+                    Verdict::Success => {
+                        details.push(describe(ob));
+                        break;
+                    }
+                    Verdict::Permanent { status, message } => {
+                        return Err(Failure {
+                            retryable: false,
+                            status,
+                            retry_after: None,
+                            message: format!("{}: {message}", describe(ob)),
+                            attempts,
+                        });
+                    }
+                    Verdict::Retryable {
+                        status,
+                        retry_after,
+                        message,
+                    } => (status, retry_after, message),
+                };
+                let wait = hint.unwrap_or_else(|| backoff(policy, tries));
+                let out_of_time = Instant::now() + wait > deadline;
+                if tries >= policy.max_attempts || out_of_time {
+                    return Err(Failure {
+                        retryable: true,
+                        status,
+                        retry_after: Some(wait.max(Duration::from_secs(1))),
+                        message: format!("{}: {message} (after {tries} attempts)", describe(ob)),
+                        attempts,
+                    });
+                }
+                tracing::info!(notification = %n.name, attempt = tries, wait_ms = wait.as_millis() as u64,
+                    error = %message, "retrying delivery");
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Ok((!details.is_empty()).then(|| details.join("; ")))
+    }
+}
+
+fn describe(ob: &Outbound) -> String {
+    match ob {
+        Outbound::Http(r) => r.target(),
+        Outbound::Stdout(_) => "stdout".into(),
+    }
+}
+
+fn in_progress() -> Run {
+    Run::Failed(Failure {
+        retryable: true,
+        status: None,
+        retry_after: Some(Duration::from_secs(1)),
+        message: "the same change is being delivered by another request".into(),
+        attempts: 0,
+    })
+}
+
+/// Exponential backoff with equal jitter.
+fn backoff(policy: &crate::config::DeliverySettings, attempt: u32) -> Duration {
+    let base = policy
+        .initial_backoff_ms
+        .saturating_mul(1u64 << (attempt.saturating_sub(1)).min(20))
+        .min(policy.max_backoff_ms);
+    let jitter = if base > 1 {
+        rand::random_range(0..base / 2)
+    } else {
+        0
+    };
+    Duration::from_millis(base / 2 + jitter)
+}
+
+/// The single outcome of an event: the most consequential delivery's.
+fn summarize(d: &[DeliveryReport]) -> Outcome {
+    const ORDER: [Outcome; 8] = [
+        Outcome::Failed,
+        Outcome::Rejected,
+        Outcome::DeadLettered,
+        Outcome::Delivered,
+        Outcome::Duplicate,
+        Outcome::Stale,
+        Outcome::Filtered,
+        Outcome::Ignored,
+    ];
+    ORDER
+        .into_iter()
+        .find(|o| d.iter().any(|r| r.outcome == *o))
+        .unwrap_or(Outcome::Filtered)
+}
+
+fn dead_letter(
+    n: &CompiledNotification,
+    f: &Failure,
+    event: &serde_json::Value,
+) -> DeadLetterEntry {
+    DeadLetterEntry {
+        id: uuid::Uuid::new_v4().to_string(),
+        failed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        notification: n.name.clone(),
+        provider: n.provider_name.clone(),
+        provider_type: n.provider_type.clone(),
+        cause: Cause {
+            kind: if f.retryable {
+                CauseKind::RetriesExhausted
+            } else {
+                CauseKind::Permanent
+            },
+            status: f.status,
+            message: f.message.clone(),
+        },
+        attempts: f.attempts,
+        replays: 0,
+        event: event.clone(),
+    }
+}
+
+/// The idempotency keys of one event for one Notification.
+struct Keys {
+    id: String,
+    semantic: String,
+    terminal: String,
+}
+
+impl Keys {
+    fn new(n: &CompiledNotification, ev: &RunEvent) -> Keys {
+        let semantic = match n.dedupe {
+            Dedupe::Condition => {
+                let digest = Sha256::digest(ev.condition_fingerprint().as_bytes());
+                format!(
+                    "n/{}/cond/{}/{}",
+                    n.name,
+                    ev.uid,
+                    hex::encode(&digest[..16])
+                )
+            }
+            Dedupe::State => format!("n/{}/state/{}/{}/{}", n.name, ev.uid, ev.phase, ev.state),
+        };
+        Keys {
+            id: format!("n/{}/id/{}", n.name, ev.event_id),
+            semantic,
+            terminal: format!("n/{}/terminal/{}", n.name, ev.uid),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! HTTP requests into events: CloudEvents in binary or structured mode (the
+//! SDK's job), Flux payloads, and the errors each can raise.
+
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use cloudevents::Event;
+use serde_json::Value;
+
+use crate::decode::{self, DecodeError, Decoded};
+use crate::model::RunEvent;
+
+/// A request the relay refuses, with the answer to give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl IngressError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        IngressError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+    }
+}
+
+impl From<DecodeError> for IngressError {
+    fn from(e: DecodeError) -> Self {
+        let status = match e {
+            DecodeError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        IngressError::new(status, e.code(), e.to_string())
+    }
+}
+
+/// What a request carried.
+#[derive(Debug)]
+pub enum Inbound {
+    CloudEvent(Box<Event>),
+    /// A Flux notification-controller payload (not a CloudEvent).
+    Flux {
+        raw: Bytes,
+        body: Value,
+    },
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+pub fn parse_request(headers: &HeaderMap, body: Bytes) -> Result<Inbound, IngressError> {
+    let ct = content_type(headers);
+    if ct == "application/cloudevents-batch+json" {
+        return Err(IngressError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "batch_not_supported",
+            "CloudEvents batch mode is not supported; send one event per request",
+        ));
+    }
+    if ct == "application/cloudevents+json" {
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
+            IngressError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("body is not valid JSON: {e}"),
+            )
+        })?;
+        let ev = serde_json::from_value::<Event>(v).map_err(|e| {
+            IngressError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cloudevent",
+                format!("not a valid structured CloudEvent: {e}"),
+            )
+        })?;
+        return Ok(Inbound::CloudEvent(Box::new(ev)));
+    }
+    if headers.contains_key("ce-specversion") {
+        let ev = binary_event(headers, body.to_vec()).map_err(|e| {
+            IngressError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cloudevent",
+                format!("not a valid binary-mode CloudEvent: {e}"),
+            )
+        })?;
+        return Ok(Inbound::CloudEvent(Box::new(ev)));
+    }
+    if ct.is_empty() || decode::is_json_content_type(&ct) {
+        if let Ok(v) = serde_json::from_slice::<Value>(&body)
+            && decode::flux::is_flux(&v)
+        {
+            return Ok(Inbound::Flux { raw: body, body: v });
+        }
+    }
+    Err(IngressError::new(
+        StatusCode::BAD_REQUEST,
+        "not_a_cloudevent",
+        "not a CloudEvent: no ce-specversion header and not application/cloudevents+json",
+    ))
+}
+
+/// A decoded request: the run event and the structured CloudEvent kept for
+/// dead letters, or the type that no decoder handles.
+#[derive(Debug)]
+pub enum Accepted {
+    Run {
+        event: Box<RunEvent>,
+        structured: Value,
+    },
+    Ignored {
+        event_type: String,
+    },
+}
+
+pub fn decode(inbound: Inbound) -> Result<Accepted, IngressError> {
+    match inbound {
+        Inbound::CloudEvent(ce) => match decode::decode_cloudevent(&ce)? {
+            Decoded::Ignored { event_type } => Ok(Accepted::Ignored { event_type }),
+            Decoded::Run(event) => Ok(Accepted::Run {
+                event,
+                structured: structured_json(&ce),
+            }),
+        },
+        Inbound::Flux { raw, body } => {
+            let event = decode::flux::decode(&raw, &body)?;
+            Ok(Accepted::Run {
+                event: Box::new(event),
+                structured: body,
+            })
+        }
+    }
+}
+
+/// The event as a structured-mode CloudEvent, with binary JSON data inlined
+/// so a dead letter reads as JSON.
+pub fn structured_json(ce: &Event) -> Value {
+    let mut ev = ce.clone();
+    if let Ok(v) = decode::data_json(ce) {
+        let ct = ce
+            .datacontenttype()
+            .unwrap_or("application/json")
+            .to_string();
+        ev.set_data(ct, v);
+    }
+    serde_json::to_value(&ev).unwrap_or(Value::Null)
+}
+
+use cloudevents::{AttributesReader, AttributesWriter};
+
+/// Binary mode through the SDK. The SDK reads header values as visible
+/// ASCII, but senders put UTF-8 subjects (run names) in raw header bytes;
+/// such values pass the SDK as a placeholder and are restored afterwards.
+fn binary_event(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, cloudevents::message::Error> {
+    let non_ascii: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(k, v)| k.as_str().starts_with("ce-") && v.to_str().is_err())
+        .filter_map(|(k, v)| {
+            let text = std::str::from_utf8(v.as_bytes()).ok()?;
+            Some((k.as_str()["ce-".len()..].to_string(), text.to_string()))
+        })
+        .collect();
+    if non_ascii.is_empty() {
+        return cloudevents::binding::http::to_event(headers, body);
+    }
+    let mut cleaned = headers.clone();
+    for (name, _) in &non_ascii {
+        cleaned.insert(
+            http::HeaderName::from_bytes(format!("ce-{name}").as_bytes()).expect("was a header"),
+            http::HeaderValue::from_static("x"),
+        );
+    }
+    let mut ev = cloudevents::binding::http::to_event(&cleaned, body)?;
+    for (name, value) in non_ascii {
+        match name.as_str() {
+            "subject" => {
+                ev.set_subject(Some(value));
+            }
+            "id" => {
+                ev.set_id(value);
+            }
+            "type" => {
+                ev.set_type(value);
+            }
+            "source" => {
+                ev.set_source(value);
+            }
+            _ => {
+                ev.set_extension(&name, value);
+            }
+        }
+    }
+    Ok(ev)
+}

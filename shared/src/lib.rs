@@ -1,0 +1,23 @@
+//! relay-core: everything a relay function shares — the event model,
+//! decoding, configuration, the delivery engine, stores, dead letters and
+//! the HTTP runtime.
+
+pub mod config;
+pub mod deadletter;
+pub mod decode;
+pub mod engine;
+pub mod ingress;
+pub mod metrics;
+pub mod model;
+pub mod provider;
+pub mod replay;
+pub mod runtime;
+pub mod sample;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod template;
+pub mod transport;
+
+pub use model::{RunEvent, RunState};

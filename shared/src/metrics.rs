@@ -1,0 +1,125 @@
+//! Prometheus metrics, `relay_` prefix.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub events_received: IntCounterVec,
+    pub requests_rejected: IntCounterVec,
+    pub deliveries: IntCounterVec,
+    pub delivery_duration: HistogramVec,
+    pub provider_requests: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub dead_letters_dropped: IntCounter,
+    pub dead_letter_errors: IntCounter,
+    pub replays: IntCounterVec,
+    pub store_errors: IntCounterVec,
+}
+
+fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    reg.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let delivery_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "relay_delivery_duration_seconds",
+                "Time to deliver one event to one Notification, retries included.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["notification"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(delivery_duration.clone()))
+            .expect("unique metric");
+        let dropped = IntCounter::new(
+            "relay_dead_letters_dropped_total",
+            "Dead letters dropped, oldest first, to keep the queue under its size bound.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(dropped.clone()))
+            .expect("unique metric");
+        let dl_errors = IntCounter::new(
+            "relay_dead_letter_errors_total",
+            "Dead letters that could not be written (the event was answered as retryable).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(dl_errors.clone()))
+            .expect("unique metric");
+        Metrics {
+            events_received: counter(
+                &registry,
+                "relay_events_received_total",
+                "Events received, by CloudEvent type (other types as `other`).",
+                &["type"],
+            ),
+            requests_rejected: counter(
+                &registry,
+                "relay_requests_rejected_total",
+                "Requests answered 4xx before any delivery, by error code.",
+                &["code"],
+            ),
+            deliveries: counter(
+                &registry,
+                "relay_deliveries_total",
+                "Per-Notification results, by outcome.",
+                &["notification", "outcome"],
+            ),
+            delivery_duration,
+            provider_requests: counter(
+                &registry,
+                "relay_provider_requests_total",
+                "Requests sent to providers, by provider and result.",
+                &["provider", "result"],
+            ),
+            dead_letters: counter(
+                &registry,
+                "relay_dead_letters_total",
+                "Events dead-lettered, by Notification.",
+                &["notification"],
+            ),
+            dead_letters_dropped: dropped,
+            dead_letter_errors: dl_errors,
+            replays: counter(
+                &registry,
+                "relay_dead_letter_replays_total",
+                "Dead-letter replays, by result.",
+                &["result"],
+            ),
+            store_errors: counter(
+                &registry,
+                "relay_store_errors_total",
+                "Store operations that failed (the relay then fails open).",
+                &["backend", "op"],
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("text exposition is UTF-8")
+    }
+}

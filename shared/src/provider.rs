@@ -1,0 +1,227 @@
+//! The interface every provider implements: build the request(s) for an
+//! event, and classify the answer. Policy (idempotency, retries, dead
+//! letters) lives in the engine, written once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::Value;
+
+use crate::config::ProviderDoc;
+use crate::model::RunEvent;
+use crate::template::Template;
+
+/// What a provider is given for one event and Notification.
+pub struct DeliveryInput<'a> {
+    pub event: &'a RunEvent,
+    pub notification: &'a str,
+    /// The Notification's template, when it has one.
+    pub template: Option<&'a Template>,
+}
+
+/// One effect to perform.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Http(OutboundRequest),
+    /// A line for the process's standard output.
+    Stdout(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    pub method: Method,
+    pub url: url::Url,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl OutboundRequest {
+    pub fn post_json(url: url::Url, body: impl Into<Bytes>) -> OutboundRequest {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        OutboundRequest {
+            method: Method::POST,
+            url,
+            headers,
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header whose value must never be logged.
+    pub fn sensitive_header(&mut self, name: HeaderName, value: &str) -> Result<(), ProviderError> {
+        let mut v = HeaderValue::from_str(value)
+            .map_err(|_| ProviderError::Permanent(format!("{name} value is not a valid header")))?;
+        v.set_sensitive(true);
+        self.headers.insert(name, v);
+        Ok(())
+    }
+
+    /// Where the request goes, for errors and logs: scheme, host and port
+    /// only, since paths and queries of webhook URLs often embed tokens.
+    pub fn target(&self) -> String {
+        let host = self.url.host_str().unwrap_or("?");
+        match self.url.port() {
+            Some(p) => format!("{} {}://{host}:{p}", self.method, self.url.scheme()),
+            None => format!("{} {}://{host}", self.method, self.url.scheme()),
+        }
+    }
+}
+
+/// How an answer (or its absence) is to be treated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    Retryable {
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    Permanent {
+        status: Option<u16>,
+        message: String,
+    },
+}
+
+/// Errors raised while building requests.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ProviderError {
+    /// Cannot succeed by retrying (bad template, unreadable secret, ...).
+    #[error("{0}")]
+    Permanent(String),
+    #[error("{0}")]
+    Retryable(String),
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    fn type_name(&self) -> &'static str;
+
+    /// Builds the effects for one event.
+    async fn build(&self, input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError>;
+
+    /// Classifies an HTTP answer. The default: 2xx succeed; 408, 429 and 5xx
+    /// are retried (honouring `Retry-After`); anything else is permanent.
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+        default_classify(status, headers, body)
+    }
+}
+
+pub fn default_classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    if status.is_success() {
+        return Verdict::Success;
+    }
+    let snippet: String = body.chars().take(200).collect();
+    let message = if snippet.trim().is_empty() {
+        format!("answered {status}")
+    } else {
+        format!("answered {status}: {}", snippet.trim())
+    };
+    if status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+    {
+        Verdict::Retryable {
+            status: Some(status.as_u16()),
+            retry_after: retry_after(headers),
+            message,
+        }
+    } else {
+        Verdict::Permanent {
+            status: Some(status.as_u16()),
+            message,
+        }
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.signed_duration_since(chrono::Utc::now());
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Builds a provider from its `Provider` document.
+pub trait ProviderFactory: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    /// Errors are `(path under spec.<type>, message)`.
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>>;
+}
+
+/// The provider types a function knows.
+#[derive(Default)]
+pub struct Registry {
+    factories: Vec<Box<dyn ProviderFactory>>,
+    serve_only: Option<&'static str>,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    pub fn with(mut self, factory: impl ProviderFactory + 'static) -> Registry {
+        self.factories.push(Box::new(factory));
+        self
+    }
+
+    /// A per-provider function serves only Notifications of its type, and
+    /// ignores documents of other types (another function serves those).
+    pub fn serving_only(mut self, provider_type: &'static str) -> Registry {
+        self.serve_only = Some(provider_type);
+        self
+    }
+
+    pub fn serves(&self, provider_type: &str) -> bool {
+        self.serve_only.is_none_or(|t| t == provider_type)
+    }
+
+    pub fn factory(&self, provider_type: &str) -> Option<&dyn ProviderFactory> {
+        self.factories
+            .iter()
+            .find(|f| f.type_name() == provider_type)
+            .map(|f| f.as_ref())
+    }
+
+    pub fn type_names(&self) -> Vec<&'static str> {
+        self.factories.iter().map(|f| f.type_name()).collect()
+    }
+}
+
+/// Parses a provider's settings block with unknown keys rejected.
+pub fn parse_settings<T: serde::de::DeserializeOwned>(
+    doc: &ProviderDoc,
+) -> Result<T, Vec<(String, String)>> {
+    crate::config::parse_at::<T>(doc.settings.clone(), "").map_err(|(p, m)| vec![(p, m)])
+}
+
+/// The settings block as JSON, for providers with nothing to configure.
+pub fn require_empty(doc: &ProviderDoc) -> Result<(), Vec<(String, String)>> {
+    match &doc.settings {
+        Value::Object(m) if m.is_empty() => Ok(()),
+        Value::Null => Ok(()),
+        Value::Object(m) => Err(m
+            .keys()
+            .map(|k| {
+                (
+                    k.clone(),
+                    format!("unknown field `{k}`: this provider takes no settings"),
+                )
+            })
+            .collect()),
+        _ => Err(vec![(String::new(), "expected a map".into())]),
+    }
+}

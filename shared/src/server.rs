@@ -1,0 +1,228 @@
+//! The HTTP face of a function (Knative mode and `relay serve`): events on
+//! `POST /`, health, metrics, and the dead-letter API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::deadletter::DeadLetterTarget;
+use crate::engine::{Engine, EventResult, Mode, Outcome};
+use crate::ingress::{self, Accepted, IngressError};
+use crate::replay;
+
+pub struct App {
+    pub engine: Engine,
+}
+
+pub type SharedApp = Arc<App>;
+
+pub fn router(app: SharedApp) -> Router {
+    Router::new()
+        .route("/", post(receive))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/dlq", get(dlq_list))
+        .route("/api/v1/dlq/replay", post(dlq_replay))
+        .route("/api/v1/dlq/{id}", delete(dlq_delete))
+        .with_state(app)
+}
+
+fn error(e: &IngressError) -> Response {
+    (e.status, Json(e.body())).into_response()
+}
+
+/// Event types are bounded for the metric label; others count as `other`.
+fn type_label(ty: &str) -> &str {
+    if crate::decode::is_handled_type(ty) || ty.starts_with("io.fluxcd.") {
+        ty
+    } else {
+        "other"
+    }
+}
+
+async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
+    let metrics = &app.engine.metrics;
+    let limit = app.engine.plan.settings.limits.max_body_bytes;
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            metrics
+                .requests_rejected
+                .with_label_values(&["body_too_large"])
+                .inc();
+            let e = IngressError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("body is over the limit of {limit} bytes"),
+            );
+            return error(&e);
+        }
+    };
+    let accepted = ingress::parse_request(&parts.headers, bytes).and_then(ingress::decode);
+    let (event, structured) = match accepted {
+        Err(e) => {
+            metrics.requests_rejected.with_label_values(&[e.code]).inc();
+            tracing::info!(code = e.code, error = %e.message, "request rejected");
+            return error(&e);
+        }
+        Ok(Accepted::Ignored { event_type }) => {
+            metrics
+                .events_received
+                .with_label_values(&[type_label(&event_type)])
+                .inc();
+            return Json(json!({"outcome": Outcome::Ignored, "deliveries": []})).into_response();
+        }
+        Ok(Accepted::Run { event, structured }) => (event, structured),
+    };
+    metrics
+        .events_received
+        .with_label_values(&[type_label(&event.event_type)])
+        .inc();
+    let span = tracing::info_span!("event", ce_id = %event.event_id, ce_type = %event.event_type,
+        run = %event.display_name(), state = %event.state);
+    let result = async {
+        let r = app.engine.process(*event, &structured, Mode::Live).await;
+        tracing::info!(outcome = r.outcome.as_str(), "event processed");
+        r
+    }
+    .instrument(span)
+    .await;
+    answer(&app, result)
+}
+
+/// DESIGN.md "HTTP contract": 200, 503 + Retry-After, or 422 for `respond`.
+fn answer(app: &App, r: EventResult) -> Response {
+    if let Some(wait) = r.retry_after {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(&r)).into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return resp;
+    }
+    let rejected: Vec<&str> = r
+        .deliveries
+        .iter()
+        .filter(|d| d.outcome == Outcome::Rejected)
+        .filter_map(|d| d.detail.as_deref())
+        .collect();
+    if !rejected.is_empty() && matches!(app.engine.dead_letters, DeadLetterTarget::Respond) {
+        let body = json!({
+            "error": {"code": "permanent_failure", "message": rejected.join("; ")},
+            "deliveries": r.deliveries,
+        });
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+    }
+    Json(&r).into_response()
+}
+
+async fn ready(State(app): State<SharedApp>) -> Response {
+    let store = &app.engine.store;
+    let store_ok = tokio::time::timeout(Duration::from_secs(2), store.ping())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let body = json!({
+        "status": if store_ok { "ready" } else { "degraded" },
+        "store": {"backend": store.backend(), "status": if store_ok { "ok" } else { "unreachable" }},
+        "deadLetter": app.engine.dead_letters.describe(),
+        "notifications": app.engine.plan.notifications.iter().map(|n| json!({
+            "name": n.name, "provider": n.provider_name, "type": n.provider_type,
+        })).collect::<Vec<_>>(),
+    });
+    // Degraded still serves: the relay fails open without its store.
+    Json(body).into_response()
+}
+
+async fn metrics(State(app): State<SharedApp>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.engine.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+    notification: Option<String>,
+}
+
+fn no_sink() -> Response {
+    let e = IngressError::new(
+        StatusCode::NOT_FOUND,
+        "no_dead_letter_queue",
+        "dead letters go back to the sender (deadLetter: respond); nothing is kept here",
+    );
+    error(&e)
+}
+
+fn sink_error(e: impl std::fmt::Display) -> Response {
+    let e = IngressError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "dead_letter_sink",
+        e.to_string(),
+    );
+    error(&e)
+}
+
+async fn dlq_list(State(app): State<SharedApp>, Query(q): Query<ListQuery>) -> Response {
+    let DeadLetterTarget::Sink(sink) = &app.engine.dead_letters else {
+        return no_sink();
+    };
+    match sink.list(q.limit, q.notification.as_deref()).await {
+        Ok((total, entries)) => Json(json!({"total": total, "entries": entries})).into_response(),
+        Err(e) => sink_error(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReplayRequest {
+    ids: Option<Vec<String>>,
+}
+
+async fn dlq_replay(State(app): State<SharedApp>, body: axum::body::Bytes) -> Response {
+    let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = IngressError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string());
+                return error(&e);
+            }
+        }
+    };
+    let DeadLetterTarget::Sink(sink) = &app.engine.dead_letters else {
+        return no_sink();
+    };
+    match replay::replay(&app.engine, sink.as_ref(), req.ids.as_deref()).await {
+        Ok(summary) => Json(summary).into_response(),
+        Err(e) => sink_error(e),
+    }
+}
+
+async fn dlq_delete(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
+    let DeadLetterTarget::Sink(sink) = &app.engine.dead_letters else {
+        return no_sink();
+    };
+    match sink.remove(&id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(&IngressError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no dead letter with id {id:?}"),
+        )),
+        Err(e) => sink_error(e),
+    }
+}
