@@ -1,1 +1,7 @@
+//! Test harness shared by the integration and end-to-end tests and the
+//! benchmark: the fixture format, a recording webhook receiver, and a real
+//! `relay serve` process.
 
+pub mod fixtures;
+pub mod process;
+pub mod receiver;

@@ -1,0 +1,125 @@
+//! A real `relay serve` process on a free port, with its output kept in files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fixtures::RequestFile;
+
+pub struct RelayProcess {
+    child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RelayProcess {
+    /// Starts `binary serve --config <config>` and waits until `/healthz` answers.
+    pub async fn start(binary: &Path, config: &str) -> RelayProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config.replace("$DIR", &dir.path().display().to_string());
+        let cfg_path = dir.path().join("relay.yaml");
+        std::fs::write(&cfg_path, config).unwrap();
+        let port = free_port();
+        let child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(&cfg_path)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--drain-seconds", "5"])
+            .current_dir(dir.path())
+            .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("relay binary starts");
+        let p = RelayProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        p.wait_healthy().await;
+        p
+    }
+
+    async fn wait_healthy(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(format!("{}/healthz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relay did not become healthy; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.path("stdout.log")).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.path("stderr.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Posts one request file to `url`: `(status, body as JSON)`.
+pub async fn send(client: &reqwest::Client, url: &str, f: &RequestFile) -> (u16, serde_json::Value) {
+    let method = reqwest::Method::from_bytes(f.method.as_bytes()).unwrap();
+    let mut req = client.request(method, url).body(f.body_bytes());
+    for (k, v) in f.send_headers() {
+        req = req.header(k, reqwest::header::HeaderValue::from_bytes(v.as_bytes()).unwrap());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+/// Posts a structured CloudEvent.
+pub async fn send_structured(
+    client: &reqwest::Client,
+    url: &str,
+    event: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let resp = client
+        .post(url)
+        .header("content-type", "application/cloudevents+json")
+        .body(serde_json::to_vec(event).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
