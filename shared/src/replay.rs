@@ -74,12 +74,17 @@ async fn replay_one(engine: &Engine, entry: &DeadLetterEntry) -> bool {
             },
         )
         .await;
-    result.deliveries.iter().all(|d| {
+    let ok = result.deliveries.iter().all(|d| {
         matches!(
             d.outcome,
             Outcome::Delivered | Outcome::Duplicate | Outcome::Stale | Outcome::Filtered
         )
-    })
+    });
+    for d in &result.deliveries {
+        tracing::info!(id = %entry.id, notification = %d.notification, outcome = d.outcome.as_str(),
+            detail = d.detail.as_deref().unwrap_or(""), "dead letter replayed");
+    }
+    ok
 }
 
 fn event_of(v: &Value) -> Result<Option<crate::model::RunEvent>, String> {

@@ -23,15 +23,28 @@ pub fn free_port() -> u16 {
 
 impl RelayProcess {
     /// Starts `binary serve --config <config>` and waits until `/healthz` answers.
+    /// `$DIR` in the config stands for the process's own temporary folder.
     pub async fn start(binary: &Path, config: &str) -> RelayProcess {
+        RelayProcess::spawn(binary, Some(config)).await
+    }
+
+    /// Starts `binary serve` on its embedded default (no config anywhere).
+    pub async fn start_default(binary: &Path) -> RelayProcess {
+        RelayProcess::spawn(binary, None).await
+    }
+
+    async fn spawn(binary: &Path, config: Option<&str>) -> RelayProcess {
         let dir = tempfile::tempdir().unwrap();
-        let config = config.replace("$DIR", &dir.path().display().to_string());
-        let cfg_path = dir.path().join("relay.yaml");
-        std::fs::write(&cfg_path, config).unwrap();
         let port = free_port();
-        let child = Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(&cfg_path)
+        let mut cmd = Command::new(binary);
+        cmd.arg("serve").env_remove("RELAY_CONFIG").env("RELAY_LOG", "info");
+        if let Some(config) = config {
+            let config = config.replace("$DIR", &dir.path().display().to_string());
+            let cfg_path = dir.path().join("relay.yaml");
+            std::fs::write(&cfg_path, config).unwrap();
+            cmd.arg("--config").arg(&cfg_path);
+        }
+        let child = cmd
             .args(["--listen", &format!("127.0.0.1:{port}"), "--drain-seconds", "5"])
             .current_dir(dir.path())
             .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())

@@ -1,0 +1,281 @@
+//! End to end through a real `relay serve` process: retries, dead letters and
+//! replay, partial failures, `respond`, secrets, metrics, the CLI.
+
+use std::path::Path;
+use tokio::process::Command;
+
+use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::process::{RelayProcess, send};
+use relay_tests::receiver::Receiver;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_relay");
+
+/// A fresh successful-PipelineRun event: new CloudEvent id and run uid.
+fn fresh_event() -> RequestFile {
+    let mut f = RequestFile::load(&dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"));
+    let id = uuid();
+    f.headers.insert("Ce-Id".into(), id.clone());
+    f.body["pipelineRun"]["metadata"]["uid"] = Value::String(uuid());
+    f
+}
+
+fn uuid() -> String {
+    // Unique enough for tests without another dependency.
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{:x}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+fn ce_id(f: &RequestFile) -> String {
+    f.headers["Ce-Id"].clone()
+}
+
+fn head(spec: &str) -> String {
+    format!(
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n{spec}\n"
+    )
+}
+
+fn webhook(name: &str, settings: &str) -> String {
+    format!(
+        "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: {name}}}\nspec:\n  type: webhook\n  webhook: {settings}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: {name}}}\n"
+    )
+}
+
+const FAST: &str = "  deadLetter: file://$DIR/dead-letters.jsonl\n  delivery: {initialBackoffMs: 10, maxBackoffMs: 40, maxAttempts: 3}";
+
+async fn get(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn receiver_answering_500_then_200_gets_exactly_one_delivery() {
+    let rx = Receiver::start().await;
+    rx.script("/flaky", &[(500, None)]);
+    let cfg = head(FAST) + &webhook("flaky", &format!("{{url: \"{}\"}}", rx.url("/flaky")));
+    let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
+    let client = reqwest::Client::new();
+    let ev = fresh_event();
+    let (status, body) = send(&client, &relay.base, &ev).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("delivered")), "{body}");
+    assert_eq!(rx.requests_on("/flaky").len(), 2, "one 500, one 200");
+    let (status, body) = send(&client, &relay.base, &ev).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("duplicate")));
+    assert_eq!(rx.accepted_on("/flaky").len(), 1);
+    let metrics = reqwest::get(format!("{}/metrics", relay.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"relay_provider_requests_total{provider="flaky",result="retryable"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"relay_deliveries_total{notification="flaky",outcome="duplicate"} 1"#));
+}
+
+#[tokio::test]
+async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
+    let rx = Receiver::start().await;
+    rx.always("/auth", Some((401, None)));
+    let cfg = head(FAST) + &webhook("auth", &format!("{{url: \"{}\"}}", rx.url("/auth")));
+    let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
+    let client = reqwest::Client::new();
+
+    // 401: dead letter, not retried.
+    let a = fresh_event();
+    let (status, body) = send(&client, &relay.base, &a).await;
+    assert_eq!((status, body["outcome"].as_str()), (200, Some("dead_lettered")), "{body}");
+    assert_eq!(rx.requests_on("/auth").len(), 1, "permanent failures are not retried");
+    let dlq = get(&format!("{}/api/v1/dlq", relay.base)).await;
+    assert_eq!(dlq["total"], 1);
+    let entry = &dlq["entries"][0];
+    assert_eq!(entry["notification"], "auth");
+    assert_eq!(entry["provider_type"], "webhook");
+    assert_eq!(entry["cause"]["kind"], "permanent");
+    assert_eq!(entry["cause"]["status"], 401);
+    assert_eq!(entry["replays"], 0);
+    assert_eq!(entry["event"]["id"], ce_id(&a).as_str());
+    assert_eq!(entry["event"]["specversion"], "1.0");
+    assert!(entry["event"]["data"]["pipelineRun"].is_object());
+
+    // The CLI lists it.
+    let out = Command::new(BIN).args(["dlq", "list", "--url", &relay.base]).output().await.unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&ce_id(&a)));
+
+    // Replay while still broken: kept, replays + 1.
+    let r: Value = client.post(format!("{}/api/v1/dlq/replay", relay.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r, json!({"replayed": 1, "succeeded": 0, "failed": 1}));
+    assert_eq!(get(&format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["replays"], 1);
+
+    // Fixed: the CLI replay delivers once and empties the queue.
+    rx.always("/auth", None);
+    let out = Command::new(BIN).args(["dlq", "replay", "--url", &relay.base]).output().await.unwrap();
+    assert!(out.status.success());
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary, json!({"replayed": 1, "succeeded": 1, "failed": 0}), "{}", relay.stderr());
+    assert_eq!(rx.accepted_on("/auth").len(), 1);
+    assert_eq!(get(&format!("{}/api/v1/dlq", relay.base)).await["total"], 0);
+
+    // An entry whose delivery succeeded meanwhile (the sender re-sent it) is
+    // removed by replay without a second delivery.
+    rx.always("/auth", Some((403, None)));
+    let b = fresh_event();
+    assert_eq!(send(&client, &relay.base, &b).await.1["outcome"], "dead_lettered");
+    rx.always("/auth", None);
+    assert_eq!(send(&client, &relay.base, &b).await.1["outcome"], "delivered");
+    let r: Value = client
+        .post(format!("{}/api/v1/dlq/replay", relay.base))
+        .json(&json!({"ids": [get(&format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["id"]]}))
+        .send().await.unwrap().json().await.unwrap();
+    assert_eq!(r, json!({"replayed": 1, "succeeded": 1, "failed": 0}));
+    let delivered_b = rx.accepted_on("/auth").iter().filter(|r| r.json()["event_id"] == ce_id(&b).as_str()).count();
+    assert_eq!(delivered_b, 1);
+    assert_eq!(get(&format!("{}/api/v1/dlq", relay.base)).await["total"], 0);
+
+    // DELETE removes one entry.
+    rx.always("/auth", Some((404, None)));
+    send(&client, &relay.base, &fresh_event()).await;
+    let id = get(&format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["id"].as_str().unwrap().to_string();
+    let del = client.delete(format!("{}/api/v1/dlq/{id}", relay.base)).send().await.unwrap();
+    assert_eq!(del.status(), 204);
+    let del = client.delete(format!("{}/api/v1/dlq/{id}", relay.base)).send().await.unwrap();
+    assert_eq!(del.status(), 404);
+
+    let metrics = reqwest::get(format!("{}/metrics", relay.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"relay_dead_letters_total{notification="auth"} 3"#), "{metrics}");
+    assert!(metrics.contains(r#"relay_dead_letter_replays_total{result="failed"} 1"#));
+}
+
+#[tokio::test]
+async fn sender_retry_reruns_only_the_notification_that_failed() {
+    let rx = Receiver::start().await;
+    rx.always("/down", Some((503, None)));
+    let cfg = head(FAST)
+        + &webhook("ok", &format!("{{url: \"{}\"}}", rx.url("/ok")))
+        + &webhook("down", &format!("{{url: \"{}\"}}", rx.url("/down")));
+    let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
+    let client = reqwest::Client::new();
+    let ev = fresh_event();
+    let resp = client
+        .post(&relay.base)
+        .headers(headers(&ev))
+        .body(ev.body_bytes())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    let body: Value = resp.json().await.unwrap();
+    let outcome = |b: &Value, n: &str| {
+        b["deliveries"].as_array().unwrap().iter().find(|d| d["notification"] == n).unwrap()["outcome"].clone()
+    };
+    assert_eq!(outcome(&body, "ok"), "delivered");
+    assert_eq!(outcome(&body, "down"), "failed");
+    assert_eq!(rx.requests_on("/down").len(), 3, "maxAttempts");
+
+    rx.always("/down", None);
+    let (status, body) = send(&client, &relay.base, &ev).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(outcome(&body, "ok"), "duplicate");
+    assert_eq!(outcome(&body, "down"), "delivered");
+    assert_eq!(rx.accepted_on("/ok").len(), 1);
+    assert_eq!(rx.accepted_on("/down").len(), 1);
+}
+
+fn headers(f: &RequestFile) -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    for (k, v) in f.send_headers() {
+        h.insert(
+            reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            reqwest::header::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
+    }
+    h
+}
+
+#[tokio::test]
+async fn respond_mode_answers_422_and_limits_are_configurable() {
+    let rx = Receiver::start().await;
+    rx.always("/gone", Some((410, None)));
+    let cfg = head("  deadLetter: respond\n  limits: {maxBodyBytes: 20000}")
+        + &webhook("gone", &format!("{{url: \"{}\"}}", rx.url("/gone")));
+    let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
+    let client = reqwest::Client::new();
+    let mut small = fresh_event();
+    small.body["pipelineRun"]["status"] = json!({"conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]});
+    small.body["pipelineRun"]["spec"] = json!({});
+    let (status, body) = send(&client, &relay.base, &small).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "permanent_failure");
+    assert!(body["error"]["message"].as_str().unwrap().contains("410"));
+    let mut big = fresh_event();
+    big.body["pipelineRun"]["metadata"]["annotations"]["padding"] = Value::String("x".repeat(30_000));
+    assert!(big.body_bytes().len() > 20000);
+    let (status, body) = send(&client, &relay.base, &big).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "body_too_large");
+    let r = client.get(format!("{}/api/v1/dlq", relay.base)).send().await.unwrap();
+    assert_eq!(r.status(), 404, "respond keeps nothing");
+}
+
+#[tokio::test]
+async fn secrets_are_used_but_never_logged_or_dead_lettered() {
+    let rx = Receiver::start().await;
+    rx.always("/signed", Some((401, None)));
+    let secrets = tempfile::tempdir().unwrap();
+    let token = "tok-SECRET-e2e-7f3a";
+    let hmac = "hmac-SECRET-e2e-91b2";
+    let url = format!("{}?key=url-SECRET-e2e-77", rx.url("/signed"));
+    std::fs::write(secrets.path().join("token"), format!("{token}\n")).unwrap();
+    std::fs::write(secrets.path().join("hmac"), hmac).unwrap();
+    std::fs::write(secrets.path().join("url"), &url).unwrap();
+    let settings = format!(
+        "{{urlFile: {}, tokenFile: {}, hmacSecretFile: {}}}",
+        secrets.path().join("url").display(),
+        secrets.path().join("token").display(),
+        secrets.path().join("hmac").display()
+    );
+    let cfg = head(FAST) + &webhook("signed", &settings);
+    let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
+    let client = reqwest::Client::new();
+    let (_, first) = send(&client, &relay.base, &fresh_event()).await;
+    assert_eq!(first["outcome"], "dead_lettered");
+    rx.always("/signed", Some((503, None)));
+    let (_, second) = send(&client, &relay.base, &fresh_event()).await;
+    assert_eq!(second["outcome"], "failed");
+
+    // The secrets were used...
+    let req = &rx.requests_on("/signed")[0];
+    assert_eq!(req.headers["authorization"], format!("Bearer {token}").as_str());
+    let sig = relay_webhook::signature(hmac.as_bytes(), &req.body);
+    assert_eq!(req.headers["x-relay-signature-256"], sig.as_str());
+
+    // ...and appear nowhere else.
+    let dlq = reqwest::get(format!("{}/api/v1/dlq", relay.base)).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", relay.base)).await.unwrap().text().await.unwrap();
+    let dead_letters = std::fs::read_to_string(relay.path("dead-letters.jsonl")).unwrap();
+    assert!(dead_letters.contains("401"));
+    for (what, text) in [
+        ("stdout", relay.stdout()),
+        ("stderr", relay.stderr()),
+        ("dead-letter file", dead_letters),
+        ("dlq api", dlq),
+        ("metrics", metrics),
+        ("answers", format!("{first} {second}")),
+    ] {
+        assert!(!text.contains("SECRET"), "a secret leaked into {what}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn embedded_default_logs_every_event_and_sigterm_exits_cleanly() {
+    let mut relay = RelayProcess::start_default(Path::new(BIN)).await;
+    let client = reqwest::Client::new();
+    let ev = fresh_event();
+    let (status, body) = send(&client, &relay.base, &ev).await;
+    assert_eq!((status, body["deliveries"][0]["notification"].as_str()), (200, Some("log-everything")));
+    let ready = get(&format!("{}/readyz", relay.base)).await;
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["store"]["backend"], "memory");
+    let status = relay.terminate();
+    assert!(status.success(), "{status:?}");
+    let out = relay.stdout();
+    assert!(out.contains("[log-everything] PipelineRun ci/build-and-test-vjcdr succeeded (Succeeded)"), "{out}");
+    assert!(relay.path("relay-data").is_dir(), "file dead letters under ./relay-data/");
+}
