@@ -41,20 +41,20 @@ impl Plan {
     pub fn compile(cfg: &RelayConfig, registry: &Registry) -> Result<Plan, ConfigErrors> {
         let mut errs = ConfigErrors::default();
         if let Err(e) = crate::store::check_url(&cfg.settings.store) {
-            errs.push("RelayConfig", "spec.store", e);
+            errs.push(&cfg.settings_document, "spec.store", e);
         }
         if let Err(e) = crate::deadletter::check_url(&cfg.settings.dead_letter) {
-            errs.push("RelayConfig", "spec.deadLetter", e);
+            errs.push(&cfg.settings_document, "spec.deadLetter", e);
         }
         let dashboard = match cfg.settings.dashboard_url.as_deref().map(Template::compile) {
             Some(Ok(t)) => {
                 if let Err(e) = t.render(dashboard_context(&crate::sample::run_event())) {
-                    errs.push("RelayConfig", "spec.dashboardURL", e);
+                    errs.push(&cfg.settings_document, "spec.dashboardURL", e);
                 }
                 Some(t)
             }
             Some(Err(e)) => {
-                errs.push("RelayConfig", "spec.dashboardURL", e);
+                errs.push(&cfg.settings_document, "spec.dashboardURL", e);
                 None
             }
             None => None,

@@ -100,12 +100,11 @@ pub fn parse_request(headers: &HeaderMap, body: Bytes) -> Result<Inbound, Ingres
         })?;
         return Ok(Inbound::CloudEvent(Box::new(ev)));
     }
-    if ct.is_empty() || decode::is_json_content_type(&ct) {
-        if let Ok(v) = serde_json::from_slice::<Value>(&body)
-            && decode::flux::is_flux(&v)
-        {
-            return Ok(Inbound::Flux { raw: body, body: v });
-        }
+    if (ct.is_empty() || decode::is_json_content_type(&ct))
+        && let Ok(v) = serde_json::from_slice::<Value>(&body)
+        && decode::flux::is_flux(&v)
+    {
+        return Ok(Inbound::Flux { raw: body, body: v });
     }
     Err(IngressError::new(
         StatusCode::BAD_REQUEST,

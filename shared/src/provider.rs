@@ -24,6 +24,7 @@ pub struct DeliveryInput<'a> {
 
 /// One effect to perform.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // built once per delivery; boxing buys nothing
 pub enum Outbound {
     Http(OutboundRequest),
     /// A line for the process's standard output.

@@ -19,14 +19,14 @@ pub fn build_app(cfg: &RelayConfig, registry: &Registry) -> Result<SharedApp, Co
     let metrics = Arc::new(Metrics::new());
     let mut errs = ConfigErrors::default();
     let store = crate::store::open(&plan.settings.store)
-        .map_err(|e| errs.push("RelayConfig", "spec.store", e))
+        .map_err(|e| errs.push(&cfg.settings_document, "spec.store", e))
         .ok();
     let dead_letters = crate::deadletter::open(
         &plan.settings.dead_letter,
         plan.settings.dead_letter_max_bytes,
         metrics.clone(),
     )
-    .map_err(|e| errs.push("RelayConfig", "spec.deadLetter", e))
+    .map_err(|e| errs.push(&cfg.settings_document, "spec.deadLetter", e))
     .ok();
     match (store, dead_letters) {
         (Some(store), Some(dl)) => Ok(Arc::new(App {

@@ -45,7 +45,8 @@ fn post() -> String {
 
 impl RequestFile {
     pub fn load(path: &Path) -> RequestFile {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut f: RequestFile =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         f.file_name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -83,7 +84,8 @@ pub struct Scenario {
 impl Scenario {
     pub fn load(dir: &Path) -> Scenario {
         let truth: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("scenario.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.join("scenario.json")).unwrap())
+                .unwrap();
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())

@@ -37,7 +37,9 @@ impl RelayProcess {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut cmd = Command::new(binary);
-        cmd.arg("serve").env_remove("RELAY_CONFIG").env("RELAY_LOG", "info");
+        cmd.arg("serve")
+            .env_remove("RELAY_CONFIG")
+            .env("RELAY_LOG", "info");
         if let Some(config) = config {
             let config = config.replace("$DIR", &dir.path().display().to_string());
             let cfg_path = dir.path().join("relay.yaml");
@@ -45,7 +47,12 @@ impl RelayProcess {
             cmd.arg("--config").arg(&cfg_path);
         }
         let child = cmd
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--drain-seconds", "5"])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--drain-seconds",
+                "5",
+            ])
             .current_dir(dir.path())
             .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
             .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
@@ -108,11 +115,18 @@ impl Drop for RelayProcess {
 }
 
 /// Posts one request file to `url`: `(status, body as JSON)`.
-pub async fn send(client: &reqwest::Client, url: &str, f: &RequestFile) -> (u16, serde_json::Value) {
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    f: &RequestFile,
+) -> (u16, serde_json::Value) {
     let method = reqwest::Method::from_bytes(f.method.as_bytes()).unwrap();
     let mut req = client.request(method, url).body(f.body_bytes());
     for (k, v) in f.send_headers() {
-        req = req.header(k, reqwest::header::HeaderValue::from_bytes(v.as_bytes()).unwrap());
+        req = req.header(
+            k,
+            reqwest::header::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
     }
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();

@@ -56,7 +56,11 @@ impl Receiver {
     /// The next answers on `path`, in order; `(status, Retry-After seconds)`.
     pub fn script(&self, path: &str, answers: &[(u16, Option<u64>)]) {
         let mut inner = self.inner.lock().unwrap();
-        inner.script.entry(path.into()).or_default().extend(answers.iter().copied());
+        inner
+            .script
+            .entry(path.into())
+            .or_default()
+            .extend(answers.iter().copied());
     }
 
     /// Answer `status` on `path` until told otherwise (`None`: back to 200).
@@ -73,7 +77,10 @@ impl Receiver {
     }
 
     pub fn requests_on(&self, path: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// Requests on `path` that were answered 2xx.
@@ -91,7 +98,9 @@ impl Receiver {
 
 async fn record(State(r): State<Receiver>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
     let path = parts.uri.path().to_string();
     let mut inner = r.inner.lock().unwrap();
     let (status, retry_after) = inner

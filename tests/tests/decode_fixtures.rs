@@ -62,7 +62,10 @@ fn check_commit(ev: &RunEvent, commit: &Value, what: &str) {
         ("branch", opt(&scm.branch)),
         ("sender", opt(&scm.sender)),
         ("title", opt(&scm.title)),
-        ("pullRequest", scm.pull_request.map_or(Value::Null, Value::from)),
+        (
+            "pullRequest",
+            scm.pull_request.map_or(Value::Null, Value::from),
+        ),
     ];
     for (key, got) in pairs {
         if let Some(want) = commit.get(key) {
@@ -92,7 +95,10 @@ fn every_fixture_request_decodes_to_its_ground_truth() {
 fn final_of<'a>(events: &'a [RunEvent], name: &str) -> &'a RunEvent {
     let mine: Vec<&RunEvent> = events.iter().filter(|e| e.name == name).collect();
     assert!(!mine.is_empty(), "no event for {name}");
-    mine.iter().rev().find(|e| e.state.is_terminal()).unwrap_or(mine.last().unwrap())
+    mine.iter()
+        .rev()
+        .find(|e| e.state.is_terminal())
+        .unwrap_or(mine.last().unwrap())
 }
 
 fn check_runs(sc: &Scenario, events: &[RunEvent]) {
@@ -104,7 +110,13 @@ fn check_runs(sc: &Scenario, events: &[RunEvent]) {
             let what = format!("{}/{name}", sc.name);
             let ev = final_of(events, name);
             let label = state_label(&ev.phase, ev.state.as_str());
-            assert_eq!(Some(label.as_str()), truth["finalState"].as_str().map(|s| if s == "error" { "failure" } else { s }), "{what}: finalState");
+            assert_eq!(
+                Some(label.as_str()),
+                truth["finalState"]
+                    .as_str()
+                    .map(|s| if s == "error" { "failure" } else { s }),
+                "{what}: finalState"
+            );
             if let Some(r) = truth.get("finalReason") {
                 assert_eq!(ev.reason.as_deref(), r.as_str(), "{what}: finalReason");
             }
@@ -117,10 +129,18 @@ fn check_runs(sc: &Scenario, events: &[RunEvent]) {
                 assert_eq!(ev.pipeline.as_deref(), p.as_str(), "{what}: pipeline");
             }
             if let Some(p) = truth.get("parentPipelineRun") {
-                assert_eq!(ev.pipeline_run.as_ref().map(|r| r.name.as_str()), p.as_str(), "{what}");
+                assert_eq!(
+                    ev.pipeline_run.as_ref().map(|r| r.name.as_str()),
+                    p.as_str(),
+                    "{what}"
+                );
             }
             if let Some(p) = truth.get("pipelineTask") {
-                assert_eq!(ev.pipeline_task.as_deref(), p.as_str(), "{what}: pipelineTask");
+                assert_eq!(
+                    ev.pipeline_task.as_deref(),
+                    p.as_str(),
+                    "{what}: pipelineTask"
+                );
             }
             if let Some(c) = truth.get("commit") {
                 check_commit(ev, c, &what);
@@ -130,21 +150,36 @@ fn check_runs(sc: &Scenario, events: &[RunEvent]) {
                     let tr_name = tr_name.as_str().unwrap();
                     let child = ev.child_references.iter().find(|c| c.name == tr_name);
                     if let Some(c) = child {
-                        assert_eq!(c.pipeline_task.as_deref(), Some(task.as_str()), "{what}: childReferences");
+                        assert_eq!(
+                            c.pipeline_task.as_deref(),
+                            Some(task.as_str()),
+                            "{what}: childReferences"
+                        );
                     }
                     if events.iter().any(|e| e.name == tr_name) {
                         let tr = final_of(events, tr_name);
-                        assert_eq!(tr.pipeline_task.as_deref(), Some(task.as_str()), "{what}: taskRuns");
-                        assert_eq!(tr.pipeline_run.as_ref().map(|p| p.name.as_str()), Some(name.as_str()));
+                        assert_eq!(
+                            tr.pipeline_task.as_deref(),
+                            Some(task.as_str()),
+                            "{what}: taskRuns"
+                        );
+                        assert_eq!(
+                            tr.pipeline_run.as_ref().map(|p| p.name.as_str()),
+                            Some(name.as_str())
+                        );
                     } else {
-                        assert!(child.is_some(), "{what}: {tr_name} neither decoded nor a child reference");
+                        assert!(
+                            child.is_some(),
+                            "{what}: {tr_name} neither decoded nor a child reference"
+                        );
                     }
                 }
             }
             if let Some(tasks) = truth.get("tasks").and_then(Value::as_object) {
                 let mut got: BTreeMap<String, String> = BTreeMap::new();
                 for e in events.iter().filter(|e| {
-                    e.pipeline_run.as_ref().is_some_and(|p| &p.name == name) && e.kind != "PipelineRun"
+                    e.pipeline_run.as_ref().is_some_and(|p| &p.name == name)
+                        && e.kind != "PipelineRun"
                 }) {
                     let task = e.pipeline_task.clone().unwrap();
                     let fin = final_of(events, &e.name);
@@ -153,7 +188,8 @@ fn check_runs(sc: &Scenario, events: &[RunEvent]) {
                 if ev.state == relay_core::RunState::Succeeded {
                     // A child without events of its own: the run's success says it succeeded.
                     for c in &ev.child_references {
-                        got.entry(c.pipeline_task.clone().unwrap()).or_insert_with(|| "success".into());
+                        got.entry(c.pipeline_task.clone().unwrap())
+                            .or_insert_with(|| "success".into());
                     }
                 }
                 for (task, want) in tasks {
@@ -172,12 +208,19 @@ fn pipelinerun_children_and_times_are_decoded() {
     let last = events.last().unwrap();
     assert_eq!(last.kind, "PipelineRun");
     assert!(last.started_at.is_some() && last.completed_at.is_some());
-    let tasks: Vec<_> = last.child_references.iter().filter_map(|c| c.pipeline_task.clone()).collect();
+    let tasks: Vec<_> = last
+        .child_references
+        .iter()
+        .filter_map(|c| c.pipeline_task.clone())
+        .collect();
     assert_eq!(tasks, ["fetch-source", "unit-tests", "build-image"]);
     let tr = events.iter().find(|e| e.kind == "TaskRun").unwrap();
     assert_eq!(tr.task.as_deref(), Some("git-clone"));
     assert!(!tr.finally);
-    assert_eq!(tr.url.as_deref().map(|u| u.starts_with("https://")), Some(true));
+    assert_eq!(
+        tr.url.as_deref().map(|u| u.starts_with("https://")),
+        Some(true)
+    );
 }
 
 #[test]
@@ -193,7 +236,10 @@ fn wrappers_unwrap_to_their_events() {
             assert_eq!(g.event_id, w["id"].as_str().unwrap());
             assert_eq!(g.kind, w["kind"].as_str().unwrap());
             assert_eq!(g.name, w["name"].as_str().unwrap());
-            assert_eq!(state_label(&g.phase, g.state.as_str()), w["state"].as_str().unwrap());
+            assert_eq!(
+                state_label(&g.phase, g.state.as_str()),
+                w["state"].as_str().unwrap()
+            );
         }
         if f.transport.as_deref() == Some("aws-lambda-sqs") {
             let ids: Vec<String> = wrappers::from_sqs_batch(&f.body)
@@ -227,10 +273,16 @@ fn flux_events_decode() {
         let want = &truth[&format!("{}/{}/{}", ev.kind, ev.namespace, ev.name)];
         assert_eq!(ev.phase, want["severity"].as_str().unwrap());
         assert_eq!(ev.reason.as_deref(), want["reason"].as_str());
-        assert_eq!(state_label(&ev.phase, ev.state.as_str()), want["state"].as_str().unwrap());
+        assert_eq!(
+            state_label(&ev.phase, ev.state.as_str()),
+            want["state"].as_str().unwrap()
+        );
         assert_eq!(ev.scm.sha.as_deref(), want["sha"].as_str());
         assert_eq!(ev.scm.branch.as_deref(), want["branch"].as_str());
-        assert_eq!(ev.annotations.contains_key("commit_status"), want["commitStatus"].as_bool().unwrap());
+        assert_eq!(
+            ev.annotations.contains_key("commit_status"),
+            want["commitStatus"].as_bool().unwrap()
+        );
     }
 }
 

@@ -13,7 +13,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_relay");
 
 /// A fresh successful-PipelineRun event: new CloudEvent id and run uid.
 fn fresh_event() -> RequestFile {
-    let mut f = RequestFile::load(&dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"));
+    let mut f = RequestFile::load(
+        &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
+    );
     let id = uuid();
     f.headers.insert("Ce-Id".into(), id.clone());
     f.body["pipelineRun"]["metadata"]["uid"] = Value::String(uuid());
@@ -24,7 +26,15 @@ fn uuid() -> String {
     // Unique enough for tests without another dependency.
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{:x}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "{:x}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
 
 fn ce_id(f: &RequestFile) -> String {
@@ -58,14 +68,28 @@ async fn receiver_answering_500_then_200_gets_exactly_one_delivery() {
     let client = reqwest::Client::new();
     let ev = fresh_event();
     let (status, body) = send(&client, &relay.base, &ev).await;
-    assert_eq!((status, body["outcome"].as_str()), (200, Some("delivered")), "{body}");
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("delivered")),
+        "{body}"
+    );
     assert_eq!(rx.requests_on("/flaky").len(), 2, "one 500, one 200");
     let (status, body) = send(&client, &relay.base, &ev).await;
     assert_eq!((status, body["outcome"].as_str()), (200, Some("duplicate")));
     assert_eq!(rx.accepted_on("/flaky").len(), 1);
-    let metrics = reqwest::get(format!("{}/metrics", relay.base)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"relay_provider_requests_total{provider="flaky",result="retryable"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"relay_deliveries_total{notification="flaky",outcome="duplicate"} 1"#));
+    let metrics = reqwest::get(format!("{}/metrics", relay.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"relay_provider_requests_total{provider="flaky",result="retryable"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"relay_deliveries_total{notification="flaky",outcome="duplicate"} 1"#)
+    );
 }
 
 #[tokio::test]
@@ -79,8 +103,16 @@ async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
     // 401: dead letter, not retried.
     let a = fresh_event();
     let (status, body) = send(&client, &relay.base, &a).await;
-    assert_eq!((status, body["outcome"].as_str()), (200, Some("dead_lettered")), "{body}");
-    assert_eq!(rx.requests_on("/auth").len(), 1, "permanent failures are not retried");
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("dead_lettered")),
+        "{body}"
+    );
+    assert_eq!(
+        rx.requests_on("/auth").len(),
+        1,
+        "permanent failures are not retried"
+    );
     let dlq = get(&format!("{}/api/v1/dlq", relay.base)).await;
     assert_eq!(dlq["total"], 1);
     let entry = &dlq["entries"][0];
@@ -94,21 +126,44 @@ async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
     assert!(entry["event"]["data"]["pipelineRun"].is_object());
 
     // The CLI lists it.
-    let out = Command::new(BIN).args(["dlq", "list", "--url", &relay.base]).output().await.unwrap();
+    let out = Command::new(BIN)
+        .args(["dlq", "list", "--url", &relay.base])
+        .output()
+        .await
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(&ce_id(&a)));
 
     // Replay while still broken: kept, replays + 1.
-    let r: Value = client.post(format!("{}/api/v1/dlq/replay", relay.base)).send().await.unwrap().json().await.unwrap();
+    let r: Value = client
+        .post(format!("{}/api/v1/dlq/replay", relay.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r, json!({"replayed": 1, "succeeded": 0, "failed": 1}));
-    assert_eq!(get(&format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["replays"], 1);
+    assert_eq!(
+        get(&format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["replays"],
+        1
+    );
 
     // Fixed: the CLI replay delivers once and empties the queue.
     rx.always("/auth", None);
-    let out = Command::new(BIN).args(["dlq", "replay", "--url", &relay.base]).output().await.unwrap();
+    let out = Command::new(BIN)
+        .args(["dlq", "replay", "--url", &relay.base])
+        .output()
+        .await
+        .unwrap();
     assert!(out.status.success());
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(summary, json!({"replayed": 1, "succeeded": 1, "failed": 0}), "{}", relay.stderr());
+    assert_eq!(
+        summary,
+        json!({"replayed": 1, "succeeded": 1, "failed": 0}),
+        "{}",
+        relay.stderr()
+    );
     assert_eq!(rx.accepted_on("/auth").len(), 1);
     assert_eq!(get(&format!("{}/api/v1/dlq", relay.base)).await["total"], 0);
 
@@ -116,29 +171,65 @@ async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
     // removed by replay without a second delivery.
     rx.always("/auth", Some((403, None)));
     let b = fresh_event();
-    assert_eq!(send(&client, &relay.base, &b).await.1["outcome"], "dead_lettered");
+    assert_eq!(
+        send(&client, &relay.base, &b).await.1["outcome"],
+        "dead_lettered"
+    );
     rx.always("/auth", None);
-    assert_eq!(send(&client, &relay.base, &b).await.1["outcome"], "delivered");
+    assert_eq!(
+        send(&client, &relay.base, &b).await.1["outcome"],
+        "delivered"
+    );
     let r: Value = client
         .post(format!("{}/api/v1/dlq/replay", relay.base))
-        .json(&json!({"ids": [get(&format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["id"]]}))
-        .send().await.unwrap().json().await.unwrap();
+        .json(
+            &json!({"ids": [get(&format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["id"]]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r, json!({"replayed": 1, "succeeded": 1, "failed": 0}));
-    let delivered_b = rx.accepted_on("/auth").iter().filter(|r| r.json()["event_id"] == ce_id(&b).as_str()).count();
+    let delivered_b = rx
+        .accepted_on("/auth")
+        .iter()
+        .filter(|r| r.json()["event_id"] == ce_id(&b).as_str())
+        .count();
     assert_eq!(delivered_b, 1);
     assert_eq!(get(&format!("{}/api/v1/dlq", relay.base)).await["total"], 0);
 
     // DELETE removes one entry.
     rx.always("/auth", Some((404, None)));
     send(&client, &relay.base, &fresh_event()).await;
-    let id = get(&format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["id"].as_str().unwrap().to_string();
-    let del = client.delete(format!("{}/api/v1/dlq/{id}", relay.base)).send().await.unwrap();
+    let id = get(&format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let del = client
+        .delete(format!("{}/api/v1/dlq/{id}", relay.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.status(), 204);
-    let del = client.delete(format!("{}/api/v1/dlq/{id}", relay.base)).send().await.unwrap();
+    let del = client
+        .delete(format!("{}/api/v1/dlq/{id}", relay.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.status(), 404);
 
-    let metrics = reqwest::get(format!("{}/metrics", relay.base)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"relay_dead_letters_total{notification="auth"} 3"#), "{metrics}");
+    let metrics = reqwest::get(format!("{}/metrics", relay.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"relay_dead_letters_total{notification="auth"} 3"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"relay_dead_letter_replays_total{result="failed"} 1"#));
 }
 
@@ -160,10 +251,23 @@ async fn sender_retry_reruns_only_the_notification_that_failed() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
-    assert!(resp.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     let body: Value = resp.json().await.unwrap();
     let outcome = |b: &Value, n: &str| {
-        b["deliveries"].as_array().unwrap().iter().find(|d| d["notification"] == n).unwrap()["outcome"].clone()
+        b["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["notification"] == n)
+            .unwrap()["outcome"]
+            .clone()
     };
     assert_eq!(outcome(&body, "ok"), "delivered");
     assert_eq!(outcome(&body, "down"), "failed");
@@ -198,19 +302,25 @@ async fn respond_mode_answers_422_and_limits_are_configurable() {
     let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
     let client = reqwest::Client::new();
     let mut small = fresh_event();
-    small.body["pipelineRun"]["status"] = json!({"conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]});
+    small.body["pipelineRun"]["status"] =
+        json!({"conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]});
     small.body["pipelineRun"]["spec"] = json!({});
     let (status, body) = send(&client, &relay.base, &small).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "permanent_failure");
     assert!(body["error"]["message"].as_str().unwrap().contains("410"));
     let mut big = fresh_event();
-    big.body["pipelineRun"]["metadata"]["annotations"]["padding"] = Value::String("x".repeat(30_000));
+    big.body["pipelineRun"]["metadata"]["annotations"]["padding"] =
+        Value::String("x".repeat(30_000));
     assert!(big.body_bytes().len() > 20000);
     let (status, body) = send(&client, &relay.base, &big).await;
     assert_eq!(status, 413);
     assert_eq!(body["error"]["code"], "body_too_large");
-    let r = client.get(format!("{}/api/v1/dlq", relay.base)).send().await.unwrap();
+    let r = client
+        .get(format!("{}/api/v1/dlq", relay.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404, "respond keeps nothing");
 }
 
@@ -242,13 +352,26 @@ async fn secrets_are_used_but_never_logged_or_dead_lettered() {
 
     // The secrets were used...
     let req = &rx.requests_on("/signed")[0];
-    assert_eq!(req.headers["authorization"], format!("Bearer {token}").as_str());
+    assert_eq!(
+        req.headers["authorization"],
+        format!("Bearer {token}").as_str()
+    );
     let sig = relay_webhook::signature(hmac.as_bytes(), &req.body);
     assert_eq!(req.headers["x-relay-signature-256"], sig.as_str());
 
     // ...and appear nowhere else.
-    let dlq = reqwest::get(format!("{}/api/v1/dlq", relay.base)).await.unwrap().text().await.unwrap();
-    let metrics = reqwest::get(format!("{}/metrics", relay.base)).await.unwrap().text().await.unwrap();
+    let dlq = reqwest::get(format!("{}/api/v1/dlq", relay.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", relay.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let dead_letters = std::fs::read_to_string(relay.path("dead-letters.jsonl")).unwrap();
     assert!(dead_letters.contains("401"));
     for (what, text) in [
@@ -259,7 +382,10 @@ async fn secrets_are_used_but_never_logged_or_dead_lettered() {
         ("metrics", metrics),
         ("answers", format!("{first} {second}")),
     ] {
-        assert!(!text.contains("SECRET"), "a secret leaked into {what}: {text}");
+        assert!(
+            !text.contains("SECRET"),
+            "a secret leaked into {what}: {text}"
+        );
     }
 }
 
@@ -269,13 +395,22 @@ async fn embedded_default_logs_every_event_and_sigterm_exits_cleanly() {
     let client = reqwest::Client::new();
     let ev = fresh_event();
     let (status, body) = send(&client, &relay.base, &ev).await;
-    assert_eq!((status, body["deliveries"][0]["notification"].as_str()), (200, Some("log-everything")));
+    assert_eq!(
+        (status, body["deliveries"][0]["notification"].as_str()),
+        (200, Some("log-everything"))
+    );
     let ready = get(&format!("{}/readyz", relay.base)).await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["store"]["backend"], "memory");
     let status = relay.terminate();
     assert!(status.success(), "{status:?}");
     let out = relay.stdout();
-    assert!(out.contains("[log-everything] PipelineRun ci/build-and-test-vjcdr succeeded (Succeeded)"), "{out}");
-    assert!(relay.path("relay-data").is_dir(), "file dead letters under ./relay-data/");
+    assert!(
+        out.contains("[log-everything] PipelineRun ci/build-and-test-vjcdr succeeded (Succeeded)"),
+        "{out}"
+    );
+    assert!(
+        relay.path("relay-data").is_dir(),
+        "file dead letters under ./relay-data/"
+    );
 }

@@ -67,28 +67,47 @@ fn phase_of(event_type: &str) -> String {
 
 fn key(p: &Value) -> String {
     if p["event_type"].as_str().unwrap().starts_with("io.fluxcd.") {
-        format!("{}/{}/{}", p["kind"].as_str().unwrap(), p["namespace"].as_str().unwrap(), p["name"].as_str().unwrap())
+        format!(
+            "{}/{}/{}",
+            p["kind"].as_str().unwrap(),
+            p["namespace"].as_str().unwrap(),
+            p["name"].as_str().unwrap()
+        )
     } else {
-        format!("{}/{}", p["kind"].as_str().unwrap(), p["name"].as_str().unwrap())
+        format!(
+            "{}/{}",
+            p["kind"].as_str().unwrap(),
+            p["name"].as_str().unwrap()
+        )
     }
 }
 
 fn label(p: &Value) -> String {
-    state_label(&phase_of(p["event_type"].as_str().unwrap()), p["state"].as_str().unwrap())
+    state_label(
+        &phase_of(p["event_type"].as_str().unwrap()),
+        p["state"].as_str().unwrap(),
+    )
 }
 
 fn counts(reqs: &[Recorded]) -> BTreeMap<String, BTreeMap<String, u64>> {
     let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for r in reqs {
         let p = r.json();
-        *out.entry(key(&p)).or_default().entry(label(&p)).or_default() += 1;
+        *out.entry(key(&p))
+            .or_default()
+            .entry(label(&p))
+            .or_default() += 1;
     }
     out
 }
 
 /// Sends a scenario's files in order, unwrapping Lambda payloads into
 /// structured CloudEvents; returns each file's HTTP status.
-async fn send_scenario(client: &reqwest::Client, relay: &RelayProcess, sc: &Scenario) -> Vec<(String, u16)> {
+async fn send_scenario(
+    client: &reqwest::Client,
+    relay: &RelayProcess,
+    sc: &Scenario,
+) -> Vec<(String, u16)> {
     let url = format!("{}/", relay.base);
     let mut out = Vec::new();
     for f in &sc.files {
@@ -135,62 +154,144 @@ async fn every_scenario_reaches_its_ground_truth() {
 
         // Commit-status-like Notification: exactly the scenario's notifications.
         let states = rx.accepted_on("/states");
-        assert_eq!(counts(&states), sc.notifications(), "{}: notifications", sc.name);
-        assert_eq!(states.len() as u64, sc.expect["notificationsTotal"].as_u64().unwrap(), "{}", sc.name);
+        assert_eq!(
+            counts(&states),
+            sc.notifications(),
+            "{}: notifications",
+            sc.name
+        );
+        assert_eq!(
+            states.len() as u64,
+            sc.expect["notificationsTotal"].as_u64().unwrap(),
+            "{}",
+            sc.name
+        );
 
         // Every-change Notification: each distinct condition once, never a stale one.
         let changes = rx.accepted_on("/changes");
         let mut seen = BTreeSet::new();
         for r in &changes {
             let p = r.json();
-            let cond = [&p["uid"], &p["state"], &p["reason"], &p["message"], &p["event_type"]].map(ToString::to_string);
-            assert!(seen.insert(cond.clone()), "{}: delivered twice: {cond:?}", sc.name);
+            let cond = [
+                &p["uid"],
+                &p["state"],
+                &p["reason"],
+                &p["message"],
+                &p["event_type"],
+            ]
+            .map(ToString::to_string);
+            assert!(
+                seen.insert(cond.clone()),
+                "{}: delivered twice: {cond:?}",
+                sc.name
+            );
         }
         let deliveries: BTreeMap<String, BTreeMap<String, u64>> =
             serde_json::from_value(sc.expect["deliveries"].clone()).unwrap();
         let mut got = counts(&changes);
         // Flux objects that are no commit-status updates still reach a plain webhook.
         got.retain(|k, _| sc.expect["fluxObjects"][k]["commitStatus"] != Value::Bool(false));
-        assert_eq!(got.keys().collect::<Vec<_>>(), deliveries.keys().collect::<Vec<_>>(), "{}", sc.name);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            deliveries.keys().collect::<Vec<_>>(),
+            "{}",
+            sc.name
+        );
         for (k, per_state) in &got {
             // Every state a commit status shows arrives; stale ones never do.
-            let shown: Vec<String> = sc.notifications().get(k).map(|m| m.keys().cloned().collect()).unwrap_or_default();
-            assert!(shown.iter().all(|s| per_state.contains_key(s)), "{}: {k}: {per_state:?}", sc.name);
+            let shown: Vec<String> = sc
+                .notifications()
+                .get(k)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            assert!(
+                shown.iter().all(|s| per_state.contains_key(s)),
+                "{}: {k}: {per_state:?}",
+                sc.name
+            );
             for (state, n) in per_state {
-                assert!(deliveries[k].get(state).is_some_and(|d| n <= d), "{}: {k} {state}: {n} > {:?}", sc.name, deliveries[k].get(state));
+                assert!(
+                    deliveries[k].get(state).is_some_and(|d| n <= d),
+                    "{}: {k} {state}: {n} > {:?}",
+                    sc.name,
+                    deliveries[k].get(state)
+                );
             }
         }
         // No stale overwrite: nothing non-terminal for a run after its terminal.
         let mut terminal_seen: HashMap<String, bool> = HashMap::new();
         for r in &changes {
             let p = r.json();
-            let terminal = matches!(p["state"].as_str().unwrap(), "succeeded" | "failed" | "cancelled" | "timed_out");
-            let done = terminal_seen.entry(p["uid"].as_str().unwrap().to_string()).or_default();
-            assert!(!(*done && !terminal), "{}: stale event delivered after terminal: {p}", sc.name);
+            let terminal = matches!(
+                p["state"].as_str().unwrap(),
+                "succeeded" | "failed" | "cancelled" | "timed_out"
+            );
+            let done = terminal_seen
+                .entry(p["uid"].as_str().unwrap().to_string())
+                .or_default();
+            assert!(
+                !*done || terminal,
+                "{}: stale event delivered after terminal: {p}",
+                sc.name
+            );
             *done |= terminal;
         }
-        let stale: Vec<String> = serde_json::from_value(sc.expect["staleDeliveries"].clone()).unwrap_or_default();
+        let stale: Vec<String> =
+            serde_json::from_value(sc.expect["staleDeliveries"].clone()).unwrap_or_default();
         for file in stale {
             let f = sc.files.iter().find(|f| f.file_name == file).unwrap();
-            let id = f.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("ce-id")).map(|(_, v)| v.clone()).unwrap();
-            assert!(!changes.iter().chain(&states).any(|r| r.json()["event_id"] == id.as_str()), "{}: stale {file} delivered", sc.name);
+            let id = f
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("ce-id"))
+                .map(|(_, v)| v.clone())
+                .unwrap();
+            assert!(
+                !changes
+                    .iter()
+                    .chain(&states)
+                    .any(|r| r.json()["event_id"] == id.as_str()),
+                "{}: stale {file} delivered",
+                sc.name
+            );
         }
         // Final state per run matches the ground truth.
         for runs_key in ["pipelineRuns", "customRuns"] {
-            for (name, truth) in sc.expect.get(runs_key).and_then(Value::as_object).into_iter().flatten() {
-                let last_terminal = changes.iter().map(Recorded::json).filter(|p| p["name"] == name.as_str()).last();
+            for (name, truth) in sc
+                .expect
+                .get(runs_key)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                let last_terminal = changes
+                    .iter()
+                    .map(Recorded::json)
+                    .filter(|p| p["name"] == name.as_str())
+                    .last();
                 let p = last_terminal.unwrap_or_else(|| panic!("{}: nothing for {name}", sc.name));
                 let want = truth["finalState"].as_str().unwrap();
-                assert_eq!(label(&p), if want == "error" { "failure" } else { want }, "{}: {name}", sc.name);
+                assert_eq!(
+                    label(&p),
+                    if want == "error" { "failure" } else { want },
+                    "{}: {name}",
+                    sc.name
+                );
             }
         }
     }
     // The relay logged each event with its CloudEvent id on the line.
     let stderr = relay.stderr();
-    let processed: Vec<&str> = stderr.lines().filter(|l| l.contains("event processed")).collect();
+    let processed: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("event processed"))
+        .collect();
     assert!(processed.len() > 100, "{} lines", processed.len());
     for l in processed {
         let v: Value = serde_json::from_str(l).unwrap();
-        assert!(v["span"]["ce_id"].as_str().is_some_and(|s| !s.is_empty()), "{l}");
+        assert!(
+            v["span"]["ce_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "{l}"
+        );
     }
 }

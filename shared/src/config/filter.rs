@@ -234,3 +234,82 @@ fn eval_cel(program: &Program, ev: &RunEvent) -> Result<bool, String> {
         Err(e) => Err(e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> FilterSpec {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn event(ns: &str) -> RunEvent {
+        let mut ev = crate::sample::run_event();
+        ev.namespace = ns.into();
+        ev.labels.insert("team".into(), "payments".into());
+        ev
+    }
+
+    #[test]
+    fn namespace_globs_with_negation_deny_wins() {
+        let f = Filter::compile(&spec(r#"namespaces: ["ci-*", "!ci-sandbox"]"#)).unwrap();
+        assert_eq!(f.evaluate(&event("ci-main")), FilterVerdict::Match);
+        assert_eq!(f.evaluate(&event("ci-sandbox")), FilterVerdict::NoMatch);
+        assert_eq!(f.evaluate(&event("prod")), FilterVerdict::NoMatch);
+        let deny_only = Filter::compile(&spec(r#"namespaces: ["!kube-*"]"#)).unwrap();
+        assert_eq!(deny_only.evaluate(&event("prod")), FilterVerdict::Match);
+        assert_eq!(
+            deny_only.evaluate(&event("kube-system")),
+            FilterVerdict::NoMatch
+        );
+    }
+
+    #[test]
+    fn kinds_states_and_labels() {
+        let f = Filter::compile(&spec(
+            "kinds: [pipelinerun]\nstates: [failed, timed_out]\nlabelSelector:\n  matchLabels: {team: payments}\n  matchExpressions: [{key: tier, operator: DoesNotExist}]",
+        ))
+        .unwrap();
+        let mut ev = event("ci");
+        assert_eq!(f.evaluate(&ev), FilterVerdict::Match);
+        ev.state = RunState::Succeeded;
+        assert_eq!(f.evaluate(&ev), FilterVerdict::NoMatch);
+        ev.state = RunState::TimedOut;
+        ev.labels.insert("tier".into(), "x".into());
+        assert_eq!(f.evaluate(&ev), FilterVerdict::NoMatch);
+        ev.labels.remove("tier");
+        ev.kind = "TaskRun".into();
+        assert_eq!(f.evaluate(&ev), FilterVerdict::NoMatch);
+    }
+
+    #[test]
+    fn cel_when_is_compiled_at_load_and_evaluated_last() {
+        let f = Filter::compile(&spec(
+            r#"when: 'event.scm.pull_request == 47 && event.namespace.startsWith("c")'"#,
+        ))
+        .unwrap();
+        assert_eq!(f.evaluate(&event("ci")), FilterVerdict::Match);
+        assert_eq!(f.evaluate(&event("dev")), FilterVerdict::NoMatch);
+        let errs = Filter::compile(&spec("when: 'event.name =='")).unwrap_err();
+        assert_eq!(errs[0].0, "when");
+        let not_bool = Filter::compile(&spec("when: 'event.name'")).unwrap();
+        assert!(matches!(
+            not_bool.evaluate(&event("ci")),
+            FilterVerdict::Error(_)
+        ));
+    }
+
+    #[test]
+    fn bad_states_and_selectors_are_reported_with_paths() {
+        let errs = Filter::compile(&spec(
+            "states: [succeeded, done]\nlabelSelector: {matchExpressions: [{key: a, operator: In}]}",
+        ))
+        .unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["states[1]", "labelSelector.matchExpressions[0].values"]
+        );
+        assert!(errs[0].1.contains("expected one of queued"));
+    }
+}

@@ -255,6 +255,8 @@ pub struct NotificationDoc {
 /// A parsed file: the documents, checked for shape and references.
 #[derive(Debug, Clone, Default)]
 pub struct RelayConfig {
+    /// `RelayConfig/<name>`, for error messages.
+    pub settings_document: String,
     pub settings: RelaySettings,
     pub providers: Vec<ProviderDoc>,
     pub notifications: Vec<NotificationDoc>,
@@ -291,7 +293,10 @@ impl RelayConfig {
     /// Parses every document, collecting every error rather than the first.
     pub fn parse(text: &str) -> Result<RelayConfig, ConfigErrors> {
         let mut errs = ConfigErrors::default();
-        let mut cfg = RelayConfig::default();
+        let mut cfg = RelayConfig {
+            settings_document: "RelayConfig".into(),
+            ..RelayConfig::default()
+        };
         let mut seen_relay = false;
         let mut names: BTreeMap<(String, String), usize> = BTreeMap::new();
         for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
@@ -354,6 +359,7 @@ impl RelayConfig {
                         errs.push(&doc_name, "", "only one RelayConfig document is allowed");
                     }
                     seen_relay = true;
+                    cfg.settings_document = doc_name.clone();
                     match parse_at::<RelaySettings>(spec, "spec") {
                         Ok(s) => cfg.settings = s,
                         Err((p, m)) => errs.push(&doc_name, p, m),
@@ -460,7 +466,7 @@ spec: {providerRef: {name: nope}}
         let errs = RelayConfig::parse(text).unwrap_err();
         let lines: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
         assert!(
-            lines[0].starts_with("RelayConfig/relay: spec: unknown field `stor`"),
+            lines[0].starts_with("RelayConfig/relay: spec.stor: unknown field `stor`"),
             "{lines:?}"
         );
         assert!(
@@ -468,7 +474,7 @@ spec: {providerRef: {name: nope}}
             "{lines:?}"
         );
         assert!(
-            lines[2].starts_with("Notification/n1: spec.filter: unknown field `colour`"),
+            lines[2].starts_with("Notification/n1: spec.filter.colour: unknown field `colour`"),
             "{lines:?}"
         );
         assert_eq!(

@@ -158,7 +158,7 @@ mod tests {
         DeadLetterEntry {
             id: format!("id-{i}"),
             failed_at: "2024-01-01T00:00:00Z".into(),
-            notification: if i % 2 == 0 { "even" } else { "odd" }.into(),
+            notification: if i.is_multiple_of(2) { "even" } else { "odd" }.into(),
             provider: "hook".into(),
             provider_type: "webhook".into(),
             cause: Cause {
