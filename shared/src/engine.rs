@@ -282,12 +282,12 @@ impl Engine {
         }
     }
 
-    /// Processes one decoded event. `cloudevent` is the original structured
-    /// CloudEvent, kept in dead letters so they can be replayed.
+    /// Processes one decoded event. `original` is what was received, kept in
+    /// dead letters so they can be replayed.
     pub async fn process(
         &self,
         mut event: RunEvent,
-        cloudevent: &serde_json::Value,
+        original: &crate::ingress::Original,
         mode: Mode<'_>,
     ) -> EventResult {
         if let Some(t) = &self.plan.dashboard {
@@ -326,7 +326,7 @@ impl Engine {
                     (Mode::Replay { .. }, _) => (Outcome::Failed, Some(f.message)),
                     (Mode::Live, DeadLetterTarget::Respond) => (Outcome::Rejected, Some(f.message)),
                     (Mode::Live, DeadLetterTarget::Sink(sink)) => {
-                        let entry = dead_letter(n, &f, cloudevent);
+                        let entry = dead_letter(n, &f, original.to_json());
                         match sink.put(&entry).await {
                             Ok(()) => {
                                 self.metrics
@@ -580,11 +580,7 @@ fn summarize(d: &[DeliveryReport]) -> Outcome {
         .unwrap_or(Outcome::Filtered)
 }
 
-fn dead_letter(
-    n: &CompiledNotification,
-    f: &Failure,
-    event: &serde_json::Value,
-) -> DeadLetterEntry {
+fn dead_letter(n: &CompiledNotification, f: &Failure, event: serde_json::Value) -> DeadLetterEntry {
     DeadLetterEntry {
         id: uuid::Uuid::new_v4().to_string(),
         failed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -602,7 +598,7 @@ fn dead_letter(
         },
         attempts: f.attempts,
         replays: 0,
-        event: event.clone(),
+        event,
     }
 }
 

@@ -113,13 +113,30 @@ pub fn parse_request(headers: &HeaderMap, body: Bytes) -> Result<Inbound, Ingres
     ))
 }
 
-/// A decoded request: the run event and the structured CloudEvent kept for
-/// dead letters, or the type that no decoder handles.
+/// The event as received, turned into its dead-letter form (a structured
+/// CloudEvent, or the Flux payload) only when a dead letter needs it.
+#[derive(Debug, Clone)]
+pub enum Original {
+    CloudEvent(Box<Event>),
+    Json(Value),
+}
+
+impl Original {
+    pub fn to_json(&self) -> Value {
+        match self {
+            Original::CloudEvent(ce) => structured_json(ce),
+            Original::Json(v) => v.clone(),
+        }
+    }
+}
+
+/// A decoded request: the run event and the original kept for dead
+/// letters, or the type that no decoder handles.
 #[derive(Debug)]
 pub enum Accepted {
     Run {
         event: Box<RunEvent>,
-        structured: Value,
+        original: Original,
     },
     Ignored {
         event_type: String,
@@ -132,14 +149,14 @@ pub fn decode(inbound: Inbound) -> Result<Accepted, IngressError> {
             Decoded::Ignored { event_type } => Ok(Accepted::Ignored { event_type }),
             Decoded::Run(event) => Ok(Accepted::Run {
                 event,
-                structured: structured_json(&ce),
+                original: Original::CloudEvent(ce),
             }),
         },
         Inbound::Flux { raw, body } => {
             let event = decode::flux::decode(&raw, &body)?;
             Ok(Accepted::Run {
                 event: Box::new(event),
-                structured: body,
+                original: Original::Json(body),
             })
         }
     }

@@ -68,7 +68,7 @@ async fn replay_one(engine: &Engine, entry: &DeadLetterEntry) -> bool {
     let result = engine
         .process(
             event,
-            &entry.event,
+            &crate::ingress::Original::Json(entry.event.clone()),
             Mode::Replay {
                 notification: &entry.notification,
             },

@@ -70,7 +70,7 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
         }
     };
     let accepted = ingress::parse_request(&parts.headers, bytes).and_then(ingress::decode);
-    let (event, structured) = match accepted {
+    let (event, original) = match accepted {
         Err(e) => {
             metrics.requests_rejected.with_label_values(&[e.code]).inc();
             tracing::info!(code = e.code, error = %e.message, "request rejected");
@@ -83,7 +83,7 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
                 .inc();
             return Json(json!({"outcome": Outcome::Ignored, "deliveries": []})).into_response();
         }
-        Ok(Accepted::Run { event, structured }) => (event, structured),
+        Ok(Accepted::Run { event, original }) => (event, original),
     };
     metrics
         .events_received
@@ -92,7 +92,7 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
     let span = tracing::info_span!("event", ce_id = %event.event_id, ce_type = %event.event_type,
         run = %event.display_name(), state = %event.state);
     let result = async {
-        let r = app.engine.process(*event, &structured, Mode::Live).await;
+        let r = app.engine.process(*event, &original, Mode::Live).await;
         tracing::info!(outcome = r.outcome.as_str(), "event processed");
         r
     }

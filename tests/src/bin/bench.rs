@@ -1,1 +1,292 @@
-fn main() {}
+//! Throughput and latency of `relay serve` against a baseline axum server
+//! that only parses the body and forwards it, both into the same local
+//! webhook receiver, in one run. Figures are printed, never asserted.
+//!
+//! cargo build --release -p relay -p relay-tests
+//! target/release/relay-bench --relay target/release/relay
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use clap::Parser;
+use relay_tests::fixtures::{RequestFile, Scenario, dir};
+use relay_tests::process::RelayProcess;
+
+#[derive(Parser)]
+struct Args {
+    /// The relay binary to measure (build it with --release).
+    #[arg(long, default_value = "target/release/relay")]
+    relay: PathBuf,
+    /// PipelineRuns to replay (each is the 17 events of the success scenario).
+    #[arg(long, default_value_t = 1200)]
+    runs: usize,
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// A second, lighter pass showing service latency without queueing.
+    #[arg(long, default_value_t = 4)]
+    light_concurrency: usize,
+}
+
+/// One prepared request: headers and body.
+struct Prepared {
+    headers: reqwest::header::HeaderMap,
+    body: Bytes,
+}
+
+/// The success scenario replayed `runs` times, each run with its own uids and
+/// CloudEvent ids, so the relay delivers every event (nothing deduplicates).
+fn stream(runs: usize) -> Vec<Prepared> {
+    let sc = Scenario::load(&dir().join("tekton-pipelinerun-success"));
+    let mut out = Vec::with_capacity(runs * sc.files.len());
+    for run in 0..runs {
+        for (i, f) in sc.files.iter().enumerate() {
+            let mut f: RequestFile = f.clone();
+            f.headers.insert("Ce-Id".into(), format!("bench-{run}-{i}"));
+            for key in ["pipelineRun", "taskRun"] {
+                if let Some(obj) = f.body.get_mut(key) {
+                    let uid = obj["metadata"]["uid"].as_str().unwrap().to_string();
+                    obj["metadata"]["uid"] = format!("{uid}-{run}").into();
+                    if let Some(l) = obj["metadata"]["labels"].get_mut("tekton.dev/pipelineRunUID")
+                    {
+                        *l = format!("{}-{run}", l.as_str().unwrap()).into();
+                    }
+                }
+            }
+            let mut headers = reqwest::header::HeaderMap::new();
+            for (k, v) in f.send_headers() {
+                headers.insert(
+                    reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    reqwest::header::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+                );
+            }
+            out.push(Prepared {
+                headers,
+                body: f.body_bytes().into(),
+            });
+        }
+    }
+    out
+}
+
+async fn receiver() -> (String, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(|State(c): State<Arc<AtomicUsize>>, _b: Bytes| async move {
+                c.fetch_add(1, Ordering::Relaxed);
+                StatusCode::OK
+            }),
+        )
+        .with_state(count.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (url, count)
+}
+
+/// The baseline: parse the JSON body, forward it, answer 200.
+async fn baseline(target: String) -> String {
+    let client = reqwest::Client::new();
+    let app = Router::new().route(
+        "/",
+        post(move |body: Bytes| {
+            let client = client.clone();
+            let target = target.clone();
+            async move {
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                    return StatusCode::BAD_REQUEST;
+                };
+                match client.post(&target).json(&v).send().await {
+                    Ok(r) if r.status().is_success() => StatusCode::OK,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                }
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    url
+}
+
+struct Figures {
+    events_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: usize,
+}
+
+async fn drive(url: &str, events: Arc<Vec<Prepared>>, concurrency: usize) -> Figures {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, next, events, url) = (
+                client.clone(),
+                next.clone(),
+                events.clone(),
+                url.to_string(),
+            );
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(ev) = events.get(i) else { break };
+                    let t = Instant::now();
+                    let r = client
+                        .post(&url)
+                        .headers(ev.headers.clone())
+                        .body(ev.body.clone())
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                        }
+                        _ => errors += 1,
+                    }
+                    lat.push(t.elapsed());
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Figures {
+        events_per_sec: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+        errors,
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = Args::parse();
+    assert!(
+        args.relay.exists(),
+        "no relay binary at {} (cargo build --release -p relay)",
+        args.relay.display()
+    );
+    args.relay = args.relay.canonicalize().unwrap();
+    let (hook, received) = receiver().await;
+    let base = baseline(hook.clone()).await;
+    let config = format!(
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: hook}}\nspec:\n  type: webhook\n  webhook: {{url: \"{hook}\"}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: hook}}\nspec:\n  providerRef: {{name: hook}}\n"
+    );
+    let relay = RelayProcess::start(&args.relay, &config).await;
+    let relay_url = format!("{}/", relay.base);
+
+    let warm = Arc::new(stream(30));
+    let events = Arc::new(stream(args.runs));
+    println!(
+        "stream: {} events ({} PipelineRuns x 17), {} concurrent, keep-alive, mean body {} bytes",
+        events.len(),
+        args.runs,
+        args.concurrency,
+        events.iter().map(|e| e.body.len()).sum::<usize>() / events.len()
+    );
+    // Warm both paths (connections, allocator), then measure each in turn.
+    drive(&base, warm.clone(), args.concurrency).await;
+    let warm_relay: Vec<Prepared> = stream(30)
+        .into_iter()
+        .map(|mut p| {
+            let id = format!("warm-{}", p.headers["ce-id"].to_str().unwrap());
+            p.headers.insert("ce-id", id.parse().unwrap());
+            p
+        })
+        .collect();
+    drive(&relay_url, Arc::new(warm_relay), args.concurrency).await;
+
+    let before = received.load(Ordering::Relaxed);
+    let b = drive(&base, events.clone(), args.concurrency).await;
+    let via_baseline = received.load(Ordering::Relaxed) - before;
+    let before = received.load(Ordering::Relaxed);
+    let r = drive(&relay_url, events.clone(), args.concurrency).await;
+    let via_relay = received.load(Ordering::Relaxed) - before;
+    // The same stream again at light load (new ids so nothing deduplicates).
+    let light: Vec<Prepared> = stream(args.runs / 4)
+        .into_iter()
+        .map(|mut p| {
+            let id = format!("light-{}", p.headers["ce-id"].to_str().unwrap());
+            p.headers.insert("ce-id", id.parse().unwrap());
+            p
+        })
+        .collect();
+    let light = Arc::new(light);
+    let bl = drive(&base, light.clone(), args.light_concurrency).await;
+    let rl = drive(&relay_url, light, args.light_concurrency).await;
+    let rss = peak_rss_kib(relay_pid(&relay))
+        .map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+
+    println!(
+        "baseline: {:>8.0} events/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  forwarded {}",
+        b.events_per_sec,
+        ms(b.p50),
+        ms(b.p99),
+        b.errors,
+        via_baseline
+    );
+    println!(
+        "relay:    {:>8.0} events/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  delivered {}",
+        r.events_per_sec,
+        ms(r.p50),
+        ms(r.p99),
+        r.errors,
+        via_relay
+    );
+    println!(
+        "at {} concurrent: baseline p50 {:.2} ms p99 {:.2} ms; relay p50 {:.2} ms p99 {:.2} ms",
+        args.light_concurrency,
+        ms(bl.p50),
+        ms(bl.p99),
+        ms(rl.p50),
+        ms(rl.p99)
+    );
+    println!("relay peak RSS: {rss}");
+    println!(
+        "relay/baseline throughput ratio: {:.2}",
+        r.events_per_sec / b.events_per_sec
+    );
+}
+
+fn relay_pid(relay: &RelayProcess) -> u32 {
+    relay.pid()
+}
