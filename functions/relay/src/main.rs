@@ -83,6 +83,10 @@ fn registry() -> Registry {
         .with(relay_log::LogFactory)
 }
 
+// glibc malloc showed as a quarter of the relay's CPU under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

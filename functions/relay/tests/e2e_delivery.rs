@@ -414,3 +414,65 @@ async fn embedded_default_logs_every_event_and_sigterm_exits_cleanly() {
         "file dead letters under ./relay-data/"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_of_one_change_deliver_once() {
+    let rx = Receiver::start().await;
+    let cfg = head(FAST) + &webhook("once", &format!("{{url: \"{}\"}}", rx.url("/once")));
+    let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
+    let client = reqwest::Client::new();
+    let ev = fresh_event();
+    // The same change under 16 different CloudEvent ids, all at once, twice over.
+    let sends = (0..32).map(|i| {
+        let (client, base) = (client.clone(), relay.base.clone());
+        let mut copy = ev.clone();
+        copy.headers
+            .insert("Ce-Id".into(), format!("{}-{}", ce_id(&ev), i % 16));
+        async move { send(&client, &base, &copy).await }
+    });
+    let answers = futures::future::join_all(sends).await;
+    for (status, body) in &answers {
+        let outcome = body["outcome"].as_str().unwrap();
+        assert!(
+            (*status == 200 && matches!(outcome, "delivered" | "duplicate"))
+                || (*status == 503 && outcome == "failed"),
+            "{status} {body}"
+        );
+    }
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|(_, b)| b["outcome"] == "delivered")
+            .count(),
+        1
+    );
+    assert_eq!(rx.accepted_on("/once").len(), 1);
+}
+
+#[tokio::test]
+async fn retry_after_beyond_the_deadline_is_passed_back_to_the_sender() {
+    let rx = Receiver::start().await;
+    rx.always("/busy", Some((429, Some(120))));
+    let cfg = head("  deadLetter: file://$DIR/dl.jsonl\n  delivery: {deadlineSeconds: 5}")
+        + &webhook("busy", &format!("{{url: \"{}\"}}", rx.url("/busy")));
+    let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
+    let ev = fresh_event();
+    let resp = reqwest::Client::new()
+        .post(&relay.base)
+        .headers(headers(&ev))
+        .body(ev.body_bytes())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        resp.headers()["retry-after"],
+        "120",
+        "the provider's Retry-After, not a guess"
+    );
+    assert_eq!(
+        rx.requests_on("/busy").len(),
+        1,
+        "no retry that the deadline cannot fit"
+    );
+}
