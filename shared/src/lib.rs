@@ -2,11 +2,13 @@
 //! decoding, configuration, the delivery engine, stores, dead letters and
 //! the HTTP runtime.
 
+pub mod accumulator;
 pub mod config;
 pub mod deadletter;
 pub mod decode;
 pub mod engine;
 pub mod ingress;
+pub mod message;
 pub mod metrics;
 pub mod model;
 pub mod provider;

@@ -133,6 +133,12 @@ pub struct RunEvent {
     pub completed_at: Option<String>,
     pub results: BTreeMap<String, serde_json::Value>,
     pub child_references: Vec<ChildRef>,
+    /// Pipeline tasks in pipeline order, and the finally tasks, from the
+    /// PipelineRun's `status.pipelineSpec`.
+    pub pipeline_tasks: Vec<String>,
+    pub finally_tasks: Vec<String>,
+    /// `status.skippedTasks` names.
+    pub skipped_tasks: Vec<String>,
     pub scm: ScmContext,
     /// Link to the run in a dashboard, when one is known.
     pub url: Option<String>,

@@ -14,11 +14,12 @@ use crate::server::{App, SharedApp, router};
 
 /// Builds the whole application; any config or startup error is reported
 /// with its document and path.
-pub fn build_app(cfg: &RelayConfig, registry: &Registry) -> Result<SharedApp, ConfigErrors> {
+pub async fn build_app(cfg: &RelayConfig, registry: &Registry) -> Result<SharedApp, ConfigErrors> {
     let plan = Plan::compile(cfg, registry)?;
     let metrics = Arc::new(Metrics::new());
     let mut errs = ConfigErrors::default();
     let store = crate::store::open(&plan.settings.store)
+        .await
         .map_err(|e| errs.push(&cfg.settings_document, "spec.store", e))
         .ok();
     let dead_letters = crate::deadletter::open(
@@ -120,7 +121,9 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<RelayConfig, Config
 pub async fn run_function(registry: Registry) -> anyhow_like::Result {
     crate::telemetry::init();
     let cfg = load_config(None).map_err(|e| e.to_string())?;
-    let app = build_app(&cfg, &registry).map_err(|e| e.to_string())?;
+    let app = build_app(&cfg, &registry)
+        .await
+        .map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(listen_addr(None))
         .await
         .map_err(|e| e.to_string())?;

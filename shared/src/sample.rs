@@ -31,6 +31,9 @@ pub fn run_event() -> RunEvent {
         completed_at: Some("2024-05-14T10:58:00Z".into()),
         results: Default::default(),
         child_references: Vec::new(),
+        pipeline_tasks: Vec::new(),
+        finally_tasks: Vec::new(),
+        skipped_tasks: Vec::new(),
         scm: ScmContext {
             url: Some("https://github.com/acme/widgets".into()),
             repo: Some("github.com/acme/widgets".into()),

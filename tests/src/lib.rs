@@ -2,6 +2,8 @@
 //! benchmark: the fixture format, a recording webhook receiver, and a real
 //! `relay serve` process.
 
+pub mod conformance;
 pub mod fixtures;
 pub mod process;
 pub mod receiver;
+pub mod servers;

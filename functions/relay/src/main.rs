@@ -118,6 +118,7 @@ async fn serve(
     let cfg = relay_core::runtime::load_config(config.as_deref())
         .map_err(|e| format!("invalid config:\n{e}"))?;
     let app = relay_core::runtime::build_app(&cfg, &registry())
+        .await
         .map_err(|e| format!("invalid config:\n{e}"))?;
     let addr = relay_core::runtime::listen_addr(listen.as_deref());
     let listener = tokio::net::TcpListener::bind(&addr)

@@ -132,6 +132,9 @@ pub fn decode(meta: &EventMeta, ty: CdeventsType, data: &Value) -> Result<RunEve
         completed_at: (ty.verb == "finished").then_some(time).flatten(),
         results: Default::default(),
         child_references: Vec::new(),
+        pipeline_tasks: Vec::new(),
+        finally_tasks: Vec::new(),
+        skipped_tasks: Vec::new(),
         scm,
         url: str_at(content, &["url"]).map(str::to_string),
     })

@@ -85,6 +85,9 @@ pub fn decode(raw: &[u8], body: &Value) -> Result<RunEvent, DecodeError> {
         completed_at: time,
         results: Default::default(),
         child_references: Vec::new(),
+        pipeline_tasks: Vec::new(),
+        finally_tasks: Vec::new(),
+        skipped_tasks: Vec::new(),
         scm: ScmContext {
             sha,
             branch,

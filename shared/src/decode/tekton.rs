@@ -165,11 +165,35 @@ pub fn decode(meta: &EventMeta, ty: TektonType, data: &Value) -> Result<RunEvent
         completed_at: str_at(status, &["completionTime"]).map(str::to_string),
         results: results(status),
         child_references: child_references(status),
+        pipeline_tasks: task_names(status, "tasks"),
+        finally_tasks: task_names(status, "finally"),
+        skipped_tasks: status
+            .get("skippedTasks")
+            .and_then(Value::as_array)
+            .map(|s| {
+                s.iter()
+                    .filter_map(|t| str_at(t, &["name"]).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
         labels,
         annotations,
         scm,
         url,
     })
+}
+
+fn task_names(status: &Value, list: &str) -> Vec<String> {
+    status
+        .get("pipelineSpec")
+        .and_then(|p| p.get(list))
+        .and_then(Value::as_array)
+        .map(|ts| {
+            ts.iter()
+                .filter_map(|t| str_at(t, &["name"]).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn params(spec: &Value) -> Vec<(String, String)> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Claim, IdempotencyStore, StoreError};
+use super::{Claim, IdempotencyStore, StoreError, Versioned};
 
 #[derive(Debug, Clone)]
 enum Record {
@@ -33,6 +33,7 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     records: HashMap<String, Record>,
+    versioned: HashMap<String, (Versioned, Instant)>,
     inserts_since_sweep: usize,
 }
 
@@ -49,6 +50,7 @@ impl Inner {
         self.inserts_since_sweep += 1;
         if self.inserts_since_sweep >= SWEEP_EVERY {
             self.records.retain(|_, r| r.live(now));
+            self.versioned.retain(|_, (_, until)| *until > now);
             self.inserts_since_sweep = 0;
         }
     }
@@ -129,6 +131,43 @@ impl IdempotencyStore for MemoryStore {
             self.lock().live(key, now),
             Some(Record::Done { .. })
         ))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let now = Instant::now();
+        let inner = self.lock();
+        Ok(inner
+            .versioned
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(v, _)| v.clone()))
+    }
+
+    async fn put_if_version(
+        &self,
+        key: &str,
+        value: &[u8],
+        expected: Option<u64>,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let current = inner
+            .versioned
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(v, _)| v.version);
+        if current != expected {
+            return Ok(None);
+        }
+        let version = current.unwrap_or(0) + 1;
+        let rec = Versioned {
+            version,
+            value: value.to_vec(),
+        };
+        inner.versioned.insert(key.to_string(), (rec, now + ttl));
+        inner.inserts_since_sweep += 1;
+        Ok(Some(version))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

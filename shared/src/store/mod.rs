@@ -3,6 +3,7 @@
 //! operation, so two replicas can race on one key safely.
 
 pub mod memory;
+pub mod valkey;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,13 @@ pub enum Claim {
     InProgress,
     /// The effect behind the key already happened.
     Done,
+}
+
+/// A record with its version, for compare-and-set updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub version: u64,
+    pub value: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +57,20 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// Is `key` recorded as done (and not expired)?
     async fn is_done(&self, key: &str) -> Result<bool, StoreError>;
 
+    /// Reads a versioned record (absent or expired: `None`).
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+
+    /// Compare-and-set: writes `value` only if the record is at version
+    /// `expected` (`None`: absent or expired), with a fresh TTL. Returns the
+    /// new version, or `None` when someone else wrote first.
+    async fn put_if_version(
+        &self,
+        key: &str,
+        value: &[u8],
+        expected: Option<u64>,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError>;
+
     /// Cheap reachability check for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -62,17 +84,23 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
     let scheme = url.split("://").next().unwrap_or(url);
     match scheme {
-        "valkey" | "redis" | "rediss" | "dynamodb" => Err(format!(
-            "store {scheme:?} is not built into this version; use `memory`"
-        )),
+        "valkey" | "valkeys" | "redis" | "rediss" => valkey::ValkeyUrl::parse(url).map(|_| ()),
+        "dynamodb" => Err(
+            "store \"dynamodb\" is not built into this version; use `memory` or `valkey://…`"
+                .into(),
+        ),
         _ => Err(format!(
             "unknown store {url:?}, expected `memory`, `valkey://…`, `redis://…` or `dynamodb://…`"
         )),
     }
 }
 
-/// Opens the store named by a `RelayConfig` store URL.
-pub fn open(url: &str) -> Result<SharedStore, String> {
+/// Opens the store named by a `RelayConfig` store URL. Remote stores connect
+/// lazily: an unreachable server does not stop the relay (it fails open).
+pub async fn open(url: &str) -> Result<SharedStore, String> {
     check_url(url)?;
-    Ok(Arc::new(memory::MemoryStore::default()))
+    if url.starts_with("memory") {
+        return Ok(Arc::new(memory::MemoryStore::default()));
+    }
+    Ok(Arc::new(valkey::ValkeyStore::open(url).await?))
 }

@@ -1,0 +1,152 @@
+//! Real servers for tests: a Valkey/Redis server on a free port (or one that
+//! already answers), and moto for DynamoDB, SQS and EventBridge.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::process::free_port;
+
+fn which(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|n| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(n))
+            .find(|p| p.is_file())
+    })
+}
+
+fn answers(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+        .is_ok()
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A Valkey or Redis server this test owns (or a shared one it only uses).
+pub struct ValkeyServer {
+    pub port: u16,
+    binary: Option<PathBuf>,
+    child: Option<Child>,
+}
+
+impl ValkeyServer {
+    /// Starts `valkey-server` or `redis-server` on a free port; without
+    /// either, uses `$RELAY_TEST_REDIS_PORT` or 6379 if a server answers there.
+    pub fn start() -> ValkeyServer {
+        match which(&["valkey-server", "redis-server"]) {
+            Some(bin) => {
+                let mut s = ValkeyServer {
+                    port: free_port(),
+                    binary: Some(bin),
+                    child: None,
+                };
+                s.restart();
+                s
+            }
+            None => {
+                let port = std::env::var("RELAY_TEST_REDIS_PORT")
+                    .ok()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(6379);
+                assert!(
+                    answers(port),
+                    "no valkey-server or redis-server on PATH and nothing answers on 127.0.0.1:{port}; \
+                     install one (scripts/test does)"
+                );
+                ValkeyServer {
+                    port,
+                    binary: None,
+                    child: None,
+                }
+            }
+        }
+    }
+
+    /// A store URL with a key prefix of its own, so tests sharing a server
+    /// never see each other's keys.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("valkey://127.0.0.1:{}/0?prefix={prefix}:", self.port)
+    }
+
+    pub fn can_restart(&self) -> bool {
+        self.binary.is_some()
+    }
+
+    /// Kills the server (only one this test started).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            wait_until("server stop", || !answers(self.port));
+        }
+    }
+
+    /// Starts (again) on the same port.
+    pub fn restart(&mut self) {
+        let bin = self.binary.clone().expect("a server this test started");
+        let child = Command::new(bin)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("valkey/redis server starts");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until("valkey/redis server", || answers(port));
+    }
+}
+
+impl Drop for ValkeyServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `moto_server` (PyPI `moto[server]`) on a free port.
+pub struct MotoServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl MotoServer {
+    pub fn start() -> MotoServer {
+        let bin = which(&["moto_server"])
+            .expect("moto_server not on PATH: pip install 'moto[server]' (scripts/test does)");
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        wait_until("moto_server", || answers(port));
+        MotoServer { port, child }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
