@@ -2,6 +2,7 @@
 //! concurrent store: every transition is a single atomic, conditional
 //! operation, so two replicas can race on one key safely.
 
+pub mod dynamodb;
 pub mod memory;
 pub mod valkey;
 
@@ -85,10 +86,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
     let scheme = url.split("://").next().unwrap_or(url);
     match scheme {
         "valkey" | "valkeys" | "redis" | "rediss" => valkey::ValkeyUrl::parse(url).map(|_| ()),
-        "dynamodb" => Err(
-            "store \"dynamodb\" is not built into this version; use `memory` or `valkey://…`"
-                .into(),
-        ),
+        "dynamodb" => dynamodb::DynamoUrl::parse(url).map(|_| ()),
         _ => Err(format!(
             "unknown store {url:?}, expected `memory`, `valkey://…`, `redis://…` or `dynamodb://…`"
         )),
@@ -101,6 +99,9 @@ pub async fn open(url: &str) -> Result<SharedStore, String> {
     check_url(url)?;
     if url.starts_with("memory") {
         return Ok(Arc::new(memory::MemoryStore::default()));
+    }
+    if url.starts_with("dynamodb://") {
+        return Ok(Arc::new(dynamodb::DynamoStore::open(url).await?));
     }
     Ok(Arc::new(valkey::ValkeyStore::open(url).await?))
 }
