@@ -3,6 +3,7 @@
 //! `relay serve` process.
 
 pub mod conformance;
+pub mod expect;
 pub mod fixtures;
 pub mod process;
 pub mod receiver;

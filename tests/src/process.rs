@@ -25,18 +25,24 @@ impl RelayProcess {
     /// Starts `binary serve --config <config>` and waits until `/healthz` answers.
     /// `$DIR` in the config stands for the process's own temporary folder.
     pub async fn start(binary: &Path, config: &str) -> RelayProcess {
-        RelayProcess::spawn(binary, Some(config)).await
+        RelayProcess::spawn(binary, Some(config), &[]).await
+    }
+
+    /// As `start`, with extra environment variables.
+    pub async fn start_with_env(binary: &Path, config: &str, env: &[(&str, &str)]) -> RelayProcess {
+        RelayProcess::spawn(binary, Some(config), env).await
     }
 
     /// Starts `binary serve` on its embedded default (no config anywhere).
     pub async fn start_default(binary: &Path) -> RelayProcess {
-        RelayProcess::spawn(binary, None).await
+        RelayProcess::spawn(binary, None, &[]).await
     }
 
-    async fn spawn(binary: &Path, config: Option<&str>) -> RelayProcess {
+    async fn spawn(binary: &Path, config: Option<&str>, env: &[(&str, &str)]) -> RelayProcess {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut cmd = Command::new(binary);
+        cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .env_remove("RELAY_CONFIG")
             .env("RELAY_LOG", "info");
