@@ -142,6 +142,39 @@ impl MotoServer {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// SDK configuration for this server: static test credentials, us-east-1.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::new("test", "test", None, None, "tests"),
+                ),
+            )
+            .build()
+    }
+
+    /// Environment for a relay process talking to this server.
+    pub const PROCESS_ENV: [(&'static str, &'static str); 3] = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+
+    /// Creates `table` with the store's schema and returns its store URL.
+    pub async fn dynamodb_table(&self, table: &str) -> String {
+        relay_core::store::dynamodb::DynamoStore::from_conf(&self.sdk_config(), table)
+            .create_table()
+            .await
+            .unwrap();
+        format!(
+            "dynamodb://{table}?region=us-east-1&endpoint={}",
+            self.endpoint()
+        )
+    }
 }
 
 impl Drop for MotoServer {

@@ -25,22 +25,8 @@ fn valkey(server: &ValkeyServer, prefix: &str) -> Factory {
     })
 }
 
-/// SDK configuration for moto: static test credentials, a fixed region.
-pub fn moto_conf(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new("test", "test", None, None, "tests"),
-            ),
-        )
-        .build()
-}
-
 async fn dynamodb(server: &MotoServer) -> Factory {
-    let conf = moto_conf(&server.endpoint());
+    let conf = server.sdk_config();
     let table = "relay-conformance";
     DynamoStore::from_conf(&conf, table)
         .create_table()

@@ -14,14 +14,21 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_relay");
 
 fn event(tag: &str) -> RequestFile {
-    let mut f = RequestFile::load(&dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"));
+    let mut f = RequestFile::load(
+        &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
+    );
     f.headers.insert("Ce-Id".into(), format!("fail-open-{tag}"));
     f.body["pipelineRun"]["metadata"]["uid"] = Value::String(format!("uid-{tag}"));
     f
 }
 
 async fn ready(base: &str) -> Value {
-    reqwest::get(format!("{base}/readyz")).await.unwrap().json().await.unwrap()
+    reqwest::get(format!("{base}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Polls `/readyz` until the store reads `want` (the relay reconnects by
@@ -45,7 +52,10 @@ fn store_errors(metrics: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_fails_open_and_recovers_when_the_store_comes_back() {
     let mut server = ValkeyServer::start();
-    assert!(server.can_restart(), "this test needs a valkey-server or redis-server binary");
+    assert!(
+        server.can_restart(),
+        "this test needs a valkey-server or redis-server binary"
+    );
     server.stop();
     let rx = Receiver::start().await;
     let cfg = format!(
@@ -57,10 +67,22 @@ async fn relay_fails_open_and_recovers_when_the_store_comes_back() {
     let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
     let client = reqwest::Client::new();
     let (status, body) = send(&client, &relay.base, &event("down-at-start")).await;
-    assert_eq!((status, body["outcome"].as_str()), (200, Some("delivered")), "{body}");
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("delivered")),
+        "{body}"
+    );
     let r = ready(&relay.base).await;
-    assert_eq!((r["status"].as_str(), r["store"]["status"].as_str()), (Some("degraded"), Some("unreachable")));
-    let metrics = reqwest::get(format!("{}/metrics", relay.base)).await.unwrap().text().await.unwrap();
+    assert_eq!(
+        (r["status"].as_str(), r["store"]["status"].as_str()),
+        (Some("degraded"), Some("unreachable"))
+    );
+    let metrics = reqwest::get(format!("{}/metrics", relay.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let errors_before = store_errors(&metrics);
     assert!(errors_before > 0, "{metrics}");
     assert!(metrics.contains(r#"op="claim""#));
@@ -69,21 +91,42 @@ async fn relay_fails_open_and_recovers_when_the_store_comes_back() {
     server.restart();
     wait_store(&relay.base, "ok").await;
     let e = event("after-recovery");
-    assert_eq!(send(&client, &relay.base, &e).await.1["outcome"], "delivered");
-    assert_eq!(send(&client, &relay.base, &e).await.1["outcome"], "duplicate");
+    assert_eq!(
+        send(&client, &relay.base, &e).await.1["outcome"],
+        "delivered"
+    );
+    assert_eq!(
+        send(&client, &relay.base, &e).await.1["outcome"],
+        "duplicate"
+    );
 
     // Lost mid-run: still delivered, counted, degraded; then recovered again.
     server.stop();
     let (status, body) = send(&client, &relay.base, &event("lost-mid-run")).await;
-    assert_eq!((status, body["outcome"].as_str()), (200, Some("delivered")), "{body}");
-    let metrics = reqwest::get(format!("{}/metrics", relay.base)).await.unwrap().text().await.unwrap();
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("delivered")),
+        "{body}"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", relay.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(store_errors(&metrics) > errors_before);
     wait_store(&relay.base, "unreachable").await;
     server.restart();
     wait_store(&relay.base, "ok").await;
     let e = event("after-second-recovery");
-    assert_eq!(send(&client, &relay.base, &e).await.1["outcome"], "delivered");
-    assert_eq!(send(&client, &relay.base, &e).await.1["outcome"], "duplicate");
+    assert_eq!(
+        send(&client, &relay.base, &e).await.1["outcome"],
+        "delivered"
+    );
+    assert_eq!(
+        send(&client, &relay.base, &e).await.1["outcome"],
+        "duplicate"
+    );
 
     let delivered: Vec<String> = rx
         .accepted_on("/hook")
@@ -92,6 +135,11 @@ async fn relay_fails_open_and_recovers_when_the_store_comes_back() {
         .collect();
     assert_eq!(
         delivered,
-        ["fail-open-down-at-start", "fail-open-after-recovery", "fail-open-lost-mid-run", "fail-open-after-second-recovery"]
+        [
+            "fail-open-down-at-start",
+            "fail-open-after-recovery",
+            "fail-open-lost-mid-run",
+            "fail-open-after-second-recovery"
+        ]
     );
 }

@@ -78,30 +78,8 @@ async fn two_replicas_on_valkey_deliver_each_notification_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_dynamodb_deliver_each_notification_once() {
     let moto = MotoServer::start();
-    let url = format!(
-        "dynamodb://relay-replicas?region=us-east-1&endpoint={}",
-        moto.endpoint()
-    );
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
     // The table comes from infra/ in production; here from the store's own schema.
-    let conf = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new("test", "test", None, None, "tests"),
-            ),
-        )
-        .build();
-    relay_core::store::dynamodb::DynamoStore::from_conf(&conf, "relay-replicas")
-        .create_table()
-        .await
-        .unwrap();
+    let url = moto.dynamodb_table("relay-replicas").await;
     let rx = Receiver::start().await;
-    run_two_replicas(&config(&rx, &url), &env, &rx).await;
+    run_two_replicas(&config(&rx, &url), &MotoServer::PROCESS_ENV, &rx).await;
 }

@@ -100,19 +100,15 @@ impl ValkeyStore {
         }
         let client = redis::Client::open(url.as_str()).map_err(|e| {
             // The client's error may echo the URL: report the kind only.
-            format!("invalid Valkey URL ({})", format!("{:?}", e.kind()))
+            format!("invalid Valkey URL ({:?})", e.kind())
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
-            format!(
-                "cannot create the Valkey client: {}",
-                format!("{:?}", e.kind())
-            )
-        })?;
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| format!("cannot create the Valkey client: {:?}", e.kind()))?;
         Ok(ValkeyStore {
             conn,
             prefix: parsed.prefix,

@@ -18,6 +18,7 @@ use axum::routing::post;
 use clap::Parser;
 use relay_tests::fixtures::{RequestFile, Scenario, dir};
 use relay_tests::process::RelayProcess;
+use relay_tests::servers::{MotoServer, ValkeyServer};
 
 #[derive(Parser)]
 struct Args {
@@ -29,6 +30,14 @@ struct Args {
     runs: usize,
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Also measure the relay on these shared stores (`valkey`, `dynamodb`):
+    /// each is started here (a Valkey/Redis server, moto) and compared with memory.
+    #[arg(long = "store")]
+    stores: Vec<String>,
+    /// PipelineRuns for the DynamoDB pass: moto is a single-threaded Python
+    /// server and would take minutes over the whole stream.
+    #[arg(long, default_value_t = 60)]
+    dynamodb_runs: usize,
     /// A second, lighter pass showing service latency without queueing.
     #[arg(long, default_value_t = 4)]
     light_concurrency: usize,
@@ -197,6 +206,55 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// A relay config: one webhook Notification into `hook`, on `store`.
+fn relay_config(hook: &str, store: &str) -> String {
+    format!(
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  store: \"{store}\"\n  deadLetter: file://$DIR/dl.jsonl\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: hook}}\nspec:\n  type: webhook\n  webhook: {{url: \"{hook}\"}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: hook}}\nspec:\n  providerRef: {{name: hook}}\n"
+    )
+}
+
+/// The stream with every CloudEvent id prefixed, so a pass never
+/// deduplicates against an earlier one on the same store.
+fn tagged(runs: usize, tag: &str) -> Arc<Vec<Prepared>> {
+    let events = stream(runs)
+        .into_iter()
+        .map(|mut p| {
+            let id = format!("{tag}-{}", p.headers["ce-id"].to_str().unwrap());
+            p.headers.insert("ce-id", id.parse().unwrap());
+            p
+        })
+        .collect();
+    Arc::new(events)
+}
+
+/// One relay process on `store`: warm it, drive the stream, report.
+async fn measure_relay(
+    args: &Args,
+    runs: usize,
+    hook: &str,
+    store: &str,
+    env: &[(&str, &str)],
+    received: &AtomicUsize,
+) -> (Figures, usize, Option<u64>) {
+    let relay = RelayProcess::start_with_env(&args.relay, &relay_config(hook, store), env).await;
+    let url = format!("{}/", relay.base);
+    drive(&url, tagged(30, "warm"), args.concurrency).await;
+    let before = received.load(Ordering::Relaxed);
+    let f = drive(&url, tagged(runs, "main"), args.concurrency).await;
+    let delivered = received.load(Ordering::Relaxed) - before;
+    (f, delivered, peak_rss_kib(relay.pid()))
+}
+
+fn line(name: &str, f: &Figures, what: &str, n: usize) -> String {
+    format!(
+        "{name:<9} {:>8.0} events/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  {what} {n}",
+        f.events_per_sec,
+        ms(f.p50),
+        ms(f.p99),
+        f.errors
+    )
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = Args::parse();
@@ -208,14 +266,7 @@ async fn main() {
     args.relay = args.relay.canonicalize().unwrap();
     let (hook, received) = receiver().await;
     let base = baseline(hook.clone()).await;
-    let config = format!(
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: hook}}\nspec:\n  type: webhook\n  webhook: {{url: \"{hook}\"}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: hook}}\nspec:\n  providerRef: {{name: hook}}\n"
-    );
-    let relay = RelayProcess::start(&args.relay, &config).await;
-    let relay_url = format!("{}/", relay.base);
-
-    let warm = Arc::new(stream(30));
-    let events = Arc::new(stream(args.runs));
+    let events = tagged(args.runs, "main");
     println!(
         "stream: {} events ({} PipelineRuns x 17), {} concurrent, keep-alive, mean body {} bytes",
         events.len(),
@@ -223,55 +274,23 @@ async fn main() {
         args.concurrency,
         events.iter().map(|e| e.body.len()).sum::<usize>() / events.len()
     );
-    // Warm both paths (connections, allocator), then measure each in turn.
-    drive(&base, warm.clone(), args.concurrency).await;
-    let warm_relay: Vec<Prepared> = stream(30)
-        .into_iter()
-        .map(|mut p| {
-            let id = format!("warm-{}", p.headers["ce-id"].to_str().unwrap());
-            p.headers.insert("ce-id", id.parse().unwrap());
-            p
-        })
-        .collect();
-    drive(&relay_url, Arc::new(warm_relay), args.concurrency).await;
 
+    drive(&base, tagged(30, "warm"), args.concurrency).await;
     let before = received.load(Ordering::Relaxed);
     let b = drive(&base, events.clone(), args.concurrency).await;
     let via_baseline = received.load(Ordering::Relaxed) - before;
-    let before = received.load(Ordering::Relaxed);
-    let r = drive(&relay_url, events.clone(), args.concurrency).await;
-    let via_relay = received.load(Ordering::Relaxed) - before;
-    // The same stream again at light load (new ids so nothing deduplicates).
-    let light: Vec<Prepared> = stream(args.runs / 4)
-        .into_iter()
-        .map(|mut p| {
-            let id = format!("light-{}", p.headers["ce-id"].to_str().unwrap());
-            p.headers.insert("ce-id", id.parse().unwrap());
-            p
-        })
-        .collect();
-    let light = Arc::new(light);
-    let bl = drive(&base, light.clone(), args.light_concurrency).await;
-    let rl = drive(&relay_url, light, args.light_concurrency).await;
-    let rss = peak_rss_kib(relay_pid(&relay))
-        .map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    let (r, via_relay, rss) =
+        measure_relay(&args, args.runs, &hook, "memory", &[], &received).await;
 
-    println!(
-        "baseline: {:>8.0} events/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  forwarded {}",
-        b.events_per_sec,
-        ms(b.p50),
-        ms(b.p99),
-        b.errors,
-        via_baseline
-    );
-    println!(
-        "relay:    {:>8.0} events/s  p50 {:.2} ms  p99 {:.2} ms  errors {}  delivered {}",
-        r.events_per_sec,
-        ms(r.p50),
-        ms(r.p99),
-        r.errors,
-        via_relay
-    );
+    // Light load: service latency without queueing.
+    let relay = RelayProcess::start(&args.relay, &relay_config(&hook, "memory")).await;
+    let light = tagged(args.runs / 4, "light");
+    let bl = drive(&base, light.clone(), args.light_concurrency).await;
+    let rl = drive(&format!("{}/", relay.base), light, args.light_concurrency).await;
+    drop(relay);
+
+    println!("{}", line("baseline:", &b, "forwarded", via_baseline));
+    println!("{}", line("relay:", &r, "delivered", via_relay));
     println!(
         "at {} concurrent: baseline p50 {:.2} ms p99 {:.2} ms; relay p50 {:.2} ms p99 {:.2} ms",
         args.light_concurrency,
@@ -280,13 +299,52 @@ async fn main() {
         ms(rl.p50),
         ms(rl.p99)
     );
-    println!("relay peak RSS: {rss}");
+    let mib = |k: Option<u64>| k.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    println!("relay peak RSS: {}", mib(rss));
+
+    // Shared stores, each next to memory.
+    let mut ratios = Vec::new();
+    for store in &args.stores {
+        let (f, n, peak) = match store.as_str() {
+            "valkey" => {
+                let server = ValkeyServer::start();
+                let url = server.url(&format!("bench{}", std::process::id()));
+                measure_relay(&args, args.runs, &hook, &url, &[], &received).await
+            }
+            "dynamodb" => {
+                let moto = MotoServer::start();
+                let url = moto.dynamodb_table("relay-bench").await;
+                let runs = args.dynamodb_runs.min(args.runs);
+                measure_relay(
+                    &args,
+                    runs,
+                    &hook,
+                    &url,
+                    &MotoServer::PROCESS_ENV,
+                    &received,
+                )
+                .await
+            }
+            other => panic!("unknown --store {other}, expected valkey or dynamodb"),
+        };
+        println!(
+            "{}  peak RSS {}",
+            line(&format!("{store}:"), &f, "delivered", n),
+            mib(peak)
+        );
+        ratios.push(format!(
+            "{store}/memory throughput ratio: {:.2}",
+            f.events_per_sec / r.events_per_sec
+        ));
+    }
+    if !args.stores.is_empty() {
+        println!("{}", line("memory:", &r, "delivered", via_relay));
+    }
     println!(
         "relay/baseline throughput ratio: {:.2}",
         r.events_per_sec / b.events_per_sec
     );
-}
-
-fn relay_pid(relay: &RelayProcess) -> u32 {
-    relay.pid()
+    for r in ratios {
+        println!("{r}");
+    }
 }
