@@ -257,6 +257,8 @@ pub enum Mode<'a> {
 pub struct Engine {
     pub plan: Plan,
     pub store: SharedStore,
+    /// Present when some Notification's provider renders summaries.
+    accumulator: Option<crate::accumulator::Accumulator>,
     pub dead_letters: DeadLetterTarget,
     pub metrics: Arc<Metrics>,
     transport: Transport,
@@ -273,9 +275,18 @@ impl Engine {
             Duration::from_secs_f64(plan.settings.delivery.request_timeout_seconds),
             metrics.clone(),
         );
+        let accumulator = plan
+            .notifications
+            .iter()
+            .any(|n| n.provider.uses_summary())
+            .then(|| {
+                let ttl = Duration::from_secs(plan.settings.idempotency.done_ttl_seconds);
+                crate::accumulator::Accumulator::new(store.clone(), ttl)
+            });
         Engine {
             plan,
             store,
+            accumulator,
             dead_letters,
             metrics,
             transport,
@@ -296,6 +307,18 @@ impl Engine {
                 Err(e) => tracing::warn!(error = %e, "dashboardURL did not render"),
             }
         }
+        // One accumulator update per event, before any Notification renders.
+        let summary = match &self.accumulator {
+            Some(acc) => match acc.record(&event).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.store_error(&e);
+                    crate::accumulator::RunSummary::from_event(&event)
+                }
+            },
+            None => None,
+        };
+        let summary = summary.as_ref();
         let selected = self.plan.notifications.iter().filter(|n| match mode {
             Mode::Live => true,
             Mode::Replay { notification } => n.name == notification,
@@ -303,7 +326,7 @@ impl Engine {
         let event = &event;
         let runs = join_all(selected.map(|n| async move {
             let started = Instant::now();
-            let run = self.run_one(n, event).await;
+            let run = self.run_one(n, event, summary).await;
             self.metrics
                 .delivery_duration
                 .with_label_values(&[&n.name])
@@ -375,7 +398,12 @@ impl Engine {
         tracing::warn!(error = %e, "store unavailable; delivering without idempotency");
     }
 
-    async fn run_one(&self, n: &CompiledNotification, ev: &RunEvent) -> Run {
+    async fn run_one(
+        &self,
+        n: &CompiledNotification,
+        ev: &RunEvent,
+        summary: Option<&crate::accumulator::RunSummary>,
+    ) -> Run {
         match n.filter.evaluate(ev) {
             FilterVerdict::Match => {}
             FilterVerdict::NoMatch => return Run::Done(Outcome::Filtered, None),
@@ -432,7 +460,7 @@ impl Engine {
                 Err(e) => self.store_error(&e),
             }
         }
-        match self.deliver(n, ev).await {
+        match self.deliver(n, ev, summary).await {
             Ok(detail) => {
                 for (key, held) in [(&keys.id, held_id), (&keys.semantic, held_sem)] {
                     if held && let Err(e) = self.store.complete(key, &owner, ttl).await {
@@ -465,6 +493,7 @@ impl Engine {
         &self,
         n: &CompiledNotification,
         ev: &RunEvent,
+        summary: Option<&crate::accumulator::RunSummary>,
     ) -> Result<Option<String>, Failure> {
         let policy = &self.plan.settings.delivery;
         let deadline = Instant::now() + Duration::from_secs_f64(policy.deadline_seconds);
@@ -472,6 +501,7 @@ impl Engine {
             event: ev,
             notification: &n.name,
             template: n.template.as_ref(),
+            summary,
         };
         let outbounds = n.provider.build(&input).await.map_err(|e| Failure {
             retryable: matches!(e, ProviderError::Retryable(_)),

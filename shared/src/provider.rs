@@ -20,6 +20,9 @@ pub struct DeliveryInput<'a> {
     pub notification: &'a str,
     /// The Notification's template, when it has one.
     pub template: Option<&'a Template>,
+    /// The run's accumulated summary, for providers that ask for it
+    /// ([`Provider::uses_summary`]) when the event belongs to a PipelineRun.
+    pub summary: Option<&'a crate::accumulator::RunSummary>,
 }
 
 /// One effect to perform.
@@ -102,6 +105,12 @@ pub enum ProviderError {
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     fn type_name(&self) -> &'static str;
+
+    /// Whether this provider renders PipelineRun summaries, so the engine
+    /// feeds the accumulator before delivering.
+    fn uses_summary(&self) -> bool {
+        false
+    }
 
     /// Builds the effects for one event.
     async fn build(&self, input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError>;

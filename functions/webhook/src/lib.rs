@@ -263,6 +263,7 @@ mod tests {
                 event: &ev,
                 notification: "n",
                 template: None,
+                summary: None,
             })
             .await
             .unwrap();
