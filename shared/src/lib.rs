@@ -8,6 +8,7 @@ pub mod deadletter;
 pub mod decode;
 pub mod engine;
 pub mod ingress;
+pub mod lambda;
 pub mod message;
 pub mod metrics;
 pub mod model;

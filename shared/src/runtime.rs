@@ -27,6 +27,7 @@ pub async fn build_app(cfg: &RelayConfig, registry: &Registry) -> Result<SharedA
         plan.settings.dead_letter_max_bytes,
         metrics.clone(),
     )
+    .await
     .map_err(|e| errs.push(&cfg.settings_document, "spec.deadLetter", e))
     .ok();
     match (store, dead_letters) {
@@ -124,6 +125,9 @@ pub async fn run_function(registry: Registry) -> anyhow_like::Result {
     let app = build_app(&cfg, &registry)
         .await
         .map_err(|e| e.to_string())?;
+    if crate::lambda::on_lambda() {
+        return crate::lambda::run(app).await;
+    }
     let listener = tokio::net::TcpListener::bind(listen_addr(None))
         .await
         .map_err(|e| e.to_string())?;

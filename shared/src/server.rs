@@ -54,9 +54,9 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
     let metrics = &app.engine.metrics;
     let limit = app.engine.plan.settings.limits.max_body_bytes;
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, limit).await {
+    let bytes = match read_limited(body, limit).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(()) => {
             metrics
                 .requests_rejected
                 .with_label_values(&["body_too_large"])
@@ -99,6 +99,27 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
     .instrument(span)
     .await;
     answer(&app, result)
+}
+
+/// Reads a body of at most `limit` bytes. Past the limit the rest is read and
+/// discarded (up to a bound), so a sender still writing gets the 413 rather
+/// than a reset connection.
+async fn read_limited(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ()> {
+    use futures::StreamExt;
+    let drain_cap = limit.saturating_mul(4).max(8 << 20);
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ())?;
+        seen += chunk.len();
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if seen > drain_cap {
+            break;
+        }
+    }
+    if seen > limit { Err(()) } else { Ok(buf.freeze()) }
 }
 
 /// DESIGN.md "HTTP contract": 200, 503 + Retry-After, or 422 for `respond`.

@@ -1,6 +1,7 @@
 //! Dead letters: the entry format of DESIGN.md and the sinks that keep them.
 
 pub mod file;
+pub mod sqs;
 
 use std::sync::Arc;
 
@@ -88,8 +89,9 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
     let scheme = url.split("://").next().unwrap_or(url);
     match scheme {
-        "sqs" | "http" | "https" => Err(format!(
-            "dead-letter target {scheme:?} is not built into this version; use `file://…` or `respond`"
+        "sqs" => sqs::queue_url(url).map(|_| ()),
+        "http" | "https" => Err(format!(
+            "dead-letter target {scheme:?} is not built into this version; use `file://…`, `sqs://…` or `respond`"
         )),
         _ => Err(format!(
             "unknown dead-letter target {url:?}, expected `file:///path.jsonl`, `respond`, `sqs://…` or `http(s)://…`"
@@ -97,10 +99,13 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
-pub fn open(url: &str, max_bytes: u64, metrics: Arc<Metrics>) -> Result<DeadLetterTarget, String> {
+pub async fn open(url: &str, max_bytes: u64, metrics: Arc<Metrics>) -> Result<DeadLetterTarget, String> {
     check_url(url)?;
     if url == "respond" {
         return Ok(DeadLetterTarget::Respond);
+    }
+    if url.starts_with("sqs://") {
+        return Ok(DeadLetterTarget::Sink(Arc::new(sqs::SqsSink::open(url).await?)));
     }
     let path = url.strip_prefix("file://").unwrap_or(url);
     let sink = file::FileSink::open(path.into(), max_bytes, metrics)?;
