@@ -160,3 +160,41 @@ pub async fn send_structured(
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(serde_json::Value::Null))
 }
+
+/// A function binary started as its host starts it: no arguments, the
+/// config named by `RELAY_CONFIG`, output kept in files.
+pub struct FunctionProcess {
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl FunctionProcess {
+    /// `$DIR` in the config stands for the process's own temporary folder.
+    pub fn start(binary: &Path, config: &str, env: &[(String, String)]) -> FunctionProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config.replace("$DIR", &dir.path().display().to_string());
+        let cfg_path = dir.path().join("relay.yaml");
+        std::fs::write(&cfg_path, config).unwrap();
+        let child = Command::new(binary)
+            .env("RELAY_CONFIG", &cfg_path)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(dir.path())
+            .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("function binary starts");
+        FunctionProcess { child, dir }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for FunctionProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -164,6 +164,30 @@ impl MotoServer {
         ("AWS_EC2_METADATA_DISABLED", "true"),
     ];
 
+    /// Environment for a relay process: credentials and this server as the
+    /// endpoint of every AWS service.
+    pub fn process_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = MotoServer::PROCESS_ENV
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.push(("AWS_ENDPOINT_URL".into(), self.endpoint()));
+        env.push(("AWS_REGION".into(), "us-east-1".into()));
+        env
+    }
+
+    /// Creates an SQS queue and returns its URL.
+    pub async fn sqs_queue(&self, name: &str) -> String {
+        aws_sdk_sqs::Client::new(&self.sdk_config())
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap()
+    }
+
     /// Creates `table` with the store's schema and returns its store URL.
     pub async fn dynamodb_table(&self, table: &str) -> String {
         relay_core::store::dynamodb::DynamoStore::from_conf(&self.sdk_config(), table)

@@ -58,10 +58,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DlqAction {
-    /// List dead letters, oldest first.
+    /// List dead letters, oldest first (of a running relay, or of an SQS queue).
     List {
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        #[arg(long, default_value = "http://127.0.0.1:8080", conflicts_with = "sqs")]
         url: String,
+        /// An SQS dead-letter queue URL (AWS): listing consumes nothing.
+        #[arg(long)]
+        sqs: Option<String>,
         #[arg(long)]
         limit: Option<usize>,
         #[arg(long)]
@@ -69,8 +72,15 @@ enum DlqAction {
     },
     /// Replay all dead letters, or those with the given ids.
     Replay {
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        #[arg(long, default_value = "http://127.0.0.1:8080", conflicts_with = "sqs")]
         url: String,
+        /// Replay an SQS dead-letter queue here, with the Notifications of
+        /// --config (else $RELAY_CONFIG): successes are deleted, failures
+        /// stay with `replays` + 1.
+        #[arg(long)]
+        sqs: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long = "id")]
         ids: Vec<String>,
     },
@@ -157,9 +167,22 @@ async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
     let client = reqwest::Client::new();
     let (resp, what) = match action {
         DlqAction::List {
+            sqs: Some(queue),
+            limit,
+            notification,
+            ..
+        } => return sqs_list(&queue, limit, notification.as_deref()).await,
+        DlqAction::Replay {
+            sqs: Some(queue),
+            config,
+            ids,
+            ..
+        } => return sqs_replay(&queue, config, &ids).await,
+        DlqAction::List {
             url,
             limit,
             notification,
+            ..
         } => {
             let mut q: Vec<(&str, String)> = Vec::new();
             if let Some(l) = limit {
@@ -171,7 +194,7 @@ async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
             let endpoint = format!("{}/api/v1/dlq", url.trim_end_matches('/'));
             (client.get(&endpoint).query(&q).send().await, endpoint)
         }
-        DlqAction::Replay { url, ids } => {
+        DlqAction::Replay { url, ids, .. } => {
             let endpoint = format!("{}/api/v1/dlq/replay", url.trim_end_matches('/'));
             let body = if ids.is_empty() {
                 serde_json::json!({})
@@ -194,4 +217,35 @@ async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn sqs_url(queue: &str) -> String {
+    if queue.starts_with("sqs://") {
+        queue.to_string()
+    } else {
+        format!("sqs://{queue}")
+    }
+}
+
+async fn sqs_list(queue: &str, limit: Option<usize>, notification: Option<&str>) -> Result<ExitCode, String> {
+    use relay_core::deadletter::DeadLetterSink;
+    let sink = relay_core::deadletter::sqs::SqsSink::open(&sqs_url(queue)).await?;
+    let (total, entries) = sink.list(limit, notification).await.map_err(|e| e.to_string())?;
+    let out = serde_json::json!({"total": total, "entries": entries});
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sqs_replay(queue: &str, config: Option<PathBuf>, ids: &[String]) -> Result<ExitCode, String> {
+    let cfg = relay_core::runtime::load_config(config.as_deref()).map_err(|e| format!("invalid config:\n{e}"))?;
+    let app = relay_core::runtime::build_app(&cfg, &registry())
+        .await
+        .map_err(|e| format!("invalid config:\n{e}"))?;
+    let sink = relay_core::deadletter::sqs::SqsSink::open(&sqs_url(queue)).await?;
+    let ids = (!ids.is_empty()).then_some(ids);
+    let summary = relay_core::replay::replay(&app.engine, &sink, ids)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+    Ok(if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
