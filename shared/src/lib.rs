@@ -3,6 +3,7 @@
 //! the HTTP runtime.
 
 pub mod accumulator;
+pub mod auth;
 pub mod config;
 pub mod deadletter;
 pub mod decode;

@@ -44,10 +44,20 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     drain: Duration,
 ) -> std::io::Result<()> {
+    tracing::info!(notifications = app.engine.plan.notifications.len(), "relay starting");
+    serve_router(router(app), listener, drain).await
+}
+
+/// Serves any router with the same shutdown behaviour.
+pub async fn serve_router(
+    router: axum::Router,
+    listener: tokio::net::TcpListener,
+    drain: Duration,
+) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(%addr, notifications = app.engine.plan.notifications.len(), "relay listening");
+    tracing::info!(%addr, "listening");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new connections; draining in-flight events");
         let _ = tx.send(());

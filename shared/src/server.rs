@@ -37,7 +37,7 @@ pub fn router(app: SharedApp) -> Router {
         .with_state(app)
 }
 
-fn error(e: &IngressError) -> Response {
+pub fn error(e: &IngressError) -> Response {
     (e.status, Json(e.body())).into_response()
 }
 
@@ -69,6 +69,9 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
             return error(&e);
         }
     };
+    if let Err(resp) = authorize(&app, &parts.headers, &bytes).await {
+        return resp;
+    }
     let accepted = ingress::parse_request(&parts.headers, bytes).and_then(ingress::decode);
     let (event, original) = match accepted {
         Err(e) => {
@@ -99,6 +102,42 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
     .instrument(span)
     .await;
     answer(&app, result)
+}
+
+/// Checks `spec.inboundAuth`, if any: `401` for bad credentials, `503` when
+/// the secret cannot be read.
+pub async fn authorize(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<(), Response> {
+    let Some(auth) = &app.engine.plan.settings.inbound_auth else {
+        return Ok(());
+    };
+    auth_check(auth, headers, body, &app.engine.metrics).await
+}
+
+pub async fn auth_check(
+    auth: &crate::auth::InboundAuth,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    metrics: &crate::metrics::Metrics,
+) -> Result<(), Response> {
+    match crate::auth::verify(auth, headers, body).await {
+        Ok(()) => Ok(()),
+        Err(crate::auth::AuthError::Unauthorized) => {
+            metrics.requests_rejected.with_label_values(&["unauthorized"]).inc();
+            Err(error(&IngressError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or invalid credentials",
+            )))
+        }
+        Err(crate::auth::AuthError::Unavailable(e)) => {
+            tracing::error!(error = %e, "inbound auth secret unreadable");
+            Err(error(&IngressError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "auth_unavailable",
+                "credentials cannot be checked right now",
+            )))
+        }
+    }
 }
 
 /// Reads a body of at most `limit` bytes. Past the limit the rest is read and
@@ -196,7 +235,14 @@ fn sink_error(e: impl std::fmt::Display) -> Response {
     error(&e)
 }
 
-async fn dlq_list(State(app): State<SharedApp>, Query(q): Query<ListQuery>) -> Response {
+async fn dlq_list(
+    State(app): State<SharedApp>,
+    headers: http::HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers, b"").await {
+        return r;
+    }
     let DeadLetterTarget::Sink(sink) = &app.engine.dead_letters else {
         return no_sink();
     };
@@ -212,7 +258,14 @@ struct ReplayRequest {
     ids: Option<Vec<String>>,
 }
 
-async fn dlq_replay(State(app): State<SharedApp>, body: axum::body::Bytes) -> Response {
+async fn dlq_replay(
+    State(app): State<SharedApp>,
+    headers: http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers, &body).await {
+        return r;
+    }
     let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayRequest::default()
     } else {
@@ -233,7 +286,14 @@ async fn dlq_replay(State(app): State<SharedApp>, body: axum::body::Bytes) -> Re
     }
 }
 
-async fn dlq_delete(State(app): State<SharedApp>, Path(id): Path<String>) -> Response {
+async fn dlq_delete(
+    State(app): State<SharedApp>,
+    headers: http::HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers, b"").await {
+        return r;
+    }
     let DeadLetterTarget::Sink(sink) = &app.engine.dead_letters else {
         return no_sink();
     };

@@ -122,6 +122,9 @@ pub struct RelaySettings {
     pub delivery: DeliverySettings,
     #[serde(default)]
     pub idempotency: IdempotencySettings,
+    /// Authentication required of requests from outside (events, dead-letter API).
+    #[serde(default)]
+    pub inbound_auth: Option<crate::auth::InboundAuth>,
 }
 
 fn default_store() -> String {
@@ -144,6 +147,7 @@ impl Default for RelaySettings {
             limits: Limits::default(),
             delivery: DeliverySettings::default(),
             idempotency: IdempotencySettings::default(),
+            inbound_auth: None,
         }
     }
 }

@@ -1,0 +1,197 @@
+//! The ingress function: the authenticated front door for Tekton (and Flux)
+//! events. On AWS it puts each event on an EventBridge bus; on Knative it
+//! forwards it unchanged to `K_SINK` (a SinkBinding to the Broker).
+
+pub mod trim;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use relay_core::auth::InboundAuth;
+use relay_core::ingress::{self, Accepted, IngressError, Original};
+use relay_core::metrics::Metrics;
+use relay_core::server::{auth_check, error};
+use serde_json::json;
+
+/// Where accepted events go.
+pub enum Forward {
+    EventBridge {
+        client: aws_sdk_eventbridge::Client,
+        bus: String,
+        source: String,
+    },
+    Sink {
+        client: reqwest::Client,
+        url: String,
+    },
+}
+
+pub struct Ingress {
+    pub forward: Forward,
+    pub auth: Option<InboundAuth>,
+    pub max_body_bytes: usize,
+    pub metrics: Metrics,
+}
+
+/// EventBridge's limit on one entry.
+pub const EVENTBRIDGE_MAX_BYTES: usize = 256 * 1024;
+
+impl Ingress {
+    /// From the environment: `RELAY_EVENT_BUS` (and `RELAY_EVENT_SOURCE`,
+    /// default `tekton.relay`) on AWS, else `K_SINK` on Knative.
+    pub async fn from_env(auth: Option<InboundAuth>, max_body_bytes: usize) -> Result<Ingress, String> {
+        let forward = if let Ok(bus) = std::env::var("RELAY_EVENT_BUS") {
+            let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+            Forward::EventBridge {
+                client: aws_sdk_eventbridge::Client::new(&conf),
+                bus,
+                source: std::env::var("RELAY_EVENT_SOURCE").unwrap_or_else(|_| "tekton.relay".into()),
+            }
+        } else if let Ok(url) = std::env::var("K_SINK") {
+            Forward::Sink {
+                client: reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+                url,
+            }
+        } else {
+            return Err("set RELAY_EVENT_BUS (AWS EventBridge) or K_SINK (Knative SinkBinding)".into());
+        };
+        Ok(Ingress {
+            forward,
+            auth,
+            max_body_bytes,
+            metrics: Metrics::new(),
+        })
+    }
+}
+
+pub fn router(ingress: Arc<Ingress>) -> Router {
+    Router::new()
+        .route("/", post(receive))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|State(i): State<Arc<Ingress>>| async move { i.metrics.render() }),
+        )
+        .with_state(ingress)
+}
+
+async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, ing.max_body_bytes).await else {
+        ing.metrics.requests_rejected.with_label_values(&["body_too_large"]).inc();
+        return error(&IngressError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("body is over the limit of {} bytes", ing.max_body_bytes),
+        ));
+    };
+    if let Some(auth) = &ing.auth
+        && let Err(r) = auth_check(auth, &parts.headers, &bytes, &ing.metrics).await
+    {
+        return r;
+    }
+    // Decode at the door, so a malformed event is refused here, clearly.
+    let accepted = ingress::parse_request(&parts.headers, bytes.clone()).and_then(ingress::decode);
+    let (event_type, original) = match accepted {
+        Err(e) => {
+            ing.metrics.requests_rejected.with_label_values(&[e.code]).inc();
+            return error(&e);
+        }
+        Ok(Accepted::Ignored { event_type }) => {
+            ing.metrics.events_received.with_label_values(&["other"]).inc();
+            tracing::info!(%event_type, "ignored");
+            return axum::Json(json!({"outcome": "ignored"})).into_response();
+        }
+        Ok(Accepted::Run { event, original }) => {
+            ing.metrics.events_received.with_label_values(&[&event.event_type]).inc();
+            (event.event_type.clone(), original)
+        }
+    };
+    match &ing.forward {
+        Forward::EventBridge { client, bus, source } => {
+            to_eventbridge(client, bus, source, &event_type, &original).await
+        }
+        Forward::Sink { client, url } => to_sink(client, url, &parts.headers, bytes).await,
+    }
+}
+
+async fn to_eventbridge(
+    client: &aws_sdk_eventbridge::Client,
+    bus: &str,
+    source: &str,
+    event_type: &str,
+    original: &Original,
+) -> Response {
+    let mut detail = original.to_json();
+    let trimmed = trim::fit(&mut detail, EVENTBRIDGE_MAX_BYTES - source.len() - event_type.len() - 512);
+    let Ok(trimmed) = trimmed else {
+        return error(&IngressError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "event_too_large",
+            "the event exceeds EventBridge's 256 KB limit even without its bulky fields",
+        ));
+    };
+    if !trimmed.is_empty() {
+        tracing::info!(fields = %trimmed.join(","), "trimmed for EventBridge");
+    }
+    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+        .event_bus_name(bus)
+        .source(source)
+        .detail_type(event_type)
+        .detail(detail.to_string())
+        .build();
+    match client.put_events().entries(entry).send().await {
+        Ok(out) if out.failed_entry_count() == 0 => {
+            axum::Json(json!({"outcome": "forwarded", "trimmed": trimmed})).into_response()
+        }
+        Ok(out) => {
+            let why = out
+                .entries()
+                .iter()
+                .filter_map(|e| e.error_message())
+                .collect::<Vec<_>>()
+                .join("; ");
+            retryable(&format!("EventBridge refused the event: {why}"))
+        }
+        Err(e) => retryable(&format!(
+            "EventBridge unavailable: {}",
+            aws_sdk_eventbridge::error::DisplayErrorContext(e)
+        )),
+    }
+}
+
+fn retryable(message: &str) -> Response {
+    tracing::warn!(error = %message, "forward failed");
+    let mut r = error(&IngressError::new(StatusCode::SERVICE_UNAVAILABLE, "forward_failed", message));
+    r.headers_mut().insert("retry-after", 1.into());
+    r
+}
+
+/// Knative: the event goes on unchanged, headers and body as received.
+async fn to_sink(client: &reqwest::Client, url: &str, headers: &HeaderMap, body: bytes::Bytes) -> Response {
+    let mut req = client.post(url).body(body);
+    for (k, v) in headers {
+        let name = k.as_str();
+        if name.starts_with("ce-") || name == "content-type" || name == "traceparent" {
+            req = req.header(k, v);
+        }
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => axum::Json(json!({"outcome": "forwarded"})).into_response(),
+        Ok(r) if r.status().is_client_error() => error(&IngressError::new(
+            StatusCode::BAD_REQUEST,
+            "sink_rejected",
+            format!("the sink refused the event: {}", r.status()),
+        )),
+        Ok(r) => retryable(&format!("the sink answered {}", r.status())),
+        Err(e) => retryable(&format!("the sink is unreachable: {}", e.without_url())),
+    }
+}

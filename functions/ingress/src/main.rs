@@ -1,0 +1,42 @@
+//! The ingress function: HTTP on `$PORT` (Knative), or a Lambda Function URL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    relay_core::telemetry::init();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay-ingress: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let cfg = relay_core::runtime::load_config(None).map_err(|e| format!("invalid config:\n{e}"))?;
+    if let Some(Err((path, msg))) = cfg.settings.inbound_auth.as_ref().map(|a| a.check_config()) {
+        return Err(format!("invalid config: spec.inboundAuth{path}: {msg}"));
+    }
+    let ingress = relay_ingress::Ingress::from_env(
+        cfg.settings.inbound_auth.clone(),
+        cfg.settings.limits.max_body_bytes,
+    )
+    .await?;
+    let router = relay_ingress::router(Arc::new(ingress));
+    if relay_core::lambda::on_lambda() {
+        return lambda_http::run(router).await.map_err(|e| e.to_string());
+    }
+    let addr = relay_core::runtime::listen_addr(None);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    relay_core::runtime::serve_router(router, listener, Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())
+}
