@@ -31,8 +31,14 @@ impl InboundAuth {
     /// Errors as `(path under spec.inboundAuth, message)`.
     pub fn check_config(&self) -> Result<(), (String, String)> {
         match (&self.bearer_token_file, &self.hmac_secret_file) {
-            (None, None) => Err((String::new(), "set bearerTokenFile or hmacSecretFile".into())),
-            (Some(_), Some(_)) => Err((String::new(), "set bearerTokenFile or hmacSecretFile, not both".into())),
+            (None, None) => Err((
+                String::new(),
+                "set bearerTokenFile or hmacSecretFile".into(),
+            )),
+            (Some(_), Some(_)) => Err((
+                String::new(),
+                "set bearerTokenFile or hmacSecretFile, not both".into(),
+            )),
             _ => http::HeaderName::from_bytes(self.hmac_header.as_bytes())
                 .map(|_| ())
                 .map_err(|_| ("hmacHeader".into(), "not a valid header name".into())),
@@ -51,7 +57,10 @@ pub enum AuthError {
 
 pub async fn verify(auth: &InboundAuth, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {
     if let Some(f) = &auth.bearer_token_file {
-        let token = f.read().await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let token = f
+            .read()
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         let given = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -64,17 +73,23 @@ pub async fn verify(auth: &InboundAuth, headers: &HeaderMap, body: &[u8]) -> Res
         };
     }
     if let Some(f) = &auth.hmac_secret_file {
-        let secret = f.read().await.map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let secret = f
+            .read()
+            .await
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         let given = headers
             .get(auth.hmac_header.as_str())
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("sha256="))
             .and_then(|h| hex::decode(h).ok())
             .ok_or(AuthError::Unauthorized)?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("any key length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("any key length");
         mac.update(body);
         // verify_slice compares in constant time.
-        return mac.verify_slice(&given).map_err(|_| AuthError::Unauthorized);
+        return mac
+            .verify_slice(&given)
+            .map_err(|_| AuthError::Unauthorized);
     }
     Ok(())
 }
@@ -132,6 +147,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-relay-signature-256", sig.parse().unwrap());
         assert_eq!(verify(&hmac, &h, b"body").await, Ok(()));
-        assert_eq!(verify(&hmac, &h, b"bodY").await, Err(AuthError::Unauthorized));
+        assert_eq!(
+            verify(&hmac, &h, b"bodY").await,
+            Err(AuthError::Unauthorized)
+        );
     }
 }

@@ -46,8 +46,13 @@ impl Plan {
         if let Err(e) = crate::deadletter::check_url(&cfg.settings.dead_letter) {
             errs.push(&cfg.settings_document, "spec.deadLetter", e);
         }
-        if let Some(Err((path, msg))) = cfg.settings.inbound_auth.as_ref().map(|a| a.check_config()) {
-            let path = if path.is_empty() { "spec.inboundAuth".to_string() } else { format!("spec.inboundAuth.{path}") };
+        if let Some(Err((path, msg))) = cfg.settings.inbound_auth.as_ref().map(|a| a.check_config())
+        {
+            let path = if path.is_empty() {
+                "spec.inboundAuth".to_string()
+            } else {
+                format!("spec.inboundAuth.{path}")
+            };
             errs.push(&cfg.settings_document, path, msg);
         }
         let dashboard = match cfg.settings.dashboard_url.as_deref().map(Template::compile) {

@@ -31,7 +31,10 @@ fn failures(r: &EventResult) -> String {
 }
 
 /// Runs one CloudEvent through the engine.
-async fn process_cloudevent(app: &App, ce: cloudevents::Event) -> Result<EventResult, InvocationError> {
+async fn process_cloudevent(
+    app: &App,
+    ce: cloudevents::Event,
+) -> Result<EventResult, InvocationError> {
     let metrics = &app.engine.metrics;
     match decode::decode_cloudevent(&ce).map_err(|e| InvocationError::Undecodable(e.to_string()))? {
         Decoded::Ignored { event_type } => {
@@ -44,7 +47,10 @@ async fn process_cloudevent(app: &App, ce: cloudevents::Event) -> Result<EventRe
             })
         }
         Decoded::Run(ev) => {
-            metrics.events_received.with_label_values(&[&ev.event_type]).inc();
+            metrics
+                .events_received
+                .with_label_values(&[&ev.event_type])
+                .inc();
             let span = tracing::info_span!("event", ce_id = %ev.event_id, ce_type = %ev.event_type,
                 run = %ev.display_name(), state = %ev.state);
             let _g = span.enter();
@@ -73,7 +79,8 @@ pub fn is_sqs_batch(v: &Value) -> bool {
 /// Handles one invocation payload.
 pub async fn handle(app: &App, payload: Value) -> Result<Value, InvocationError> {
     if is_sqs_batch(&payload) {
-        let records = wrappers::from_sqs_batch(&payload).map_err(|e| InvocationError::Undecodable(e.to_string()))?;
+        let records = wrappers::from_sqs_batch(&payload)
+            .map_err(|e| InvocationError::Undecodable(e.to_string()))?;
         let mut failed = Vec::new();
         for rec in records {
             let ok = match rec.event {
@@ -96,7 +103,8 @@ pub async fn handle(app: &App, payload: Value) -> Result<Value, InvocationError>
         return Ok(json!({"batchItemFailures": failed}));
     }
     if wrappers::is_eventbridge(&payload) {
-        let ce = wrappers::from_eventbridge(&payload).map_err(|e| InvocationError::Undecodable(e.to_string()))?;
+        let ce = wrappers::from_eventbridge(&payload)
+            .map_err(|e| InvocationError::Undecodable(e.to_string()))?;
         let r = process_cloudevent(app, ce).await?;
         return Ok(serde_json::to_value(&r).unwrap_or(Value::Null));
     }
@@ -111,7 +119,9 @@ pub async fn run(app: crate::server::SharedApp) -> Result<(), String> {
         let app = app.clone();
         async move { handle(&app, ev.payload).await }
     });
-    lambda_runtime::run(handler).await.map_err(|e| e.to_string())
+    lambda_runtime::run(handler)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Is this process running under the Lambda Runtime API?

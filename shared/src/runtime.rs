@@ -44,7 +44,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     drain: Duration,
 ) -> std::io::Result<()> {
-    tracing::info!(notifications = app.engine.plan.notifications.len(), "relay starting");
+    tracing::info!(
+        notifications = app.engine.plan.notifications.len(),
+        "relay starting"
+    );
     serve_router(router(app), listener, drain).await
 }
 

@@ -122,7 +122,10 @@ pub async fn auth_check(
     match crate::auth::verify(auth, headers, body).await {
         Ok(()) => Ok(()),
         Err(crate::auth::AuthError::Unauthorized) => {
-            metrics.requests_rejected.with_label_values(&["unauthorized"]).inc();
+            metrics
+                .requests_rejected
+                .with_label_values(&["unauthorized"])
+                .inc();
             Err(error(&IngressError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -158,7 +161,11 @@ async fn read_limited(body: axum::body::Body, limit: usize) -> Result<bytes::Byt
             break;
         }
     }
-    if seen > limit { Err(()) } else { Ok(buf.freeze()) }
+    if seen > limit {
+        Err(())
+    } else {
+        Ok(buf.freeze())
+    }
 }
 
 /// DESIGN.md "HTTP contract": 200, 503 + Retry-After, or 422 for `respond`.

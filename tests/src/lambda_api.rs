@@ -42,7 +42,10 @@ impl RuntimeApi {
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(inner.clone());
@@ -63,7 +66,10 @@ impl RuntimeApi {
             ("AWS_LAMBDA_FUNCTION_NAME", function.to_string()),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{function}")),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{function}"),
+            ),
             ("AWS_LAMBDA_LOG_STREAM_NAME", "test".into()),
         ]
         .into_iter()
@@ -90,7 +96,10 @@ impl RuntimeApi {
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(1);
-    format!("00000000-0000-4000-8000-{:012}", N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "00000000-0000-4000-8000-{:012}",
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 async fn next(State(inner): State<Arc<Inner>>) -> impl IntoResponse {
@@ -102,12 +111,22 @@ async fn next(State(inner): State<Arc<Inner>>) -> impl IntoResponse {
         + 30_000;
     let mut h = HeaderMap::new();
     h.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
-    h.insert("lambda-runtime-deadline-ms", deadline.to_string().parse().unwrap());
+    h.insert(
+        "lambda-runtime-deadline-ms",
+        deadline.to_string().parse().unwrap(),
+    );
     h.insert(
         "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:us-east-1:123456789012:function:test".parse().unwrap(),
+        "arn:aws:lambda:us-east-1:123456789012:function:test"
+            .parse()
+            .unwrap(),
     );
-    h.insert("lambda-runtime-trace-id", "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1".parse().unwrap());
+    h.insert(
+        "lambda-runtime-trace-id",
+        "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1"
+            .parse()
+            .unwrap(),
+    );
     (StatusCode::OK, h, serde_json::to_vec(&payload).unwrap())
 }
 
@@ -121,12 +140,24 @@ fn finish(inner: &Inner, id: &str, r: Invocation) -> StatusCode {
     }
 }
 
-async fn response(State(inner): State<Arc<Inner>>, Path(id): Path<String>, body: Bytes) -> StatusCode {
-    finish(&inner, &id, Ok(serde_json::from_slice(&body).unwrap_or(Value::Null)))
+async fn response(
+    State(inner): State<Arc<Inner>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    finish(
+        &inner,
+        &id,
+        Ok(serde_json::from_slice(&body).unwrap_or(Value::Null)),
+    )
 }
 
 async fn error(State(inner): State<Arc<Inner>>, Path(id): Path<String>, body: Bytes) -> StatusCode {
-    finish(&inner, &id, Err(serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    finish(
+        &inner,
+        &id,
+        Err(serde_json::from_slice(&body).unwrap_or(Value::Null)),
+    )
 }
 
 async fn init_error(State(inner): State<Arc<Inner>>, body: Bytes) -> StatusCode {

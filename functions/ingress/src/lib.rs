@@ -43,13 +43,19 @@ pub const EVENTBRIDGE_MAX_BYTES: usize = 256 * 1024;
 impl Ingress {
     /// From the environment: `RELAY_EVENT_BUS` (and `RELAY_EVENT_SOURCE`,
     /// default `tekton.relay`) on AWS, else `K_SINK` on Knative.
-    pub async fn from_env(auth: Option<InboundAuth>, max_body_bytes: usize) -> Result<Ingress, String> {
+    pub async fn from_env(
+        auth: Option<InboundAuth>,
+        max_body_bytes: usize,
+    ) -> Result<Ingress, String> {
         let forward = if let Ok(bus) = std::env::var("RELAY_EVENT_BUS") {
-            let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+            let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await;
             Forward::EventBridge {
                 client: aws_sdk_eventbridge::Client::new(&conf),
                 bus,
-                source: std::env::var("RELAY_EVENT_SOURCE").unwrap_or_else(|_| "tekton.relay".into()),
+                source: std::env::var("RELAY_EVENT_SOURCE")
+                    .unwrap_or_else(|_| "tekton.relay".into()),
             }
         } else if let Ok(url) = std::env::var("K_SINK") {
             Forward::Sink {
@@ -60,7 +66,9 @@ impl Ingress {
                 url,
             }
         } else {
-            return Err("set RELAY_EVENT_BUS (AWS EventBridge) or K_SINK (Knative SinkBinding)".into());
+            return Err(
+                "set RELAY_EVENT_BUS (AWS EventBridge) or K_SINK (Knative SinkBinding)".into(),
+            );
         };
         Ok(Ingress {
             forward,
@@ -86,7 +94,10 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
 async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, ing.max_body_bytes).await else {
-        ing.metrics.requests_rejected.with_label_values(&["body_too_large"]).inc();
+        ing.metrics
+            .requests_rejected
+            .with_label_values(&["body_too_large"])
+            .inc();
         return error(&IngressError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
@@ -102,23 +113,34 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
     let accepted = ingress::parse_request(&parts.headers, bytes.clone()).and_then(ingress::decode);
     let (event_type, original) = match accepted {
         Err(e) => {
-            ing.metrics.requests_rejected.with_label_values(&[e.code]).inc();
+            ing.metrics
+                .requests_rejected
+                .with_label_values(&[e.code])
+                .inc();
             return error(&e);
         }
         Ok(Accepted::Ignored { event_type }) => {
-            ing.metrics.events_received.with_label_values(&["other"]).inc();
+            ing.metrics
+                .events_received
+                .with_label_values(&["other"])
+                .inc();
             tracing::info!(%event_type, "ignored");
             return axum::Json(json!({"outcome": "ignored"})).into_response();
         }
         Ok(Accepted::Run { event, original }) => {
-            ing.metrics.events_received.with_label_values(&[&event.event_type]).inc();
+            ing.metrics
+                .events_received
+                .with_label_values(&[&event.event_type])
+                .inc();
             (event.event_type.clone(), original)
         }
     };
     match &ing.forward {
-        Forward::EventBridge { client, bus, source } => {
-            to_eventbridge(client, bus, source, &event_type, &original).await
-        }
+        Forward::EventBridge {
+            client,
+            bus,
+            source,
+        } => to_eventbridge(client, bus, source, &event_type, &original).await,
         Forward::Sink { client, url } => to_sink(client, url, &parts.headers, bytes).await,
     }
 }
@@ -131,7 +153,10 @@ async fn to_eventbridge(
     original: &Original,
 ) -> Response {
     let mut detail = original.to_json();
-    let trimmed = trim::fit(&mut detail, EVENTBRIDGE_MAX_BYTES - source.len() - event_type.len() - 512);
+    let trimmed = trim::fit(
+        &mut detail,
+        EVENTBRIDGE_MAX_BYTES - source.len() - event_type.len() - 512,
+    );
     let Ok(trimmed) = trimmed else {
         return error(&IngressError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -170,13 +195,22 @@ async fn to_eventbridge(
 
 fn retryable(message: &str) -> Response {
     tracing::warn!(error = %message, "forward failed");
-    let mut r = error(&IngressError::new(StatusCode::SERVICE_UNAVAILABLE, "forward_failed", message));
+    let mut r = error(&IngressError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "forward_failed",
+        message,
+    ));
     r.headers_mut().insert("retry-after", 1.into());
     r
 }
 
 /// Knative: the event goes on unchanged, headers and body as received.
-async fn to_sink(client: &reqwest::Client, url: &str, headers: &HeaderMap, body: bytes::Bytes) -> Response {
+async fn to_sink(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
     let mut req = client.post(url).body(body);
     for (k, v) in headers {
         let name = k.as_str();
@@ -185,7 +219,9 @@ async fn to_sink(client: &reqwest::Client, url: &str, headers: &HeaderMap, body:
         }
     }
     match req.send().await {
-        Ok(r) if r.status().is_success() => axum::Json(json!({"outcome": "forwarded"})).into_response(),
+        Ok(r) if r.status().is_success() => {
+            axum::Json(json!({"outcome": "forwarded"})).into_response()
+        }
         Ok(r) if r.status().is_client_error() => error(&IngressError::new(
             StatusCode::BAD_REQUEST,
             "sink_rejected",

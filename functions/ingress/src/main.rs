@@ -19,7 +19,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let cfg = relay_core::runtime::load_config(None).map_err(|e| format!("invalid config:\n{e}"))?;
+    let cfg =
+        relay_core::runtime::load_config(None).map_err(|e| format!("invalid config:\n{e}"))?;
     if let Some(Err((path, msg))) = cfg.settings.inbound_auth.as_ref().map(|a| a.check_config()) {
         return Err(format!("invalid config: spec.inboundAuth{path}: {msg}"));
     }

@@ -105,7 +105,11 @@ pub fn fit(detail: &mut Value, limit: usize) -> Result<Vec<&'static str>, ()> {
         trimmed.push(*name);
         detail[TRIMMED_EXTENSION] = Value::String(trimmed.join(","));
     }
-    if size(detail) <= limit { Ok(trimmed) } else { Err(()) }
+    if size(detail) <= limit {
+        Ok(trimmed)
+    } else {
+        Err(())
+    }
 }
 
 #[cfg(test)]
@@ -141,8 +145,14 @@ mod tests {
         assert_eq!(e["id"], "x", "the CloudEvent id is preserved");
         let mut e = event(100_000);
         let trimmed = fit(&mut e, 2_000).unwrap();
-        assert_eq!(trimmed, ["managedFields", "taskSpec", "pipelineSpec", "steps"]);
-        assert_eq!(e.pointer("/data/taskRun/status/steps/0"), Some(&json!({"name": "build", "terminated": {"exitCode": 0, "reason": "Completed"}})));
+        assert_eq!(
+            trimmed,
+            ["managedFields", "taskSpec", "pipelineSpec", "steps"]
+        );
+        assert_eq!(
+            e.pointer("/data/taskRun/status/steps/0"),
+            Some(&json!({"name": "build", "terminated": {"exitCode": 0, "reason": "Completed"}}))
+        );
         assert_eq!(fit(&mut event(100_000), 100), Err(()));
     }
 }

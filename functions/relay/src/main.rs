@@ -227,17 +227,29 @@ fn sqs_url(queue: &str) -> String {
     }
 }
 
-async fn sqs_list(queue: &str, limit: Option<usize>, notification: Option<&str>) -> Result<ExitCode, String> {
+async fn sqs_list(
+    queue: &str,
+    limit: Option<usize>,
+    notification: Option<&str>,
+) -> Result<ExitCode, String> {
     use relay_core::deadletter::DeadLetterSink;
     let sink = relay_core::deadletter::sqs::SqsSink::open(&sqs_url(queue)).await?;
-    let (total, entries) = sink.list(limit, notification).await.map_err(|e| e.to_string())?;
+    let (total, entries) = sink
+        .list(limit, notification)
+        .await
+        .map_err(|e| e.to_string())?;
     let out = serde_json::json!({"total": total, "entries": entries});
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(ExitCode::SUCCESS)
 }
 
-async fn sqs_replay(queue: &str, config: Option<PathBuf>, ids: &[String]) -> Result<ExitCode, String> {
-    let cfg = relay_core::runtime::load_config(config.as_deref()).map_err(|e| format!("invalid config:\n{e}"))?;
+async fn sqs_replay(
+    queue: &str,
+    config: Option<PathBuf>,
+    ids: &[String],
+) -> Result<ExitCode, String> {
+    let cfg = relay_core::runtime::load_config(config.as_deref())
+        .map_err(|e| format!("invalid config:\n{e}"))?;
     let app = relay_core::runtime::build_app(&cfg, &registry())
         .await
         .map_err(|e| format!("invalid config:\n{e}"))?;
@@ -246,6 +258,13 @@ async fn sqs_replay(queue: &str, config: Option<PathBuf>, ids: &[String]) -> Res
     let summary = relay_core::replay::replay(&app.engine, &sink, ids)
         .await
         .map_err(|e| e.to_string())?;
-    println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
-    Ok(if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).unwrap_or_default()
+    );
+    Ok(if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -40,7 +40,9 @@ async fn sqs_dead_letters_are_listed_and_replayed_once() {
         rx.url("/hook")
     );
     let relay = RelayProcess::start_with_env(Path::new(BIN), &cfg, &env_ref).await;
-    let ev = RequestFile::load(&dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"));
+    let ev = RequestFile::load(
+        &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
+    );
     let (_, body) = send(&reqwest::Client::new(), &relay.base, &ev).await;
     assert_eq!(body["outcome"], "dead_lettered", "{body}");
 
@@ -51,15 +53,26 @@ async fn sqs_dead_letters_are_listed_and_replayed_once() {
     let config = relay.path("relay.yaml").display().to_string();
 
     // Still broken: kept, replays + 1.
-    let (ok, summary) = cli(&["dlq", "replay", "--sqs", &queue, "--config", &config], &env).await;
+    let (ok, summary) = cli(
+        &["dlq", "replay", "--sqs", &queue, "--config", &config],
+        &env,
+    )
+    .await;
     assert!(!ok);
     assert_eq!(summary, json!({"replayed": 1, "succeeded": 0, "failed": 1}));
     let (_, list) = cli(&["dlq", "list", "--sqs", &queue], &env).await;
-    assert_eq!((list["total"].clone(), list["entries"][0]["replays"].clone()), (json!(1), json!(1)));
+    assert_eq!(
+        (list["total"].clone(), list["entries"][0]["replays"].clone()),
+        (json!(1), json!(1))
+    );
 
     // Fixed: delivered once, deleted.
     rx.always("/hook", None);
-    let (ok, summary) = cli(&["dlq", "replay", "--sqs", &queue, "--config", &config], &env).await;
+    let (ok, summary) = cli(
+        &["dlq", "replay", "--sqs", &queue, "--config", &config],
+        &env,
+    )
+    .await;
     assert!(ok);
     assert_eq!(summary, json!({"replayed": 1, "succeeded": 1, "failed": 0}));
     assert_eq!(rx.accepted_on("/hook").len(), 1);

@@ -38,13 +38,20 @@ async fn webhook_function_on_lambda() {
     );
     let mut env = api.env("relay-webhook");
     env.extend(moto.process_env());
-    let function = FunctionProcess::start(Path::new(env!("CARGO_BIN_EXE_relay-webhook")), &config, &env);
+    let function = FunctionProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_relay-webhook")),
+        &config,
+        &env,
+    );
 
     // An EventBridge envelope: delivered, and the answer says so.
     let r = api.invoke(wrapper("aws-eventbridge-envelope.json")).await;
     let r = r.unwrap_or_else(|e| panic!("{e}\n{}", function.stderr()));
     assert_eq!(r["outcome"], "delivered");
-    assert_eq!(rx.accepted_on("/hook")[0].json()["event_id"], "25738640-c3fa-4c0a-84b9-ccd2353d5cfc");
+    assert_eq!(
+        rx.accepted_on("/hook")[0].json()["event_id"],
+        "25738640-c3fa-4c0a-84b9-ccd2353d5cfc"
+    );
 
     // An SQS batch: both records delivered, no item failures.
     let r = api.invoke(wrapper("sqs-batch.json")).await.unwrap();
@@ -60,7 +67,11 @@ async fn webhook_function_on_lambda() {
     assert_eq!(total, 1);
     assert_eq!(entries[0].cause.status, Some(401));
     assert_eq!(entries[0].event["id"], "lambda-denied");
-    assert_eq!(sink.list(None, None).await.unwrap().0, 1, "listing consumes nothing");
+    assert_eq!(
+        sink.list(None, None).await.unwrap().0,
+        1,
+        "listing consumes nothing"
+    );
 
     // A retryable failure: the invocation fails, so Lambda retries.
     rx.always("/hook", Some((503, None)));
@@ -75,10 +86,14 @@ async fn webhook_function_on_lambda() {
     body["data"]["taskRun"]["metadata"]["uid"] = "uid-batch-good".into();
     good["body"] = body.to_string().into();
     good["messageId"] = "good".into();
-    batch["Records"] = json!([good, {"messageId": "garbled", "eventSource": "aws:sqs", "body": "{not json"}]);
+    batch["Records"] =
+        json!([good, {"messageId": "garbled", "eventSource": "aws:sqs", "body": "{not json"}]);
     rx.always("/hook", None);
     let r = api.invoke(batch).await.unwrap();
-    assert_eq!(r, json!({"batchItemFailures": [{"itemIdentifier": "garbled"}]}));
+    assert_eq!(
+        r,
+        json!({"batchItemFailures": [{"itemIdentifier": "garbled"}]})
+    );
 
     // Not an event this function takes: an error, so nothing is dropped silently.
     let e = api.invoke(json!({"hello": "world"})).await.unwrap_err();

@@ -99,13 +99,19 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
-pub async fn open(url: &str, max_bytes: u64, metrics: Arc<Metrics>) -> Result<DeadLetterTarget, String> {
+pub async fn open(
+    url: &str,
+    max_bytes: u64,
+    metrics: Arc<Metrics>,
+) -> Result<DeadLetterTarget, String> {
     check_url(url)?;
     if url == "respond" {
         return Ok(DeadLetterTarget::Respond);
     }
     if url.starts_with("sqs://") {
-        return Ok(DeadLetterTarget::Sink(Arc::new(sqs::SqsSink::open(url).await?)));
+        return Ok(DeadLetterTarget::Sink(Arc::new(
+            sqs::SqsSink::open(url).await?,
+        )));
     }
     let path = url.strip_prefix("file://").unwrap_or(url);
     let sink = file::FileSink::open(path.into(), max_bytes, metrics)?;

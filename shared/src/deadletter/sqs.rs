@@ -43,7 +43,9 @@ impl SqsSink {
     /// Credentials, region and endpoint (`AWS_ENDPOINT_URL`) from the environment.
     pub async fn open(url: &str) -> Result<SqsSink, String> {
         let queue_url = queue_url(url)?;
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
         Ok(SqsSink::from_conf(&conf, &queue_url))
     }
 
@@ -56,7 +58,10 @@ impl SqsSink {
     }
 
     fn receipt(&self, id: &str) -> Option<String> {
-        self.receipts.lock().unwrap_or_else(|p| p.into_inner()).remove(id)
+        self.receipts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
     }
 }
 
@@ -97,7 +102,9 @@ impl DeadLetterSink for SqsSink {
                 break;
             }
             for m in msgs {
-                let (Some(body), Some(handle)) = (m.body, m.receipt_handle) else { continue };
+                let (Some(body), Some(handle)) = (m.body, m.receipt_handle) else {
+                    continue;
+                };
                 handles.push(handle.clone());
                 match serde_json::from_str::<DeadLetterEntry>(&body) {
                     Ok(e) => {
@@ -107,7 +114,9 @@ impl DeadLetterSink for SqsSink {
                             .insert(e.id.clone(), handle);
                         all.push(e);
                     }
-                    Err(e) => tracing::warn!(error = %e, "SQS dead letter is not an entry; left in place"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SQS dead letter is not an entry; left in place")
+                    }
                 }
             }
         }
@@ -128,11 +137,19 @@ impl DeadLetterSink for SqsSink {
             .filter(|e| notification.is_none_or(|n| e.notification == n))
             .collect();
         let total = matching.len();
-        Ok((total, matching.into_iter().take(limit.unwrap_or(usize::MAX)).collect()))
+        Ok((
+            total,
+            matching
+                .into_iter()
+                .take(limit.unwrap_or(usize::MAX))
+                .collect(),
+        ))
     }
 
     async fn update(&self, entry: &DeadLetterEntry) -> Result<bool, SinkError> {
-        let Some(handle) = self.receipt(&entry.id) else { return Ok(false) };
+        let Some(handle) = self.receipt(&entry.id) else {
+            return Ok(false);
+        };
         self.put(entry).await?;
         self.client
             .delete_message()
