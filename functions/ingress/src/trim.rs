@@ -92,10 +92,14 @@ fn size(v: &Value) -> usize {
     serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
 }
 
+/// The event does not fit even without its bulky fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge;
+
 /// Trims `detail` (a structured CloudEvent) until it is at most `limit`
 /// bytes; returns what was trimmed (also recorded in the event's
 /// `relaytrimmed` extension), or `Err` when it cannot fit.
-pub fn fit(detail: &mut Value, limit: usize) -> Result<Vec<&'static str>, ()> {
+pub fn fit(detail: &mut Value, limit: usize) -> Result<Vec<&'static str>, TooLarge> {
     let mut trimmed = Vec::new();
     for (name, step) in STEPS {
         if size(detail) <= limit {
@@ -153,6 +157,6 @@ mod tests {
             e.pointer("/data/taskRun/status/steps/0"),
             Some(&json!({"name": "build", "terminated": {"exitCode": 0, "reason": "Completed"}}))
         );
-        assert_eq!(fit(&mut event(100_000), 100), Err(()));
+        assert_eq!(fit(&mut event(100_000), 100), Err(TooLarge));
     }
 }
