@@ -112,7 +112,7 @@ pub fn fit(detail: &mut Value, limit: usize) -> Result<Vec<&'static str>, TooLar
     if size(detail) <= limit {
         Ok(trimmed)
     } else {
-        Err(())
+        Err(TooLarge)
     }
 }
 
