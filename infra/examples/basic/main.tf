@@ -1,0 +1,47 @@
+# The relay in one region with the webhook and log functions.
+#
+#   pip install cargo-lambda && rustup target add aarch64-unknown-linux-gnu
+#   cargo lambda build --release --arm64 --output-format zip --include relay.yaml
+#   terraform init && terraform apply
+
+terraform {
+  required_version = ">= 1.5"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.40"
+    }
+  }
+}
+
+provider "aws" {
+  region = var.region
+}
+
+variable "region" {
+  type    = string
+  default = "eu-west-1"
+}
+
+module "relay" {
+  source             = "../../modules/relay"
+  name               = "tekton-relay"
+  artifacts_dir      = "${path.root}/../../../target/lambda"
+  provider_functions = ["webhook", "log"]
+  log_retention_days = 30
+  tags = {
+    app = "tekton-relay"
+  }
+}
+
+output "ingress_url" {
+  value = module.relay.ingress_url
+}
+
+output "store_url" {
+  value = module.relay.store_url
+}
+
+output "dead_letter_queue_url" {
+  value = module.relay.dead_letter_queue_url
+}

@@ -1,0 +1,278 @@
+# The relay on AWS: Tekton posts to the ingress Function URL, which puts each
+# CloudEvent on an EventBridge bus; one rule per provider function invokes
+# it; the shared store is DynamoDB; permanent failures go to SQS.
+
+locals {
+  functions = toset(var.provider_functions)
+  # Tekton and CDEvents run events; other detail-types never reach a function.
+  event_pattern = jsonencode({
+    source      = [var.event_source]
+    detail-type = [{ prefix = "dev.tekton.event." }, { prefix = "dev.cdevents." }]
+  })
+  environment = {
+    RELAY_CONFIG = "/var/task/relay.yaml"
+    RELAY_LOG    = "info"
+  }
+}
+
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+resource "aws_cloudwatch_event_bus" "relay" {
+  name = var.name
+  tags = var.tags
+}
+
+# The store. Its key schema is documented once, in shared/src/store/dynamodb.rs.
+resource "aws_dynamodb_table" "state" {
+  #checkov:skip=CKV_AWS_119:Encrypted at rest with the AWS-owned key; it holds delivery bookkeeping (ids, states), no secrets. Set a CMK in a fork if policy demands it.
+  name         = "${var.name}-state"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "pk"
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled = true
+  }
+
+  tags = var.tags
+}
+
+resource "aws_sqs_queue" "dead_letters" {
+  name                      = "${var.name}-dead-letters"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+  tags                      = var.tags
+}
+
+resource "aws_cloudwatch_log_group" "function" {
+  #checkov:skip=CKV_AWS_158:Logs carry no secrets (a test proves it); CloudWatch encrypts at rest by default.
+  #checkov:skip=CKV_AWS_338:Retention is the operator's choice (var.log_retention_days); these are operational logs, not an audit trail.
+  for_each          = setunion(local.functions, ["ingress"])
+  name              = "/aws/lambda/${var.name}-${each.key}"
+  retention_in_days = var.log_retention_days
+  tags              = var.tags
+}
+
+data "aws_iam_policy_document" "assume_lambda" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+# --- provider functions -----------------------------------------------------
+
+resource "aws_iam_role" "function" {
+  for_each           = local.functions
+  name               = "${var.name}-${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
+  tags               = var.tags
+}
+
+# Least privilege: its own log group, the state table's items, the dead-letter queue.
+data "aws_iam_policy_document" "function" {
+  for_each = local.functions
+
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+  }
+
+  statement {
+    sid       = "State"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"]
+    resources = [aws_dynamodb_table.state.arn]
+  }
+
+  statement {
+    sid       = "DeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letters.arn]
+  }
+
+  statement {
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "function" {
+  for_each = local.functions
+  name     = "${var.name}-${each.key}"
+  role     = aws_iam_role.function[each.key].id
+  policy   = data.aws_iam_policy_document.function[each.key].json
+}
+
+resource "aws_lambda_function" "provider" {
+  #checkov:skip=CKV_AWS_117:The functions call public provider APIs (GitHub, Slack, ...); a VPC adds a NAT and nothing to protect.
+  #checkov:skip=CKV_AWS_272:Code signing needs a signing profile the operator owns; the zip is built from source by cargo lambda.
+  #checkov:skip=CKV_AWS_173:The environment holds no secrets (a config path and a log level); credentials are files.
+  for_each      = local.functions
+  function_name = "${var.name}-${each.key}"
+  role          = aws_iam_role.function[each.key].arn
+  runtime       = "provided.al2023"
+  architectures = ["arm64"]
+  handler       = "bootstrap"
+  filename      = "${var.artifacts_dir}/relay-${each.key}/bootstrap.zip"
+
+  source_code_hash               = filebase64sha256("${var.artifacts_dir}/relay-${each.key}/bootstrap.zip")
+  memory_size                    = var.memory_mb
+  timeout                        = var.timeout_seconds
+  reserved_concurrent_executions = var.reserved_concurrency
+
+  environment {
+    variables = merge(local.environment, {
+      # The store and dead-letter URLs the deployed relay.yaml should name.
+      RELAY_STATE_TABLE  = aws_dynamodb_table.state.name
+      RELAY_DEAD_LETTERS = aws_sqs_queue.dead_letters.url
+    })
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  dead_letter_config {
+    target_arn = aws_sqs_queue.dead_letters.arn
+  }
+
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.function[each.key].name
+  }
+
+  tags = var.tags
+}
+
+# Retryable failures: Lambda retries, then the event goes to the queue.
+resource "aws_lambda_function_event_invoke_config" "provider" {
+  for_each                     = local.functions
+  function_name                = aws_lambda_function.provider[each.key].function_name
+  maximum_retry_attempts       = var.maximum_retry_attempts
+  maximum_event_age_in_seconds = 3600
+
+  destination_config {
+    on_failure {
+      destination = aws_sqs_queue.dead_letters.arn
+    }
+  }
+}
+
+resource "aws_cloudwatch_event_rule" "provider" {
+  for_each       = local.functions
+  name           = "${var.name}-${each.key}"
+  event_bus_name = aws_cloudwatch_event_bus.relay.name
+  event_pattern  = local.event_pattern
+  tags           = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "provider" {
+  for_each       = local.functions
+  rule           = aws_cloudwatch_event_rule.provider[each.key].name
+  event_bus_name = aws_cloudwatch_event_bus.relay.name
+  arn            = aws_lambda_function.provider[each.key].arn
+}
+
+resource "aws_lambda_permission" "provider" {
+  for_each      = local.functions
+  statement_id  = "AllowEventBridge"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.provider[each.key].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.provider[each.key].arn
+}
+
+# --- ingress ----------------------------------------------------------------
+
+resource "aws_iam_role" "ingress" {
+  name               = "${var.name}-ingress"
+  assume_role_policy = data.aws_iam_policy_document.assume_lambda.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "ingress" {
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function["ingress"].arn}:*"]
+  }
+
+  statement {
+    sid       = "PutEvents"
+    actions   = ["events:PutEvents"]
+    resources = [aws_cloudwatch_event_bus.relay.arn]
+  }
+
+  statement {
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "ingress" {
+  name   = "${var.name}-ingress"
+  role   = aws_iam_role.ingress.id
+  policy = data.aws_iam_policy_document.ingress.json
+}
+
+resource "aws_lambda_function" "ingress" {
+  #checkov:skip=CKV_AWS_117:Tekton reaches the ingress over its Function URL; a VPC protects nothing here.
+  #checkov:skip=CKV_AWS_272:Code signing needs a signing profile the operator owns; the zip is built from source by cargo lambda.
+  #checkov:skip=CKV_AWS_173:The environment holds no secrets (bus name, source, config path).
+  #checkov:skip=CKV_AWS_116:The ingress is invoked synchronously over HTTP; the caller sees failures and retries, so there is nothing to dead-letter.
+  function_name = "${var.name}-ingress"
+  role          = aws_iam_role.ingress.arn
+  runtime       = "provided.al2023"
+  architectures = ["arm64"]
+  handler       = "bootstrap"
+  filename      = "${var.artifacts_dir}/relay-ingress/bootstrap.zip"
+
+  source_code_hash               = filebase64sha256("${var.artifacts_dir}/relay-ingress/bootstrap.zip")
+  memory_size                    = var.memory_mb
+  timeout                        = 10
+  reserved_concurrent_executions = var.reserved_concurrency
+
+  environment {
+    variables = merge(local.environment, {
+      RELAY_EVENT_BUS    = aws_cloudwatch_event_bus.relay.name
+      RELAY_EVENT_SOURCE = var.event_source
+    })
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  logging_config {
+    log_format = "JSON"
+    log_group  = aws_cloudwatch_log_group.function["ingress"].name
+  }
+
+  tags = var.tags
+}
+
+resource "aws_lambda_function_url" "ingress" {
+  #checkov:skip=CKV_AWS_258:Tekton cannot sign requests with SigV4; the ingress authenticates each request itself (bearer token or HMAC, spec.inboundAuth).
+  function_name      = aws_lambda_function.ingress.function_name
+  authorization_type = "NONE"
+}

@@ -1,0 +1,62 @@
+variable "name" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "tekton-relay"
+}
+
+variable "artifacts_dir" {
+  description = "Where `cargo lambda build --release --arm64 --output-format zip` left the zips: <dir>/relay-<function>/bootstrap.zip (each with relay.yaml included)."
+  type        = string
+}
+
+variable "provider_functions" {
+  description = "Provider functions to deploy (each the name of a functions/<name> crate)."
+  type        = list(string)
+  default     = ["webhook", "log"]
+}
+
+variable "event_source" {
+  description = "EventBridge `source` the ingress puts events under."
+  type        = string
+  default     = "tekton.relay"
+}
+
+variable "log_retention_days" {
+  description = "Retention of every function's log group."
+  type        = number
+  default     = 30
+}
+
+variable "memory_mb" {
+  type    = number
+  default = 128
+}
+
+variable "timeout_seconds" {
+  description = "Function timeout; keep above the relay's delivery deadline (deadlineSeconds, default 20)."
+  type        = number
+  default     = 30
+}
+
+variable "reserved_concurrency" {
+  description = "Concurrent executions per function (caps provider API load)."
+  type        = number
+  default     = 20
+}
+
+variable "maximum_retry_attempts" {
+  description = "Lambda's own retries of a failed (retryable) invocation before the on-failure destination."
+  type        = number
+  default     = 2
+}
+
+variable "ingress_token_ssm_parameter" {
+  description = "Optional SSM parameter the ingress may read for its inbound token (leave empty when the token file is packaged)."
+  type        = string
+  default     = ""
+}
+
+variable "tags" {
+  type    = map(string)
+  default = {}
+}
