@@ -11,7 +11,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn shared_tools() -> PathBuf {
@@ -64,20 +67,36 @@ fn every_knative_manifest_passes_the_crd_schemas() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.lines().count() >= 10);
-    assert!(stdout.lines().all(|l| l.ends_with(": OK") || l.ends_with("checked (core, light)")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.ends_with(": OK") || l.ends_with("checked (core, light)")),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn kustomizations_build_and_their_output_validates() {
     let kustomizations = ["knative/base", "knative/overlays/valkey"];
-    let has_kubectl = Command::new("kubectl").arg("version").arg("--client").output().is_ok_and(|o| o.status.success());
+    let has_kubectl = Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok_and(|o| o.status.success());
     for k in kustomizations {
         let dir = root().join(k);
         // Every resource and patch a kustomization names exists.
         let kz: Value = serde_json::to_value(
-            serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap()).unwrap(),
+            serde_yaml_ng::from_str::<serde_yaml_ng::Value>(
+                &std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap(),
+            )
+            .unwrap(),
         )
         .unwrap();
         for r in kz["resources"].as_array().unwrap() {
@@ -90,17 +109,36 @@ fn kustomizations_build_and_their_output_validates() {
             eprintln!("kubectl not found: {k} checked for its files only");
             continue;
         }
-        let built = Command::new("kubectl").args(["kustomize"]).arg(&dir).output().unwrap();
-        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+        let built = Command::new("kubectl")
+            .args(["kustomize"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
         let tmp = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(tmp.path(), &built.stdout).unwrap();
-        let out = Command::new(python()).arg(shared_tools().join("validate-manifests")).arg(tmp.path()).output().unwrap();
-        assert!(out.status.success(), "{k}: {}", String::from_utf8_lossy(&out.stdout));
+        let out = Command::new(python())
+            .arg(shared_tools().join("validate-manifests"))
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{k}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let text = String::from_utf8_lossy(&built.stdout);
         assert!(text.contains("namespace: tekton-relay"));
         if k.ends_with("valkey") {
             assert!(text.contains("store: \"valkey://"));
-            assert!(!text.contains("max-scale: \"1\""), "the overlay scales every function out");
+            assert!(
+                !text.contains("max-scale: \"1\""),
+                "the overlay scales every function out"
+            );
         }
     }
 }
@@ -117,29 +155,57 @@ fn knative_services_follow_the_operating_rules() {
         }
         let what = format!("{}: {name}", file.display());
         let tmpl = &doc["spec"]["template"];
-        assert_eq!(tmpl["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"], "0", "{what}: scale to zero");
+        assert_eq!(
+            tmpl["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"], "0",
+            "{what}: scale to zero"
+        );
         let spec = &tmpl["spec"];
         assert!(spec["containerConcurrency"].as_u64().is_some(), "{what}");
         let c = &spec["containers"][0];
-        assert!(c["resources"]["requests"].is_object() && c["resources"]["limits"].is_object(), "{what}");
-        assert!(c["readinessProbe"].is_object() && c["livenessProbe"].is_object(), "{what}");
+        assert!(
+            c["resources"]["requests"].is_object() && c["resources"]["limits"].is_object(),
+            "{what}"
+        );
+        assert!(
+            c["readinessProbe"].is_object() && c["livenessProbe"].is_object(),
+            "{what}"
+        );
         assert_eq!(c["securityContext"]["runAsNonRoot"], true, "{what}");
-        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false, "{what}");
+        assert_eq!(
+            c["securityContext"]["allowPrivilegeEscalation"], false,
+            "{what}"
+        );
         for m in c["volumeMounts"].as_array().unwrap() {
-            assert!(m.get("subPath").is_none(), "{what}: subPath mounts never see rotated secrets");
+            assert!(
+                m.get("subPath").is_none(),
+                "{what}: subPath mounts never see rotated secrets"
+            );
         }
-        let secret_volumes = spec["volumes"].as_array().unwrap().iter().filter(|v| v.get("secret").is_some()).count();
+        let secret_volumes = spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v.get("secret").is_some())
+            .count();
         assert!(secret_volumes >= 1, "{what}: secrets as volumes");
     }
 }
 
 fn hcl(file: &Path) -> Value {
     let out = Command::new(python())
-        .args(["-c", "import hcl2, json, sys; print(json.dumps(hcl2.load(open(sys.argv[1]))))"])
+        .args([
+            "-c",
+            "import hcl2, json, sys; print(json.dumps(hcl2.load(open(sys.argv[1]))))",
+        ])
         .arg(file)
         .output()
         .unwrap();
-    assert!(out.status.success(), "python-hcl2 cannot parse {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python-hcl2 cannot parse {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -154,19 +220,45 @@ fn terraform_parses_and_passes_checkov_with_reasons_for_every_skip() {
             let rest = line.split("checkov:skip=").nth(1).unwrap();
             let (id, reason) = rest.split_once(':').unwrap_or((rest, ""));
             assert!(id.starts_with("CKV_"), "{line}");
-            assert!(reason.trim().len() > 20, "{}: skip {id} needs a written reason", f.display());
+            assert!(
+                reason.trim().len() > 20,
+                "{}: skip {id} needs a written reason",
+                f.display()
+            );
         }
     }
     let out = Command::new("checkov")
         .args(["-d"])
         .arg(root().join("infra"))
-        .args(["--framework", "terraform", "--compact", "--quiet", "--skip-download", "-o", "json"])
+        .args([
+            "--framework",
+            "terraform",
+            "--compact",
+            "--quiet",
+            "--skip-download",
+            "-o",
+            "json",
+        ])
         .output()
         .expect("checkov on PATH (scripts/test installs it)");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     let summary = &report["summary"];
-    assert_eq!(summary["failed"], 0, "{}", serde_json::to_string_pretty(&report["results"]["failed_checks"]).unwrap());
+    assert_eq!(
+        summary["failed"],
+        0,
+        "{}",
+        serde_json::to_string_pretty(&report["results"]["failed_checks"]).unwrap()
+    );
     assert!(summary["passed"].as_u64().unwrap() > 50, "{summary}");
+}
+
+/// python-hcl2 wraps attribute values in a one-element list (in some versions).
+fn attr(v: &Value) -> Value {
+    match v {
+        Value::Array(a) if a.len() == 1 && a[0].is_array() => a[0].clone(),
+        other => other.clone(),
+    }
 }
 
 /// Function roles: provider functions get a Service, Trigger, Lambda and rule.
@@ -179,7 +271,11 @@ fn functions_manifests_and_terraform_agree() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| root().join("functions").join(n).join("Cargo.toml").exists())
         .collect();
-    let providers: BTreeSet<String> = functions.iter().filter(|f| !SPECIAL.contains(&f.as_str())).cloned().collect();
+    let providers: BTreeSet<String> = functions
+        .iter()
+        .filter(|f| !SPECIAL.contains(&f.as_str()))
+        .cloned()
+        .collect();
     assert!(providers.contains("webhook"));
 
     let docs = knative_docs();
@@ -196,31 +292,56 @@ fn functions_manifests_and_terraform_agree() {
         .map(|(_, d)| {
             (
                 d["metadata"]["name"].as_str().unwrap().to_string(),
-                d["spec"]["subscriber"]["ref"]["name"].as_str().unwrap().to_string(),
+                d["spec"]["subscriber"]["ref"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
             )
         })
         .collect();
     for p in &providers {
         let svc = format!("relay-{p}");
-        assert!(services.contains(&svc), "functions/{p} has no Knative Service");
-        assert!(triggers.contains(&(svc.clone(), svc.clone())), "functions/{p} has no Trigger");
+        assert!(
+            services.contains(&svc),
+            "functions/{p} has no Knative Service"
+        );
+        assert!(
+            triggers.contains(&(svc.clone(), svc.clone())),
+            "functions/{p} has no Trigger"
+        );
     }
     for f in ["ingress", "dlq"] {
         if functions.contains(f) {
-            assert!(services.contains(&format!("relay-{f}")), "functions/{f} has no Knative Service");
+            assert!(
+                services.contains(&format!("relay-{f}")),
+                "functions/{f} has no Knative Service"
+            );
         }
     }
     for s in &services {
-        let f = s.strip_prefix("relay-").unwrap_or_else(|| panic!("Service {s} is not relay-<function>"));
-        assert!(functions.contains(f), "Knative Service {s} names no function");
+        let f = s
+            .strip_prefix("relay-")
+            .unwrap_or_else(|| panic!("Service {s} is not relay-<function>"));
+        assert!(
+            functions.contains(f),
+            "Knative Service {s} names no function"
+        );
     }
     for (t, sub) in &triggers {
-        assert!(services.contains(sub), "Trigger {t} subscribes a Service that does not exist");
+        assert!(
+            services.contains(sub),
+            "Trigger {t} subscribes a Service that does not exist"
+        );
     }
     let dead_letter_sink = docs
         .iter()
         .find(|(_, d)| d["kind"] == "Broker")
-        .map(|(_, d)| d["spec"]["delivery"]["deadLetterSink"]["ref"]["name"].as_str().unwrap().to_string())
+        .map(|(_, d)| {
+            d["spec"]["delivery"]["deadLetterSink"]["ref"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .unwrap();
     assert!(services.contains(&dead_letter_sink));
 
@@ -232,13 +353,20 @@ fn functions_manifests_and_terraform_agree() {
         .unwrap()
         .iter()
         .find_map(|v| v.get("provider_functions"))
-        .map(|v| serde_json::from_value(v["default"].clone()).unwrap())
+        .map(|v| serde_json::from_value(attr(&v["default"])).unwrap())
         .unwrap();
-    assert_eq!(listed, providers, "infra/ provider_functions must list exactly functions/<provider>");
+    assert_eq!(
+        listed, providers,
+        "infra/ provider_functions must list exactly functions/<provider>"
+    );
     let example = hcl(&root().join("infra/examples/basic/main.tf"));
     let module = &example["module"][0]["relay"];
-    let used: BTreeSet<String> = serde_json::from_value(module["provider_functions"].clone()).unwrap();
-    assert_eq!(used, providers, "the example deploys every provider function");
+    let used: BTreeSet<String> =
+        serde_json::from_value(attr(&module["provider_functions"])).unwrap();
+    assert_eq!(
+        used, providers,
+        "the example deploys every provider function"
+    );
     let main = std::fs::read_to_string(root().join("infra/modules/relay/main.tf")).unwrap();
     for needle in [
         r#"resource "aws_lambda_function" "provider""#,

@@ -39,6 +39,35 @@ fn every_example_config_validates() {
     );
 }
 
+/// The relay configs inside Knative ConfigMaps (`data["relay.yaml"]`).
+#[test]
+fn configs_in_knative_configmaps_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let mut extracted = Vec::new();
+    for f in [
+        "knative/base/configmap.yaml",
+        "knative/overlays/valkey/relay-config.yaml",
+    ] {
+        let text = std::fs::read_to_string(root.join(f)).unwrap();
+        let cm: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let config = cm["data"]["relay.yaml"].as_str().unwrap();
+        let out = dir.path().join(f.replace('/', "_"));
+        std::fs::write(&out, config).unwrap();
+        extracted.push(out);
+    }
+    let out = Command::new(BIN)
+        .arg("validate")
+        .args(&extracted)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 #[test]
 fn invalid_config_reports_every_error_and_fails() {
     let dir = tempfile::tempdir().unwrap();

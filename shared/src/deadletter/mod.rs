@@ -1,7 +1,9 @@
 //! Dead letters: the entry format of DESIGN.md and the sinks that keep them.
 
+pub mod dynamodb;
 pub mod file;
 pub mod sqs;
+pub mod valkey;
 
 use std::sync::Arc;
 
@@ -116,4 +118,28 @@ pub async fn open(
     let path = url.strip_prefix("file://").unwrap_or(url);
     let sink = file::FileSink::open(path.into(), max_bytes, metrics)?;
     Ok(DeadLetterTarget::Sink(Arc::new(sink)))
+}
+
+/// Opens a dead-letter store for the Knative dead-letter function:
+/// `file:///…`, `valkey://…` (`redis://…`) or `dynamodb://…`.
+pub async fn open_store(
+    url: &str,
+    max_bytes: u64,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<dyn DeadLetterSink>, String> {
+    let scheme = url.split("://").next().unwrap_or(url);
+    match scheme {
+        "file" => Ok(Arc::new(file::FileSink::open(
+            url["file://".len()..].into(),
+            max_bytes,
+            metrics,
+        )?)),
+        "valkey" | "valkeys" | "redis" | "rediss" => {
+            Ok(Arc::new(valkey::ValkeySink::open(url).await?))
+        }
+        "dynamodb" => Ok(Arc::new(dynamodb::DynamoSink::open(url).await?)),
+        _ => Err(format!(
+            "unknown dead-letter store {url:?}, expected file:///path.jsonl, valkey://… or dynamodb://…"
+        )),
+    }
 }

@@ -147,6 +147,10 @@ impl DynamoStore {
         }
     }
 
+    pub(crate) fn client(&self) -> (&Client, &str) {
+        (&self.client, &self.table)
+    }
+
     /// Creates the table with the schema above (for local development and
     /// tests; production tables come from `infra/`).
     pub async fn create_table(&self) -> Result<(), StoreError> {

@@ -146,6 +146,11 @@ impl ValkeyStore {
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
+
+    /// A handle on the same connection, for other records under the prefix.
+    pub(crate) fn connection(&self) -> (ConnectionManager, &str) {
+        (self.conn.clone(), &self.prefix)
+    }
 }
 
 #[async_trait]
