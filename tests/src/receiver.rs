@@ -31,6 +31,7 @@ struct Inner {
     log: Vec<Recorded>,
     script: HashMap<String, VecDeque<(u16, Option<u64>)>>,
     sticky: HashMap<String, (u16, Option<u64>)>,
+    delay: HashMap<String, std::time::Duration>,
 }
 
 #[derive(Clone, Default)]
@@ -72,6 +73,11 @@ impl Receiver {
         };
     }
 
+    /// Answer requests on `path` only after `delay` (a slow provider).
+    pub fn slow(&self, path: &str, delay: std::time::Duration) {
+        self.inner.lock().unwrap().delay.insert(path.into(), delay);
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.lock().unwrap().log.clone()
     }
@@ -102,6 +108,10 @@ async fn record(State(r): State<Receiver>, req: Request) -> Response {
         .await
         .unwrap_or_default();
     let path = parts.uri.path().to_string();
+    let delay = r.inner.lock().unwrap().delay.get(&path).copied();
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let mut inner = r.inner.lock().unwrap();
     let (status, retry_after) = inner
         .script

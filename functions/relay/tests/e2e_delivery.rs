@@ -476,3 +476,47 @@ async fn retry_after_beyond_the_deadline_is_passed_back_to_the_sender() {
         "no retry that the deadline cannot fit"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_events_finish() {
+    let rx = Receiver::start().await;
+    rx.slow("/slow", std::time::Duration::from_millis(800));
+    let cfg = head(FAST) + &webhook("slow", &format!("{{url: \"{}\"}}", rx.url("/slow")));
+    let mut relay = RelayProcess::start(Path::new(BIN), &cfg).await;
+    let client = reqwest::Client::new();
+    let ev = fresh_event();
+    let base = relay.base.clone();
+    let in_flight = tokio::spawn(async move { send(&client, &base, &ev).await });
+    // SIGTERM once the delivery is under way (the receiver has the request).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rx.requests_on("/slow").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let s = relay.terminate();
+        (s, relay)
+    })
+    .await
+    .unwrap();
+    let (exit, relay) = status;
+    let (code, body) = in_flight.await.unwrap();
+    assert_eq!(
+        (code, body["outcome"].as_str()),
+        (200, Some("delivered")),
+        "{body}"
+    );
+    assert!(exit.success(), "{exit:?}");
+    assert!(relay.stderr().contains("draining in-flight events"));
+    // It stopped accepting: nothing answers any more.
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{}/healthz", relay.base))
+            .send()
+            .await
+            .is_err()
+    );
+}
