@@ -69,6 +69,9 @@ enum DlqAction {
         limit: Option<usize>,
         #[arg(long)]
         notification: Option<String>,
+        /// Bearer token file, when the relay has spec.inboundAuth.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
     /// Replay all dead letters, or those with the given ids.
     Replay {
@@ -83,6 +86,9 @@ enum DlqAction {
         config: Option<PathBuf>,
         #[arg(long = "id")]
         ids: Vec<String>,
+        /// Bearer token file, when the relay has spec.inboundAuth.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -182,6 +188,7 @@ async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
             url,
             limit,
             notification,
+            token_file,
             ..
         } => {
             let mut q: Vec<(&str, String)> = Vec::new();
@@ -192,16 +199,23 @@ async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
                 q.push(("notification", n));
             }
             let endpoint = format!("{}/api/v1/dlq", url.trim_end_matches('/'));
-            (client.get(&endpoint).query(&q).send().await, endpoint)
+            let req = with_token(client.get(&endpoint).query(&q), token_file).await?;
+            (req.send().await, endpoint)
         }
-        DlqAction::Replay { url, ids, .. } => {
+        DlqAction::Replay {
+            url,
+            ids,
+            token_file,
+            ..
+        } => {
             let endpoint = format!("{}/api/v1/dlq/replay", url.trim_end_matches('/'));
             let body = if ids.is_empty() {
                 serde_json::json!({})
             } else {
                 serde_json::json!({"ids": ids})
             };
-            (client.post(&endpoint).json(&body).send().await, endpoint)
+            let req = with_token(client.post(&endpoint).json(&body), token_file).await?;
+            (req.send().await, endpoint)
         }
     };
     let resp = resp.map_err(|e| format!("{what}: {e}"))?;
@@ -217,6 +231,22 @@ async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn with_token(
+    req: reqwest::RequestBuilder,
+    token_file: Option<PathBuf>,
+) -> Result<reqwest::RequestBuilder, String> {
+    match token_file {
+        None => Ok(req),
+        Some(f) => {
+            let token = relay_core::secret::SecretFile(f)
+                .read()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(req.bearer_auth(token.expose()))
+        }
+    }
 }
 
 fn sqs_url(queue: &str) -> String {

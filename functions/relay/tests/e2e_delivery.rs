@@ -520,3 +520,66 @@ async fn sigterm_lets_in_flight_events_finish() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_auth_guards_events_and_the_dead_letter_api() {
+    let rx = Receiver::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("token");
+    std::fs::write(&token, "relay-inbound-token\n").unwrap();
+    let cfg = head(&format!(
+        "{FAST}\n  inboundAuth: {{bearerTokenFile: {}}}",
+        token.display()
+    )) + &webhook("hook", &format!("{{url: \"{}\"}}", rx.url("/hook")));
+    let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
+    let client = reqwest::Client::new();
+    let ev = fresh_event();
+    let (status, body) = send(&client, &relay.base, &ev).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    assert!(rx.requests().is_empty());
+    let mut signed = ev.clone();
+    signed
+        .headers
+        .insert("Authorization".into(), "Bearer relay-inbound-token".into());
+    assert_eq!(send(&client, &relay.base, &signed).await.0, 200);
+    let r = client
+        .get(format!("{}/api/v1/dlq", relay.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "the dead-letter API is never open when auth is configured"
+    );
+    let out = Command::new(BIN)
+        .args(["dlq", "list", "--url", &relay.base, "--token-file"])
+        .arg(&token)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = Command::new(BIN)
+        .args(["dlq", "list", "--url", &relay.base])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let metrics = reqwest::get(format!("{}/metrics", relay.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"relay_requests_rejected_total{code="unauthorized"} 3"#),
+        "{metrics}"
+    );
+}
