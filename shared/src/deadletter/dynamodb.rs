@@ -114,18 +114,7 @@ impl DeadLetterSink for DynamoSink {
             }
         }
         entries.sort_by(|a, b| a.failed_at.cmp(&b.failed_at));
-        let matching: Vec<DeadLetterEntry> = entries
-            .into_iter()
-            .filter(|e| notification.is_none_or(|n| e.notification == n))
-            .collect();
-        let total = matching.len();
-        Ok((
-            total,
-            matching
-                .into_iter()
-                .take(limit.unwrap_or(usize::MAX))
-                .collect(),
-        ))
+        Ok(super::page(entries, limit, notification))
     }
 
     async fn update(&self, entry: &DeadLetterEntry) -> Result<bool, SinkError> {

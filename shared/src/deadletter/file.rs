@@ -111,18 +111,7 @@ impl DeadLetterSink for FileSink {
         notification: Option<&str>,
     ) -> Result<(usize, Vec<DeadLetterEntry>), SinkError> {
         let _g = self.lock.lock().await;
-        let matching: Vec<DeadLetterEntry> = self
-            .read_all()
-            .await?
-            .into_iter()
-            .filter(|e| notification.is_none_or(|n| e.notification == n))
-            .collect();
-        let total = matching.len();
-        let entries = matching
-            .into_iter()
-            .take(limit.unwrap_or(usize::MAX))
-            .collect();
-        Ok((total, entries))
+        Ok(super::page(self.read_all().await?, limit, notification))
     }
 
     async fn update(&self, entry: &DeadLetterEntry) -> Result<bool, SinkError> {

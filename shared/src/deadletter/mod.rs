@@ -60,6 +60,27 @@ pub trait DeadLetterSink: Send + Sync + 'static {
     async fn remove(&self, id: &str) -> Result<bool, SinkError>;
 }
 
+/// The DESIGN.md listing of a sink's entries (already oldest first):
+/// `total` counts those of `notification`, `limit` cuts the page.
+pub fn page(
+    entries: Vec<DeadLetterEntry>,
+    limit: Option<usize>,
+    notification: Option<&str>,
+) -> (usize, Vec<DeadLetterEntry>) {
+    let matching: Vec<DeadLetterEntry> = entries
+        .into_iter()
+        .filter(|e| notification.is_none_or(|n| e.notification == n))
+        .collect();
+    let total = matching.len();
+    (
+        total,
+        matching
+            .into_iter()
+            .take(limit.unwrap_or(usize::MAX))
+            .collect(),
+    )
+}
+
 /// Where permanent failures go.
 #[derive(Clone)]
 pub enum DeadLetterTarget {

@@ -132,18 +132,7 @@ impl DeadLetterSink for SqsSink {
                 .await;
         }
         all.sort_by(|a, b| a.failed_at.cmp(&b.failed_at));
-        let matching: Vec<DeadLetterEntry> = all
-            .into_iter()
-            .filter(|e| notification.is_none_or(|n| e.notification == n))
-            .collect();
-        let total = matching.len();
-        Ok((
-            total,
-            matching
-                .into_iter()
-                .take(limit.unwrap_or(usize::MAX))
-                .collect(),
-        ))
+        Ok(super::page(all, limit, notification))
     }
 
     async fn update(&self, entry: &DeadLetterEntry) -> Result<bool, SinkError> {
