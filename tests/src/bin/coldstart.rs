@@ -90,7 +90,7 @@ async fn lambda_once(bin: &Path, work: &Path, payload: serde_json::Value) -> Dur
     let started = Instant::now();
     let mut child = Command::new(bin)
         .env("RELAY_CONFIG", config(work))
-        .envs(api.env("coldstart").into_iter())
+        .envs(api.env("coldstart"))
         .env("RELAY_EVENT_BUS", "none")
         .env("AWS_REGION", "us-east-1")
         .env("RELAY_LOG", "warn")
