@@ -113,9 +113,16 @@ pub fn listen_addr(explicit: Option<&str>) -> String {
     }
 }
 
-/// Loads the config named by `path`, else `$RELAY_CONFIG`, else the embedded default
-/// when `/etc/relay/relay.yaml` does not exist.
+/// Loads the config named by `path`, else `$RELAY_CONFIG`, else
+/// `/etc/relay/relay.yaml`, else the embedded default; then applies the
+/// deployment's overrides (see [`apply_env_overrides`]).
 pub fn load_config(path: Option<&std::path::Path>) -> Result<RelayConfig, ConfigErrors> {
+    let mut cfg = load_config_file(path)?;
+    apply_env_overrides(&mut cfg, |k| std::env::var(k).ok());
+    Ok(cfg)
+}
+
+fn load_config_file(path: Option<&std::path::Path>) -> Result<RelayConfig, ConfigErrors> {
     if let Some(p) = path {
         return RelayConfig::load(p);
     }
@@ -129,6 +136,18 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<RelayConfig, Config
         return RelayConfig::load(default);
     }
     Ok(RelayConfig::embedded_default())
+}
+
+/// `RELAY_STORE` and `RELAY_DEAD_LETTER` replace `spec.store` and
+/// `spec.deadLetter`: the infrastructure that creates the table and the
+/// queue (Terraform) names them, while the packaged relay.yaml stays the same.
+pub fn apply_env_overrides(cfg: &mut RelayConfig, env: impl Fn(&str) -> Option<String>) {
+    if let Some(v) = env("RELAY_STORE").filter(|v| !v.is_empty()) {
+        cfg.settings.store = v;
+    }
+    if let Some(v) = env("RELAY_DEAD_LETTER").filter(|v| !v.is_empty()) {
+        cfg.settings.dead_letter = v;
+    }
 }
 
 /// Runs a per-provider function: config from the environment, HTTP on `$PORT`.
@@ -152,4 +171,27 @@ pub async fn run_function(registry: Registry) -> anyhow_like::Result {
 /// A tiny result alias so function binaries need no error crate.
 pub mod anyhow_like {
     pub type Result = std::result::Result<(), String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_names_the_store_and_dead_letters() {
+        let mut cfg = RelayConfig::embedded_default();
+        apply_env_overrides(&mut cfg, |k| match k {
+            "RELAY_STORE" => Some("dynamodb://relay-state?region=eu-west-1".into()),
+            "RELAY_DEAD_LETTER" => Some("sqs://https://sqs.eu-west-1.amazonaws.com/1/dlq".into()),
+            _ => None,
+        });
+        assert_eq!(
+            cfg.settings.store,
+            "dynamodb://relay-state?region=eu-west-1"
+        );
+        assert!(cfg.settings.dead_letter.starts_with("sqs://"));
+        let mut cfg = RelayConfig::embedded_default();
+        apply_env_overrides(&mut cfg, |_| None);
+        assert_eq!(cfg.settings.store, "memory");
+    }
 }

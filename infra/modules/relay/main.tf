@@ -141,9 +141,9 @@ resource "aws_lambda_function" "provider" {
 
   environment {
     variables = merge(local.environment, {
-      # The store and dead-letter URLs the deployed relay.yaml should name.
-      RELAY_STATE_TABLE  = aws_dynamodb_table.state.name
-      RELAY_DEAD_LETTERS = aws_sqs_queue.dead_letters.url
+      # Override spec.store and spec.deadLetter of the packaged relay.yaml.
+      RELAY_STORE       = "dynamodb://${aws_dynamodb_table.state.name}?region=${data.aws_region.current.name}"
+      RELAY_DEAD_LETTER = "sqs://${aws_sqs_queue.dead_letters.url}"
     })
   }
 
