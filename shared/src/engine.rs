@@ -13,7 +13,7 @@ use crate::config::{ConfigErrors, Dedupe, RelayConfig, RelaySettings};
 use crate::deadletter::{Cause, CauseKind, DeadLetterEntry, DeadLetterTarget};
 use crate::metrics::Metrics;
 use crate::model::RunEvent;
-use crate::provider::{DeliveryInput, Outbound, Provider, ProviderError, Registry, Verdict};
+use crate::provider::{DeliveryInput, Provider, Registry, Verdict};
 use crate::store::{Claim, SharedStore, StoreError};
 use crate::template::Template;
 use crate::transport::Transport;
@@ -497,7 +497,7 @@ impl Engine {
         }
     }
 
-    /// Builds the effects and performs each with bounded retries inside the deadline.
+    /// Performs the Notification's effects with bounded retries inside the deadline.
     async fn deliver(
         &self,
         n: &CompiledNotification,
@@ -505,75 +505,42 @@ impl Engine {
         summary: Option<&crate::accumulator::RunSummary>,
     ) -> Result<Option<String>, Failure> {
         let policy = &self.plan.settings.delivery;
-        let deadline = Instant::now() + Duration::from_secs_f64(policy.deadline_seconds);
         let input = DeliveryInput {
             event: ev,
             notification: &n.name,
             template: n.template.as_ref(),
             summary,
         };
-        let outbounds = n.provider.build(&input).await.map_err(|e| Failure {
-            retryable: matches!(e, ProviderError::Retryable(_)),
-            status: None,
-            retry_after: None,
-            message: e.to_string(),
-            attempts: 0,
-        })?;
-        let mut attempts = 0;
-        let mut details = Vec::new();
-        for ob in &outbounds {
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                attempts += 1;
-                let verdict = self
-                    .transport
-                    .send(ob, n.provider.as_ref(), &n.provider_name)
-                    .await;
-                let (status, hint, message) = match verdict {
-                    Verdict::Success => {
-                        details.push(describe(ob));
-                        break;
-                    }
-                    Verdict::Permanent { status, message } => {
-                        return Err(Failure {
-                            retryable: false,
-                            status,
-                            retry_after: None,
-                            message: format!("{}: {message}", describe(ob)),
-                            attempts,
-                        });
-                    }
-                    Verdict::Retryable {
-                        status,
-                        retry_after,
-                        message,
-                    } => (status, retry_after, message),
-                };
-                let wait = hint.unwrap_or_else(|| backoff(policy, tries));
-                let out_of_time = Instant::now() + wait > deadline;
-                if tries >= policy.max_attempts || out_of_time {
-                    return Err(Failure {
-                        retryable: true,
-                        status,
-                        retry_after: Some(wait.max(Duration::from_secs(1))),
-                        message: format!("{}: {message} (after {tries} attempts)", describe(ob)),
-                        attempts,
-                    });
-                }
-                tracing::info!(notification = %n.name, attempt = tries, wait_ms = wait.as_millis() as u64,
-                    error = %message, "retrying delivery");
-                tokio::time::sleep(wait).await;
-            }
+        let http = crate::transport::Http {
+            transport: &self.transport,
+            provider: n.provider.as_ref(),
+            provider_name: &n.provider_name,
+            policy,
+            deadline: Instant::now() + Duration::from_secs_f64(policy.deadline_seconds),
+            attempts: Default::default(),
+        };
+        match n.provider.deliver(&input, &http).await {
+            Ok(detail) => Ok((!detail.is_empty()).then_some(detail)),
+            Err(Verdict::Retryable {
+                status,
+                retry_after,
+                message,
+            }) => Err(Failure {
+                retryable: true,
+                status,
+                retry_after: Some(retry_after.unwrap_or(Duration::from_secs(1))),
+                message,
+                attempts: http.attempts(),
+            }),
+            Err(Verdict::Permanent { status, message }) => Err(Failure {
+                retryable: false,
+                status,
+                retry_after: None,
+                message,
+                attempts: http.attempts(),
+            }),
+            Err(Verdict::Success) => Ok(None),
         }
-        Ok((!details.is_empty()).then(|| details.join("; ")))
-    }
-}
-
-fn describe(ob: &Outbound) -> String {
-    match ob {
-        Outbound::Http(r) => r.target(),
-        Outbound::Stdout(_) => "stdout".into(),
     }
 }
 
@@ -585,20 +552,6 @@ fn in_progress() -> Run {
         message: "the same change is being delivered by another request".into(),
         attempts: 0,
     })
-}
-
-/// Exponential backoff with equal jitter.
-fn backoff(policy: &crate::config::DeliverySettings, attempt: u32) -> Duration {
-    let base = policy
-        .initial_backoff_ms
-        .saturating_mul(1u64 << (attempt.saturating_sub(1)).min(20))
-        .min(policy.max_backoff_ms);
-    let jitter = if base > 1 {
-        rand::random_range(0..base / 2)
-    } else {
-        0
-    };
-    Duration::from_millis(base / 2 + jitter)
 }
 
 /// The single outcome of an event: the most consequential delivery's.

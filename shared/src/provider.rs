@@ -115,6 +115,35 @@ pub trait Provider: Send + Sync + 'static {
     /// Builds the effects for one event.
     async fn build(&self, input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError>;
 
+    /// Performs the effects for one event. The default sends what `build`
+    /// made, in order; providers that need several dependent requests
+    /// (search, then create or update) override it and use `http`, which
+    /// applies the retry policy to each request. The `Ok` value is a short
+    /// description of what was done.
+    async fn deliver(
+        &self,
+        input: &DeliveryInput<'_>,
+        http: &crate::transport::Http<'_>,
+    ) -> Result<String, Verdict> {
+        let outbounds = self.build(input).await.map_err(|e| match e {
+            ProviderError::Permanent(m) => Verdict::Permanent {
+                status: None,
+                message: m,
+            },
+            ProviderError::Retryable(m) => Verdict::Retryable {
+                status: None,
+                retry_after: None,
+                message: m,
+            },
+        })?;
+        let mut done = Vec::new();
+        for ob in &outbounds {
+            http.send(ob).await?;
+            done.push(crate::transport::describe(ob));
+        }
+        Ok(done.join("; "))
+    }
+
     /// Classifies an HTTP answer. The default: 2xx succeed; 408, 429 and 5xx
     /// are retried (honouring `Retry-After`); anything else is permanent.
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {

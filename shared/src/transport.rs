@@ -1,9 +1,15 @@
-//! Performs provider effects: HTTP requests with a timeout, or stdout lines.
+//! Performs provider effects: HTTP requests with a timeout and bounded
+//! retries inside the delivery's deadline, or stdout lines.
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+
+use crate::config::DeliverySettings;
 use crate::metrics::Metrics;
 use crate::provider::{Outbound, Provider, Verdict};
 
@@ -13,6 +19,23 @@ const BODY_SNIPPET: usize = 4096;
 pub struct Transport {
     client: reqwest::Client,
     metrics: Arc<Metrics>,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Verdict> {
+        serde_json::from_slice(&self.body).map_err(|e| Verdict::Permanent {
+            status: Some(self.status.as_u16()),
+            message: format!("unexpected answer body: {e}"),
+        })
+    }
 }
 
 impl Transport {
@@ -27,22 +50,27 @@ impl Transport {
         Transport { client, metrics }
     }
 
-    pub async fn send(
+    /// One attempt: the answer if the provider classifies it a success.
+    pub async fn exchange(
         &self,
         ob: &Outbound,
         provider: &dyn Provider,
         provider_name: &str,
-    ) -> Verdict {
-        let verdict = match ob {
+    ) -> Result<Response, Verdict> {
+        let result = match ob {
             Outbound::Stdout(line) => {
                 let mut out = std::io::stdout().lock();
                 match writeln!(out, "{line}").and_then(|_| out.flush()) {
-                    Ok(()) => Verdict::Success,
-                    Err(e) => Verdict::Retryable {
+                    Ok(()) => Ok(Response {
+                        status: StatusCode::OK,
+                        headers: HeaderMap::new(),
+                        body: Bytes::new(),
+                    }),
+                    Err(e) => Err(Verdict::Retryable {
                         status: None,
                         retry_after: None,
                         message: format!("cannot write to stdout: {e}"),
-                    },
+                    }),
                 }
             }
             Outbound::Http(req) => {
@@ -57,35 +85,130 @@ impl Transport {
                     Ok(resp) => {
                         let status = resp.status();
                         let headers = resp.headers().clone();
-                        let body = if status.is_success() {
+                        let body = resp.bytes().await.unwrap_or_default();
+                        let text = if status.is_success() {
                             String::new()
                         } else {
-                            let bytes = resp.bytes().await.unwrap_or_default();
-                            String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_SNIPPET)])
+                            String::from_utf8_lossy(&body[..body.len().min(BODY_SNIPPET)])
                                 .into_owned()
                         };
-                        provider.classify(status, &headers, &body)
+                        match provider.classify(status, &headers, &text) {
+                            Verdict::Success => Ok(Response {
+                                status,
+                                headers,
+                                body,
+                            }),
+                            other => Err(other),
+                        }
                     }
                     // No answer at all: connect errors, resets and timeouts are retried.
-                    Err(e) => Verdict::Retryable {
+                    Err(e) => Err(Verdict::Retryable {
                         status: None,
                         retry_after: None,
                         message: network_error(&e),
-                    },
+                    }),
                 }
             }
         };
-        let result = match &verdict {
-            Verdict::Success => "success",
-            Verdict::Retryable { .. } => "retryable",
-            Verdict::Permanent { .. } => "permanent",
+        let label = match &result {
+            Ok(_) => "success",
+            Err(Verdict::Retryable { .. }) => "retryable",
+            Err(_) => "permanent",
         };
         self.metrics
             .provider_requests
-            .with_label_values(&[provider_name, result])
+            .with_label_values(&[provider_name, label])
             .inc();
-        verdict
+        result
     }
+}
+
+/// The HTTP side of one delivery: sends with the engine's retry policy, so a
+/// provider that needs several requests (search, then create or update)
+/// writes only the requests.
+pub struct Http<'a> {
+    pub(crate) transport: &'a Transport,
+    pub(crate) provider: &'a dyn Provider,
+    pub(crate) provider_name: &'a str,
+    pub(crate) policy: &'a DeliverySettings,
+    pub(crate) deadline: Instant,
+    pub(crate) attempts: AtomicU32,
+}
+
+impl Http<'_> {
+    /// Sends `ob`, retrying retryable failures (honouring `Retry-After`)
+    /// while attempts and the deadline allow.
+    pub async fn send(&self, ob: &Outbound) -> Result<Response, Verdict> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            self.attempts.fetch_add(1, Ordering::Relaxed);
+            let failure = match self
+                .transport
+                .exchange(ob, self.provider, self.provider_name)
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(v @ Verdict::Permanent { .. }) => return Err(prefix(ob, v)),
+                Err(Verdict::Success) => unreachable!("exchange returns success as Ok"),
+                Err(v) => v,
+            };
+            let Verdict::Retryable {
+                status,
+                retry_after,
+                message,
+            } = failure
+            else {
+                unreachable!()
+            };
+            let wait = retry_after.unwrap_or_else(|| backoff(self.policy, tries));
+            if tries >= self.policy.max_attempts || Instant::now() + wait > self.deadline {
+                return Err(Verdict::Retryable {
+                    status,
+                    retry_after: Some(wait.max(Duration::from_secs(1))),
+                    message: format!("{}: {message} (after {tries} attempts)", describe(ob)),
+                });
+            }
+            tracing::info!(provider = %self.provider_name, attempt = tries,
+                wait_ms = wait.as_millis() as u64, error = %message, "retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+}
+
+fn prefix(ob: &Outbound, v: Verdict) -> Verdict {
+    match v {
+        Verdict::Permanent { status, message } => Verdict::Permanent {
+            status,
+            message: format!("{}: {message}", describe(ob)),
+        },
+        other => other,
+    }
+}
+
+pub fn describe(ob: &Outbound) -> String {
+    match ob {
+        Outbound::Http(r) => r.target(),
+        Outbound::Stdout(_) => "stdout".into(),
+    }
+}
+
+/// Exponential backoff with equal jitter.
+fn backoff(policy: &DeliverySettings, attempt: u32) -> Duration {
+    let base = policy
+        .initial_backoff_ms
+        .saturating_mul(1u64 << (attempt.saturating_sub(1)).min(20))
+        .min(policy.max_backoff_ms);
+    let jitter = if base > 1 {
+        rand::random_range(0..base / 2)
+    } else {
+        0
+    };
+    Duration::from_millis(base / 2 + jitter)
 }
 
 /// A reqwest error without its URL (which may embed a token).
