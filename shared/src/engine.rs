@@ -27,6 +27,8 @@ pub struct CompiledNotification {
     pub filter: Filter,
     pub template: Option<Template>,
     pub dedupe: Dedupe,
+    pub action: Option<String>,
+    pub params: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A configuration compiled against a registry: every filter, template and
@@ -143,6 +145,13 @@ impl Plan {
             let provider = providers
                 .iter()
                 .find(|(name, _, _)| *name == n.spec.provider_ref.name);
+            if let Some((_, _, p)) = provider
+                && let Err(list) = p.check_notification(n.spec.action.as_deref(), &n.spec.params)
+            {
+                for (path, msg) in list {
+                    errs.push(&doc, format!("spec.{path}"), msg);
+                }
+            }
             if let (Some(filter), Some((pname, ptype, p))) = (filter, provider) {
                 notifications.push(CompiledNotification {
                     name: n.name.clone(),
@@ -152,6 +161,8 @@ impl Plan {
                     filter,
                     template,
                     dedupe: n.spec.dedupe,
+                    action: n.spec.action.clone(),
+                    params: n.spec.params.clone(),
                 });
             }
         }
@@ -510,6 +521,9 @@ impl Engine {
             notification: &n.name,
             template: n.template.as_ref(),
             summary,
+            action: n.action.as_deref(),
+            params: &n.params,
+            store: &self.store,
         };
         let http = crate::transport::Http {
             transport: &self.transport,

@@ -23,6 +23,11 @@ pub struct DeliveryInput<'a> {
     /// The run's accumulated summary, for providers that ask for it
     /// ([`Provider::uses_summary`]) when the event belongs to a PipelineRun.
     pub summary: Option<&'a crate::accumulator::RunSummary>,
+    /// The Notification's `action` and `params`.
+    pub action: Option<&'a str>,
+    pub params: &'a serde_json::Map<String, Value>,
+    /// The shared store, for providers that remember what they posted.
+    pub store: &'a crate::store::SharedStore,
 }
 
 /// One effect to perform.
@@ -110,6 +115,29 @@ pub trait Provider: Send + Sync + 'static {
     /// feeds the accumulator before delivering.
     fn uses_summary(&self) -> bool {
         false
+    }
+
+    /// Checks a Notification's `action` and `params` at load time; errors are
+    /// `(path under spec, message)`. The default takes neither.
+    fn check_notification(
+        &self,
+        action: Option<&str>,
+        params: &serde_json::Map<String, Value>,
+    ) -> Result<(), Vec<(String, String)>> {
+        let mut errs = Vec::new();
+        if let Some(a) = action {
+            errs.push((
+                "action".into(),
+                format!("{} providers take no action (got {a:?})", self.type_name()),
+            ));
+        }
+        for k in params.keys() {
+            errs.push((
+                format!("params.{k}"),
+                format!("{} providers take no params", self.type_name()),
+            ));
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 
     /// Builds the effects for one event.

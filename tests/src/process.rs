@@ -190,6 +190,31 @@ impl FunctionProcess {
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
+
+    /// Starts a function in HTTP mode on a free `$PORT` and waits until
+    /// `/healthz` answers; returns it and its base URL.
+    pub async fn start_http(
+        binary: &Path,
+        config: &str,
+        env: &[(String, String)],
+    ) -> (FunctionProcess, String) {
+        let port = free_port();
+        let mut env = env.to_vec();
+        env.push(("PORT".into(), port.to_string()));
+        let f = FunctionProcess::start(binary, config, &env);
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client.get(format!("{base}/healthz")).send().await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "function did not start: {}",
+                f.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (f, base)
+    }
 }
 
 impl Drop for FunctionProcess {

@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub path: String,
+    pub method: String,
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     /// What the receiver answered.
@@ -32,6 +34,7 @@ struct Inner {
     script: HashMap<String, VecDeque<(u16, Option<u64>)>>,
     sticky: HashMap<String, (u16, Option<u64>)>,
     delay: HashMap<String, std::time::Duration>,
+    replies: HashMap<(String, String), (u16, serde_json::Value)>,
 }
 
 #[derive(Clone, Default)]
@@ -73,6 +76,17 @@ impl Receiver {
         };
     }
 
+    /// Answer `method path` with `status` and a JSON body (a provider API).
+    /// `path` may carry a query (`/x?page=2`): a request matches its exact
+    /// path and query first, then its path alone.
+    pub fn reply(&self, method: &str, path: &str, status: u16, body: serde_json::Value) {
+        self.inner
+            .lock()
+            .unwrap()
+            .replies
+            .insert((method.to_string(), path.to_string()), (status, body));
+    }
+
     /// Answer requests on `path` only after `delay` (a slow provider).
     pub fn slow(&self, path: &str, delay: std::time::Duration) {
         self.inner.lock().unwrap().delay.insert(path.into(), delay);
@@ -108,11 +122,30 @@ async fn record(State(r): State<Receiver>, req: Request) -> Response {
         .await
         .unwrap_or_default();
     let path = parts.uri.path().to_string();
+    let method = parts.method.to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
     let delay = r.inner.lock().unwrap().delay.get(&path).copied();
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
     let mut inner = r.inner.lock().unwrap();
+    let with_query = format!("{path}?{query}");
+    let reply = inner
+        .replies
+        .get(&(method.clone(), with_query))
+        .or_else(|| inner.replies.get(&(method.clone(), path.clone())))
+        .cloned();
+    if let Some((status, json)) = reply {
+        inner.log.push(Recorded {
+            path,
+            method,
+            query,
+            headers: parts.headers,
+            body,
+            status,
+        });
+        return (StatusCode::from_u16(status).unwrap(), axum::Json(json)).into_response();
+    }
     let (status, retry_after) = inner
         .script
         .get_mut(&path)
@@ -121,6 +154,8 @@ async fn record(State(r): State<Receiver>, req: Request) -> Response {
         .unwrap_or((200, None));
     inner.log.push(Recorded {
         path,
+        method,
+        query,
         headers: parts.headers,
         body,
         status,

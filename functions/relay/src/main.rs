@@ -97,6 +97,7 @@ fn registry() -> Registry {
     Registry::new()
         .with(relay_webhook::WebhookFactory)
         .with(relay_log::LogFactory)
+        .with(relay_github::GithubFactory)
 }
 
 // glibc malloc showed as a quarter of the relay's CPU under load.

@@ -258,12 +258,18 @@ mod tests {
             })))
             .unwrap();
         let ev = relay_core::sample::run_event();
+        let store: relay_core::store::SharedStore =
+            std::sync::Arc::new(relay_core::store::memory::MemoryStore::default());
+        let params = serde_json::Map::new();
         let out = p
             .build(&DeliveryInput {
                 event: &ev,
                 notification: "n",
                 template: None,
                 summary: None,
+                action: None,
+                params: &params,
+                store: &store,
             })
             .await
             .unwrap();

@@ -242,6 +242,14 @@ pub struct NotificationSpec {
     pub template: Option<String>,
     #[serde(default)]
     pub dedupe: Dedupe,
+    /// What to do, for providers that can do several things (GitHub:
+    /// `status`, `checkRun`, `comment`, `deployment`).
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Provider-specific settings of this Notification (a status context,
+    /// say), checked by the provider.
+    #[serde(default)]
+    pub params: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

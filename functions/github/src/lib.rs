@@ -1,0 +1,545 @@
+//! The `github` provider: commit statuses, check runs and PR summary
+//! comments updated in place, and deployment statuses, on github.com or
+//! GitHub Enterprise.
+
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use relay_core::RunEvent;
+use relay_core::config::ProviderDoc;
+use relay_core::escape;
+use relay_core::message::{MessageAction, MessageIds};
+use relay_core::provider::{
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
+    default_classify, parse_settings, retry_after,
+};
+use relay_core::secret::SecretFile;
+use relay_core::transport::Http;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+pub const TYPE: &str = "github";
+const DEFAULT_BASE: &str = "https://api.github.com";
+/// GitHub's limit on a commit status description.
+const DESCRIPTION_MAX: usize = 140;
+const COMMENT_PAGE: usize = 100;
+/// How long a posted status or message id is remembered.
+const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GithubSettings {
+    /// `https://api.github.com`, or `https://ghe.example.com/api/v3`.
+    #[serde(default, rename = "baseURL")]
+    pub base_url: Option<url::Url>,
+    /// A token with `repo:status` (statuses), `checks:write` (check runs,
+    /// GitHub App tokens only), `pull-requests:write` (comments),
+    /// `deployments:write`.
+    pub token_file: SecretFile,
+}
+
+/// What a Notification does on GitHub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Status,
+    CheckRun,
+    Comment,
+    Deployment,
+}
+
+impl Action {
+    fn parse(a: Option<&str>) -> Result<Action, String> {
+        match a.unwrap_or("status") {
+            "status" => Ok(Action::Status),
+            "checkRun" => Ok(Action::CheckRun),
+            "comment" => Ok(Action::Comment),
+            "deployment" => Ok(Action::Deployment),
+            other => Err(format!(
+                "unknown action {other:?}, expected one of status, checkRun, comment, deployment"
+            )),
+        }
+    }
+}
+
+/// Notification params.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Params {
+    /// Status or check-run name (default `tekton/<pipeline>`).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// One status per pipeline task (`<context>/<task>`) from TaskRun events.
+    #[serde(default)]
+    pub per_task: bool,
+}
+
+pub struct Github {
+    base: String,
+    token: SecretFile,
+}
+
+pub struct GithubFactory;
+
+impl ProviderFactory for GithubFactory {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+        let s: GithubSettings = parse_settings(doc)?;
+        let base = s.base_url.map_or_else(
+            || DEFAULT_BASE.to_string(),
+            |u| u.as_str().trim_end_matches('/').to_string(),
+        );
+        Ok(Arc::new(Github {
+            base,
+            token: s.token_file,
+        }))
+    }
+}
+
+fn permanent(message: impl Into<String>) -> Verdict {
+    Verdict::Permanent {
+        status: None,
+        message: message.into(),
+    }
+}
+
+/// Owner, repository and commit of an event, or why it cannot be posted.
+fn target(ev: &RunEvent) -> Result<(String, String, String), Verdict> {
+    let scm = &ev.scm;
+    match (&scm.owner, &scm.name, &scm.sha) {
+        (Some(o), Some(r), Some(s)) => Ok((o.clone(), r.clone(), s.clone())),
+        _ => Err(permanent(
+            "the event names no repository and commit (relay.tekton.dev/* annotations, \
+             Pipelines-as-Code labels, or url/revision params)",
+        )),
+    }
+}
+
+impl Github {
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Outbound, Verdict> {
+        let url = url::Url::parse(&format!("{}{path}", self.base))
+            .map_err(|e| permanent(e.to_string()))?;
+        let mut req =
+            OutboundRequest::post_json(url, body.map(|b| b.to_string()).unwrap_or_default());
+        req.method = method;
+        req.headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/vnd.github+json"),
+        );
+        req.headers.insert(
+            "x-github-api-version",
+            HeaderValue::from_static("2022-11-28"),
+        );
+        let token = self
+            .token
+            .read()
+            .await
+            .map_err(|e| permanent(e.to_string()))?;
+        req.sensitive_header(
+            http::header::AUTHORIZATION,
+            &format!("Bearer {}", token.expose()),
+        )
+        .map_err(|e| permanent(e.to_string()))?;
+        Ok(Outbound::Http(req))
+    }
+
+    fn context(&self, params: &Params, ev: &RunEvent) -> String {
+        let base = params
+            .context
+            .clone()
+            .unwrap_or_else(|| format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)));
+        match (params.per_task, ev.pipeline_task.as_deref()) {
+            (true, Some(task)) if ev.kind != "PipelineRun" => format!("{base}/{task}"),
+            _ => base,
+        }
+    }
+
+    async fn status(
+        &self,
+        input: &DeliveryInput<'_>,
+        params: &Params,
+        http: &Http<'_>,
+    ) -> Result<String, Verdict> {
+        let ev = input.event;
+        if ev.kind != "PipelineRun" && !params.per_task {
+            return Ok("not a PipelineRun: no status".into());
+        }
+        let (owner, repo, sha) = target(ev)?;
+        let context = self.context(params, ev);
+        let state = state::commit_status(ev.state);
+        let description = escape::one_line(
+            &match (&ev.reason, &ev.message) {
+                (Some(r), Some(m)) if !m.is_empty() => format!("{r}: {m}"),
+                (Some(r), _) => r.clone(),
+                (None, Some(m)) => m.clone(),
+                _ => ev.state.to_string(),
+            },
+            DESCRIPTION_MAX,
+        );
+        // Not re-posted when the last status of this context says the same.
+        let memo = format!("gh-status/{owner}/{repo}/{sha}/{context}");
+        let posted = format!("{state}\u{1f}{description}");
+        let last = input.store.get(&memo).await.ok().flatten();
+        if last.as_ref().is_some_and(|r| r.value == posted.as_bytes()) {
+            return Ok(format!("status {context} already {state}"));
+        }
+        let body = json!({"state": state, "target_url": ev.url, "description": description, "context": context});
+        http.send(
+            &self
+                .request(
+                    Method::POST,
+                    &format!("/repos/{owner}/{repo}/statuses/{sha}"),
+                    Some(body),
+                )
+                .await?,
+        )
+        .await?;
+        let _ = input
+            .store
+            .put_if_version(&memo, posted.as_bytes(), last.map(|r| r.version), MEMORY)
+            .await;
+        Ok(format!("status {context} {state}"))
+    }
+
+    async fn check_run(
+        &self,
+        input: &DeliveryInput<'_>,
+        params: &Params,
+        http: &Http<'_>,
+    ) -> Result<String, Verdict> {
+        let ev = input.event;
+        let (owner, repo, sha) = target(ev)?;
+        let run_uid = run_uid(ev)?;
+        let name = self.context(
+            &Params {
+                per_task: false,
+                ..params.clone()
+            },
+            ev,
+        );
+        let text = match input.summary {
+            Some(s) => relay_core::summary::render(s, input.template)
+                .map_err(|e| permanent(format!("template: {e}")))?,
+            None => String::new(),
+        };
+        let run_state = input
+            .summary
+            .and_then(|s| s.run.as_ref())
+            .map_or(ev.state, |r| r.state);
+        let (status, conclusion) = state::check_run(run_state);
+        let mut body = json!({
+            "name": name, "head_sha": sha, "status": status, "details_url": ev.url,
+            "output": {"title": format!("{name}: {run_state}"), "summary": text},
+        });
+        if let Some(c) = conclusion {
+            body["conclusion"] = c.into();
+        }
+        let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
+        let key = format!("gh-check/{owner}/{repo}/{run_uid}/{name}");
+        let (owner, repo, body) = (&owner, &repo, &body);
+        let owner_id = uuid::Uuid::new_v4().to_string();
+        let result = ids
+            .create_or_update(
+                &key,
+                &owner_id,
+                || async {
+                    let r = http
+                        .send(
+                            &self
+                                .request(
+                                    Method::POST,
+                                    &format!("/repos/{owner}/{repo}/check-runs"),
+                                    Some(body.clone()),
+                                )
+                                .await?,
+                        )
+                        .await?;
+                    id_of(&r.json::<Value>()?)
+                },
+                |id| async move {
+                    http.send(
+                        &self
+                            .request(
+                                Method::PATCH,
+                                &format!("/repos/{owner}/{repo}/check-runs/{id}"),
+                                Some(body.clone()),
+                            )
+                            .await?,
+                    )
+                    .await
+                    .map(|_| ())
+                },
+            )
+            .await
+            .map_err(|e| Verdict::Retryable {
+                status: None,
+                retry_after: None,
+                message: e.to_string(),
+            })?;
+        done("check run", result)
+    }
+
+    async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let ev = input.event;
+        let (owner, repo, _) = target(ev)?;
+        let Some(pr) = ev.scm.pull_request else {
+            return Ok("not a pull request: no comment".into());
+        };
+        let Some(summary) = input.summary else {
+            return Ok("not part of a PipelineRun: no comment".into());
+        };
+        let marker = format!(
+            "<!-- tekton-relay:{}:{} -->",
+            input.notification, summary.uid
+        );
+        let text = relay_core::summary::render(summary, input.template)
+            .map_err(|e| permanent(format!("template: {e}")))?;
+        let body = json!({"body": format!("{marker}\n{text}")});
+        let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
+        let key = format!(
+            "gh-comment/{owner}/{repo}/{pr}/{}/{}",
+            input.notification, summary.uid
+        );
+        let (owner, repo, body, marker) = (&owner, &repo, &body, &marker);
+        let owner_id = uuid::Uuid::new_v4().to_string();
+        let result = ids
+            .create_or_update(
+                &key,
+                &owner_id,
+                || async {
+                    // A comment from before the store knew it (a lost store,
+                    // say) is adopted, not duplicated: search every page.
+                    if let Some(id) = self.find_comment(owner, repo, pr, marker, http).await? {
+                        http.send(
+                            &self
+                                .request(
+                                    Method::PATCH,
+                                    &format!("/repos/{owner}/{repo}/issues/comments/{id}"),
+                                    Some(body.clone()),
+                                )
+                                .await?,
+                        )
+                        .await?;
+                        return Ok(id);
+                    }
+                    let r = http
+                        .send(
+                            &self
+                                .request(
+                                    Method::POST,
+                                    &format!("/repos/{owner}/{repo}/issues/{pr}/comments"),
+                                    Some(body.clone()),
+                                )
+                                .await?,
+                        )
+                        .await?;
+                    id_of(&r.json::<Value>()?)
+                },
+                |id| async move {
+                    http.send(
+                        &self
+                            .request(
+                                Method::PATCH,
+                                &format!("/repos/{owner}/{repo}/issues/comments/{id}"),
+                                Some(body.clone()),
+                            )
+                            .await?,
+                    )
+                    .await
+                    .map(|_| ())
+                },
+            )
+            .await
+            .map_err(|e| Verdict::Retryable {
+                status: None,
+                retry_after: None,
+                message: e.to_string(),
+            })?;
+        done("comment", result)
+    }
+
+    async fn find_comment(
+        &self,
+        owner: &str,
+        repo: &str,
+        pr: u64,
+        marker: &str,
+        http: &Http<'_>,
+    ) -> Result<Option<String>, Verdict> {
+        for page in 1..=100 {
+            let path = format!(
+                "/repos/{owner}/{repo}/issues/{pr}/comments?per_page={COMMENT_PAGE}&page={page}"
+            );
+            let r = http
+                .send(&self.request(Method::GET, &path, None).await?)
+                .await?;
+            let comments: Vec<Value> = r.json()?;
+            if let Some(c) = comments
+                .iter()
+                .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
+            {
+                return id_of(c).map(Some);
+            }
+            if comments.len() < COMMENT_PAGE {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    async fn deployment(
+        &self,
+        input: &DeliveryInput<'_>,
+        http: &Http<'_>,
+    ) -> Result<String, Verdict> {
+        let ev = input.event;
+        if ev.kind != "PipelineRun" {
+            return Ok("not a PipelineRun: no deployment status".into());
+        }
+        let (owner, repo, _) = target(ev)?;
+        let Some(id) = ev.annotations.get("relay.tekton.dev/github-deployment-id") else {
+            return Err(permanent(
+                "no relay.tekton.dev/github-deployment-id annotation on the PipelineRun",
+            ));
+        };
+        if !id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(permanent(
+                "relay.tekton.dev/github-deployment-id is not a number",
+            ));
+        }
+        let state = state::deployment(ev.state);
+        let body = json!({
+            "state": state, "log_url": ev.url,
+            "description": escape::one_line(ev.reason.as_deref().unwrap_or(""), DESCRIPTION_MAX),
+        });
+        http.send(
+            &self
+                .request(
+                    Method::POST,
+                    &format!("/repos/{owner}/{repo}/deployments/{id}/statuses"),
+                    Some(body),
+                )
+                .await?,
+        )
+        .await?;
+        Ok(format!("deployment {id} {state}"))
+    }
+}
+
+fn run_uid(ev: &RunEvent) -> Result<String, Verdict> {
+    if ev.kind == "PipelineRun" {
+        return Ok(ev.uid.clone());
+    }
+    ev.pipeline_run
+        .as_ref()
+        .and_then(|p| p.uid.clone())
+        .ok_or_else(|| permanent("not part of a PipelineRun"))
+}
+
+fn id_of(v: &Value) -> Result<String, Verdict> {
+    match &v["id"] {
+        Value::Number(n) => Ok(n.to_string()),
+        Value::String(s) if s.chars().all(|c| c.is_ascii_digit()) => Ok(s.clone()),
+        _ => Err(permanent("GitHub answered without an id")),
+    }
+}
+
+fn done(what: &str, a: MessageAction<Verdict>) -> Result<String, Verdict> {
+    match a {
+        MessageAction::Created(id) => Ok(format!("{what} {id} created")),
+        MessageAction::Updated(id) => Ok(format!("{what} {id} updated")),
+        MessageAction::CreationInProgress => Err(Verdict::Retryable {
+            status: None,
+            retry_after: Some(Duration::from_secs(1)),
+            message: format!("the {what} is being created by another replica"),
+        }),
+        MessageAction::Failed(v) => Err(v),
+    }
+}
+
+#[async_trait]
+impl Provider for Github {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn uses_summary(&self) -> bool {
+        true
+    }
+
+    fn check_notification(
+        &self,
+        action: Option<&str>,
+        params: &Map<String, Value>,
+    ) -> Result<(), Vec<(String, String)>> {
+        let mut errs = Vec::new();
+        if let Err(e) = Action::parse(action) {
+            errs.push(("action".into(), e));
+        }
+        if let Err((path, msg)) =
+            relay_core::config::parse_at::<Params>(Value::Object(params.clone()), "params")
+        {
+            errs.push((path, msg));
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let params: Params =
+            relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
+                .map_err(|(p, m)| permanent(format!("{p}: {m}")))?;
+        match Action::parse(input.action).map_err(permanent)? {
+            Action::Status => self.status(input, &params, http).await,
+            Action::CheckRun => self.check_run(input, &params, http).await,
+            Action::Comment => self.comment(input, http).await,
+            Action::Deployment => self.deployment(input, http).await,
+        }
+    }
+
+    /// GitHub's rate limits: a primary limit answers 403/429 with
+    /// `X-RateLimit-Remaining: 0` (wait until `X-RateLimit-Reset`), a
+    /// secondary one 403/429 with `Retry-After`. Both are retried.
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+        if status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS {
+            if let Some(wait) = retry_after(headers) {
+                return rate_limited(status, wait, "secondary rate limit");
+            }
+            let remaining = headers
+                .get("x-ratelimit-remaining")
+                .and_then(|v| v.to_str().ok());
+            if remaining == Some("0") {
+                let reset = headers
+                    .get("x-ratelimit-reset")
+                    .and_then(|v| v.to_str().ok()?.parse::<i64>().ok())
+                    .map(|r| (r - chrono::Utc::now().timestamp()).max(1) as u64)
+                    .unwrap_or(60);
+                return rate_limited(status, Duration::from_secs(reset), "rate limit exhausted");
+            }
+        }
+        default_classify(status, headers, body)
+    }
+}
+
+fn rate_limited(status: StatusCode, wait: Duration, what: &str) -> Verdict {
+    tracing::warn!(wait_s = wait.as_secs(), "GitHub {what}");
+    Verdict::Retryable {
+        status: Some(status.as_u16()),
+        retry_after: Some(wait),
+        message: format!("GitHub {what}: retry in {}s", wait.as_secs()),
+    }
+}
