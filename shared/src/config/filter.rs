@@ -292,6 +292,11 @@ mod tests {
         assert_eq!(f.evaluate(&event("dev")), FilterVerdict::NoMatch);
         let errs = Filter::compile(&spec("when: 'event.name =='")).unwrap_err();
         assert_eq!(errs[0].0, "when");
+        let pr = Filter::compile(&spec("when: 'event.scm.pull_request != null'")).unwrap();
+        let mut push = event("ci");
+        assert_eq!(pr.evaluate(&push), FilterVerdict::Match);
+        push.scm.pull_request = None;
+        assert_eq!(pr.evaluate(&push), FilterVerdict::NoMatch);
         let not_bool = Filter::compile(&spec("when: 'event.name'")).unwrap();
         assert!(matches!(
             not_bool.evaluate(&event("ci")),

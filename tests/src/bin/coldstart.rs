@@ -26,7 +26,13 @@ struct Args {
     runs: usize,
 }
 
-const FUNCTIONS: &[&str] = &["relay-webhook", "relay-log", "relay-ingress", "relay-dlq"];
+const FUNCTIONS: &[&str] = &[
+    "relay-webhook",
+    "relay-log",
+    "relay-github",
+    "relay-ingress",
+    "relay-dlq",
+];
 
 fn config(dir: &Path) -> PathBuf {
     let p = dir.join("relay.yaml");
@@ -132,7 +138,7 @@ async fn main() {
             http.push(http_once(&bin, work.path(), &sink, &event).await);
         }
         // Lambda mode applies to the functions that run on Lambda behind EventBridge.
-        let lambda = if matches!(*f, "relay-webhook" | "relay-log") {
+        let lambda = if matches!(*f, "relay-webhook" | "relay-log" | "relay-github") {
             let mut v = Vec::new();
             for _ in 0..args.runs {
                 v.push(lambda_once(&bin, work.path(), envelope.clone()).await);
