@@ -154,6 +154,17 @@ impl Github {
         Ok(Outbound::Http(req))
     }
 
+    /// One request through the delivery's retry policy.
+    async fn call(
+        &self,
+        http: &Http<'_>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<relay_core::transport::Response, Verdict> {
+        http.send(&self.request(method, path, body).await?).await
+    }
+
     fn context(&self, params: &Params, ev: &RunEvent) -> String {
         let base = params
             .context
@@ -195,14 +206,11 @@ impl Github {
             return Ok(format!("status {context} already {state}"));
         }
         let body = json!({"state": state, "target_url": ev.url, "description": description, "context": context});
-        http.send(
-            &self
-                .request(
-                    Method::POST,
-                    &format!("/repos/{owner}/{repo}/statuses/{sha}"),
-                    Some(body),
-                )
-                .await?,
+        self.call(
+            http,
+            Method::POST,
+            &format!("/repos/{owner}/{repo}/statuses/{sha}"),
+            Some(body),
         )
         .await?;
         let _ = input
@@ -254,39 +262,29 @@ impl Github {
                 &key,
                 &owner_id,
                 || async {
-                    let r = http
-                        .send(
-                            &self
-                                .request(
-                                    Method::POST,
-                                    &format!("/repos/{owner}/{repo}/check-runs"),
-                                    Some(body.clone()),
-                                )
-                                .await?,
+                    let r = self
+                        .call(
+                            http,
+                            Method::POST,
+                            &format!("/repos/{owner}/{repo}/check-runs"),
+                            Some(body.clone()),
                         )
                         .await?;
                     id_of(&r.json::<Value>()?)
                 },
                 |id| async move {
-                    http.send(
-                        &self
-                            .request(
-                                Method::PATCH,
-                                &format!("/repos/{owner}/{repo}/check-runs/{id}"),
-                                Some(body.clone()),
-                            )
-                            .await?,
+                    self.call(
+                        http,
+                        Method::PATCH,
+                        &format!("/repos/{owner}/{repo}/check-runs/{id}"),
+                        Some(body.clone()),
                     )
                     .await
                     .map(|_| ())
                 },
             )
             .await
-            .map_err(|e| Verdict::Retryable {
-                status: None,
-                retry_after: None,
-                message: e.to_string(),
-            })?;
+            .map_err(store_unavailable)?;
         done("check run", result)
     }
 
@@ -321,51 +319,38 @@ impl Github {
                     // A comment from before the store knew it (a lost store,
                     // say) is adopted, not duplicated: search every page.
                     if let Some(id) = self.find_comment(owner, repo, pr, marker, http).await? {
-                        http.send(
-                            &self
-                                .request(
-                                    Method::PATCH,
-                                    &format!("/repos/{owner}/{repo}/issues/comments/{id}"),
-                                    Some(body.clone()),
-                                )
-                                .await?,
+                        self.call(
+                            http,
+                            Method::PATCH,
+                            &format!("/repos/{owner}/{repo}/issues/comments/{id}"),
+                            Some(body.clone()),
                         )
                         .await?;
                         return Ok(id);
                     }
-                    let r = http
-                        .send(
-                            &self
-                                .request(
-                                    Method::POST,
-                                    &format!("/repos/{owner}/{repo}/issues/{pr}/comments"),
-                                    Some(body.clone()),
-                                )
-                                .await?,
+                    let r = self
+                        .call(
+                            http,
+                            Method::POST,
+                            &format!("/repos/{owner}/{repo}/issues/{pr}/comments"),
+                            Some(body.clone()),
                         )
                         .await?;
                     id_of(&r.json::<Value>()?)
                 },
                 |id| async move {
-                    http.send(
-                        &self
-                            .request(
-                                Method::PATCH,
-                                &format!("/repos/{owner}/{repo}/issues/comments/{id}"),
-                                Some(body.clone()),
-                            )
-                            .await?,
+                    self.call(
+                        http,
+                        Method::PATCH,
+                        &format!("/repos/{owner}/{repo}/issues/comments/{id}"),
+                        Some(body.clone()),
                     )
                     .await
                     .map(|_| ())
                 },
             )
             .await
-            .map_err(|e| Verdict::Retryable {
-                status: None,
-                retry_after: None,
-                message: e.to_string(),
-            })?;
+            .map_err(store_unavailable)?;
         done("comment", result)
     }
 
@@ -381,9 +366,7 @@ impl Github {
             let path = format!(
                 "/repos/{owner}/{repo}/issues/{pr}/comments?per_page={COMMENT_PAGE}&page={page}"
             );
-            let r = http
-                .send(&self.request(Method::GET, &path, None).await?)
-                .await?;
+            let r = self.call(http, Method::GET, &path, None).await?;
             let comments: Vec<Value> = r.json()?;
             if let Some(c) = comments
                 .iter()
@@ -423,14 +406,11 @@ impl Github {
             "state": state, "log_url": ev.url,
             "description": escape::one_line(ev.reason.as_deref().unwrap_or(""), DESCRIPTION_MAX),
         });
-        http.send(
-            &self
-                .request(
-                    Method::POST,
-                    &format!("/repos/{owner}/{repo}/deployments/{id}/statuses"),
-                    Some(body),
-                )
-                .await?,
+        self.call(
+            http,
+            Method::POST,
+            &format!("/repos/{owner}/{repo}/deployments/{id}/statuses"),
+            Some(body),
         )
         .await?;
         Ok(format!("deployment {id} {state}"))
@@ -452,6 +432,15 @@ fn id_of(v: &Value) -> Result<String, Verdict> {
         Value::Number(n) => Ok(n.to_string()),
         Value::String(s) if s.chars().all(|c| c.is_ascii_digit()) => Ok(s.clone()),
         _ => Err(permanent("GitHub answered without an id")),
+    }
+}
+
+/// The store decides who creates a message: without it, retry later.
+fn store_unavailable(e: relay_core::store::StoreError) -> Verdict {
+    Verdict::Retryable {
+        status: None,
+        retry_after: None,
+        message: e.to_string(),
     }
 }
 
