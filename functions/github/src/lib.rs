@@ -532,3 +532,50 @@ fn rate_limited(status: StatusCode, wait: Duration, what: &str) -> Verdict {
         message: format!("GitHub {what}: retry in {}s", wait.as_secs()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn github() -> Github {
+        Github {
+            base: DEFAULT_BASE.into(),
+            token: SecretFile("/nonexistent".into()),
+        }
+    }
+
+    #[test]
+    fn rate_limits_are_retried_after_their_reset() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        let reset = chrono::Utc::now().timestamp() + 30;
+        h.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
+        match github().classify(StatusCode::FORBIDDEN, &h, "") {
+            Verdict::Retryable {
+                retry_after: Some(w),
+                ..
+            } => assert!((25..=31).contains(&w.as_secs()), "{w:?}"),
+            other => panic!("{other:?}"),
+        }
+        // A plain 403 (no permission) is permanent.
+        assert!(matches!(
+            github().classify(
+                StatusCode::FORBIDDEN,
+                &HeaderMap::new(),
+                "Resource not accessible"
+            ),
+            Verdict::Permanent { .. }
+        ));
+    }
+
+    #[test]
+    fn notification_actions_and_params_are_checked() {
+        let g = github();
+        let mut params = Map::new();
+        params.insert("contxt".into(), "x".into());
+        let errs = g.check_notification(Some("tweet"), &params).unwrap_err();
+        assert_eq!(errs[0].0, "action");
+        assert!(errs[1].1.contains("unknown field `contxt`"), "{errs:?}");
+        assert!(g.check_notification(Some("checkRun"), &Map::new()).is_ok());
+    }
+}

@@ -41,3 +41,31 @@ pub fn deployment(s: RunState) -> &'static str {
         RunState::Cancelled => "error",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table() {
+        use RunState::*;
+        let rows: Vec<_> = [
+            Queued, Started, Running, Succeeded, Failed, TimedOut, Cancelled,
+        ]
+        .into_iter()
+        .map(|s| (commit_status(s), check_run(s), deployment(s)))
+        .collect();
+        assert_eq!(
+            rows,
+            [
+                ("pending", ("queued", None), "queued"),
+                ("pending", ("in_progress", None), "in_progress"),
+                ("pending", ("in_progress", None), "in_progress"),
+                ("success", ("completed", Some("success")), "success"),
+                ("failure", ("completed", Some("failure")), "failure"),
+                ("failure", ("completed", Some("timed_out")), "failure"),
+                ("error", ("completed", Some("cancelled")), "error"),
+            ]
+        );
+    }
+}
