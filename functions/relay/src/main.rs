@@ -98,6 +98,7 @@ fn registry() -> Registry {
         .with(relay_webhook::WebhookFactory)
         .with(relay_log::LogFactory)
         .with(relay_github::GithubFactory)
+        .with(relay_gitlab::GitlabFactory)
 }
 
 // glibc malloc showed as a quarter of the relay's CPU under load.

@@ -1,4 +1,4 @@
-# The relay in one region with the webhook, log and GitHub functions.
+# The relay in one region with the webhook, log, GitHub and GitLab functions.
 #
 #   pip install cargo-lambda && rustup target add aarch64-unknown-linux-gnu
 #   cargo lambda build --release --arm64 --output-format zip --include relay.yaml
@@ -27,7 +27,7 @@ module "relay" {
   source             = "../../modules/relay"
   name               = "tekton-relay"
   artifacts_dir      = "${path.root}/../../../target/lambda"
-  provider_functions = ["webhook", "log", "github"]
+  provider_functions = ["webhook", "log", "github", "gitlab"]
   log_retention_days = 30
   tags = {
     app = "tekton-relay"

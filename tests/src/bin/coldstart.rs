@@ -30,6 +30,7 @@ const FUNCTIONS: &[&str] = &[
     "relay-webhook",
     "relay-log",
     "relay-github",
+    "relay-gitlab",
     "relay-ingress",
     "relay-dlq",
 ];
@@ -138,7 +139,10 @@ async fn main() {
             http.push(http_once(&bin, work.path(), &sink, &event).await);
         }
         // Lambda mode applies to the functions that run on Lambda behind EventBridge.
-        let lambda = if matches!(*f, "relay-webhook" | "relay-log" | "relay-github") {
+        let lambda = if matches!(
+            *f,
+            "relay-webhook" | "relay-log" | "relay-github" | "relay-gitlab"
+        ) {
             let mut v = Vec::new();
             for _ in 0..args.runs {
                 v.push(lambda_once(&bin, work.path(), envelope.clone()).await);

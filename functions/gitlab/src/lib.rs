@@ -1,0 +1,362 @@
+//! The `gitlab` provider: commit statuses (name = context) and a merge
+//! request note with the PipelineRun summary, updated in place, on
+//! gitlab.com or a self-managed GitLab.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{HeaderValue, Method};
+use relay_core::RunEvent;
+use relay_core::RunState;
+use relay_core::config::ProviderDoc;
+use relay_core::escape;
+use relay_core::message::{MessageAction, MessageIds};
+use relay_core::provider::{
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
+    parse_settings,
+};
+use relay_core::secret::SecretFile;
+use relay_core::transport::{Http, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+pub const TYPE: &str = "gitlab";
+const DEFAULT_BASE: &str = "https://gitlab.com/api/v4";
+const DESCRIPTION_MAX: usize = 255;
+const NOTE_PAGE: usize = 100;
+const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GitlabSettings {
+    /// `https://gitlab.com/api/v4`, or `https://gitlab.example.com/api/v4`.
+    #[serde(default, rename = "baseURL")]
+    pub base_url: Option<url::Url>,
+    /// A project or group access token with the `api` scope.
+    pub token_file: SecretFile,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Params {
+    /// Status name (default `tekton/<pipeline>`).
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+/// How run states show on GitLab (see the README's table).
+pub fn commit_status(s: RunState) -> &'static str {
+    match s {
+        RunState::Queued => "pending",
+        RunState::Started | RunState::Running => "running",
+        RunState::Succeeded => "success",
+        RunState::Failed | RunState::TimedOut => "failed",
+        RunState::Cancelled => "canceled",
+    }
+}
+
+pub struct Gitlab {
+    base: String,
+    token: SecretFile,
+}
+
+pub struct GitlabFactory;
+
+impl ProviderFactory for GitlabFactory {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+        let s: GitlabSettings = parse_settings(doc)?;
+        let base = s.base_url.map_or_else(
+            || DEFAULT_BASE.to_string(),
+            |u| u.as_str().trim_end_matches('/').to_string(),
+        );
+        Ok(Arc::new(Gitlab {
+            base,
+            token: s.token_file,
+        }))
+    }
+}
+
+fn permanent(message: impl Into<String>) -> Verdict {
+    Verdict::Permanent {
+        status: None,
+        message: message.into(),
+    }
+}
+
+/// The project path, URL-encoded as GitLab's `:id` (`group%2Fsub%2Fproject`).
+fn project(ev: &RunEvent) -> Result<String, Verdict> {
+    match (&ev.scm.owner, &ev.scm.name) {
+        (Some(o), Some(n)) => {
+            Ok(url::form_urlencoded::byte_serialize(format!("{o}/{n}").as_bytes()).collect())
+        }
+        _ => Err(permanent(
+            "the event names no repository (annotations, Pipelines-as-Code labels or a url param)",
+        )),
+    }
+}
+
+impl Gitlab {
+    async fn call(
+        &self,
+        http: &Http<'_>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Response, Verdict> {
+        let url = url::Url::parse(&format!("{}{path}", self.base))
+            .map_err(|e| permanent(e.to_string()))?;
+        let mut req =
+            OutboundRequest::post_json(url, body.map(|b| b.to_string()).unwrap_or_default());
+        req.method = method;
+        let token = self
+            .token
+            .read()
+            .await
+            .map_err(|e| permanent(e.to_string()))?;
+        req.sensitive_header(
+            http::HeaderName::from_static("private-token"),
+            token.expose(),
+        )
+        .map_err(|e| permanent(e.to_string()))?;
+        req.headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        http.send(&Outbound::Http(req)).await
+    }
+
+    async fn status(
+        &self,
+        input: &DeliveryInput<'_>,
+        params: &Params,
+        http: &Http<'_>,
+    ) -> Result<String, Verdict> {
+        let ev = input.event;
+        if ev.kind != "PipelineRun" {
+            return Ok("not a PipelineRun: no status".into());
+        }
+        let project = project(ev)?;
+        let sha = ev
+            .scm
+            .sha
+            .clone()
+            .ok_or_else(|| permanent("the event names no commit"))?;
+        let name = params
+            .context
+            .clone()
+            .unwrap_or_else(|| format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)));
+        let state = commit_status(ev.state);
+        let description = escape::one_line(
+            ev.reason.as_deref().unwrap_or(ev.state.as_str()),
+            DESCRIPTION_MAX,
+        );
+        let memo = format!("gl-status/{project}/{sha}/{name}");
+        let posted = format!("{state}\u{1f}{description}");
+        let last = input.store.get(&memo).await.ok().flatten();
+        if last.as_ref().is_some_and(|r| r.value == posted.as_bytes()) {
+            return Ok(format!("status {name} already {state}"));
+        }
+        let mut body =
+            json!({"state": state, "name": name, "description": description, "target_url": ev.url});
+        if let Some(branch) = &ev.scm.branch {
+            body["ref"] = branch.clone().into();
+        }
+        self.call(
+            http,
+            Method::POST,
+            &format!("/projects/{project}/statuses/{sha}"),
+            Some(body),
+        )
+        .await?;
+        let _ = input
+            .store
+            .put_if_version(&memo, posted.as_bytes(), last.map(|r| r.version), MEMORY)
+            .await;
+        Ok(format!("status {name} {state}"))
+    }
+
+    async fn note(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let ev = input.event;
+        let project = project(ev)?;
+        let Some(mr) = ev.scm.pull_request else {
+            return Ok("not a merge request: no note".into());
+        };
+        let Some(summary) = input.summary else {
+            return Ok("not part of a PipelineRun: no note".into());
+        };
+        let marker = format!(
+            "<!-- tekton-relay:{}:{} -->",
+            input.notification, summary.uid
+        );
+        let text = relay_core::summary::render(summary, input.template)
+            .map_err(|e| permanent(format!("template: {e}")))?;
+        let body = json!({"body": format!("{marker}\n{text}")});
+        let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
+        let key = format!(
+            "gl-note/{project}/{mr}/{}/{}",
+            input.notification, summary.uid
+        );
+        let notes = format!("/projects/{project}/merge_requests/{mr}/notes");
+        let (notes, body, marker) = (&notes, &body, &marker);
+        let owner = uuid::Uuid::new_v4().to_string();
+        let result = ids
+            .create_or_update(
+                &key,
+                &owner,
+                || async {
+                    if let Some(id) = self.find_note(notes, marker, http).await? {
+                        self.call(
+                            http,
+                            Method::PUT,
+                            &format!("{notes}/{id}"),
+                            Some(body.clone()),
+                        )
+                        .await?;
+                        return Ok(id);
+                    }
+                    let r = self
+                        .call(http, Method::POST, notes, Some(body.clone()))
+                        .await?;
+                    id_of(&r.json::<Value>()?)
+                },
+                |id| async move {
+                    self.call(
+                        http,
+                        Method::PUT,
+                        &format!("{notes}/{id}"),
+                        Some(body.clone()),
+                    )
+                    .await
+                    .map(|_| ())
+                },
+            )
+            .await
+            .map_err(|e| Verdict::Retryable {
+                status: None,
+                retry_after: None,
+                message: e.to_string(),
+            })?;
+        match result {
+            MessageAction::Created(id) => Ok(format!("note {id} created")),
+            MessageAction::Updated(id) => Ok(format!("note {id} updated")),
+            MessageAction::CreationInProgress => Err(Verdict::Retryable {
+                status: None,
+                retry_after: Some(Duration::from_secs(1)),
+                message: "the note is being created by another replica".into(),
+            }),
+            MessageAction::Failed(v) => Err(v),
+        }
+    }
+
+    /// Every page of the merge request's notes, for one carrying `marker`.
+    async fn find_note(
+        &self,
+        notes: &str,
+        marker: &str,
+        http: &Http<'_>,
+    ) -> Result<Option<String>, Verdict> {
+        for page in 1..=100 {
+            let r = self
+                .call(
+                    http,
+                    Method::GET,
+                    &format!("{notes}?per_page={NOTE_PAGE}&page={page}"),
+                    None,
+                )
+                .await?;
+            let list: Vec<Value> = r.json()?;
+            if let Some(n) = list
+                .iter()
+                .find(|n| n["body"].as_str().is_some_and(|b| b.starts_with(marker)))
+            {
+                return id_of(n).map(Some);
+            }
+            if list.len() < NOTE_PAGE {
+                break;
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn id_of(v: &Value) -> Result<String, Verdict> {
+    match &v["id"] {
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(permanent("GitLab answered without an id")),
+    }
+}
+
+#[async_trait]
+impl Provider for Gitlab {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn uses_summary(&self) -> bool {
+        true
+    }
+
+    fn check_notification(
+        &self,
+        action: Option<&str>,
+        params: &Map<String, Value>,
+    ) -> Result<(), Vec<(String, String)>> {
+        let mut errs = Vec::new();
+        if !matches!(action, None | Some("status") | Some("note")) {
+            errs.push((
+                "action".into(),
+                format!("unknown action {action:?}, expected status or note"),
+            ));
+        }
+        if let Err(e) =
+            relay_core::config::parse_at::<Params>(Value::Object(params.clone()), "params")
+        {
+            errs.push(e);
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let params: Params =
+            relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
+                .map_err(|(p, m)| permanent(format!("{p}: {m}")))?;
+        match input.action {
+            Some("note") => self.note(input, http).await,
+            _ => self.status(input, &params, http).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_and_project_ids() {
+        use RunState::*;
+        let got: Vec<&str> = [
+            Queued, Started, Running, Succeeded, Failed, TimedOut, Cancelled,
+        ]
+        .into_iter()
+        .map(commit_status)
+        .collect();
+        assert_eq!(
+            got,
+            [
+                "pending", "running", "running", "success", "failed", "failed", "canceled"
+            ]
+        );
+        let mut ev = relay_core::sample::run_event();
+        ev.scm.owner = Some("group/sub".into());
+        assert_eq!(project(&ev).unwrap(), "group%2Fsub%2Fwidgets");
+    }
+}
