@@ -123,10 +123,12 @@ impl DynamoStore {
         let url = DynamoUrl::parse(raw)?;
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(
+                // Generous: past these the relay fails open (delivers without
+                // idempotency), which a slow moment must not trigger.
                 aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .operation_attempt_timeout(Duration::from_secs(2))
-                    .operation_timeout(Duration::from_secs(5))
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .operation_timeout(Duration::from_secs(10))
                     .build(),
             );
         if let Some(r) = &url.region {
