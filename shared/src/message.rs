@@ -83,3 +83,92 @@ impl MessageIds {
         }
     }
 }
+
+impl MessageAction<crate::provider::Verdict> {
+    /// The delivery result: a detail on success, a retry while another
+    /// replica is creating the message.
+    pub fn into_result(self, what: &str) -> Result<String, crate::provider::Verdict> {
+        use crate::provider::Verdict;
+        match self {
+            MessageAction::Created(id) => Ok(format!("{what} {id} created")),
+            MessageAction::Updated(id) => Ok(format!("{what} {id} updated")),
+            MessageAction::CreationInProgress => Err(Verdict::Retryable {
+                status: None,
+                retry_after: Some(Duration::from_secs(1)),
+                message: format!("the {what} is being created by another replica"),
+            }),
+            MessageAction::Failed(v) => Err(v),
+        }
+    }
+}
+
+/// Without the store nobody can decide who creates a message: retry later.
+pub fn store_unavailable(e: StoreError) -> crate::provider::Verdict {
+    crate::provider::Verdict::Retryable {
+        status: None,
+        retry_after: None,
+        message: e.to_string(),
+    }
+}
+
+/// The first item of a paged list whose `body` starts with `marker`: pages
+/// of `per_page` are fetched until one is short (at most 100 pages).
+pub async fn find_marked<F, Fut>(
+    per_page: usize,
+    marker: &str,
+    mut page: F,
+) -> Result<Option<serde_json::Value>, crate::provider::Verdict>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<Vec<serde_json::Value>, crate::provider::Verdict>>,
+{
+    for n in 1..=100 {
+        let items = page(n).await?;
+        if let Some(found) = items
+            .iter()
+            .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
+        {
+            return Ok(Some(found.clone()));
+        }
+        if items.len() < per_page {
+            break;
+        }
+    }
+    Ok(None)
+}
+
+/// What a provider last posted under a key (a commit status's state and
+/// description), so an unchanged one is not posted again.
+pub struct LastPosted<'a> {
+    store: &'a SharedStore,
+    key: String,
+    version: Option<u64>,
+}
+
+impl<'a> LastPosted<'a> {
+    /// Reads the record; `Ok(None)` when `value` is what was last posted.
+    /// A store error reads as "not posted" (the post is repeated, not lost).
+    pub async fn unless_same(
+        store: &'a SharedStore,
+        key: String,
+        value: &str,
+    ) -> Option<LastPosted<'a>> {
+        let last = store.get(&key).await.ok().flatten();
+        if last.as_ref().is_some_and(|r| r.value == value.as_bytes()) {
+            return None;
+        }
+        Some(LastPosted {
+            store,
+            key,
+            version: last.map(|r| r.version),
+        })
+    }
+
+    /// Records `value` as posted (best effort: a lost race only re-posts).
+    pub async fn record(self, value: &str, ttl: Duration) {
+        let _ = self
+            .store
+            .put_if_version(&self.key, value.as_bytes(), self.version, ttl)
+            .await;
+    }
+}

@@ -292,3 +292,22 @@ pub fn require_empty(doc: &ProviderDoc) -> Result<(), Vec<(String, String)>> {
         _ => Err(vec![(String::new(), "expected a map".into())]),
     }
 }
+
+impl Verdict {
+    /// A permanent failure with no HTTP status (bad input, missing data).
+    pub fn permanent(message: impl Into<String>) -> Verdict {
+        Verdict::Permanent {
+            status: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// The numeric `id` of a JSON object a provider API answered with.
+pub fn json_id(v: &Value) -> Result<String, Verdict> {
+    match &v["id"] {
+        Value::Number(n) => Ok(n.to_string()),
+        Value::String(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) => Ok(s.clone()),
+        _ => Err(Verdict::permanent("the provider answered without an id")),
+    }
+}

@@ -12,10 +12,10 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
-use relay_core::message::{MessageAction, MessageIds};
+use relay_core::message::{LastPosted, MessageIds, find_marked, store_unavailable};
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
-    default_classify, parse_settings, retry_after,
+    default_classify, json_id, parse_settings, retry_after,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -102,19 +102,12 @@ impl ProviderFactory for GithubFactory {
     }
 }
 
-fn permanent(message: impl Into<String>) -> Verdict {
-    Verdict::Permanent {
-        status: None,
-        message: message.into(),
-    }
-}
-
 /// Owner, repository and commit of an event, or why it cannot be posted.
 fn target(ev: &RunEvent) -> Result<(String, String, String), Verdict> {
     let scm = &ev.scm;
     match (&scm.owner, &scm.name, &scm.sha) {
         (Some(o), Some(r), Some(s)) => Ok((o.clone(), r.clone(), s.clone())),
-        _ => Err(permanent(
+        _ => Err(Verdict::permanent(
             "the event names no repository and commit (relay.tekton.dev/* annotations, \
              Pipelines-as-Code labels, or url/revision params)",
         )),
@@ -129,7 +122,7 @@ impl Github {
         body: Option<Value>,
     ) -> Result<Outbound, Verdict> {
         let url = url::Url::parse(&format!("{}{path}", self.base))
-            .map_err(|e| permanent(e.to_string()))?;
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
         let mut req =
             OutboundRequest::post_json(url, body.map(|b| b.to_string()).unwrap_or_default());
         req.method = method;
@@ -145,12 +138,12 @@ impl Github {
             .token
             .read()
             .await
-            .map_err(|e| permanent(e.to_string()))?;
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
         req.sensitive_header(
             http::header::AUTHORIZATION,
             &format!("Bearer {}", token.expose()),
         )
-        .map_err(|e| permanent(e.to_string()))?;
+        .map_err(|e| Verdict::permanent(e.to_string()))?;
         Ok(Outbound::Http(req))
     }
 
@@ -199,12 +192,16 @@ impl Github {
             DESCRIPTION_MAX,
         );
         // Not re-posted when the last status of this context says the same.
-        let memo = format!("gh-status/{owner}/{repo}/{sha}/{context}");
         let posted = format!("{state}\u{1f}{description}");
-        let last = input.store.get(&memo).await.ok().flatten();
-        if last.as_ref().is_some_and(|r| r.value == posted.as_bytes()) {
+        let Some(last) = LastPosted::unless_same(
+            input.store,
+            format!("gh-status/{owner}/{repo}/{sha}/{context}"),
+            &posted,
+        )
+        .await
+        else {
             return Ok(format!("status {context} already {state}"));
-        }
+        };
         let body = json!({"state": state, "target_url": ev.url, "description": description, "context": context});
         self.call(
             http,
@@ -213,10 +210,7 @@ impl Github {
             Some(body),
         )
         .await?;
-        let _ = input
-            .store
-            .put_if_version(&memo, posted.as_bytes(), last.map(|r| r.version), MEMORY)
-            .await;
+        last.record(&posted, MEMORY).await;
         Ok(format!("status {context} {state}"))
     }
 
@@ -238,7 +232,7 @@ impl Github {
         );
         let text = match input.summary {
             Some(s) => relay_core::summary::render(s, input.template)
-                .map_err(|e| permanent(format!("template: {e}")))?,
+                .map_err(|e| Verdict::permanent(format!("template: {e}")))?,
             None => String::new(),
         };
         let run_state = input
@@ -270,7 +264,7 @@ impl Github {
                             Some(body.clone()),
                         )
                         .await?;
-                    id_of(&r.json::<Value>()?)
+                    json_id(&r.json::<Value>()?)
                 },
                 |id| async move {
                     self.call(
@@ -285,7 +279,7 @@ impl Github {
             )
             .await
             .map_err(store_unavailable)?;
-        done("check run", result)
+        result.into_result("check run")
     }
 
     async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
@@ -302,7 +296,7 @@ impl Github {
             input.notification, summary.uid
         );
         let text = relay_core::summary::render(summary, input.template)
-            .map_err(|e| permanent(format!("template: {e}")))?;
+            .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
         let body = json!({"body": format!("{marker}\n{text}")});
         let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
         let key = format!(
@@ -336,7 +330,7 @@ impl Github {
                             Some(body.clone()),
                         )
                         .await?;
-                    id_of(&r.json::<Value>()?)
+                    json_id(&r.json::<Value>()?)
                 },
                 |id| async move {
                     self.call(
@@ -351,7 +345,7 @@ impl Github {
             )
             .await
             .map_err(store_unavailable)?;
-        done("comment", result)
+        result.into_result("comment")
     }
 
     async fn find_comment(
@@ -362,23 +356,16 @@ impl Github {
         marker: &str,
         http: &Http<'_>,
     ) -> Result<Option<String>, Verdict> {
-        for page in 1..=100 {
+        let found = find_marked(COMMENT_PAGE, marker, |page| async move {
             let path = format!(
                 "/repos/{owner}/{repo}/issues/{pr}/comments?per_page={COMMENT_PAGE}&page={page}"
             );
-            let r = self.call(http, Method::GET, &path, None).await?;
-            let comments: Vec<Value> = r.json()?;
-            if let Some(c) = comments
-                .iter()
-                .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
-            {
-                return id_of(c).map(Some);
-            }
-            if comments.len() < COMMENT_PAGE {
-                break;
-            }
-        }
-        Ok(None)
+            self.call(http, Method::GET, &path, None)
+                .await?
+                .json::<Vec<Value>>()
+        })
+        .await?;
+        found.as_ref().map(json_id).transpose()
     }
 
     async fn deployment(
@@ -392,12 +379,12 @@ impl Github {
         }
         let (owner, repo, _) = target(ev)?;
         let Some(id) = ev.annotations.get("relay.tekton.dev/github-deployment-id") else {
-            return Err(permanent(
+            return Err(Verdict::permanent(
                 "no relay.tekton.dev/github-deployment-id annotation on the PipelineRun",
             ));
         };
         if !id.chars().all(|c| c.is_ascii_digit()) {
-            return Err(permanent(
+            return Err(Verdict::permanent(
                 "relay.tekton.dev/github-deployment-id is not a number",
             ));
         }
@@ -424,37 +411,7 @@ fn run_uid(ev: &RunEvent) -> Result<String, Verdict> {
     ev.pipeline_run
         .as_ref()
         .and_then(|p| p.uid.clone())
-        .ok_or_else(|| permanent("not part of a PipelineRun"))
-}
-
-fn id_of(v: &Value) -> Result<String, Verdict> {
-    match &v["id"] {
-        Value::Number(n) => Ok(n.to_string()),
-        Value::String(s) if s.chars().all(|c| c.is_ascii_digit()) => Ok(s.clone()),
-        _ => Err(permanent("GitHub answered without an id")),
-    }
-}
-
-/// The store decides who creates a message: without it, retry later.
-fn store_unavailable(e: relay_core::store::StoreError) -> Verdict {
-    Verdict::Retryable {
-        status: None,
-        retry_after: None,
-        message: e.to_string(),
-    }
-}
-
-fn done(what: &str, a: MessageAction<Verdict>) -> Result<String, Verdict> {
-    match a {
-        MessageAction::Created(id) => Ok(format!("{what} {id} created")),
-        MessageAction::Updated(id) => Ok(format!("{what} {id} updated")),
-        MessageAction::CreationInProgress => Err(Verdict::Retryable {
-            status: None,
-            retry_after: Some(Duration::from_secs(1)),
-            message: format!("the {what} is being created by another replica"),
-        }),
-        MessageAction::Failed(v) => Err(v),
-    }
+        .ok_or_else(|| Verdict::permanent("not part of a PipelineRun"))
 }
 
 #[async_trait]
@@ -491,8 +448,8 @@ impl Provider for Github {
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let params: Params =
             relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
-                .map_err(|(p, m)| permanent(format!("{p}: {m}")))?;
-        match Action::parse(input.action).map_err(permanent)? {
+                .map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))?;
+        match Action::parse(input.action).map_err(Verdict::permanent)? {
             Action::Status => self.status(input, &params, http).await,
             Action::CheckRun => self.check_run(input, &params, http).await,
             Action::Comment => self.comment(input, http).await,

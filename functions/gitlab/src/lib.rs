@@ -11,10 +11,10 @@ use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
-use relay_core::message::{MessageAction, MessageIds};
+use relay_core::message::{LastPosted, MessageIds, find_marked, store_unavailable};
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
-    parse_settings,
+    json_id, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::{Http, Response};
@@ -81,20 +81,13 @@ impl ProviderFactory for GitlabFactory {
     }
 }
 
-fn permanent(message: impl Into<String>) -> Verdict {
-    Verdict::Permanent {
-        status: None,
-        message: message.into(),
-    }
-}
-
 /// The project path, URL-encoded as GitLab's `:id` (`group%2Fsub%2Fproject`).
 fn project(ev: &RunEvent) -> Result<String, Verdict> {
     match (&ev.scm.owner, &ev.scm.name) {
         (Some(o), Some(n)) => {
             Ok(url::form_urlencoded::byte_serialize(format!("{o}/{n}").as_bytes()).collect())
         }
-        _ => Err(permanent(
+        _ => Err(Verdict::permanent(
             "the event names no repository (annotations, Pipelines-as-Code labels or a url param)",
         )),
     }
@@ -109,7 +102,7 @@ impl Gitlab {
         body: Option<Value>,
     ) -> Result<Response, Verdict> {
         let url = url::Url::parse(&format!("{}{path}", self.base))
-            .map_err(|e| permanent(e.to_string()))?;
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
         let mut req =
             OutboundRequest::post_json(url, body.map(|b| b.to_string()).unwrap_or_default());
         req.method = method;
@@ -117,12 +110,12 @@ impl Gitlab {
             .token
             .read()
             .await
-            .map_err(|e| permanent(e.to_string()))?;
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
         req.sensitive_header(
             http::HeaderName::from_static("private-token"),
             token.expose(),
         )
-        .map_err(|e| permanent(e.to_string()))?;
+        .map_err(|e| Verdict::permanent(e.to_string()))?;
         req.headers.insert(
             http::header::ACCEPT,
             HeaderValue::from_static("application/json"),
@@ -145,7 +138,7 @@ impl Gitlab {
             .scm
             .sha
             .clone()
-            .ok_or_else(|| permanent("the event names no commit"))?;
+            .ok_or_else(|| Verdict::permanent("the event names no commit"))?;
         let name = params
             .context
             .clone()
@@ -155,12 +148,16 @@ impl Gitlab {
             ev.reason.as_deref().unwrap_or(ev.state.as_str()),
             DESCRIPTION_MAX,
         );
-        let memo = format!("gl-status/{project}/{sha}/{name}");
         let posted = format!("{state}\u{1f}{description}");
-        let last = input.store.get(&memo).await.ok().flatten();
-        if last.as_ref().is_some_and(|r| r.value == posted.as_bytes()) {
+        let Some(last) = LastPosted::unless_same(
+            input.store,
+            format!("gl-status/{project}/{sha}/{name}"),
+            &posted,
+        )
+        .await
+        else {
             return Ok(format!("status {name} already {state}"));
-        }
+        };
         let mut body =
             json!({"state": state, "name": name, "description": description, "target_url": ev.url});
         if let Some(branch) = &ev.scm.branch {
@@ -173,10 +170,7 @@ impl Gitlab {
             Some(body),
         )
         .await?;
-        let _ = input
-            .store
-            .put_if_version(&memo, posted.as_bytes(), last.map(|r| r.version), MEMORY)
-            .await;
+        last.record(&posted, MEMORY).await;
         Ok(format!("status {name} {state}"))
     }
 
@@ -194,7 +188,7 @@ impl Gitlab {
             input.notification, summary.uid
         );
         let text = relay_core::summary::render(summary, input.template)
-            .map_err(|e| permanent(format!("template: {e}")))?;
+            .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
         let body = json!({"body": format!("{marker}\n{text}")});
         let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
         let key = format!(
@@ -222,7 +216,7 @@ impl Gitlab {
                     let r = self
                         .call(http, Method::POST, notes, Some(body.clone()))
                         .await?;
-                    id_of(&r.json::<Value>()?)
+                    json_id(&r.json::<Value>()?)
                 },
                 |id| async move {
                     self.call(
@@ -236,21 +230,8 @@ impl Gitlab {
                 },
             )
             .await
-            .map_err(|e| Verdict::Retryable {
-                status: None,
-                retry_after: None,
-                message: e.to_string(),
-            })?;
-        match result {
-            MessageAction::Created(id) => Ok(format!("note {id} created")),
-            MessageAction::Updated(id) => Ok(format!("note {id} updated")),
-            MessageAction::CreationInProgress => Err(Verdict::Retryable {
-                status: None,
-                retry_after: Some(Duration::from_secs(1)),
-                message: "the note is being created by another replica".into(),
-            }),
-            MessageAction::Failed(v) => Err(v),
-        }
+            .map_err(store_unavailable)?;
+        result.into_result("note")
     }
 
     /// Every page of the merge request's notes, for one carrying `marker`.
@@ -260,34 +241,14 @@ impl Gitlab {
         marker: &str,
         http: &Http<'_>,
     ) -> Result<Option<String>, Verdict> {
-        for page in 1..=100 {
-            let r = self
-                .call(
-                    http,
-                    Method::GET,
-                    &format!("{notes}?per_page={NOTE_PAGE}&page={page}"),
-                    None,
-                )
-                .await?;
-            let list: Vec<Value> = r.json()?;
-            if let Some(n) = list
-                .iter()
-                .find(|n| n["body"].as_str().is_some_and(|b| b.starts_with(marker)))
-            {
-                return id_of(n).map(Some);
-            }
-            if list.len() < NOTE_PAGE {
-                break;
-            }
-        }
-        Ok(None)
-    }
-}
-
-fn id_of(v: &Value) -> Result<String, Verdict> {
-    match &v["id"] {
-        Value::Number(n) => Ok(n.to_string()),
-        _ => Err(permanent("GitLab answered without an id")),
+        let found = find_marked(NOTE_PAGE, marker, |page| async move {
+            let path = format!("{notes}?per_page={NOTE_PAGE}&page={page}");
+            self.call(http, Method::GET, &path, None)
+                .await?
+                .json::<Vec<Value>>()
+        })
+        .await?;
+        found.as_ref().map(json_id).transpose()
     }
 }
 
@@ -328,7 +289,7 @@ impl Provider for Gitlab {
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let params: Params =
             relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
-                .map_err(|(p, m)| permanent(format!("{p}: {m}")))?;
+                .map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))?;
         match input.action {
             Some("note") => self.note(input, http).await,
             _ => self.status(input, &params, http).await,
