@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod message;
 pub mod metrics;
 pub mod model;
+pub mod oauth2;
 pub mod provider;
 pub mod replay;
 pub mod runtime;

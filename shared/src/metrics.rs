@@ -11,6 +11,7 @@ pub struct Metrics {
     pub deliveries: IntCounterVec,
     pub delivery_duration: HistogramVec,
     pub provider_requests: IntCounterVec,
+    pub provider_rate_limited: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub dead_letters_dropped: IntCounter,
     pub dead_letter_errors: IntCounter,
@@ -89,6 +90,12 @@ impl Metrics {
                 "relay_provider_requests_total",
                 "Requests sent to providers, by provider and result.",
                 &["provider", "result"],
+            ),
+            provider_rate_limited: counter(
+                &registry,
+                "relay_provider_rate_limited_total",
+                "Provider answers that were rate limits (429, or 403 classified retryable), by provider.",
+                &["provider"],
             ),
             dead_letters: counter(
                 &registry,

@@ -119,6 +119,18 @@ impl Transport {
             .provider_requests
             .with_label_values(&[provider_name, label])
             .inc();
+        // A rate limit is a 429, or a 403 the provider classified retryable
+        // (GitHub's primary and secondary limits).
+        if let Err(Verdict::Retryable {
+            status: Some(429 | 403),
+            ..
+        }) = &result
+        {
+            self.metrics
+                .provider_rate_limited
+                .with_label_values(&[provider_name])
+                .inc();
+        }
         result
     }
 }

@@ -2,6 +2,7 @@
 //! comments updated in place, and deployment statuses, on github.com or
 //! GitHub Enterprise.
 
+pub mod auth;
 pub mod state;
 
 use std::sync::Arc;
@@ -36,10 +37,13 @@ pub struct GithubSettings {
     /// `https://api.github.com`, or `https://ghe.example.com/api/v3`.
     #[serde(default, rename = "baseURL")]
     pub base_url: Option<url::Url>,
-    /// A token with `repo:status` (statuses), `checks:write` (check runs,
-    /// GitHub App tokens only), `pull-requests:write` (comments),
-    /// `deployments:write`.
-    pub token_file: SecretFile,
+    /// A token with `repo:status` (statuses), `pull-requests:write`
+    /// (comments), `deployments:write`. Either this or `app`.
+    #[serde(default)]
+    pub token_file: Option<SecretFile>,
+    /// A GitHub App installation (needed for check runs).
+    #[serde(default)]
+    pub app: Option<auth::AppSettings>,
 }
 
 /// What a Notification does on GitHub.
@@ -78,8 +82,13 @@ pub struct Params {
 }
 
 pub struct Github {
+    api: Api,
+    credentials: auth::Credentials,
+}
+
+/// Builds requests against one GitHub API root.
+pub struct Api {
     base: String,
-    token: SecretFile,
 }
 
 pub struct GithubFactory;
@@ -95,9 +104,25 @@ impl ProviderFactory for GithubFactory {
             || DEFAULT_BASE.to_string(),
             |u| u.as_str().trim_end_matches('/').to_string(),
         );
+        let credentials = match (s.token_file, s.app) {
+            (Some(file), None) => auth::Credentials::Token(file),
+            (None, Some(app)) => auth::Credentials::App(Box::new(auth::App::new(app))),
+            (Some(_), Some(_)) => {
+                return Err(vec![(
+                    "app".into(),
+                    "give either tokenFile or app, not both".into(),
+                )]);
+            }
+            (None, None) => {
+                return Err(vec![(
+                    String::new(),
+                    "credentials missing: give tokenFile, or app {appId, privateKeyFile}".into(),
+                )]);
+            }
+        };
         Ok(Arc::new(Github {
-            base,
-            token: s.token_file,
+            api: Api { base },
+            credentials,
         }))
     }
 }
@@ -114,12 +139,13 @@ fn target(ev: &RunEvent) -> Result<(String, String, String), Verdict> {
     }
 }
 
-impl Github {
-    async fn request(
+impl Api {
+    pub fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<Value>,
+        bearer: &relay_core::secret::Secret,
     ) -> Result<Outbound, Verdict> {
         let url = url::Url::parse(&format!("{}{path}", self.base))
             .map_err(|e| Verdict::permanent(e.to_string()))?;
@@ -134,28 +160,31 @@ impl Github {
             "x-github-api-version",
             HeaderValue::from_static("2022-11-28"),
         );
-        let token = self
-            .token
-            .read()
-            .await
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
         req.sensitive_header(
             http::header::AUTHORIZATION,
-            &format!("Bearer {}", token.expose()),
+            &format!("Bearer {}", bearer.expose()),
         )
         .map_err(|e| Verdict::permanent(e.to_string()))?;
         Ok(Outbound::Http(req))
     }
+}
 
-    /// One request through the delivery's retry policy.
+impl Github {
+    /// One request on `/repos/{owner}/{repo}{path}` through the delivery's
+    /// retry policy.
     async fn call(
         &self,
         http: &Http<'_>,
+        owner: &str,
+        repo: &str,
         method: Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<relay_core::transport::Response, Verdict> {
-        http.send(&self.request(method, path, body).await?).await
+        let token = self.credentials.token(&self.api, owner, repo, http).await?;
+        let path = format!("/repos/{owner}/{repo}{path}");
+        http.send(&self.api.request(method, &path, body, &token)?)
+            .await
     }
 
     fn context(&self, params: &Params, ev: &RunEvent) -> String {
@@ -205,8 +234,10 @@ impl Github {
         let body = json!({"state": state, "target_url": ev.url, "description": description, "context": context});
         self.call(
             http,
+            &owner,
+            &repo,
             Method::POST,
-            &format!("/repos/{owner}/{repo}/statuses/{sha}"),
+            &format!("/statuses/{sha}"),
             Some(body),
         )
         .await?;
@@ -259,8 +290,10 @@ impl Github {
                     let r = self
                         .call(
                             http,
+                            owner,
+                            repo,
                             Method::POST,
-                            &format!("/repos/{owner}/{repo}/check-runs"),
+                            "/check-runs",
                             Some(body.clone()),
                         )
                         .await?;
@@ -269,8 +302,10 @@ impl Github {
                 |id| async move {
                     self.call(
                         http,
+                        owner,
+                        repo,
                         Method::PATCH,
-                        &format!("/repos/{owner}/{repo}/check-runs/{id}"),
+                        &format!("/check-runs/{id}"),
                         Some(body.clone()),
                     )
                     .await
@@ -315,8 +350,10 @@ impl Github {
                     if let Some(id) = self.find_comment(owner, repo, pr, marker, http).await? {
                         self.call(
                             http,
+                            owner,
+                            repo,
                             Method::PATCH,
-                            &format!("/repos/{owner}/{repo}/issues/comments/{id}"),
+                            &format!("/issues/comments/{id}"),
                             Some(body.clone()),
                         )
                         .await?;
@@ -325,8 +362,10 @@ impl Github {
                     let r = self
                         .call(
                             http,
+                            owner,
+                            repo,
                             Method::POST,
-                            &format!("/repos/{owner}/{repo}/issues/{pr}/comments"),
+                            &format!("/issues/{pr}/comments"),
                             Some(body.clone()),
                         )
                         .await?;
@@ -335,8 +374,10 @@ impl Github {
                 |id| async move {
                     self.call(
                         http,
+                        owner,
+                        repo,
                         Method::PATCH,
-                        &format!("/repos/{owner}/{repo}/issues/comments/{id}"),
+                        &format!("/issues/comments/{id}"),
                         Some(body.clone()),
                     )
                     .await
@@ -357,10 +398,8 @@ impl Github {
         http: &Http<'_>,
     ) -> Result<Option<String>, Verdict> {
         let found = find_marked(COMMENT_PAGE, marker, |page| async move {
-            let path = format!(
-                "/repos/{owner}/{repo}/issues/{pr}/comments?per_page={COMMENT_PAGE}&page={page}"
-            );
-            self.call(http, Method::GET, &path, None)
+            let path = format!("/issues/{pr}/comments?per_page={COMMENT_PAGE}&page={page}");
+            self.call(http, owner, repo, Method::GET, &path, None)
                 .await?
                 .json::<Vec<Value>>()
         })
@@ -395,8 +434,10 @@ impl Github {
         });
         self.call(
             http,
+            &owner,
+            &repo,
             Method::POST,
-            &format!("/repos/{owner}/{repo}/deployments/{id}/statuses"),
+            &format!("/deployments/{id}/statuses"),
             Some(body),
         )
         .await?;
@@ -496,8 +537,10 @@ mod tests {
 
     fn github() -> Github {
         Github {
-            base: DEFAULT_BASE.into(),
-            token: SecretFile("/nonexistent".into()),
+            api: Api {
+                base: DEFAULT_BASE.into(),
+            },
+            credentials: auth::Credentials::Token(SecretFile("/nonexistent".into())),
         }
     }
 

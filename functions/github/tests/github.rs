@@ -266,6 +266,16 @@ async fn secondary_rate_limit_is_waited_out() {
         sent.iter().map(|r| r.status).collect::<Vec<_>>(),
         [403, 200]
     );
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"relay_provider_rate_limited_total{provider="gh"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,4 +336,169 @@ async fn two_replicas_create_one_comment() {
         .filter(|r| r.method == "POST")
         .count();
     assert_eq!(created, 1);
+}
+
+/// An RSA key pair as GitHub issues App keys (PKCS#1 PEM): `(private, public)`.
+fn rsa_key(dir: &Path, name: &str) -> (std::path::PathBuf, Vec<u8>) {
+    let key = dir.join(name);
+    let ok = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    let public = std::process::Command::new("openssl")
+        .args(["rsa", "-pubout", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(public.status.success(), "{public:?}");
+    (key, public.stdout)
+}
+
+/// The claims of an App JWT, verified with `public`.
+fn app_jwt_claims(r: &Recorded, public: &[u8]) -> Value {
+    let auth = r.headers["authorization"].to_str().unwrap();
+    let jwt = auth.strip_prefix("Bearer ").unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.required_spec_claims = ["exp", "iat", "iss"].map(String::from).into();
+    v.set_issuer(&["4321"]);
+    jsonwebtoken::decode::<Value>(
+        jwt,
+        &jsonwebtoken::DecodingKey::from_rsa_pem(public).unwrap(),
+        &v,
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", r.path))
+    .claims
+}
+
+fn app_config(gh: &Receiver, key: &Path, installation: &str) -> String {
+    format!(
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: gh}}\nspec:\n  type: github\n  github:\n    baseURL: \"{}\"\n    app: {{appId: 4321, privateKeyFile: {}{installation}}}\n{}",
+        gh.url("/api/v3"),
+        key.display(),
+        notification("status", "  action: status")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_app_installation_token_is_minted_once_and_cached() {
+    let gh = Receiver::start().await;
+    let d = tempfile::tempdir().unwrap();
+    let (key, public) = rsa_key(d.path(), "app.pem");
+    gh.reply(
+        "GET",
+        "/api/v3/repos/acme/widgets/installation",
+        200,
+        json!({"id": 77}),
+    );
+    gh.reply(
+        "POST",
+        "/api/v3/app/installations/77/access_tokens",
+        201,
+        json!({"token": "ghs_installation_1", "expires_at": rfc3339(chrono_now() + 3600)}),
+    );
+    let (_f, base) =
+        FunctionProcess::start_http(Path::new(BIN), &app_config(&gh, &key, ""), &[]).await;
+    send_scenario(&base, "tekton-pipelinerun-success").await;
+
+    let lookups = gh.requests_on("/api/v3/repos/acme/widgets/installation");
+    let mints = gh.requests_on("/api/v3/app/installations/77/access_tokens");
+    assert_eq!(
+        (lookups.len(), mints.len()),
+        (1, 1),
+        "looked up and minted once"
+    );
+    for r in lookups.iter().chain(&mints) {
+        let c = app_jwt_claims(r, &public);
+        let (iat, exp) = (c["iat"].as_i64().unwrap(), c["exp"].as_i64().unwrap());
+        assert!(
+            exp - iat <= 600,
+            "GitHub refuses JWTs over ten minutes: {c}"
+        );
+        assert!(
+            iat <= chrono_now(),
+            "issued in the past against clock drift: {c}"
+        );
+    }
+    assert_eq!(mints[0].method, "POST");
+    let statuses = gh.requests_on(&format!("/api/v3/repos/acme/widgets/statuses/{SHA}"));
+    assert!(statuses.len() >= 2);
+    for r in &statuses {
+        assert_eq!(r.headers["authorization"], "Bearer ghs_installation_1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_installation_token_is_refreshed_with_the_rotated_key() {
+    let gh = Receiver::start().await;
+    let d = tempfile::tempdir().unwrap();
+    let (key, first_public) = rsa_key(d.path(), "app.pem");
+    // A token that expires now is due for refresh at every use.
+    gh.reply(
+        "POST",
+        "/api/v3/app/installations/5/access_tokens",
+        201,
+        json!({"token": "ghs_short", "expires_at": rfc3339(chrono_now())}),
+    );
+    let (_f, base) = FunctionProcess::start_http(
+        Path::new(BIN),
+        &app_config(&gh, &key, ", installationId: 5"),
+        &[],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
+    let events = outgoing(&sc);
+    let (status, _) = events[0].send(&client, &format!("{base}/")).await;
+    assert_eq!(status, 200);
+    // The key is rotated (a Kubernetes Secret update): the next mint signs with the new one.
+    let (rotated, rotated_public) = rsa_key(d.path(), "rotated.pem");
+    std::fs::rename(&rotated, &key).unwrap();
+    for req in &events[1..] {
+        let (status, body) = req.send(&client, &format!("{base}/")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mints = gh.requests_on("/api/v3/app/installations/5/access_tokens");
+    let statuses = gh.requests_on(&format!("/api/v3/repos/acme/widgets/statuses/{SHA}"));
+    assert!(statuses.len() >= 2);
+    assert_eq!(mints.len(), statuses.len(), "one fresh token per use");
+    app_jwt_claims(&mints[0], &first_public);
+    app_jwt_claims(mints.last().unwrap(), &rotated_public);
+    assert!(
+        gh.requests_on("/api/v3/repos/acme/widgets/installation")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn tokens_and_apps_are_exclusive() {
+    let gh = Receiver::start().await;
+    let cfg = format!(
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: gh}}\nspec:\n  type: github\n  github:\n    baseURL: \"{}\"\n    tokenFile: /t\n    app: {{appId: 1, privateKeyFile: /k}}\n",
+        gh.url("/")
+    );
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("relay.yaml");
+    std::fs::write(&p, cfg).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay-github"))
+        .env("RELAY_CONFIG", &p)
+        .env("PORT", relay_tests::process::free_port().to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("either tokenFile or app"), "{stderr}");
+}
+
+fn chrono_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Unix seconds as GitHub's `expires_at` (RFC 3339, UTC).
+fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -99,6 +99,10 @@ fn registry() -> Registry {
         .with(relay_log::LogFactory)
         .with(relay_github::GithubFactory)
         .with(relay_gitlab::GitlabFactory)
+        .with(relay_gitea::GiteaFactory)
+        .with(relay_bitbucket::BitbucketFactory)
+        .with(relay_bitbucketserver::BitbucketServerFactory)
+        .with(relay_azuredevops::AzureDevopsFactory)
 }
 
 // glibc malloc showed as a quarter of the relay's CPU under load.

@@ -12,7 +12,7 @@ variable "artifacts_dir" {
 variable "provider_functions" {
   description = "Provider functions to deploy (each the name of a functions/<name> crate)."
   type        = list(string)
-  default     = ["webhook", "log", "github", "gitlab"]
+  default     = ["webhook", "log", "github", "gitlab", "gitea", "bitbucket", "bitbucketserver", "azuredevops"]
 }
 
 variable "event_source" {
