@@ -327,6 +327,9 @@ impl Engine {
                 Err(e) => tracing::warn!(error = %e, "dashboardURL did not render"),
             }
         }
+        // Every provider links to it (status target URLs, summaries), and it
+        // is built from user-controlled names.
+        event.url = event.url.as_deref().and_then(crate::escape::link);
         // One accumulator update per event, before any Notification renders.
         let summary = match &self.accumulator {
             Some(acc) => match acc.record(&event).await {

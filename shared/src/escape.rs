@@ -27,6 +27,30 @@ pub fn markdown(s: &str) -> String {
     out
 }
 
+/// A link target that cannot break out of `(<…>)` nor carry markup: only
+/// http(s) (no `javascript:`), with every character markdown or HTML could
+/// read percent-encoded. Dashboard and log links are built from run names.
+pub fn link(u: &str) -> Option<String> {
+    if !(u.starts_with("https://") || u.starts_with("http://")) {
+        return None;
+    }
+    let mut out = String::with_capacity(u.len());
+    for c in u.chars() {
+        match c {
+            '<' | '>' | '(' | ')' | '[' | ']' | '*' | '_' | '`' | '|' | '"' | '\'' | ' ' | '@'
+            | '~' | '!' => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 /// Plain one-line text (commit status descriptions): no newlines or control
 /// characters, cut to `max` characters on a character boundary with `…`.
 pub fn one_line(s: &str, max: usize) -> String {
@@ -83,5 +107,16 @@ mod tests {
         let cut = one_line(&long, 140);
         assert_eq!(cut.chars().count(), 140);
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn links_are_http_only_and_carry_no_markup() {
+        assert_eq!(link("javascript:alert(1)"), None);
+        assert_eq!(link("data:text/html,x"), None);
+        assert_eq!(
+            link("https://t.example/#/ns/ci/pipelineruns/<script>x</script>(a)@b").unwrap(),
+            "https://t.example/#/ns/ci/pipelineruns/%3Cscript%3Ex%3C/script%3E%28a%29%40b"
+        );
+        assert_eq!(link("http://h/ok?x=1").unwrap(), "http://h/ok?x=1");
     }
 }

@@ -139,16 +139,20 @@ impl ClientCredentials {
             .read()
             .await
             .map_err(|e| Verdict::permanent(e.to_string()))?;
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "client_credentials");
-        if !s.scopes.is_empty() {
-            form.append_pair("scope", &s.scopes.join(" "));
-        }
-        if s.client_auth == ClientAuth::Body {
-            form.append_pair("client_id", &s.client_id);
-            form.append_pair("client_secret", secret.expose());
-        }
-        let mut req = OutboundRequest::post_json(s.token_url.clone(), form.finish());
+        // The serializer is not Send: it must not live across an await.
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "client_credentials");
+            if !s.scopes.is_empty() {
+                form.append_pair("scope", &s.scopes.join(" "));
+            }
+            if s.client_auth == ClientAuth::Body {
+                form.append_pair("client_id", &s.client_id);
+                form.append_pair("client_secret", secret.expose());
+            }
+            form.finish()
+        };
+        let mut req = OutboundRequest::post_json(s.token_url.clone(), body);
         req.headers.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded"),
@@ -231,10 +235,7 @@ mod tests {
         let fetch = |lifetime: u64| {
             let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
             async move {
-                Ok::<_, Verdict>((
-                    Secret::new(format!("t{n}")),
-                    Duration::from_secs(lifetime),
-                ))
+                Ok::<_, Verdict>((Secret::new(format!("t{n}")), Duration::from_secs(lifetime)))
             }
         };
         assert_eq!(cache.get("a", || fetch(3600)).await.unwrap().expose(), "t1");
@@ -256,6 +257,9 @@ mod tests {
 
     #[test]
     fn basic_auth() {
-        assert_eq!(basic("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(
+            basic("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
     }
 }

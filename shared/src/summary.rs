@@ -139,7 +139,10 @@ pub fn render_default(v: &SummaryView) -> String {
     if let (Some(name), Some(ns)) = (&v.name, &v.namespace) {
         let label = format!("{}/{}", escape::markdown(ns), escape::markdown(name));
         match &v.url {
-            Some(u) => out.push_str(&format!("PipelineRun [{label}](<{}>)", link(u))),
+            Some(u) => out.push_str(&format!(
+                "PipelineRun [{label}](<{}>)",
+                crate::escape::link(u).unwrap_or_default()
+            )),
             None => out.push_str(&format!("PipelineRun {label}")),
         }
         if let Some(d) = &v.duration {
@@ -151,7 +154,7 @@ pub fn render_default(v: &SummaryView) -> String {
     for t in &v.tasks {
         let mut name = escape::markdown(&t.name);
         if let Some(u) = &t.url {
-            name = format!("[{name}](<{}>)", link(u));
+            name = format!("[{name}](<{}>)", crate::escape::link(u).unwrap_or_default());
         }
         if t.finally {
             name.push_str(" *(finally)*");
@@ -162,29 +165,6 @@ pub fn render_default(v: &SummaryView) -> String {
             t.state,
             t.duration.as_deref().unwrap_or("—")
         ));
-    }
-    out
-}
-
-/// A link target that cannot break out of `(<…>)` nor carry markup: only
-/// http(s), with every character markdown or HTML could read percent-encoded.
-fn link(u: &str) -> String {
-    if !(u.starts_with("https://") || u.starts_with("http://")) {
-        return String::new();
-    }
-    let mut out = String::with_capacity(u.len());
-    for c in u.chars() {
-        match c {
-            '<' | '>' | '(' | ')' | '[' | ']' | '*' | '_' | '`' | '|' | '"' | '\'' | ' ' | '@'
-            | '~' | '!' => {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    out.push_str(&format!("%{b:02X}"));
-                }
-            }
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
     }
     out
 }

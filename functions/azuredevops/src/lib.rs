@@ -1,11 +1,105 @@
-//! The `azuredevops` provider (being written).
+//! The `azuredevops` provider: commit statuses and a pull request comment
+//! thread with the PipelineRun summary, updated in place, on Azure DevOps
+//! Services or Azure DevOps Server.
+//!
+//! How run states show as commit statuses:
+//!
+//! | relay state | status state |
+//! |---|---|
+//! | queued, started, running | pending |
+//! | succeeded | succeeded |
+//! | failed, timed_out | failed |
+//! | cancelled | error |
+//!
+//! The summary thread is closed once its run succeeded; it is created
+//! active, and stays so when the run fails.
+
+pub mod repo;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
+use base64::Engine as _;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use relay_core::RunEvent;
+use relay_core::RunState;
 use relay_core::config::ProviderDoc;
-use relay_core::provider::{Provider, ProviderFactory};
+use relay_core::escape;
+use relay_core::message::{LastPosted, MessageAction, MessageIds, store_unavailable};
+use relay_core::provider::{
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
+    default_classify, parse_settings,
+};
+use relay_core::secret::SecretFile;
+use relay_core::transport::{Http, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+pub use repo::AdoRepo;
 
 pub const TYPE: &str = "azuredevops";
+const DEFAULT_BASE: &str = "https://dev.azure.com";
+const API_VERSION: &str = "7.1";
+const DESCRIPTION_MAX: usize = 255;
+const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AzureDevopsSettings {
+    /// `https://dev.azure.com`, or a server's collection root such as
+    /// `https://ado.example.com/tfs`.
+    #[serde(default, rename = "baseURL")]
+    pub base_url: Option<url::Url>,
+    /// A personal access token with Code (status) for statuses, Code (read
+    /// & write) for PR threads.
+    pub token_file: SecretFile,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Params {
+    /// Status name (default `tekton/<pipeline>`).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Status genre, shown before the name (default `tekton`).
+    #[serde(default)]
+    pub genre: Option<String>,
+}
+
+/// What a Notification does on Azure DevOps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Status,
+    Thread,
+}
+
+impl Action {
+    fn parse(a: Option<&str>) -> Result<Action, String> {
+        match a.unwrap_or("status") {
+            "status" => Ok(Action::Status),
+            "thread" => Ok(Action::Thread),
+            other => Err(format!(
+                "unknown action {other:?}, expected status or thread"
+            )),
+        }
+    }
+}
+
+/// The status state of a run state (the module's table).
+pub fn status_state(s: RunState) -> &'static str {
+    match s {
+        RunState::Queued | RunState::Started | RunState::Running => "pending",
+        RunState::Succeeded => "succeeded",
+        RunState::Failed | RunState::TimedOut => "failed",
+        RunState::Cancelled => "error",
+    }
+}
+
+pub struct AzureDevops {
+    base: url::Url,
+    token: SecretFile,
+}
 
 pub struct AzureDevopsFactory;
 
@@ -14,10 +108,422 @@ impl ProviderFactory for AzureDevopsFactory {
         TYPE
     }
 
-    fn build(&self, _doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
-        Err(vec![(
-            String::new(),
-            "the azuredevops provider is not written yet".into(),
-        )])
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+        let s: AzureDevopsSettings = parse_settings(doc)?;
+        let base = match s.base_url {
+            Some(u) if matches!(u.scheme(), "https" | "http") && !u.cannot_be_a_base() => u,
+            Some(_) => {
+                return Err(vec![(
+                    "baseURL".into(),
+                    "expected an http(s) URL such as https://dev.azure.com".into(),
+                )]);
+            }
+            None => url::Url::parse(DEFAULT_BASE).expect("the default base URL parses"),
+        };
+        Ok(Arc::new(AzureDevops {
+            base,
+            token: s.token_file,
+        }))
+    }
+}
+
+/// The repository of an event, or why it cannot be posted.
+fn target(ev: &RunEvent) -> Result<AdoRepo, Verdict> {
+    let url = ev.scm.url.as_deref().ok_or_else(|| {
+        Verdict::permanent(
+            "the event names no repository (relay.tekton.dev/repo-url, Pipelines-as-Code \
+             repo-url, or a url param)",
+        )
+    })?;
+    repo::parse(url).map_err(Verdict::permanent)
+}
+
+/// `"{threadId}/{commentId}"`, as the message-id record holds them.
+fn thread_ids(record: &str) -> Result<(u64, u64), Verdict> {
+    record
+        .split_once('/')
+        .and_then(|(t, c)| Some((t.parse().ok()?, c.parse().ok()?)))
+        .ok_or_else(|| Verdict::permanent(format!("bad thread record {record:?}")))
+}
+
+impl AzureDevops {
+    /// `{base}/{org}/{project}/_apis/git/repositories/{repo}/{tail}?api-version=7.1`,
+    /// every segment percent-encoded (projects often hold spaces).
+    fn url(&self, r: &AdoRepo, tail: &[&str]) -> url::Url {
+        let mut u = self.base.clone();
+        u.set_query(None);
+        u.path_segments_mut()
+            .expect("the base is checked to be an http(s) URL")
+            .pop_if_empty()
+            .extend([
+                r.organization.as_str(),
+                &r.project,
+                "_apis",
+                "git",
+                "repositories",
+                &r.repository,
+            ])
+            .extend(tail);
+        u.query_pairs_mut().append_pair("api-version", API_VERSION);
+        u
+    }
+
+    async fn call(
+        &self,
+        http: &Http<'_>,
+        method: Method,
+        url: url::Url,
+        body: Option<Value>,
+    ) -> Result<Response, Verdict> {
+        let mut req =
+            OutboundRequest::post_json(url, body.map(|b| b.to_string()).unwrap_or_default());
+        req.method = method;
+        let token = self
+            .token
+            .read()
+            .await
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
+        // A PAT is sent as the password of Basic auth with an empty user.
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!(":{}", token.expose()));
+        req.sensitive_header(http::header::AUTHORIZATION, &format!("Basic {basic}"))
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
+        req.headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        http.send(&Outbound::Http(req)).await
+    }
+
+    async fn status(
+        &self,
+        input: &DeliveryInput<'_>,
+        params: &Params,
+        http: &Http<'_>,
+    ) -> Result<String, Verdict> {
+        let ev = input.event;
+        if ev.kind != "PipelineRun" {
+            return Ok("not a PipelineRun: no status".into());
+        }
+        let r = target(ev)?;
+        let sha = ev
+            .scm
+            .sha
+            .clone()
+            .ok_or_else(|| Verdict::permanent("the event names no commit"))?;
+        let name = params
+            .context
+            .clone()
+            .unwrap_or_else(|| format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)));
+        let genre = params.genre.clone().unwrap_or_else(|| "tekton".into());
+        let state = status_state(ev.state);
+        let description = escape::one_line(
+            ev.reason.as_deref().unwrap_or(ev.state.as_str()),
+            DESCRIPTION_MAX,
+        );
+        let posted = format!("{state}\u{1f}{description}");
+        let Some(last) = LastPosted::unless_same(
+            input.store,
+            format!(
+                "ado-status/{}/{}/{}/{sha}/{genre}/{name}",
+                r.organization, r.project, r.repository
+            ),
+            &posted,
+        )
+        .await
+        else {
+            return Ok(format!("status {genre}/{name} already {state}"));
+        };
+        let mut body = json!({
+            "state": state,
+            "description": description,
+            "context": {"name": name, "genre": genre},
+        });
+        if let Some(u) = ev.url.as_deref() {
+            body["targetUrl"] = u.into();
+        }
+        let url = self.url(&r, &["commits", &sha, "statuses"]);
+        self.call(http, Method::POST, url, Some(body)).await?;
+        last.record(&posted, MEMORY).await;
+        Ok(format!("status {genre}/{name} {state}"))
+    }
+
+    async fn thread(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let ev = input.event;
+        let r = target(ev)?;
+        let Some(pr) = ev.scm.pull_request else {
+            return Ok("not a pull request: no thread".into());
+        };
+        let Some(summary) = input.summary else {
+            return Ok("not part of a PipelineRun: no thread".into());
+        };
+        // Only uid characters, so nothing can close the HTML comment early.
+        let uid: String = summary
+            .uid
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        let marker = format!("<!-- tekton-relay:{}:{uid} -->", input.notification);
+        let text = relay_core::summary::render(summary, input.template)
+            .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
+        let content = format!("{marker}\n{text}");
+        let pr = pr.to_string();
+        let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
+        let key = format!(
+            "ado-thread/{}/{}/{}/{pr}/{}/{uid}",
+            r.organization, r.project, r.repository, input.notification
+        );
+        let (r, pr, content, marker) = (&r, pr.as_str(), content.as_str(), marker.as_str());
+        let update = |record: String| async move {
+            let (thread, comment) = thread_ids(&record)?;
+            let (thread, comment) = (thread.to_string(), comment.to_string());
+            let url = self.url(
+                r,
+                &["pullRequests", pr, "threads", &thread, "comments", &comment],
+            );
+            self.call(http, Method::PATCH, url, Some(json!({"content": content})))
+                .await
+                .map(|_| ())
+        };
+        let owner = uuid::Uuid::new_v4().to_string();
+        let action = ids
+            .create_or_update(
+                &key,
+                &owner,
+                || async {
+                    // A thread from before the store knew it (a lost store,
+                    // say) is adopted, not duplicated.
+                    if let Some(record) = self.find_thread(r, pr, marker, http).await? {
+                        update(record.clone()).await?;
+                        return Ok(record);
+                    }
+                    let body = json!({
+                        "comments": [{"parentCommentId": 0, "content": content, "commentType": 1}],
+                        "status": "active",
+                    });
+                    let url = self.url(r, &["pullRequests", pr, "threads"]);
+                    let t: Value = self
+                        .call(http, Method::POST, url, Some(body))
+                        .await?
+                        .json()?;
+                    match (t["id"].as_u64(), t["comments"][0]["id"].as_u64()) {
+                        (Some(thread), Some(comment)) => Ok(format!("{thread}/{comment}")),
+                        _ => Err(Verdict::permanent(
+                            "Azure DevOps answered without a thread and comment id",
+                        )),
+                    }
+                },
+                update,
+            )
+            .await
+            .map_err(store_unavailable)?;
+        if let MessageAction::Created(record) | MessageAction::Updated(record) = &action {
+            let done = summary.run.as_ref().map(|e| e.state);
+            if done == Some(RunState::Succeeded) {
+                self.close(input, r, pr, &key, record, http).await?;
+            }
+        }
+        action.into_result("thread")
+    }
+
+    /// Closes the thread of a succeeded run, once.
+    async fn close(
+        &self,
+        input: &DeliveryInput<'_>,
+        r: &AdoRepo,
+        pr: &str,
+        key: &str,
+        record: &str,
+        http: &Http<'_>,
+    ) -> Result<(), Verdict> {
+        let Some(last) =
+            LastPosted::unless_same(input.store, format!("{key}/status"), "closed").await
+        else {
+            return Ok(());
+        };
+        let (thread, _) = thread_ids(record)?;
+        let url = self.url(r, &["pullRequests", pr, "threads", &thread.to_string()]);
+        self.call(http, Method::PATCH, url, Some(json!({"status": "closed"})))
+            .await?;
+        last.record("closed", MEMORY).await;
+        Ok(())
+    }
+
+    /// The pull request's thread whose first comment starts with `marker`,
+    /// as `"{threadId}/{commentId}"`. Threads come in one answer, unpaged.
+    async fn find_thread(
+        &self,
+        r: &AdoRepo,
+        pr: &str,
+        marker: &str,
+        http: &Http<'_>,
+    ) -> Result<Option<String>, Verdict> {
+        let url = self.url(r, &["pullRequests", pr, "threads"]);
+        let list: Value = self.call(http, Method::GET, url, None).await?.json()?;
+        let found = list["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["isDeleted"] != Value::Bool(true))
+            .find_map(|t| {
+                let first = &t["comments"][0];
+                let marked = first["content"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with(marker));
+                marked.then(|| Some(format!("{}/{}", t["id"].as_u64()?, first["id"].as_u64()?)))
+            });
+        match found {
+            None => Ok(None),
+            Some(Some(record)) => Ok(Some(record)),
+            Some(None) => Err(Verdict::permanent(
+                "Azure DevOps listed a marked thread without ids",
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for AzureDevops {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn uses_summary(&self) -> bool {
+        true
+    }
+
+    fn check_notification(
+        &self,
+        action: Option<&str>,
+        params: &Map<String, Value>,
+    ) -> Result<(), Vec<(String, String)>> {
+        let mut errs = Vec::new();
+        if let Err(e) = Action::parse(action) {
+            errs.push(("action".into(), e));
+        }
+        match relay_core::config::parse_at::<Params>(Value::Object(params.clone()), "params") {
+            Ok(p) => {
+                for (field, v) in [("context", &p.context), ("genre", &p.genre)] {
+                    if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                        errs.push((format!("params.{field}"), "must not be empty".into()));
+                    }
+                }
+            }
+            Err(e) => errs.push(e),
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let params: Params =
+            relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
+                .map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))?;
+        match Action::parse(input.action).map_err(Verdict::permanent)? {
+            Action::Status => self.status(input, &params, http).await,
+            Action::Thread => self.thread(input, http).await,
+        }
+    }
+
+    /// A wrong or expired PAT is answered `203` with an HTML sign-in page:
+    /// a failure, not a success, and no retry will fix it.
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+        if status == StatusCode::NON_AUTHORITATIVE_INFORMATION {
+            return Verdict::Permanent {
+                status: Some(203),
+                message: "answered 203 (a sign-in page): the personal access token is wrong, \
+                          expired or lacks access"
+                    .into(),
+            };
+        }
+        default_classify(status, headers, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ado() -> AzureDevops {
+        AzureDevops {
+            base: url::Url::parse("https://ado.example.com/tfs/").unwrap(),
+            token: SecretFile("/nonexistent".into()),
+        }
+    }
+
+    #[test]
+    fn the_state_table() {
+        use RunState::*;
+        let got: Vec<&str> = [
+            Queued, Started, Running, Succeeded, Failed, TimedOut, Cancelled,
+        ]
+        .into_iter()
+        .map(status_state)
+        .collect();
+        assert_eq!(
+            got,
+            [
+                "pending",
+                "pending",
+                "pending",
+                "succeeded",
+                "failed",
+                "failed",
+                "error"
+            ]
+        );
+    }
+
+    #[test]
+    fn urls_encode_every_segment_under_the_base() {
+        let r = repo::parse("https://dev.azure.com/acme/Widget%20Team/_git/w%3Fx").unwrap();
+        assert_eq!(
+            ado().url(&r, &["pullRequests", "9", "threads"]).as_str(),
+            "https://ado.example.com/tfs/acme/Widget%20Team/_apis/git/repositories/w%3Fx/pullRequests/9/threads?api-version=7.1"
+        );
+        let mut ev = relay_core::sample::run_event();
+        assert!(target(&ev).is_err(), "a GitHub URL is no Azure repository");
+        ev.scm.url = None;
+        assert!(target(&ev).is_err());
+    }
+
+    #[test]
+    fn thread_records() {
+        assert_eq!(thread_ids("12/1").unwrap(), (12, 1));
+        for bad in ["12", "a/1", "12/", "/1"] {
+            assert!(thread_ids(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_sign_in_page_is_a_permanent_failure() {
+        let h = HeaderMap::new();
+        for (code, permanent) in [(203, true), (401, true), (403, true), (503, false)] {
+            let v = ado().classify(StatusCode::from_u16(code).unwrap(), &h, "<html>");
+            assert_eq!(matches!(v, Verdict::Permanent { .. }), permanent, "{code}");
+        }
+        assert_eq!(ado().classify(StatusCode::OK, &h, ""), Verdict::Success);
+    }
+
+    #[test]
+    fn notification_actions_and_params_are_checked() {
+        let a = ado();
+        let mut params = Map::new();
+        params.insert("contxt".into(), "x".into());
+        let errs = a.check_notification(Some("note"), &params).unwrap_err();
+        assert_eq!(errs[0].0, "action");
+        assert!(errs[1].1.contains("unknown field `contxt`"), "{errs:?}");
+        let mut params = Map::new();
+        params.insert("genre".into(), " ".into());
+        let errs = a.check_notification(None, &params).unwrap_err();
+        assert_eq!(errs[0].0, "params.genre");
+        let mut params = Map::new();
+        params.insert("context".into(), "ci/build".into());
+        params.insert("genre".into(), "acme".into());
+        assert!(a.check_notification(Some("status"), &params).is_ok());
+        assert!(a.check_notification(Some("thread"), &Map::new()).is_ok());
     }
 }

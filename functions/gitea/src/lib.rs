@@ -1,11 +1,79 @@
-//! The `gitea` provider (being written).
+//! The `gitea` provider: commit statuses and a pull request comment with the
+//! PipelineRun summary, updated in place, on a Gitea or Forgejo server
+//! (Codeberg runs Forgejo; both speak the same API).
 
+pub mod state;
+
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
+use http::{HeaderValue, Method};
+use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
-use relay_core::provider::{Provider, ProviderFactory};
+use relay_core::escape;
+use relay_core::message::{LastPosted, MessageIds, store_unavailable};
+use relay_core::provider::{
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
+    json_id, parse_settings,
+};
+use relay_core::secret::SecretFile;
+use relay_core::transport::{Http, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
 
 pub const TYPE: &str = "gitea";
+/// Gitea's column for a commit status description.
+const DESCRIPTION_MAX: usize = 255;
+/// Gitea's default `MAX_RESPONSE_ITEMS`.
+const COMMENT_PAGE: usize = 50;
+const MAX_PAGES: usize = 100;
+/// How long a posted status or a comment id is remembered.
+const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GiteaSettings {
+    /// The API root: `https://gitea.example.com/api/v1`, `https://codeberg.org/api/v1`.
+    #[serde(rename = "baseURL")]
+    pub base_url: url::Url,
+    /// An access token with `write:repository` (statuses) and `write:issue`
+    /// (pull request comments).
+    pub token_file: SecretFile,
+}
+
+/// What a Notification does on Gitea.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Status,
+    Comment,
+}
+
+impl Action {
+    fn parse(a: Option<&str>) -> Result<Action, String> {
+        match a.unwrap_or("status") {
+            "status" => Ok(Action::Status),
+            "comment" => Ok(Action::Comment),
+            other => Err(format!(
+                "unknown action {other:?}, expected status or comment"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Params {
+    /// Status context (default `tekton/<pipeline>`).
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+pub struct Gitea {
+    base: url::Url,
+    token: SecretFile,
+}
 
 pub struct GiteaFactory;
 
@@ -14,10 +82,393 @@ impl ProviderFactory for GiteaFactory {
         TYPE
     }
 
-    fn build(&self, _doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
-        Err(vec![(
-            String::new(),
-            "the gitea provider is not written yet".into(),
-        )])
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+        let s: GiteaSettings = parse_settings(doc)?;
+        let mut base = s.base_url;
+        // Checked here, so a server URL given for the API root fails at load
+        // time rather than as a 404 on every delivery.
+        let path = base.path().trim_end_matches('/').to_string();
+        if !matches!(base.scheme(), "http" | "https") || !path.ends_with("/api/v1") {
+            return Err(vec![(
+                "baseURL".into(),
+                format!(
+                    "expected the API root, an http(s) URL ending in /api/v1 \
+                     (https://gitea.example.com/api/v1), got {base}"
+                ),
+            )]);
+        }
+        base.set_path(&path);
+        base.set_query(None);
+        Ok(Arc::new(Gitea {
+            base,
+            token: s.token_file,
+        }))
+    }
+}
+
+/// Owner and repository of an event, or why it cannot be posted.
+fn target(ev: &RunEvent) -> Result<(String, String), Verdict> {
+    match (&ev.scm.owner, &ev.scm.name) {
+        // Gitea has no nested groups: an owner of several segments comes from
+        // a server under a sub-path (`https://host/git/acme/widgets`), whose
+        // owner is the last one.
+        (Some(o), Some(n)) => Ok((o.rsplit('/').next().unwrap_or(o).to_string(), n.clone())),
+        _ => Err(Verdict::permanent(
+            "the event names no repository (relay.tekton.dev/* annotations, \
+             Pipelines-as-Code labels, or a url param)",
+        )),
+    }
+}
+
+impl Gitea {
+    /// The API URL of `segments` (each percent-encoded, so a name cannot
+    /// change the path), with `query`.
+    fn url(&self, segments: &[&str], query: Option<&str>) -> Result<url::Url, Verdict> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| Verdict::permanent("baseURL cannot have a path"))?
+            .pop_if_empty()
+            .extend(segments);
+        url.set_query(query);
+        Ok(url)
+    }
+
+    /// One request through the delivery's retry policy.
+    async fn call(
+        &self,
+        http: &Http<'_>,
+        method: Method,
+        url: url::Url,
+        body: Option<&Value>,
+    ) -> Result<Response, Verdict> {
+        let mut req =
+            OutboundRequest::post_json(url, body.map(Value::to_string).unwrap_or_default());
+        req.method = method;
+        req.headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        let token = self
+            .token
+            .read()
+            .await
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
+        req.sensitive_header(
+            http::header::AUTHORIZATION,
+            &format!("token {}", token.expose()),
+        )
+        .map_err(|e| Verdict::permanent(e.to_string()))?;
+        http.send(&Outbound::Http(req)).await
+    }
+
+    async fn status(
+        &self,
+        input: &DeliveryInput<'_>,
+        params: &Params,
+        http: &Http<'_>,
+    ) -> Result<String, Verdict> {
+        let ev = input.event;
+        if ev.kind != "PipelineRun" {
+            return Ok("not a PipelineRun: no status".into());
+        }
+        let (owner, repo) = target(ev)?;
+        let sha = ev
+            .scm
+            .sha
+            .clone()
+            .ok_or_else(|| Verdict::permanent("the event names no commit"))?;
+        let context = params
+            .context
+            .clone()
+            .unwrap_or_else(|| format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)));
+        let state = state::commit_status(ev.state);
+        // Plain text: Gitea shows the description HTML-escaped, unrendered.
+        let description = escape::one_line(
+            &match (&ev.reason, &ev.message) {
+                (Some(r), Some(m)) if !m.trim().is_empty() => format!("{r}: {m}"),
+                (Some(r), _) => r.clone(),
+                (None, Some(m)) if !m.trim().is_empty() => m.clone(),
+                _ => ev.state.to_string(),
+            },
+            DESCRIPTION_MAX,
+        );
+        // Not re-posted when the last status of this context says the same.
+        let posted = format!("{state}\u{1f}{description}");
+        let Some(last) = LastPosted::unless_same(
+            input.store,
+            format!("gitea-status/{}/{owner}/{repo}/{sha}/{context}", self.base),
+            &posted,
+        )
+        .await
+        else {
+            return Ok(format!("status {context} already {state}"));
+        };
+        let mut body = json!({"state": state, "description": description, "context": context});
+        if let Some(u) = &ev.url {
+            body["target_url"] = u.clone().into();
+        }
+        let url = self.url(&["repos", &owner, &repo, "statuses", &sha], None)?;
+        self.call(http, Method::POST, url, Some(&body)).await?;
+        last.record(&posted, MEMORY).await;
+        Ok(format!("status {context} {state}"))
+    }
+
+    async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let ev = input.event;
+        let (owner, repo) = target(ev)?;
+        let Some(pr) = ev.scm.pull_request else {
+            return Ok("not a pull request: no comment".into());
+        };
+        let Some(summary) = input.summary else {
+            return Ok("not part of a PipelineRun: no comment".into());
+        };
+        let marker = format!(
+            "<!-- tekton-relay:{}:{} -->",
+            input.notification, summary.uid
+        );
+        let text = relay_core::summary::render(summary, input.template)
+            .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
+        let body = json!({"body": format!("{marker}\n{text}")});
+        let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
+        let key = format!(
+            "gitea-comment/{}/{owner}/{repo}/{pr}/{}/{}",
+            self.base, input.notification, summary.uid
+        );
+        let pr = pr.to_string();
+        let comments = ["repos", &owner, &repo, "issues", &pr, "comments"];
+        let (owner, repo, body, marker, comments) = (&owner, &repo, &body, &marker, &comments);
+        let update = |id: String| async move {
+            let url = self.url(&["repos", owner, repo, "issues", "comments", &id], None)?;
+            self.call(http, Method::PATCH, url, Some(body))
+                .await
+                .map(|_| ())
+        };
+        let owner_id = uuid::Uuid::new_v4().to_string();
+        let result = ids
+            .create_or_update(
+                &key,
+                &owner_id,
+                || async {
+                    // A comment from before the store knew it (a lost store,
+                    // say) is adopted, not duplicated.
+                    let found = find_marked_comment(marker, |page| async move {
+                        let query = format!("limit={COMMENT_PAGE}&page={page}");
+                        let r = self
+                            .call(http, Method::GET, self.url(comments, Some(&query))?, None)
+                            .await?;
+                        let total = r
+                            .headers
+                            .get("x-total-count")
+                            .and_then(|v| v.to_str().ok()?.parse().ok());
+                        Ok((r.json::<Vec<Value>>()?, total))
+                    })
+                    .await?;
+                    if let Some(id) = found.as_ref().map(json_id).transpose()? {
+                        update(id.clone()).await?;
+                        return Ok(id);
+                    }
+                    let r = self
+                        .call(http, Method::POST, self.url(comments, None)?, Some(body))
+                        .await?;
+                    json_id(&r.json::<Value>()?)
+                },
+                update,
+            )
+            .await
+            .map_err(store_unavailable)?;
+        result.into_result("comment")
+    }
+}
+
+/// The first comment whose body starts with `marker`. Gitea and Forgejo
+/// answer an issue's comment list whole, ignoring `page` and `limit` (with
+/// the count in `X-Total-Count`), so `message::find_marked`, which reads on
+/// while pages are full, would fetch the same list 100 times: this stops
+/// once every comment was seen, on a short page, or when page 2 repeats
+/// page 1. `page(n)` answers the comments and the total, when known.
+async fn find_marked_comment<F, Fut>(marker: &str, mut page: F) -> Result<Option<Value>, Verdict>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<(Vec<Value>, Option<usize>), Verdict>>,
+{
+    let mut seen = 0;
+    let mut first = None;
+    for n in 1..=MAX_PAGES {
+        let (items, total) = page(n).await?;
+        if let Some(c) = items
+            .iter()
+            .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
+        {
+            return Ok(Some(c.clone()));
+        }
+        let head = items.first().map(|c| c["id"].clone());
+        if n == 1 {
+            first = head;
+        } else if head == first {
+            break;
+        }
+        seen += items.len();
+        if items.len() < COMMENT_PAGE || total.is_some_and(|t| seen >= t) {
+            break;
+        }
+    }
+    Ok(None)
+}
+
+#[async_trait]
+impl Provider for Gitea {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn uses_summary(&self) -> bool {
+        true
+    }
+
+    fn check_notification(
+        &self,
+        action: Option<&str>,
+        params: &Map<String, Value>,
+    ) -> Result<(), Vec<(String, String)>> {
+        let mut errs = Vec::new();
+        if let Err(e) = Action::parse(action) {
+            errs.push(("action".into(), e));
+        }
+        if let Err(e) =
+            relay_core::config::parse_at::<Params>(Value::Object(params.clone()), "params")
+        {
+            errs.push(e);
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let params: Params =
+            relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
+                .map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))?;
+        match Action::parse(input.action).map_err(Verdict::permanent)? {
+            Action::Status => self.status(input, &params, http).await,
+            Action::Comment => self.comment(input, http).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(settings: Value) -> ProviderDoc {
+        ProviderDoc {
+            name: "gitea".into(),
+            provider_type: TYPE.into(),
+            settings,
+        }
+    }
+
+    fn gitea() -> Gitea {
+        Gitea {
+            base: url::Url::parse("https://codeberg.org/api/v1").unwrap(),
+            token: SecretFile("/nonexistent".into()),
+        }
+    }
+
+    #[test]
+    fn notification_actions_and_params_are_checked() {
+        let g = gitea();
+        let mut params = Map::new();
+        params.insert("contxt".into(), "x".into());
+        let errs = g.check_notification(Some("note"), &params).unwrap_err();
+        assert_eq!(errs[0].0, "action");
+        assert!(errs[0].1.contains("expected status or comment"), "{errs:?}");
+        assert!(errs[1].1.contains("unknown field `contxt`"), "{errs:?}");
+        let mut params = Map::new();
+        params.insert("context".into(), "ci/tekton".into());
+        assert!(g.check_notification(None, &params).is_ok());
+        assert!(g.check_notification(Some("status"), &Map::new()).is_ok());
+        assert!(g.check_notification(Some("comment"), &Map::new()).is_ok());
+    }
+
+    #[test]
+    fn settings_need_the_api_root_and_a_token() {
+        let f = GiteaFactory;
+        let ok = json!({"baseURL": "https://git.example.com/gitea/api/v1/", "tokenFile": "/t"});
+        assert!(f.build(&doc(ok)).is_ok());
+        for (bad, path, msg) in [
+            (
+                json!({"baseURL": "https://gitea.example.com", "tokenFile": "/t"}),
+                "baseURL",
+                "ending in /api/v1",
+            ),
+            (json!({"tokenFile": "/t"}), "", "missing field `baseURL`"),
+            (
+                json!({"baseURL": "https://codeberg.org/api/v1"}),
+                "",
+                "missing field `tokenFile`",
+            ),
+            (
+                json!({"baseURL": "https://codeberg.org/api/v1", "tokenFile": "/t", "token": "x"}),
+                "token",
+                "unknown field `token`",
+            ),
+        ] {
+            let errs = f.build(&doc(bad)).err().unwrap();
+            assert_eq!(errs[0].0, path, "{errs:?}");
+            assert!(errs[0].1.contains(msg), "{errs:?}");
+        }
+    }
+
+    #[test]
+    fn urls_encode_names_and_keep_the_base_path() {
+        let g = gitea();
+        let u = g
+            .url(&["repos", "acme", "a b/c", "statuses", "abc"], None)
+            .unwrap();
+        assert_eq!(
+            u.as_str(),
+            "https://codeberg.org/api/v1/repos/acme/a%20b%2Fc/statuses/abc"
+        );
+        let mut ev = relay_core::sample::run_event();
+        ev.scm.owner = Some("git/acme".into());
+        assert_eq!(target(&ev).unwrap().0, "acme");
+    }
+
+    fn comments(ids: std::ops::Range<u64>) -> Vec<Value> {
+        ids.map(|i| json!({"id": i, "body": "lgtm"})).collect()
+    }
+
+    #[tokio::test]
+    async fn comment_search_stops_when_every_comment_was_seen() {
+        // Gitea ignores `page`: every page is the whole list of 120.
+        let mut asked = 0;
+        let found = find_marked_comment("<!-- m -->", |_| {
+            asked += 1;
+            async { Ok((comments(0..120), Some(120))) }
+        })
+        .await
+        .unwrap();
+        assert_eq!((found, asked), (None, 1));
+        // The same without X-Total-Count: page 2 repeats page 1.
+        let mut asked = 0;
+        let found = find_marked_comment("<!-- m -->", |_| {
+            asked += 1;
+            async { Ok((comments(0..120), None)) }
+        })
+        .await
+        .unwrap();
+        assert_eq!((found, asked), (None, 2));
+        // A server that does page is read until the comment turns up.
+        let found = find_marked_comment("<!-- m -->", |n| async move {
+            Ok(match n {
+                1 => (comments(0..50), Some(51)),
+                _ => (vec![json!({"id": 77, "body": "<!-- m -->\nold"})], Some(51)),
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(found.unwrap()["id"], 77);
     }
 }

@@ -12,6 +12,7 @@ use relay_core::RunState;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
 use relay_core::message::{LastPosted, MessageIds, find_marked, store_unavailable};
+use relay_core::oauth2::{ClientCredentials, ClientCredentialsSettings};
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
     json_id, parse_settings,
@@ -33,8 +34,14 @@ pub struct GitlabSettings {
     /// `https://gitlab.com/api/v4`, or `https://gitlab.example.com/api/v4`.
     #[serde(default, rename = "baseURL")]
     pub base_url: Option<url::Url>,
-    /// A project or group access token with the `api` scope.
-    pub token_file: SecretFile,
+    /// A project or group access token with the `api` scope (sent as
+    /// `PRIVATE-TOKEN`). Either this or `oauth2`.
+    #[serde(default)]
+    pub token_file: Option<SecretFile>,
+    /// OAuth2 client credentials: the access token is fetched, cached and
+    /// refreshed before it expires (sent as `Authorization: Bearer`).
+    #[serde(default)]
+    pub oauth2: Option<ClientCredentialsSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -58,7 +65,12 @@ pub fn commit_status(s: RunState) -> &'static str {
 
 pub struct Gitlab {
     base: String,
-    token: SecretFile,
+    credentials: Credentials,
+}
+
+enum Credentials {
+    Token(SecretFile),
+    OAuth2(Box<ClientCredentials>),
 }
 
 pub struct GitlabFactory;
@@ -74,10 +86,24 @@ impl ProviderFactory for GitlabFactory {
             || DEFAULT_BASE.to_string(),
             |u| u.as_str().trim_end_matches('/').to_string(),
         );
-        Ok(Arc::new(Gitlab {
-            base,
-            token: s.token_file,
-        }))
+        let credentials = match (s.token_file, s.oauth2) {
+            (Some(file), None) => Credentials::Token(file),
+            (None, Some(o)) => Credentials::OAuth2(Box::new(ClientCredentials::new(o))),
+            (Some(_), Some(_)) => {
+                return Err(vec![(
+                    "oauth2".into(),
+                    "give either tokenFile or oauth2, not both".into(),
+                )]);
+            }
+            (None, None) => {
+                return Err(vec![(
+                    String::new(),
+                    "credentials missing: give tokenFile, or oauth2 {tokenURL, clientId, clientSecretFile}"
+                        .into(),
+                )]);
+            }
+        };
+        Ok(Arc::new(Gitlab { base, credentials }))
     }
 }
 
@@ -106,16 +132,22 @@ impl Gitlab {
         let mut req =
             OutboundRequest::post_json(url, body.map(|b| b.to_string()).unwrap_or_default());
         req.method = method;
-        let token = self
-            .token
-            .read()
-            .await
+        let (name, value) = match &self.credentials {
+            Credentials::Token(file) => (
+                http::HeaderName::from_static("private-token"),
+                file.read()
+                    .await
+                    .map_err(|e| Verdict::permanent(e.to_string()))?
+                    .expose()
+                    .to_string(),
+            ),
+            Credentials::OAuth2(client) => (
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", client.access_token(http).await?.expose()),
+            ),
+        };
+        req.sensitive_header(name, &value)
             .map_err(|e| Verdict::permanent(e.to_string()))?;
-        req.sensitive_header(
-            http::HeaderName::from_static("private-token"),
-            token.expose(),
-        )
-        .map_err(|e| Verdict::permanent(e.to_string()))?;
         req.headers.insert(
             http::header::ACCEPT,
             HeaderValue::from_static("application/json"),

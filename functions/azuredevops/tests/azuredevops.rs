@@ -1,0 +1,383 @@
+//! The Azure DevOps function against a mock Azure DevOps (a real HTTP
+//! server): commit statuses (path, encoded project, api-version, Basic PAT
+//! auth, body; not re-posted), one PR thread per run created once or
+//! adopted and updated in place, a sign-in page (203) or a 401 dead-lettered
+//! without the PAT, and user-controlled names escaped.
+
+use std::path::Path;
+
+use relay_tests::expect::{Outgoing, outgoing};
+use relay_tests::fixtures::{RequestFile, Scenario};
+use relay_tests::process::FunctionProcess;
+use relay_tests::receiver::{Receiver, Recorded};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_relay-azuredevops");
+const SHA: &str = "0c5c7fd0a6a3a4506513270e269e0d37f2a74de4";
+const PAT: &str = "ado-pat-s3cr3t";
+/// base64(":ado-pat-s3cr3t")
+const BASIC: &str = "Basic OmFkby1wYXQtczNjcjN0";
+const REPO_URL: &str = "https://dev.azure.com/acme/Widget%20Team/_git/widgets";
+/// The server's base path (`baseURL` ends in `/tfs`), then the repository.
+const REPO: &str = "/tfs/acme/Widget%20Team/_apis/git/repositories/widgets";
+const PR: u64 = 9;
+const RUN_UID: &str = "6cad4a26-8d11-4ece-9738-f7d93d9c1724";
+
+fn config(ado: &Receiver, token: &Path, notifications: &str) -> String {
+    format!(
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: ado}}\nspec:\n  type: azuredevops\n  azuredevops: {{baseURL: \"{}\", tokenFile: {}}}\n{notifications}",
+        ado.url("/tfs"),
+        token.display()
+    )
+}
+
+fn notification(name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: ado}}\n{spec}\n"
+    )
+}
+
+/// The fixtures name a GitHub repository: the relay annotations (which win
+/// over Pipelines-as-Code's) point every run at the Azure one instead.
+fn on_azure(req: Outgoing) -> Outgoing {
+    let Outgoing::File(mut f) = req else {
+        panic!("the fixtures used here are HTTP requests")
+    };
+    retarget(&mut f);
+    Outgoing::File(f)
+}
+
+fn retarget(f: &mut RequestFile) {
+    let runs = f.body.as_object_mut().expect("a Tekton event body");
+    for run in runs.values_mut() {
+        let ann = &mut run["metadata"]["annotations"];
+        ann["relay.tekton.dev/repo-url"] = REPO_URL.into();
+        ann["relay.tekton.dev/pull-request"] = PR.to_string().into();
+    }
+}
+
+fn scenario(name: &str) -> Vec<Outgoing> {
+    let sc = Scenario::load(&relay_tests::fixtures::dir().join(name));
+    outgoing(&sc).into_iter().map(on_azure).collect()
+}
+
+/// The commit a scenario's runs built (each scenario has its own).
+fn sha_of(reqs: &[Outgoing]) -> String {
+    let Some(Outgoing::File(f)) = reqs.first() else {
+        panic!("an HTTP request first")
+    };
+    let ann = &f.body["pipelineRun"]["metadata"]["annotations"];
+    ann["pipelinesascode.tekton.dev/sha"]
+        .as_str()
+        .unwrap()
+        .into()
+}
+
+struct Relay {
+    f: FunctionProcess,
+    base: String,
+    _token: tempfile::TempDir,
+}
+
+async fn start(ado: &Receiver, notifications: &str) -> Relay {
+    let d = tempfile::tempdir().unwrap();
+    let token = d.path().join("token");
+    std::fs::write(&token, format!("{PAT}\n")).unwrap();
+    let (f, base) =
+        FunctionProcess::start_http(Path::new(BIN), &config(ado, &token, notifications), &[]).await;
+    Relay { f, base, _token: d }
+}
+
+/// Sends every request, each answered `want`; returns the relay's answers.
+async fn send_all(relay: &Relay, reqs: &[Outgoing], want: u16) -> Vec<Value> {
+    let client = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for req in reqs {
+        let (status, body) = req.send(&client, &format!("{}/", relay.base)).await;
+        assert_eq!(status, want, "{}: {body}", req.file_name());
+        answers.push(body);
+    }
+    answers
+}
+
+fn assert_azure_request(r: &Recorded) {
+    assert_eq!(r.query, "api-version=7.1", "{} {}", r.method, r.path);
+    assert_eq!(r.headers["authorization"], BASIC);
+    assert_eq!(r.headers["accept"], "application/json");
+    if r.method != "GET" {
+        assert_eq!(r.headers["content-type"], "application/json");
+    }
+}
+
+fn states(sent: &[Recorded]) -> Vec<String> {
+    sent.iter()
+        .map(|r| r.json()["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_statuses_on_the_encoded_project() {
+    let ado = Receiver::start().await;
+    let relay = start(&ado, &notification("status", "  action: status")).await;
+    send_all(&relay, &scenario("tekton-pipelinerun-success"), 200).await;
+    let sent = ado.requests_on(&format!("{REPO}/commits/{SHA}/statuses"));
+    assert_eq!(
+        ado.requests().len(),
+        sent.len(),
+        "nothing but statuses, on that path"
+    );
+    for r in &sent {
+        assert_eq!(r.method, "POST");
+        assert_azure_request(r);
+        let b = r.json();
+        assert_eq!(
+            b["context"],
+            json!({"name": "tekton/build-and-test", "genre": "tekton"})
+        );
+        assert_eq!(
+            b["targetUrl"],
+            "https://tekton.acme.dev/#/namespaces/ci/pipelineruns/build-and-test-vjcdr"
+        );
+        assert!(b["description"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    // started, running (three PipelineRun running events with one reason:
+    // posted once), succeeded.
+    assert_eq!(states(&sent), ["pending", "pending", "succeeded"]);
+    assert_eq!(sent[2].json()["description"], "Succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_cancelled_runs() {
+    let ado = Receiver::start().await;
+    let relay = start(
+        &ado,
+        &notification(
+            "status",
+            "  action: status\n  params: {context: ci/build, genre: acme}",
+        ),
+    )
+    .await;
+    let reqs = scenario("tekton-pipelinerun-failure");
+    send_all(&relay, &reqs, 200).await;
+    let sent = ado.requests_on(&format!("{REPO}/commits/{}/statuses", sha_of(&reqs)));
+    let got = states(&sent);
+    assert_eq!(got.first().map(String::as_str), Some("pending"), "{got:?}");
+    assert_eq!(got.last().map(String::as_str), Some("failed"), "{got:?}");
+    assert!(
+        sent.iter()
+            .all(|r| r.json()["context"] == json!({"name": "ci/build", "genre": "acme"}))
+    );
+
+    let ado = Receiver::start().await;
+    let relay = start(&ado, &notification("status", "  action: status")).await;
+    let reqs = scenario("tekton-cancelled");
+    send_all(&relay, &reqs, 200).await;
+    let sent = ado.requests_on(&format!("{REPO}/commits/{}/statuses", sha_of(&reqs)));
+    let got = states(&sent);
+    assert_eq!(got.first().map(String::as_str), Some("pending"), "{got:?}");
+    assert_eq!(got.last().map(String::as_str), Some("error"), "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pr_thread_is_created_once_then_updated_and_closed() {
+    let ado = Receiver::start().await;
+    let threads = format!("{REPO}/pullRequests/{PR}/threads");
+    let comment = format!("{threads}/31/comments/1");
+    ado.reply("GET", &threads, 200, json!({"value": [], "count": 0}));
+    ado.reply(
+        "POST",
+        &threads,
+        200,
+        json!({"id": 31, "status": "active", "comments": [{"id": 1, "content": "…"}]}),
+    );
+    ado.reply("PATCH", &comment, 200, json!({"id": 1}));
+    ado.reply(
+        "PATCH",
+        &format!("{threads}/31"),
+        200,
+        json!({"id": 31, "status": "closed"}),
+    );
+    let relay = start(&ado, &notification("summary", "  action: thread")).await;
+    send_all(&relay, &scenario("tekton-pipelinerun-success"), 200).await;
+    for r in ado.requests() {
+        assert_azure_request(&r);
+    }
+
+    let created: Vec<Recorded> = ado
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(created.len(), 1, "one thread for the run");
+    assert_eq!(created[0].path, threads);
+    let b = created[0].json();
+    assert_eq!(b["status"], "active");
+    assert_eq!(b["comments"][0]["parentCommentId"], 0);
+    assert_eq!(b["comments"][0]["commentType"], 1);
+    let first = b["comments"][0]["content"].as_str().unwrap();
+    let marker = format!("<!-- tekton-relay:summary:{RUN_UID} -->\n");
+    assert!(first.starts_with(&marker), "{first}");
+    assert_eq!(
+        ado.requests_on(&threads).len(),
+        2,
+        "listed once, created once"
+    );
+
+    let updates = ado.requests_on(&comment);
+    assert!(!updates.is_empty());
+    assert!(updates.iter().all(|r| r.method == "PATCH"));
+    let last = updates.last().unwrap().json();
+    let content = last["content"].as_str().unwrap();
+    assert!(content.starts_with(&marker), "{content}");
+    // Three task rows.
+    assert_eq!(content.matches("✅ succeeded").count(), 3, "{content}");
+
+    // Closed once, when the run succeeded.
+    let closed = ado.requests_on(&format!("{threads}/31"));
+    assert_eq!(closed.len(), 1);
+    assert_eq!(
+        (closed[0].method.as_str(), closed[0].json()),
+        ("PATCH", json!({"status": "closed"}))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marked_thread_is_found_and_updated_not_duplicated() {
+    let ado = Receiver::start().await;
+    let threads = format!("{REPO}/pullRequests/{PR}/threads");
+    ado.reply(
+        "GET",
+        &threads,
+        200,
+        json!({"count": 4, "value": [
+            {"id": 3, "comments": [{"id": 1, "content": "lgtm"}]},
+            // Another Notification's thread for the same run.
+            {"id": 5, "comments": [{"id": 1, "content": format!("<!-- tekton-relay:other:{RUN_UID} -->\nx")}]},
+            {"id": 6, "isDeleted": true, "comments": [{"id": 1, "content": format!("<!-- tekton-relay:summary:{RUN_UID} -->\ngone")}]},
+            {"id": 7, "comments": [
+                {"id": 4, "content": format!("<!-- tekton-relay:summary:{RUN_UID} -->\nold")},
+                {"id": 5, "content": "thanks"},
+            ]},
+        ]}),
+    );
+    ado.reply(
+        "PATCH",
+        &format!("{threads}/7/comments/4"),
+        200,
+        json!({"id": 4}),
+    );
+    let relay = start(&ado, &notification("summary", "  action: thread")).await;
+    send_all(&relay, &scenario("tekton-pipelinerun-success"), 200).await;
+    assert!(
+        ado.requests().iter().all(|r| r.method != "POST"),
+        "no second thread"
+    );
+    assert_eq!(ado.requests_on(&threads).len(), 1, "listed once");
+    let updated = ado.requests_on(&format!("{threads}/7/comments/4"));
+    assert!(!updated.is_empty());
+    for r in &updated {
+        assert_azure_request(r);
+    }
+    let others: Vec<String> = ado
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/threads/") && !r.path.starts_with(&format!("{threads}/7")))
+        .map(|r| r.path)
+        .collect();
+    assert!(others.is_empty(), "touched {others:?}");
+    let closed = ado.requests_on(&format!("{threads}/7"));
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].json(), json!({"status": "closed"}));
+}
+
+/// One status request answered `code`: dead-lettered at once, without the PAT.
+async fn dead_lettered_without_retry(code: u16) {
+    let ado = Receiver::start().await;
+    let path = format!("{REPO}/commits/{SHA}/statuses");
+    ado.always(&path, Some((code, None)));
+    let relay = start(&ado, &notification("status", "  action: status")).await;
+    let first = scenario("tekton-pipelinerun-success").remove(0);
+    let answers = send_all(&relay, &[first], 200).await;
+    assert_eq!(
+        answers[0]["outcome"], "dead_lettered",
+        "{code}: {}",
+        answers[0]
+    );
+    assert_eq!(ado.requests_on(&path).len(), 1, "{code} is not retried");
+    let dl = std::fs::read_to_string(relay.f.dir.path().join("dl.jsonl")).unwrap();
+    let entry: Value = serde_json::from_str(dl.lines().next().unwrap()).unwrap();
+    assert_eq!(entry["notification"], "status");
+    assert!(dl.contains(&code.to_string()), "{dl}");
+    for secret in [PAT, BASIC.trim_start_matches("Basic ")] {
+        for (what, text) in [
+            ("dead letter", &dl),
+            ("stderr", &relay.f.stderr()),
+            ("answer", &answers[0].to_string()),
+        ] {
+            assert!(!text.contains(secret), "the PAT leaked into the {what}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_page_is_a_permanent_failure() {
+    dead_lettered_without_retry(203).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorized_is_a_permanent_failure() {
+    dead_lettered_without_retry(401).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_controlled_names_cannot_inject_markup() {
+    let ado = Receiver::start().await;
+    let threads = format!("{REPO}/pullRequests/{PR}/threads");
+    ado.reply("GET", &threads, 200, json!({"value": []}));
+    ado.reply(
+        "POST",
+        &threads,
+        200,
+        json!({"id": 2, "comments": [{"id": 1}]}),
+    );
+    let relay = start(
+        &ado,
+        &(notification("status", "  action: status")
+            + &notification("summary", "  action: thread")),
+    )
+    .await;
+    let mut f = RequestFile::load(
+        &relay_tests::fixtures::dir().join("bad-input/008-markup-injection.json"),
+    );
+    retarget(&mut f);
+    let answers = send_all(&relay, &[Outgoing::File(f)], 200).await;
+    assert_eq!(answers[0]["outcome"], "delivered", "{}", answers[0]);
+
+    let status = ado.requests_on(&format!(
+        "{REPO}/commits/280f005d84949aabf044c0326655b9f00aadacf0/statuses"
+    ));
+    assert_eq!(states(&status), ["failed"]);
+    let created = ado.requests_on(&threads);
+    let post = created.iter().find(|r| r.method == "POST").unwrap();
+    let content = post.json()["comments"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The run's name is there, escaped.
+    assert!(content.contains("&lt;script&gt;"), "{content}");
+    // Past the hidden marker, and in the status, nothing is raw.
+    let body = content.split_once('\n').unwrap().1;
+    for text in [body.to_string(), status[0].json().to_string()] {
+        for bad in [
+            "<script>",
+            "*bold*",
+            "@channel",
+            "<!here>",
+            "<@U0123456>",
+            "](https://evil",
+            "<b>",
+        ] {
+            assert!(!text.contains(bad), "{bad} in {text}");
+        }
+    }
+}
