@@ -51,6 +51,50 @@ pub fn link(u: &str) -> Option<String> {
     Some(out)
 }
 
+/// A clone URL as the repository's web page, fit to link to: http(s) only,
+/// without credentials, query or `.git`.
+pub fn repository_page(clone: &str) -> Option<String> {
+    let mut u = url::Url::parse(clone).ok()?;
+    if !matches!(u.scheme(), "https" | "http") {
+        return None;
+    }
+    u.set_username("").ok()?;
+    u.set_password(None).ok()?;
+    u.set_query(None);
+    u.set_fragment(None);
+    let page = u.as_str().trim_end_matches('/');
+    link(page.strip_suffix(".git").unwrap_or(page))
+}
+
+/// `s` within `max` characters: itself, or a prefix of it and a hash of the
+/// whole — stable, so a status keyed by it is updated, not duplicated.
+pub fn bounded_key(s: &str, max: usize) -> String {
+    use sha2::Digest;
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let hash = hex::encode(&sha2::Sha256::digest(s.as_bytes())[..5]);
+    let prefix: String = s.chars().take(max.saturating_sub(hash.len() + 1)).collect();
+    format!("{prefix}-{hash}")
+}
+
+/// One URL path segment, percent-encoded; `None` for what would climb or
+/// vanish (`.`, `..`, empty).
+pub fn path_segment(s: &str) -> Option<String> {
+    if s.is_empty() || s == "." || s == ".." {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Some(out)
+}
+
 /// Plain one-line text (commit status descriptions): no newlines or control
 /// characters, cut to `max` characters on a character boundary with `…`.
 pub fn one_line(s: &str, max: usize) -> String {
@@ -118,5 +162,22 @@ mod tests {
             "https://t.example/#/ns/ci/pipelineruns/%3Cscript%3Ex%3C/script%3E%28a%29%40b"
         );
         assert_eq!(link("http://h/ok?x=1").unwrap(), "http://h/ok?x=1");
+    }
+
+    #[test]
+    fn repository_pages_keys_and_segments() {
+        assert_eq!(
+            repository_page("https://x-token:s3cret@bitbucket.org/acme/widgets.git?a=1").unwrap(),
+            "https://bitbucket.org/acme/widgets"
+        );
+        assert_eq!(repository_page("git@bitbucket.org:acme/widgets.git"), None);
+        assert_eq!(bounded_key("tekton/ci", 40), "tekton/ci");
+        let long = "tekton/a-very-long-pipeline-name-that-goes-on-and-on";
+        let key = bounded_key(long, 40);
+        assert_eq!(key.chars().count(), 40);
+        assert_eq!(key, bounded_key(long, 40));
+        assert_ne!(key, bounded_key(&format!("{long}-2"), 40));
+        assert_eq!(path_segment("a b/c").unwrap(), "a%20b%2Fc");
+        assert_eq!(path_segment(".."), None);
     }
 }

@@ -1,11 +1,93 @@
-//! The `bitbucket` provider (being written).
+//! The `bitbucket` provider (Bitbucket Cloud): commit build statuses, and a
+//! pull request comment with the PipelineRun summary, updated in place.
+
+pub mod auth;
+pub mod state;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
+use http::{HeaderValue, Method};
+use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
-use relay_core::provider::{Provider, ProviderFactory};
+use relay_core::escape;
+use relay_core::message::{LastPosted, MessageIds, store_unavailable};
+use relay_core::provider::{
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
+    json_id, parse_settings,
+};
+use relay_core::secret::SecretFile;
+use relay_core::transport::{Http, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+pub use auth::Credential;
 
 pub const TYPE: &str = "bitbucket";
+const DEFAULT_BASE: &str = "https://api.bitbucket.org/2.0";
+const DESCRIPTION_MAX: usize = 255;
+/// Bitbucket Cloud's limit on a build status key.
+const KEY_MAX: usize = 40;
+const COMMENT_PAGE: usize = 100;
+const MAX_PAGES: usize = 100;
+const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BitbucketSettings {
+    /// `https://api.bitbucket.org/2.0` unless given.
+    #[serde(default, rename = "baseURL")]
+    pub base_url: Option<url::Url>,
+    /// The account an app password belongs to (not its e-mail address).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// An app password (Repositories: Read, Pull requests: Read).
+    #[serde(default)]
+    pub app_password_file: Option<SecretFile>,
+    /// A repository, project or workspace access token (scopes
+    /// `repository`, `pullrequest`).
+    #[serde(default)]
+    pub token_file: Option<SecretFile>,
+    /// An OAuth consumer's client credentials (token URL
+    /// `https://bitbucket.org/site/oauth2/access_token`): the access token is
+    /// fetched, cached and refreshed before it expires.
+    #[serde(default)]
+    pub oauth2: Option<relay_core::oauth2::ClientCredentialsSettings>,
+}
+
+/// What a Notification does on Bitbucket Cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Status,
+    Comment,
+}
+
+impl Action {
+    fn parse(a: Option<&str>) -> Result<Action, String> {
+        match a.unwrap_or("status") {
+            "status" => Ok(Action::Status),
+            "comment" => Ok(Action::Comment),
+            other => Err(format!(
+                "unknown action {other:?}, expected status or comment"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Params {
+    /// Build status name (default `tekton/<pipeline>`); the key too, when
+    /// short enough.
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+pub struct Bitbucket {
+    base: String,
+    credential: Credential,
+}
 
 pub struct BitbucketFactory;
 
@@ -14,10 +96,394 @@ impl ProviderFactory for BitbucketFactory {
         TYPE
     }
 
-    fn build(&self, _doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
-        Err(vec![(
-            String::new(),
-            "the bitbucket provider is not written yet".into(),
-        )])
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+        let s: BitbucketSettings = parse_settings(doc)?;
+        let credential = Credential::from_settings(&s)?;
+        let base = s.base_url.map_or_else(
+            || DEFAULT_BASE.to_string(),
+            |u| u.as_str().trim_end_matches('/').to_string(),
+        );
+        Ok(Arc::new(Bitbucket { base, credential }))
+    }
+}
+
+/// A build status key within Bitbucket's limit: the context itself, or a
+/// prefix of it and a hash of the whole (stable, so updates hit one status).
+pub fn status_key(context: &str) -> String {
+    escape::bounded_key(context, KEY_MAX)
+}
+
+/// One path segment, percent-encoded; `.` and `..` would climb the path.
+fn segment(s: &str) -> Result<String, Verdict> {
+    escape::path_segment(s).ok_or_else(|| Verdict::permanent(format!("{s:?} is no path segment")))
+}
+
+/// `/repositories/{workspace}/{repo_slug}`.
+fn repository(ev: &RunEvent) -> Result<String, Verdict> {
+    match (&ev.scm.owner, &ev.scm.name) {
+        (Some(ws), Some(repo)) => Ok(format!("/repositories/{}/{}", segment(ws)?, segment(repo)?)),
+        _ => Err(Verdict::permanent(
+            "the event names no repository (annotations, Pipelines-as-Code labels or a url param)",
+        )),
+    }
+}
+
+/// Where a build status links to (Bitbucket requires one): the run in the
+/// dashboard, else the repository on bitbucket.org.
+pub fn status_url(ev: &RunEvent) -> Option<String> {
+    ev.url
+        .as_deref()
+        .and_then(escape::link)
+        .or_else(|| ev.scm.url.as_deref().and_then(escape::repository_page))
+        .or_else(|| match (&ev.scm.owner, &ev.scm.name) {
+            (Some(ws), Some(repo)) => escape::link(&format!("https://bitbucket.org/{ws}/{repo}")),
+            _ => None,
+        })
+}
+
+/// Where a comment carries `marker`, in one page of a comment list.
+fn marked<'a>(page: &'a Value, marker: &str) -> Option<&'a Value> {
+    page["values"].as_array()?.iter().find(|c| {
+        c["deleted"] != Value::Bool(true)
+            && c["content"]["raw"]
+                .as_str()
+                .is_some_and(|raw| raw.starts_with(marker))
+    })
+}
+
+impl Bitbucket {
+    async fn call(
+        &self,
+        http: &Http<'_>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Response, Verdict> {
+        let url = url::Url::parse(&format!("{}{path}", self.base))
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
+        let mut req =
+            OutboundRequest::post_json(url, body.map(|b| b.to_string()).unwrap_or_default());
+        req.method = method;
+        let authorization = self.credential.authorization(http).await?;
+        req.sensitive_header(http::header::AUTHORIZATION, &authorization)
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
+        req.headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        http.send(&Outbound::Http(req)).await
+    }
+
+    async fn status(
+        &self,
+        input: &DeliveryInput<'_>,
+        params: &Params,
+        http: &Http<'_>,
+    ) -> Result<String, Verdict> {
+        let ev = input.event;
+        if ev.kind != "PipelineRun" {
+            return Ok("not a PipelineRun: no status".into());
+        }
+        let repo = repository(ev)?;
+        let sha = segment(
+            ev.scm
+                .sha
+                .as_deref()
+                .ok_or_else(|| Verdict::permanent("the event names no commit"))?,
+        )?;
+        let name = context(params, ev);
+        let key = status_key(&name);
+        let url = status_url(ev).ok_or_else(|| {
+            Verdict::permanent(
+                "a Bitbucket build status needs a link: set the RelayConfig dashboardURL \
+                 or give the run a repository URL",
+            )
+        })?;
+        let state = state::build_status(ev.state);
+        let description = escape::one_line(
+            ev.reason.as_deref().unwrap_or(ev.state.as_str()),
+            DESCRIPTION_MAX,
+        );
+        let posted = format!("{state}\u{1f}{description}");
+        let Some(last) =
+            LastPosted::unless_same(input.store, format!("bb-status{repo}/{sha}/{key}"), &posted)
+                .await
+        else {
+            return Ok(format!("status {name} already {state}"));
+        };
+        let body = json!({
+            "key": key, "state": state, "name": name, "url": url, "description": description,
+        });
+        self.call(
+            http,
+            Method::POST,
+            &format!("{repo}/commit/{sha}/statuses/build"),
+            Some(body),
+        )
+        .await?;
+        last.record(&posted, MEMORY).await;
+        Ok(format!("status {name} {state}"))
+    }
+
+    async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let ev = input.event;
+        let repo = repository(ev)?;
+        let Some(pr) = ev.scm.pull_request else {
+            return Ok("not a pull request: no comment".into());
+        };
+        let Some(summary) = input.summary else {
+            return Ok("not part of a PipelineRun: no comment".into());
+        };
+        // Bitbucket shows HTML comments as text; an empty link reference
+        // definition renders as nothing.
+        let marker = format!(
+            "[//]: # (tekton-relay:{}:{})",
+            input.notification, summary.uid
+        );
+        let text = relay_core::summary::render(summary, input.template)
+            .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
+        let body = json!({"content": {"raw": format!("{marker}\n\n{text}")}});
+        let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
+        let key = format!(
+            "bb-comment{repo}/{pr}/{}/{}",
+            input.notification, summary.uid
+        );
+        let comments = format!("{repo}/pullrequests/{pr}/comments");
+        let (comments, body, marker) = (&comments, &body, &marker);
+        let owner = uuid::Uuid::new_v4().to_string();
+        let result = ids
+            .create_or_update(
+                &key,
+                &owner,
+                || async {
+                    // A comment from before the store knew it is adopted.
+                    if let Some(id) = self.find_comment(comments, marker, http).await? {
+                        self.call(
+                            http,
+                            Method::PUT,
+                            &format!("{comments}/{id}"),
+                            Some(body.clone()),
+                        )
+                        .await?;
+                        return Ok(id);
+                    }
+                    let r = self
+                        .call(http, Method::POST, comments, Some(body.clone()))
+                        .await?;
+                    json_id(&r.json::<Value>()?)
+                },
+                |id| async move {
+                    self.call(
+                        http,
+                        Method::PUT,
+                        &format!("{comments}/{id}"),
+                        Some(body.clone()),
+                    )
+                    .await
+                    .map(|_| ())
+                },
+            )
+            .await
+            .map_err(store_unavailable)?;
+        result.into_result("comment")
+    }
+
+    /// Every page of the pull request's comments (until there is no
+    /// `next`), for one whose `content.raw` starts with `marker`.
+    async fn find_comment(
+        &self,
+        comments: &str,
+        marker: &str,
+        http: &Http<'_>,
+    ) -> Result<Option<String>, Verdict> {
+        for page in 1..=MAX_PAGES {
+            let path = format!("{comments}?pagelen={COMMENT_PAGE}&page={page}");
+            let list: Value = self.call(http, Method::GET, &path, None).await?.json()?;
+            if let Some(found) = marked(&list, marker) {
+                return json_id(found).map(Some);
+            }
+            if !list["next"].is_string() {
+                break;
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn context(params: &Params, ev: &RunEvent) -> String {
+    params
+        .context
+        .clone()
+        .unwrap_or_else(|| format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)))
+}
+
+#[async_trait]
+impl Provider for Bitbucket {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn uses_summary(&self) -> bool {
+        true
+    }
+
+    fn check_notification(
+        &self,
+        action: Option<&str>,
+        params: &Map<String, Value>,
+    ) -> Result<(), Vec<(String, String)>> {
+        let mut errs = Vec::new();
+        if let Err(e) = Action::parse(action) {
+            errs.push(("action".into(), e));
+        }
+        match relay_core::config::parse_at::<Params>(Value::Object(params.clone()), "params") {
+            Err(e) => errs.push(e),
+            Ok(p) if p.context.as_deref().is_some_and(|c| c.trim().is_empty()) => {
+                errs.push(("params.context".into(), "must not be empty".into()))
+            }
+            Ok(_) => {}
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let params: Params =
+            relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
+                .map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))?;
+        match Action::parse(input.action).map_err(Verdict::permanent)? {
+            Action::Status => self.status(input, &params, http).await,
+            Action::Comment => self.comment(input, http).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(settings: Value) -> ProviderDoc {
+        ProviderDoc {
+            name: "bb".into(),
+            provider_type: TYPE.into(),
+            settings,
+        }
+    }
+
+    fn errors(settings: Value) -> Vec<(String, String)> {
+        match BitbucketFactory.build(&doc(settings)) {
+            Ok(_) => Vec::new(),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn exactly_one_credential_is_accepted() {
+        let both =
+            errors(json!({"username": "ci", "appPasswordFile": "/s/pw", "tokenFile": "/s/token"}));
+        assert_eq!(both.len(), 1, "{both:?}");
+        assert_eq!(both[0].0, "tokenFile");
+        assert!(both[0].1.contains("not both"), "{both:?}");
+        let none = errors(json!({"baseURL": "https://api.bitbucket.org/2.0"}));
+        assert_eq!(none[0].0, "");
+        assert!(none[0].1.contains("no credentials"), "{none:?}");
+        assert_eq!(errors(json!({"username": "ci"}))[0].0, "appPasswordFile");
+        assert_eq!(errors(json!({"appPasswordFile": "/s/pw"}))[0].0, "username");
+        assert_eq!(
+            errors(json!({"username": "ci", "tokenFile": "/s/token"}))[0].0,
+            "username"
+        );
+        assert!(errors(json!({"tokenFile": "/s/token"})).is_empty());
+        let oauth2 = json!({"tokenURL": "https://bitbucket.org/site/oauth2/access_token", "clientId": "k", "clientSecretFile": "/s/c"});
+        assert!(errors(json!({"oauth2": oauth2})).is_empty());
+        assert_eq!(
+            errors(json!({"oauth2": oauth2, "tokenFile": "/s/token"}))[0].0,
+            "oauth2"
+        );
+        assert!(errors(json!({"username": "ci", "appPasswordFile": "/s/pw"})).is_empty());
+        assert!(
+            errors(json!({"tokenFile": "/t", "token": "x"}))[0]
+                .1
+                .contains("unknown field")
+        );
+    }
+
+    #[test]
+    fn long_contexts_get_a_stable_short_key() {
+        assert_eq!(status_key("tekton/build-and-test"), "tekton/build-and-test");
+        let long = "tekton/a-very-long-pipeline-name-that-goes-on-and-on";
+        let key = status_key(long);
+        assert_eq!(key.chars().count(), KEY_MAX);
+        assert!(key.starts_with("tekton/a-very-long-pipeline-"), "{key}");
+        assert_eq!(key, status_key(long));
+        assert_ne!(key, status_key(&format!("{long}-2")));
+        let exact = "x".repeat(KEY_MAX);
+        assert_eq!(status_key(&exact), exact);
+    }
+
+    #[test]
+    fn status_links_fall_back_to_the_repository() {
+        let mut ev = relay_core::sample::run_event();
+        ev.url = Some("https://tekton.example.com/#/pipelineruns/<b>x</b>*y*".into());
+        let u = status_url(&ev).unwrap();
+        assert!(!u.contains('<') && !u.contains('*'), "{u}");
+        ev.url = None;
+        ev.scm.url = Some("https://x-token-auth:SECRET@bitbucket.org/acme/widgets.git".into());
+        assert_eq!(
+            status_url(&ev).as_deref(),
+            Some("https://bitbucket.org/acme/widgets")
+        );
+        ev.scm.url = Some("git@bitbucket.org:acme/widgets.git".into());
+        assert_eq!(
+            status_url(&ev).as_deref(),
+            Some("https://bitbucket.org/acme/widgets")
+        );
+        ev.scm.owner = None;
+        assert_eq!(status_url(&ev), None);
+    }
+
+    #[test]
+    fn repository_paths_are_single_segments() {
+        let mut ev = relay_core::sample::run_event();
+        assert_eq!(repository(&ev).unwrap(), "/repositories/acme/widgets");
+        ev.scm.owner = Some("..".into());
+        assert!(repository(&ev).is_err());
+        ev.scm.owner = Some("a/b c".into());
+        assert_eq!(repository(&ev).unwrap(), "/repositories/a%2Fb%20c/widgets");
+    }
+
+    #[test]
+    fn notification_actions_and_params_are_checked() {
+        let b = Bitbucket {
+            base: DEFAULT_BASE.into(),
+            credential: Credential::Token(SecretFile("/nonexistent".into())),
+        };
+        let mut params = Map::new();
+        params.insert("contxt".into(), "x".into());
+        let errs = b.check_notification(Some("note"), &params).unwrap_err();
+        assert_eq!(errs[0].0, "action");
+        assert!(errs[1].1.contains("unknown field `contxt`"), "{errs:?}");
+        let mut params = Map::new();
+        params.insert("context".into(), " ".into());
+        assert_eq!(
+            b.check_notification(None, &params).unwrap_err()[0].0,
+            "params.context"
+        );
+        assert!(b.check_notification(Some("comment"), &Map::new()).is_ok());
+    }
+
+    #[test]
+    fn the_marked_comment_is_found_by_its_raw_text() {
+        let marker = "[//]: # (tekton-relay:n:u)";
+        let page = json!({"values": [
+            {"id": 1, "content": {"raw": "lgtm"}},
+            {"id": 2, "deleted": true, "content": {"raw": format!("{marker}\n\nold")}},
+            {"id": 3, "content": {"raw": format!("{marker}\n\nnew")}},
+        ]});
+        assert_eq!(marked(&page, marker).unwrap()["id"], 3);
+        assert!(marked(&json!({"values": []}), marker).is_none());
     }
 }

@@ -1,11 +1,56 @@
-//! The `bitbucketserver` provider (being written).
+//! The `bitbucketserver` provider (Bitbucket Server / Data Center): commit
+//! build statuses through the build-status REST API every version has.
+
+pub mod state;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
+use http::{HeaderValue, Method};
+use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
-use relay_core::provider::{Provider, ProviderFactory};
+use relay_core::escape;
+use relay_core::message::LastPosted;
+use relay_core::provider::{
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
+    parse_settings,
+};
+use relay_core::secret::SecretFile;
+use relay_core::transport::Http;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
 
 pub const TYPE: &str = "bitbucketserver";
+const DESCRIPTION_MAX: usize = 255;
+/// The build-status key column's width.
+const KEY_MAX: usize = 255;
+const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BitbucketServerSettings {
+    /// The server's base URL, e.g. `https://bitbucket.example.com` (with its
+    /// context path, if any).
+    #[serde(rename = "baseURL")]
+    pub base_url: url::Url,
+    /// An HTTP access token (project, repository or personal) with
+    /// Repository read.
+    pub token_file: SecretFile,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Params {
+    /// Build status name (default `tekton/<pipeline>`); the key too.
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+pub struct BitbucketServer {
+    base: String,
+    token: SecretFile,
+}
 
 pub struct BitbucketServerFactory;
 
@@ -14,10 +59,241 @@ impl ProviderFactory for BitbucketServerFactory {
         TYPE
     }
 
-    fn build(&self, _doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
-        Err(vec![(
-            String::new(),
-            "the bitbucketserver provider is not written yet".into(),
-        )])
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+        let s: BitbucketServerSettings = parse_settings(doc)?;
+        if !matches!(s.base_url.scheme(), "https" | "http") {
+            return Err(vec![("baseURL".into(), "must be an http(s) URL".into())]);
+        }
+        Ok(Arc::new(BitbucketServer {
+            base: s.base_url.as_str().trim_end_matches('/').to_string(),
+            token: s.token_file,
+        }))
+    }
+}
+
+/// A build status key within the server's limit: the context itself, or a
+/// prefix of it and a hash of the whole (stable, so updates hit one status).
+pub fn status_key(context: &str) -> String {
+    escape::bounded_key(context, KEY_MAX)
+}
+
+/// One path segment, percent-encoded; `.` and `..` would climb the path.
+fn segment(s: &str) -> Result<String, Verdict> {
+    escape::path_segment(s).ok_or_else(|| Verdict::permanent(format!("{s:?} is no path segment")))
+}
+
+impl BitbucketServer {
+    /// Where a build status links to (Bitbucket requires one): the run in
+    /// the dashboard, else the repository's page on this server, else the
+    /// clone URL's.
+    pub fn status_url(&self, ev: &RunEvent) -> Option<String> {
+        let on_server = match (&ev.scm.owner, &ev.scm.name) {
+            // Clone URLs read `/scm/PROJECT/repo.git`.
+            (Some(owner), Some(repo)) => {
+                let project = owner.strip_prefix("scm/").unwrap_or(owner);
+                (!project.contains('/'))
+                    .then(|| format!("{}/projects/{project}/repos/{repo}", self.base))
+            }
+            _ => None,
+        };
+        ev.url
+            .as_deref()
+            .and_then(escape::link)
+            .or_else(|| on_server.as_deref().and_then(escape::link))
+            .or_else(|| ev.scm.url.as_deref().and_then(escape::repository_page))
+    }
+
+    async fn status(
+        &self,
+        input: &DeliveryInput<'_>,
+        params: &Params,
+        http: &Http<'_>,
+    ) -> Result<String, Verdict> {
+        let ev = input.event;
+        if ev.kind != "PipelineRun" {
+            return Ok("not a PipelineRun: no status".into());
+        }
+        let sha = segment(
+            ev.scm
+                .sha
+                .as_deref()
+                .ok_or_else(|| Verdict::permanent("the event names no commit"))?,
+        )?;
+        let name = params
+            .context
+            .clone()
+            .unwrap_or_else(|| format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)));
+        let key = status_key(&name);
+        let url = self.status_url(ev).ok_or_else(|| {
+            Verdict::permanent(
+                "a Bitbucket build status needs a link: set the RelayConfig dashboardURL \
+                 or give the run a repository URL",
+            )
+        })?;
+        let state = state::build_status(ev.state);
+        let description = escape::one_line(
+            &state::description(ev.state, ev.reason.as_deref()),
+            DESCRIPTION_MAX,
+        );
+        let posted = format!("{state}\u{1f}{description}");
+        let Some(last) =
+            LastPosted::unless_same(input.store, format!("bbs-status/{sha}/{key}"), &posted).await
+        else {
+            return Ok(format!("status {name} already {state}"));
+        };
+        let body = json!({
+            "state": state, "key": key, "name": name, "url": url, "description": description,
+        });
+        let url = url::Url::parse(&format!(
+            "{}/rest/build-status/1.0/commits/{sha}",
+            self.base
+        ))
+        .map_err(|e| Verdict::permanent(e.to_string()))?;
+        let mut req = OutboundRequest::post_json(url, body.to_string());
+        req.method = Method::POST;
+        let token = self
+            .token
+            .read()
+            .await
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
+        req.sensitive_header(
+            http::header::AUTHORIZATION,
+            &format!("Bearer {}", token.expose()),
+        )
+        .map_err(|e| Verdict::permanent(e.to_string()))?;
+        req.headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        // 204 No Content on success: nothing to read.
+        http.send(&Outbound::Http(req)).await?;
+        last.record(&posted, MEMORY).await;
+        Ok(format!("status {name} {state}"))
+    }
+}
+
+#[async_trait]
+impl Provider for BitbucketServer {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn check_notification(
+        &self,
+        action: Option<&str>,
+        params: &Map<String, Value>,
+    ) -> Result<(), Vec<(String, String)>> {
+        let mut errs = Vec::new();
+        if let Some(a) = action.filter(|a| *a != "status") {
+            errs.push((
+                "action".into(),
+                format!("unknown action {a:?}, expected status"),
+            ));
+        }
+        match relay_core::config::parse_at::<Params>(Value::Object(params.clone()), "params") {
+            Err(e) => errs.push(e),
+            Ok(p) if p.context.as_deref().is_some_and(|c| c.trim().is_empty()) => {
+                errs.push(("params.context".into(), "must not be empty".into()))
+            }
+            Ok(_) => {}
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let params: Params =
+            relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
+                .map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))?;
+        self.status(input, &params, http).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> BitbucketServer {
+        BitbucketServer {
+            base: "https://bitbucket.example.com/bb".into(),
+            token: SecretFile("/nonexistent".into()),
+        }
+    }
+
+    fn errors(settings: Value) -> Vec<(String, String)> {
+        let doc = ProviderDoc {
+            name: "bbs".into(),
+            provider_type: TYPE.into(),
+            settings,
+        };
+        match BitbucketServerFactory.build(&doc) {
+            Ok(_) => Vec::new(),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(
+            errors(json!({"baseURL": "https://bitbucket.example.com", "tokenFile": "/t"}))
+                .is_empty()
+        );
+        let missing = errors(json!({"tokenFile": "/t"}));
+        assert!(missing[0].1.contains("baseURL"), "{missing:?}");
+        let extra = errors(json!({"baseURL": "https://b", "tokenFile": "/t", "username": "x"}));
+        assert!(extra[0].1.contains("unknown field"), "{extra:?}");
+        assert_eq!(
+            errors(json!({"baseURL": "ftp://b", "tokenFile": "/t"}))[0].0,
+            "baseURL"
+        );
+    }
+
+    #[test]
+    fn status_links_fall_back_to_the_repository() {
+        let s = server();
+        let mut ev = relay_core::sample::run_event();
+        ev.url = Some("https://tekton.example.com/#/pipelineruns/<b>x</b>*y*".into());
+        let u = s.status_url(&ev).unwrap();
+        assert!(!u.contains('<') && !u.contains('*'), "{u}");
+        ev.url = None;
+        ev.scm.owner = Some("scm/PROJ".into());
+        assert_eq!(
+            s.status_url(&ev).as_deref(),
+            Some("https://bitbucket.example.com/bb/projects/PROJ/repos/widgets")
+        );
+        ev.scm.owner = Some("a/b/c".into());
+        ev.scm.url = Some("https://user:SECRET@git.example.com/a/b/c/widgets.git".into());
+        assert_eq!(
+            s.status_url(&ev).as_deref(),
+            Some("https://git.example.com/a/b/c/widgets")
+        );
+        ev.scm.url = None;
+        assert_eq!(s.status_url(&ev), None);
+    }
+
+    #[test]
+    fn keys_and_notifications() {
+        assert_eq!(status_key("tekton/ci"), "tekton/ci");
+        let long = "x".repeat(300);
+        assert_eq!(status_key(&long).chars().count(), KEY_MAX);
+        assert_eq!(status_key(&long), status_key(&long));
+        let s = server();
+        assert_eq!(
+            s.check_notification(Some("comment"), &Map::new())
+                .unwrap_err()[0]
+                .0,
+            "action"
+        );
+        let mut params = Map::new();
+        params.insert("perTask".into(), true.into());
+        assert!(
+            s.check_notification(None, &params).unwrap_err()[0]
+                .1
+                .contains("unknown field")
+        );
+        assert!(s.check_notification(Some("status"), &Map::new()).is_ok());
     }
 }

@@ -1,0 +1,231 @@
+//! The Bitbucket Server function against a mock Bitbucket Data Center (a
+//! real HTTP server answering 204 like the real one): build statuses
+//! (method, path under a context path, auth, body; not re-posted), failed
+//! and cancelled runs, escaping of user-controlled names, and a 401
+//! dead-lettered without the secret.
+
+use std::path::Path;
+
+use relay_tests::expect::outgoing;
+use relay_tests::fixtures::{RequestFile, Scenario};
+use relay_tests::process::FunctionProcess;
+use relay_tests::receiver::{Receiver, Recorded};
+
+const BIN: &str = env!("CARGO_BIN_EXE_relay-bitbucketserver");
+const SUCCESS_SHA: &str = "0c5c7fd0a6a3a4506513270e269e0d37f2a74de4";
+const FAILURE_SHA: &str = "7a86f7a243c71b9abd87a86557b6fb7ebfeaa155";
+const CANCELLED_SHA: &str = "f21201e4eaa3556c35b7e44863087e5244c6b895";
+const TOKEN: &str = "bbs-http-access-token-test";
+
+struct Server {
+    _secrets: tempfile::TempDir,
+    f: FunctionProcess,
+    base: String,
+}
+
+impl Server {
+    async fn start(bbs: &Receiver, notifications: &str) -> Server {
+        let secrets = tempfile::tempdir().unwrap();
+        let token = secrets.path().join("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let config = format!(
+            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: bbs}}\nspec:\n  type: bitbucketserver\n  bitbucketserver: {{baseURL: \"{}\", tokenFile: {}}}\n{notifications}",
+            bbs.url("/bitbucket/"),
+            token.display()
+        );
+        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &config, &[]).await;
+        Server {
+            _secrets: secrets,
+            f,
+            base,
+        }
+    }
+
+    async fn send_scenario(&self, name: &str) {
+        let client = reqwest::Client::new();
+        let sc = Scenario::load(&relay_tests::fixtures::dir().join(name));
+        for req in outgoing(&sc) {
+            let (status, body) = req.send(&client, &format!("{}/", self.base)).await;
+            assert_eq!(status, 200, "{}: {body}", req.file_name());
+        }
+    }
+}
+
+fn notification(name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: bbs}}\n{spec}\n"
+    )
+}
+
+/// The build-status path, answered 204 No Content as Bitbucket does.
+fn statuses(bbs: &Receiver, sha: &str) -> String {
+    let path = format!("/bitbucket/rest/build-status/1.0/commits/{sha}");
+    bbs.always(&path, Some((204, None)));
+    path
+}
+
+fn field(rs: &[Recorded], name: &str) -> Vec<String> {
+    rs.iter()
+        .map(|r| r.json()[name].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_statuses_for_a_successful_run() {
+    let bbs = Receiver::start().await;
+    let path = statuses(&bbs, SUCCESS_SHA);
+    let f = Server::start(&bbs, &notification("status", "  action: status")).await;
+    f.send_scenario("tekton-pipelinerun-success").await;
+    let sent = bbs.requests_on(&path);
+    assert_eq!(bbs.requests().len(), sent.len(), "nothing else is called");
+    for r in &sent {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.status, 204);
+        assert_eq!(
+            r.headers["authorization"],
+            format!("Bearer {TOKEN}").as_str()
+        );
+        assert_eq!(r.headers["content-type"], "application/json");
+        let b = r.json();
+        assert_eq!(b["key"], "tekton/build-and-test");
+        assert_eq!(b["name"], "tekton/build-and-test");
+        assert_eq!(
+            b["url"],
+            "https://tekton.acme.dev/#/namespaces/ci/pipelineruns/build-and-test-vjcdr"
+        );
+    }
+    // Five PipelineRun events, three distinct statuses: not re-posted.
+    assert_eq!(
+        field(&sent, "state"),
+        ["INPROGRESS", "INPROGRESS", "SUCCESSFUL"]
+    );
+    assert_eq!(
+        field(&sent, "description"),
+        ["Started", "Running", "Succeeded"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_cancelled_runs_are_failed() {
+    let bbs = Receiver::start().await;
+    let failed = statuses(&bbs, FAILURE_SHA);
+    let cancelled = statuses(&bbs, CANCELLED_SHA);
+    let f = Server::start(&bbs, &notification("status", "  params: {context: ci}")).await;
+    f.send_scenario("tekton-pipelinerun-failure").await;
+    f.send_scenario("tekton-cancelled").await;
+
+    let failed = bbs.requests_on(&failed);
+    assert_eq!(
+        field(&failed, "state"),
+        ["INPROGRESS", "INPROGRESS", "FAILED"]
+    );
+    assert_eq!(field(&failed, "description")[2], "Failed");
+    let cancelled = bbs.requests_on(&cancelled);
+    assert_eq!(
+        field(&cancelled, "state"),
+        ["INPROGRESS", "INPROGRESS", "FAILED"]
+    );
+    assert_eq!(field(&cancelled, "description")[2], "Cancelled");
+    for r in failed.iter().chain(&cancelled) {
+        assert_eq!(
+            (r.json()["key"].as_str(), r.json()["name"].as_str()),
+            (Some("ci"), Some("ci"))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_controlled_names_cannot_inject_markup() {
+    let bbs = Receiver::start().await;
+    let path = statuses(&bbs, "280f005d84949aabf044c0326655b9f00aadacf0");
+    let f = Server::start(&bbs, &notification("status", "  action: status")).await;
+    let file = RequestFile::load(
+        &relay_tests::fixtures::dir().join("bad-input/008-markup-injection.json"),
+    );
+    let (status, body) =
+        relay_tests::process::send(&reqwest::Client::new(), &format!("{}/", f.base), &file).await;
+    assert_eq!(status, 200, "{body}");
+    let sent = bbs.requests_on(&path);
+    assert_eq!(field(&sent, "state"), ["FAILED"]);
+    let text = String::from_utf8_lossy(&sent[0].body).to_string();
+    assert!(text.contains("pipelineruns/%3Cscript%3E"), "{text}");
+    for bad in [
+        "<script>",
+        "*bold*",
+        "@channel",
+        "<!here>",
+        "](https://evil",
+    ] {
+        assert!(!text.contains(bad), "{bad} in {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorized_is_dead_lettered_without_the_secret() {
+    let bbs = Receiver::start().await;
+    let path = format!("/bitbucket/rest/build-status/1.0/commits/{SUCCESS_SHA}");
+    bbs.always(&path, Some((401, None)));
+    let f = Server::start(&bbs, &notification("status", "  action: status")).await;
+    let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
+    let (status, body) = outgoing(&sc)[0]
+        .send(&reqwest::Client::new(), &format!("{}/", f.base))
+        .await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("dead_lettered")),
+        "{body}"
+    );
+    let sent = bbs.requests_on(&path);
+    assert_eq!(sent.len(), 1, "a 401 is not retried");
+    assert_eq!(
+        sent[0].headers["authorization"],
+        format!("Bearer {TOKEN}").as_str()
+    );
+    let dead = std::fs::read_to_string(f.f.dir.path().join("dl.jsonl")).unwrap();
+    assert!(dead.contains("401"), "{dead}");
+    for (what, text) in [
+        ("dead letter", dead),
+        ("stderr", f.f.stderr()),
+        ("answer", body.to_string()),
+    ] {
+        assert!(
+            !text.contains(TOKEN),
+            "the token leaked into the {what}: {text}"
+        );
+    }
+}
+
+/// What `relay validate` says of a config, with this provider registered.
+fn validate(text: &str) -> Result<(), String> {
+    use relay_core::config::RelayConfig;
+    use relay_core::engine::Plan;
+    use relay_core::provider::Registry;
+    let registry = Registry::new()
+        .with(relay_bitbucketserver::BitbucketServerFactory)
+        .serving_only(relay_bitbucketserver::TYPE);
+    RelayConfig::parse(text)
+        .and_then(|cfg| Plan::compile(&cfg, &registry).map(|_| ()))
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_example_validates_and_a_missing_base_url_does_not() {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bitbucketserver.yaml"),
+    )
+    .unwrap();
+    validate(&example).unwrap();
+    let err =
+        validate(&example.replace("    baseURL: https://bitbucket.example.com\n", "")).unwrap_err();
+    assert!(
+        err.starts_with("Provider/bitbucket-dc: spec.bitbucketserver: missing field `baseURL`"),
+        "{err}"
+    );
+    let err = validate(&example.replace("  params:", "  action: comment\n  params:")).unwrap_err();
+    assert!(
+        err.contains(
+            "Notification/build-status: spec.action: unknown action \"comment\", expected status"
+        ),
+        "{err}"
+    );
+}
