@@ -172,3 +172,62 @@ impl<'a> LastPosted<'a> {
             .await;
     }
 }
+
+/// How long a message id or a posted status is remembered.
+pub const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
+/// How long one replica may take to create a message before another may.
+const CREATE_LEASE: Duration = Duration::from_secs(30);
+
+/// A pull/merge request message holding a run's summary (a PR comment, an
+/// MR note, a review thread), as one git host finds, creates and updates it.
+#[async_trait::async_trait]
+pub trait SummaryMessages: Sync {
+    /// An existing message whose text starts with `marker`: one posted
+    /// before the store knew it (a lost store, say) is adopted, not duplicated.
+    async fn find(&self, marker: &str) -> Result<Option<String>, crate::provider::Verdict>;
+    /// Posts `text`; the new message's id.
+    async fn create(&self, text: &str) -> Result<String, crate::provider::Verdict>;
+    async fn update(&self, id: &str, text: &str) -> Result<(), crate::provider::Verdict>;
+}
+
+/// Keeps one message per `key` holding `text` (which starts with `marker`):
+/// created once — by exactly one replica, the store's message-id record
+/// decides — then updated in place.
+pub async fn upsert_summary(
+    store: &SharedStore,
+    key: &str,
+    marker: &str,
+    text: &str,
+    messages: &dyn SummaryMessages,
+) -> Result<MessageAction<crate::provider::Verdict>, crate::provider::Verdict> {
+    let ids = MessageIds::new(store.clone(), MEMORY, CREATE_LEASE);
+    let owner = uuid::Uuid::new_v4().to_string();
+    ids.create_or_update(
+        key,
+        &owner,
+        || async {
+            if let Some(id) = messages.find(marker).await? {
+                messages.update(&id, text).await?;
+                return Ok(id);
+            }
+            messages.create(text).await
+        },
+        |id| async move { messages.update(&id, text).await },
+    )
+    .await
+    .map_err(store_unavailable)
+}
+
+/// The summary text of the run an event belongs to, after a hidden
+/// `marker` line; `None` when the event belongs to no PipelineRun.
+pub fn summary_text(
+    input: &crate::provider::DeliveryInput<'_>,
+    marker: &str,
+) -> Result<Option<String>, crate::provider::Verdict> {
+    let Some(summary) = input.summary else {
+        return Ok(None);
+    };
+    let text = crate::summary::render(summary, input.template)
+        .map_err(|e| crate::provider::Verdict::permanent(format!("template: {e}")))?;
+    Ok(Some(format!("{marker}\n{text}")))
+}

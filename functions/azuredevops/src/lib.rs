@@ -17,7 +17,6 @@
 pub mod repo;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -26,7 +25,9 @@ use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
-use relay_core::message::{LastPosted, MessageAction, MessageIds, store_unavailable};
+use relay_core::message::{
+    LastPosted, MEMORY, MessageAction, SummaryMessages, summary_text, upsert_summary,
+};
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
     default_classify, parse_settings,
@@ -42,7 +43,6 @@ pub const TYPE: &str = "azuredevops";
 const DEFAULT_BASE: &str = "https://dev.azure.com";
 const API_VERSION: &str = "7.1";
 const DESCRIPTION_MAX: usize = 255;
-const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -264,63 +264,23 @@ impl AzureDevops {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
         let marker = format!("<!-- tekton-relay:{}:{uid} -->", input.notification);
-        let text = relay_core::summary::render(summary, input.template)
-            .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
-        let content = format!("{marker}\n{text}");
+        let text = summary_text(input, &marker)?.unwrap_or_default();
         let pr = pr.to_string();
-        let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
         let key = format!(
             "ado-thread/{}/{}/{}/{pr}/{}/{uid}",
             r.organization, r.project, r.repository, input.notification
         );
-        let (r, pr, content, marker) = (&r, pr.as_str(), content.as_str(), marker.as_str());
-        let update = |record: String| async move {
-            let (thread, comment) = thread_ids(&record)?;
-            let (thread, comment) = (thread.to_string(), comment.to_string());
-            let url = self.url(
-                r,
-                &["pullRequests", pr, "threads", &thread, "comments", &comment],
-            );
-            self.call(http, Method::PATCH, url, Some(json!({"content": content})))
-                .await
-                .map(|_| ())
+        let threads = Threads {
+            ado: self,
+            http,
+            repo: &r,
+            pr: &pr,
         };
-        let owner = uuid::Uuid::new_v4().to_string();
-        let action = ids
-            .create_or_update(
-                &key,
-                &owner,
-                || async {
-                    // A thread from before the store knew it (a lost store,
-                    // say) is adopted, not duplicated.
-                    if let Some(record) = self.find_thread(r, pr, marker, http).await? {
-                        update(record.clone()).await?;
-                        return Ok(record);
-                    }
-                    let body = json!({
-                        "comments": [{"parentCommentId": 0, "content": content, "commentType": 1}],
-                        "status": "active",
-                    });
-                    let url = self.url(r, &["pullRequests", pr, "threads"]);
-                    let t: Value = self
-                        .call(http, Method::POST, url, Some(body))
-                        .await?
-                        .json()?;
-                    match (t["id"].as_u64(), t["comments"][0]["id"].as_u64()) {
-                        (Some(thread), Some(comment)) => Ok(format!("{thread}/{comment}")),
-                        _ => Err(Verdict::permanent(
-                            "Azure DevOps answered without a thread and comment id",
-                        )),
-                    }
-                },
-                update,
-            )
-            .await
-            .map_err(store_unavailable)?;
+        let action = upsert_summary(input.store, &key, &marker, &text, &threads).await?;
         if let MessageAction::Created(record) | MessageAction::Updated(record) = &action {
             let done = summary.run.as_ref().map(|e| e.state);
             if done == Some(RunState::Succeeded) {
-                self.close(input, r, pr, &key, record, http).await?;
+                self.close(input, &r, &pr, &key, record, http).await?;
             }
         }
         action.into_result("thread")
@@ -348,18 +308,29 @@ impl AzureDevops {
         last.record("closed", MEMORY).await;
         Ok(())
     }
+}
 
-    /// The pull request's thread whose first comment starts with `marker`,
-    /// as `"{threadId}/{commentId}"`. Threads come in one answer, unpaged.
-    async fn find_thread(
-        &self,
-        r: &AdoRepo,
-        pr: &str,
-        marker: &str,
-        http: &Http<'_>,
-    ) -> Result<Option<String>, Verdict> {
-        let url = self.url(r, &["pullRequests", pr, "threads"]);
-        let list: Value = self.call(http, Method::GET, url, None).await?.json()?;
+/// A pull request's comment threads; a message id is `"{threadId}/{commentId}"`.
+struct Threads<'a, 'h> {
+    ado: &'a AzureDevops,
+    http: &'a Http<'h>,
+    repo: &'a AdoRepo,
+    pr: &'a str,
+}
+
+#[async_trait]
+impl SummaryMessages for Threads<'_, '_> {
+    /// The thread whose first comment starts with `marker`. Threads come in
+    /// one answer, unpaged.
+    async fn find(&self, marker: &str) -> Result<Option<String>, Verdict> {
+        let url = self
+            .ado
+            .url(self.repo, &["pullRequests", self.pr, "threads"]);
+        let list: Value = self
+            .ado
+            .call(self.http, Method::GET, url, None)
+            .await?
+            .json()?;
         let found = list["value"]
             .as_array()
             .into_iter()
@@ -379,6 +350,52 @@ impl AzureDevops {
                 "Azure DevOps listed a marked thread without ids",
             )),
         }
+    }
+
+    async fn create(&self, text: &str) -> Result<String, Verdict> {
+        let body = json!({
+            "comments": [{"parentCommentId": 0, "content": text, "commentType": 1}],
+            "status": "active",
+        });
+        let url = self
+            .ado
+            .url(self.repo, &["pullRequests", self.pr, "threads"]);
+        let t: Value = self
+            .ado
+            .call(self.http, Method::POST, url, Some(body))
+            .await?
+            .json()?;
+        match (t["id"].as_u64(), t["comments"][0]["id"].as_u64()) {
+            (Some(thread), Some(comment)) => Ok(format!("{thread}/{comment}")),
+            _ => Err(Verdict::permanent(
+                "Azure DevOps answered without a thread and comment id",
+            )),
+        }
+    }
+
+    async fn update(&self, record: &str, text: &str) -> Result<(), Verdict> {
+        let (thread, comment) = thread_ids(record)?;
+        let (thread, comment) = (thread.to_string(), comment.to_string());
+        let url = self.ado.url(
+            self.repo,
+            &[
+                "pullRequests",
+                self.pr,
+                "threads",
+                &thread,
+                "comments",
+                &comment,
+            ],
+        );
+        self.ado
+            .call(
+                self.http,
+                Method::PATCH,
+                url,
+                Some(json!({"content": text})),
+            )
+            .await
+            .map(|_| ())
     }
 }
 

@@ -5,14 +5,13 @@ pub mod auth;
 pub mod state;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderValue, Method};
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
-use relay_core::message::{LastPosted, MessageIds, store_unavailable};
+use relay_core::message::{LastPosted, MEMORY, SummaryMessages, summary_text, upsert_summary};
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
     json_id, parse_settings,
@@ -31,7 +30,6 @@ const DESCRIPTION_MAX: usize = 255;
 const KEY_MAX: usize = 40;
 const COMMENT_PAGE: usize = 100;
 const MAX_PAGES: usize = 100;
-const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -231,74 +229,44 @@ impl Bitbucket {
         let Some(pr) = ev.scm.pull_request else {
             return Ok("not a pull request: no comment".into());
         };
-        let Some(summary) = input.summary else {
+        let Some(run) = input.summary.map(|s| &s.uid) else {
             return Ok("not part of a PipelineRun: no comment".into());
         };
         // Bitbucket shows HTML comments as text; an empty link reference
-        // definition renders as nothing.
-        let marker = format!(
-            "[//]: # (tekton-relay:{}:{})",
-            input.notification, summary.uid
-        );
-        let text = relay_core::summary::render(summary, input.template)
-            .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
-        let body = json!({"content": {"raw": format!("{marker}\n\n{text}")}});
-        let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
-        let key = format!(
-            "bb-comment{repo}/{pr}/{}/{}",
-            input.notification, summary.uid
-        );
-        let comments = format!("{repo}/pullrequests/{pr}/comments");
-        let (comments, body, marker) = (&comments, &body, &marker);
-        let owner = uuid::Uuid::new_v4().to_string();
-        let result = ids
-            .create_or_update(
-                &key,
-                &owner,
-                || async {
-                    // A comment from before the store knew it is adopted.
-                    if let Some(id) = self.find_comment(comments, marker, http).await? {
-                        self.call(
-                            http,
-                            Method::PUT,
-                            &format!("{comments}/{id}"),
-                            Some(body.clone()),
-                        )
-                        .await?;
-                        return Ok(id);
-                    }
-                    let r = self
-                        .call(http, Method::POST, comments, Some(body.clone()))
-                        .await?;
-                    json_id(&r.json::<Value>()?)
-                },
-                |id| async move {
-                    self.call(
-                        http,
-                        Method::PUT,
-                        &format!("{comments}/{id}"),
-                        Some(body.clone()),
-                    )
-                    .await
-                    .map(|_| ())
-                },
-            )
-            .await
-            .map_err(store_unavailable)?;
-        result.into_result("comment")
+        // definition (and the blank line after it) renders as nothing.
+        let marker = format!("[//]: # (tekton-relay:{}:{run})\n", input.notification);
+        let text = summary_text(input, &marker)?.unwrap_or_default();
+        let key = format!("bb-comment{repo}/{pr}/{}/{run}", input.notification);
+        let comments = Comments {
+            bitbucket: self,
+            http,
+            path: format!("{repo}/pullrequests/{pr}/comments"),
+        };
+        upsert_summary(input.store, &key, &marker, &text, &comments)
+            .await?
+            .into_result("comment")
     }
+}
 
+/// A pull request's comments.
+struct Comments<'a, 'h> {
+    bitbucket: &'a Bitbucket,
+    http: &'a Http<'h>,
+    path: String,
+}
+
+#[async_trait]
+impl SummaryMessages for Comments<'_, '_> {
     /// Every page of the pull request's comments (until there is no
     /// `next`), for one whose `content.raw` starts with `marker`.
-    async fn find_comment(
-        &self,
-        comments: &str,
-        marker: &str,
-        http: &Http<'_>,
-    ) -> Result<Option<String>, Verdict> {
+    async fn find(&self, marker: &str) -> Result<Option<String>, Verdict> {
         for page in 1..=MAX_PAGES {
-            let path = format!("{comments}?pagelen={COMMENT_PAGE}&page={page}");
-            let list: Value = self.call(http, Method::GET, &path, None).await?.json()?;
+            let path = format!("{}?pagelen={COMMENT_PAGE}&page={page}", self.path);
+            let list: Value = self
+                .bitbucket
+                .call(self.http, Method::GET, &path, None)
+                .await?
+                .json()?;
             if let Some(found) = marked(&list, marker) {
                 return json_id(found).map(Some);
             }
@@ -307,6 +275,28 @@ impl Bitbucket {
             }
         }
         Ok(None)
+    }
+
+    async fn create(&self, text: &str) -> Result<String, Verdict> {
+        let body = json!({"content": {"raw": text}});
+        let r = self
+            .bitbucket
+            .call(self.http, Method::POST, &self.path, Some(body))
+            .await?;
+        json_id(&r.json::<Value>()?)
+    }
+
+    async fn update(&self, id: &str, text: &str) -> Result<(), Verdict> {
+        let body = json!({"content": {"raw": text}});
+        self.bitbucket
+            .call(
+                self.http,
+                Method::PUT,
+                &format!("{}/{id}", self.path),
+                Some(body),
+            )
+            .await
+            .map(|_| ())
     }
 }
 

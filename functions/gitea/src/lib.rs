@@ -6,14 +6,13 @@ pub mod state;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderValue, Method};
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
-use relay_core::message::{LastPosted, MessageIds, store_unavailable};
+use relay_core::message::{LastPosted, MEMORY, SummaryMessages, summary_text, upsert_summary};
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
     json_id, parse_settings,
@@ -29,8 +28,6 @@ const DESCRIPTION_MAX: usize = 255;
 /// Gitea's default `MAX_RESPONSE_ITEMS`.
 const COMMENT_PAGE: usize = 50;
 const MAX_PAGES: usize = 100;
-/// How long a posted status or a comment id is remembered.
-const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -219,64 +216,91 @@ impl Gitea {
         let Some(pr) = ev.scm.pull_request else {
             return Ok("not a pull request: no comment".into());
         };
-        let Some(summary) = input.summary else {
+        let Some(run) = input.summary.map(|s| &s.uid) else {
             return Ok("not part of a PipelineRun: no comment".into());
         };
-        let marker = format!(
-            "<!-- tekton-relay:{}:{} -->",
-            input.notification, summary.uid
-        );
-        let text = relay_core::summary::render(summary, input.template)
-            .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
-        let body = json!({"body": format!("{marker}\n{text}")});
-        let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
+        let marker = format!("<!-- tekton-relay:{}:{run} -->", input.notification);
+        let text = summary_text(input, &marker)?.unwrap_or_default();
         let key = format!(
-            "gitea-comment/{}/{owner}/{repo}/{pr}/{}/{}",
-            self.base, input.notification, summary.uid
+            "gitea-comment/{}/{owner}/{repo}/{pr}/{}/{run}",
+            self.base, input.notification
         );
-        let pr = pr.to_string();
-        let comments = ["repos", &owner, &repo, "issues", &pr, "comments"];
-        let (owner, repo, body, marker, comments) = (&owner, &repo, &body, &marker, &comments);
-        let update = |id: String| async move {
-            let url = self.url(&["repos", owner, repo, "issues", "comments", &id], None)?;
-            self.call(http, Method::PATCH, url, Some(body))
-                .await
-                .map(|_| ())
+        let comments = Comments {
+            gitea: self,
+            http,
+            owner,
+            repo,
+            pr: pr.to_string(),
         };
-        let owner_id = uuid::Uuid::new_v4().to_string();
-        let result = ids
-            .create_or_update(
-                &key,
-                &owner_id,
-                || async {
-                    // A comment from before the store knew it (a lost store,
-                    // say) is adopted, not duplicated.
-                    let found = find_marked_comment(marker, |page| async move {
-                        let query = format!("limit={COMMENT_PAGE}&page={page}");
-                        let r = self
-                            .call(http, Method::GET, self.url(comments, Some(&query))?, None)
-                            .await?;
-                        let total = r
-                            .headers
-                            .get("x-total-count")
-                            .and_then(|v| v.to_str().ok()?.parse().ok());
-                        Ok((r.json::<Vec<Value>>()?, total))
-                    })
-                    .await?;
-                    if let Some(id) = found.as_ref().map(json_id).transpose()? {
-                        update(id.clone()).await?;
-                        return Ok(id);
-                    }
-                    let r = self
-                        .call(http, Method::POST, self.url(comments, None)?, Some(body))
-                        .await?;
-                    json_id(&r.json::<Value>()?)
-                },
-                update,
+        upsert_summary(input.store, &key, &marker, &text, &comments)
+            .await?
+            .into_result("comment")
+    }
+}
+
+/// A pull request's comments (issue comments, in Gitea).
+struct Comments<'a, 'h> {
+    gitea: &'a Gitea,
+    http: &'a Http<'h>,
+    owner: String,
+    repo: String,
+    pr: String,
+}
+
+impl Comments<'_, '_> {
+    fn list(&self, query: Option<&str>) -> Result<url::Url, Verdict> {
+        let path = [
+            "repos",
+            &self.owner,
+            &self.repo,
+            "issues",
+            &self.pr,
+            "comments",
+        ];
+        self.gitea.url(&path, query)
+    }
+}
+
+#[async_trait]
+impl SummaryMessages for Comments<'_, '_> {
+    async fn find(&self, marker: &str) -> Result<Option<String>, Verdict> {
+        let found = find_marked_comment(marker, |page| async move {
+            let query = format!("limit={COMMENT_PAGE}&page={page}");
+            let r = self
+                .gitea
+                .call(self.http, Method::GET, self.list(Some(&query))?, None)
+                .await?;
+            let total = r
+                .headers
+                .get("x-total-count")
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            Ok((r.json::<Vec<Value>>()?, total))
+        })
+        .await?;
+        found.as_ref().map(json_id).transpose()
+    }
+
+    async fn create(&self, text: &str) -> Result<String, Verdict> {
+        let body = json!({"body": text});
+        let r = self
+            .gitea
+            .call(self.http, Method::POST, self.list(None)?, Some(&body))
+            .await?;
+        json_id(&r.json::<Value>()?)
+    }
+
+    async fn update(&self, id: &str, text: &str) -> Result<(), Verdict> {
+        let path = ["repos", &self.owner, &self.repo, "issues", "comments", id];
+        let body = json!({"body": text});
+        self.gitea
+            .call(
+                self.http,
+                Method::PATCH,
+                self.gitea.url(&path, None)?,
+                Some(&body),
             )
             .await
-            .map_err(store_unavailable)?;
-        result.into_result("comment")
+            .map(|_| ())
     }
 }
 

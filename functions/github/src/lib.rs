@@ -13,7 +13,9 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
-use relay_core::message::{LastPosted, MessageIds, find_marked, store_unavailable};
+use relay_core::message::{
+    LastPosted, MEMORY, SummaryMessages, find_marked, summary_text, upsert_summary,
+};
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
     default_classify, json_id, parse_settings, retry_after,
@@ -28,8 +30,6 @@ const DEFAULT_BASE: &str = "https://api.github.com";
 /// GitHub's limit on a commit status description.
 const DESCRIPTION_MAX: usize = 140;
 const COMMENT_PAGE: usize = 100;
-/// How long a posted status or message id is remembered.
-const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -271,50 +271,32 @@ impl Github {
             .and_then(|s| s.run.as_ref())
             .map_or(ev.state, |r| r.state);
         let (status, conclusion) = state::check_run(run_state);
+        // What an update sends; a create adds the commit. GitHub refuses a
+        // null `details_url`: a run without a dashboard URL sends none.
         let mut body = json!({
-            "name": name, "head_sha": sha, "status": status, "details_url": ev.url,
+            "name": name, "status": status,
             "output": {"title": format!("{name}: {run_state}"), "summary": text},
         });
+        if let Some(url) = &ev.url {
+            body["details_url"] = url.as_str().into();
+        }
         if let Some(c) = conclusion {
             body["conclusion"] = c.into();
         }
-        let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
+        let mut create = body.clone();
+        create["head_sha"] = sha.into();
         let key = format!("gh-check/{owner}/{repo}/{run_uid}/{name}");
-        let (owner, repo, body) = (&owner, &repo, &body);
-        let owner_id = uuid::Uuid::new_v4().to_string();
-        let result = ids
-            .create_or_update(
-                &key,
-                &owner_id,
-                || async {
-                    let r = self
-                        .call(
-                            http,
-                            owner,
-                            repo,
-                            Method::POST,
-                            "/check-runs",
-                            Some(body.clone()),
-                        )
-                        .await?;
-                    json_id(&r.json::<Value>()?)
-                },
-                |id| async move {
-                    self.call(
-                        http,
-                        owner,
-                        repo,
-                        Method::PATCH,
-                        &format!("/check-runs/{id}"),
-                        Some(body.clone()),
-                    )
-                    .await
-                    .map(|_| ())
-                },
-            )
-            .await
-            .map_err(store_unavailable)?;
-        result.into_result("check run")
+        let checks = CheckRuns {
+            github: self,
+            http,
+            owner: &owner,
+            repo: &repo,
+            create,
+            update: body,
+        };
+        upsert_summary(input.store, &key, "", "", &checks)
+            .await?
+            .into_result("check run")
     }
 
     async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
@@ -323,88 +305,25 @@ impl Github {
         let Some(pr) = ev.scm.pull_request else {
             return Ok("not a pull request: no comment".into());
         };
-        let Some(summary) = input.summary else {
+        let Some(run) = input.summary.map(|s| &s.uid) else {
             return Ok("not part of a PipelineRun: no comment".into());
         };
-        let marker = format!(
-            "<!-- tekton-relay:{}:{} -->",
-            input.notification, summary.uid
-        );
-        let text = relay_core::summary::render(summary, input.template)
-            .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
-        let body = json!({"body": format!("{marker}\n{text}")});
-        let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
+        let marker = format!("<!-- tekton-relay:{}:{run} -->", input.notification);
+        let text = summary_text(input, &marker)?.unwrap_or_default();
         let key = format!(
-            "gh-comment/{owner}/{repo}/{pr}/{}/{}",
-            input.notification, summary.uid
+            "gh-comment/{owner}/{repo}/{pr}/{}/{run}",
+            input.notification
         );
-        let (owner, repo, body, marker) = (&owner, &repo, &body, &marker);
-        let owner_id = uuid::Uuid::new_v4().to_string();
-        let result = ids
-            .create_or_update(
-                &key,
-                &owner_id,
-                || async {
-                    // A comment from before the store knew it (a lost store,
-                    // say) is adopted, not duplicated: search every page.
-                    if let Some(id) = self.find_comment(owner, repo, pr, marker, http).await? {
-                        self.call(
-                            http,
-                            owner,
-                            repo,
-                            Method::PATCH,
-                            &format!("/issues/comments/{id}"),
-                            Some(body.clone()),
-                        )
-                        .await?;
-                        return Ok(id);
-                    }
-                    let r = self
-                        .call(
-                            http,
-                            owner,
-                            repo,
-                            Method::POST,
-                            &format!("/issues/{pr}/comments"),
-                            Some(body.clone()),
-                        )
-                        .await?;
-                    json_id(&r.json::<Value>()?)
-                },
-                |id| async move {
-                    self.call(
-                        http,
-                        owner,
-                        repo,
-                        Method::PATCH,
-                        &format!("/issues/comments/{id}"),
-                        Some(body.clone()),
-                    )
-                    .await
-                    .map(|_| ())
-                },
-            )
-            .await
-            .map_err(store_unavailable)?;
-        result.into_result("comment")
-    }
-
-    async fn find_comment(
-        &self,
-        owner: &str,
-        repo: &str,
-        pr: u64,
-        marker: &str,
-        http: &Http<'_>,
-    ) -> Result<Option<String>, Verdict> {
-        let found = find_marked(COMMENT_PAGE, marker, |page| async move {
-            let path = format!("/issues/{pr}/comments?per_page={COMMENT_PAGE}&page={page}");
-            self.call(http, owner, repo, Method::GET, &path, None)
-                .await?
-                .json::<Vec<Value>>()
-        })
-        .await?;
-        found.as_ref().map(json_id).transpose()
+        let comments = Comments {
+            github: self,
+            http,
+            owner: &owner,
+            repo: &repo,
+            pr,
+        };
+        upsert_summary(input.store, &key, &marker, &text, &comments)
+            .await?
+            .into_result("comment")
     }
 
     async fn deployment(
@@ -428,10 +347,14 @@ impl Github {
             ));
         }
         let state = state::deployment(ev.state);
-        let body = json!({
-            "state": state, "log_url": ev.url,
+        let mut body = json!({
+            "state": state,
             "description": escape::one_line(ev.reason.as_deref().unwrap_or(""), DESCRIPTION_MAX),
         });
+        // GitHub refuses a null `log_url`: a run without a dashboard URL sends none.
+        if let Some(url) = &ev.url {
+            body["log_url"] = url.as_str().into();
+        }
         self.call(
             http,
             &owner,
@@ -442,6 +365,112 @@ impl Github {
         )
         .await?;
         Ok(format!("deployment {id} {state}"))
+    }
+}
+
+/// A pull request's comments (issue comments, on GitHub).
+struct Comments<'a, 'h> {
+    github: &'a Github,
+    http: &'a Http<'h>,
+    owner: &'a str,
+    repo: &'a str,
+    pr: u64,
+}
+
+#[async_trait]
+impl SummaryMessages for Comments<'_, '_> {
+    /// Every page of the pull request's comments, for one carrying `marker`.
+    async fn find(&self, marker: &str) -> Result<Option<String>, Verdict> {
+        let found = find_marked(COMMENT_PAGE, marker, |page| async move {
+            let path = format!(
+                "/issues/{}/comments?per_page={COMMENT_PAGE}&page={page}",
+                self.pr
+            );
+            self.github
+                .call(self.http, self.owner, self.repo, Method::GET, &path, None)
+                .await?
+                .json::<Vec<Value>>()
+        })
+        .await?;
+        found.as_ref().map(json_id).transpose()
+    }
+
+    async fn create(&self, text: &str) -> Result<String, Verdict> {
+        let path = format!("/issues/{}/comments", self.pr);
+        let r = self
+            .github
+            .call(
+                self.http,
+                self.owner,
+                self.repo,
+                Method::POST,
+                &path,
+                Some(json!({"body": text})),
+            )
+            .await?;
+        json_id(&r.json::<Value>()?)
+    }
+
+    async fn update(&self, id: &str, text: &str) -> Result<(), Verdict> {
+        self.github
+            .call(
+                self.http,
+                self.owner,
+                self.repo,
+                Method::PATCH,
+                &format!("/issues/comments/{id}"),
+                Some(json!({"body": text})),
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A run's check run: the summary is in the request bodies, not a text,
+/// and a check run is never searched for (it carries no marker).
+struct CheckRuns<'a, 'h> {
+    github: &'a Github,
+    http: &'a Http<'h>,
+    owner: &'a str,
+    repo: &'a str,
+    /// What a create sends (with the commit); an update sends the rest.
+    create: Value,
+    update: Value,
+}
+
+#[async_trait]
+impl SummaryMessages for CheckRuns<'_, '_> {
+    async fn find(&self, _marker: &str) -> Result<Option<String>, Verdict> {
+        Ok(None)
+    }
+
+    async fn create(&self, _text: &str) -> Result<String, Verdict> {
+        let r = self
+            .github
+            .call(
+                self.http,
+                self.owner,
+                self.repo,
+                Method::POST,
+                "/check-runs",
+                Some(self.create.clone()),
+            )
+            .await?;
+        json_id(&r.json::<Value>()?)
+    }
+
+    async fn update(&self, id: &str, _text: &str) -> Result<(), Verdict> {
+        self.github
+            .call(
+                self.http,
+                self.owner,
+                self.repo,
+                Method::PATCH,
+                &format!("/check-runs/{id}"),
+                Some(self.update.clone()),
+            )
+            .await
+            .map(|_| ())
     }
 }
 

@@ -3,7 +3,6 @@
 //! gitlab.com or a self-managed GitLab.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderValue, Method};
@@ -11,7 +10,9 @@ use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
-use relay_core::message::{LastPosted, MessageIds, find_marked, store_unavailable};
+use relay_core::message::{
+    LastPosted, MEMORY, SummaryMessages, find_marked, summary_text, upsert_summary,
+};
 use relay_core::oauth2::{ClientCredentials, ClientCredentialsSettings};
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
@@ -26,7 +27,6 @@ pub const TYPE: &str = "gitlab";
 const DEFAULT_BASE: &str = "https://gitlab.com/api/v4";
 const DESCRIPTION_MAX: usize = 255;
 const NOTE_PAGE: usize = 100;
-const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -212,75 +212,68 @@ impl Gitlab {
         let Some(mr) = ev.scm.pull_request else {
             return Ok("not a merge request: no note".into());
         };
-        let Some(summary) = input.summary else {
+        let Some(run) = input.summary.map(|s| &s.uid) else {
             return Ok("not part of a PipelineRun: no note".into());
         };
-        let marker = format!(
-            "<!-- tekton-relay:{}:{} -->",
-            input.notification, summary.uid
-        );
-        let text = relay_core::summary::render(summary, input.template)
-            .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
-        let body = json!({"body": format!("{marker}\n{text}")});
-        let ids = MessageIds::new(input.store.clone(), MEMORY, Duration::from_secs(30));
-        let key = format!(
-            "gl-note/{project}/{mr}/{}/{}",
-            input.notification, summary.uid
-        );
-        let notes = format!("/projects/{project}/merge_requests/{mr}/notes");
-        let (notes, body, marker) = (&notes, &body, &marker);
-        let owner = uuid::Uuid::new_v4().to_string();
-        let result = ids
-            .create_or_update(
-                &key,
-                &owner,
-                || async {
-                    if let Some(id) = self.find_note(notes, marker, http).await? {
-                        self.call(
-                            http,
-                            Method::PUT,
-                            &format!("{notes}/{id}"),
-                            Some(body.clone()),
-                        )
-                        .await?;
-                        return Ok(id);
-                    }
-                    let r = self
-                        .call(http, Method::POST, notes, Some(body.clone()))
-                        .await?;
-                    json_id(&r.json::<Value>()?)
-                },
-                |id| async move {
-                    self.call(
-                        http,
-                        Method::PUT,
-                        &format!("{notes}/{id}"),
-                        Some(body.clone()),
-                    )
-                    .await
-                    .map(|_| ())
-                },
-            )
-            .await
-            .map_err(store_unavailable)?;
-        result.into_result("note")
+        let marker = format!("<!-- tekton-relay:{}:{run} -->", input.notification);
+        let text = summary_text(input, &marker)?.unwrap_or_default();
+        let notes = Notes {
+            gitlab: self,
+            http,
+            path: format!("/projects/{project}/merge_requests/{mr}/notes"),
+        };
+        let key = format!("gl-note/{project}/{mr}/{}/{run}", input.notification);
+        upsert_summary(input.store, &key, &marker, &text, &notes)
+            .await?
+            .into_result("note")
     }
+}
 
+/// A merge request's notes.
+struct Notes<'a, 'h> {
+    gitlab: &'a Gitlab,
+    http: &'a Http<'h>,
+    path: String,
+}
+
+#[async_trait]
+impl SummaryMessages for Notes<'_, '_> {
     /// Every page of the merge request's notes, for one carrying `marker`.
-    async fn find_note(
-        &self,
-        notes: &str,
-        marker: &str,
-        http: &Http<'_>,
-    ) -> Result<Option<String>, Verdict> {
+    async fn find(&self, marker: &str) -> Result<Option<String>, Verdict> {
         let found = find_marked(NOTE_PAGE, marker, |page| async move {
-            let path = format!("{notes}?per_page={NOTE_PAGE}&page={page}");
-            self.call(http, Method::GET, &path, None)
+            let path = format!("{}?per_page={NOTE_PAGE}&page={page}", self.path);
+            self.gitlab
+                .call(self.http, Method::GET, &path, None)
                 .await?
                 .json::<Vec<Value>>()
         })
         .await?;
         found.as_ref().map(json_id).transpose()
+    }
+
+    async fn create(&self, text: &str) -> Result<String, Verdict> {
+        let r = self
+            .gitlab
+            .call(
+                self.http,
+                Method::POST,
+                &self.path,
+                Some(json!({"body": text})),
+            )
+            .await?;
+        json_id(&r.json::<Value>()?)
+    }
+
+    async fn update(&self, id: &str, text: &str) -> Result<(), Verdict> {
+        self.gitlab
+            .call(
+                self.http,
+                Method::PUT,
+                &format!("{}/{id}", self.path),
+                Some(json!({"body": text})),
+            )
+            .await
+            .map(|_| ())
     }
 }
 
