@@ -231,3 +231,27 @@ pub fn summary_text(
         .map_err(|e| crate::provider::Verdict::permanent(format!("template: {e}")))?;
     Ok(Some(format!("{marker}\n{text}")))
 }
+
+/// Posts a commit status through `post` unless the last one posted under
+/// `key` (a host, repository, commit and context) had the same `state` and
+/// `description`; the delivery detail either way.
+pub async fn post_status_once<F, Fut>(
+    store: &SharedStore,
+    key: String,
+    context: &str,
+    state: &str,
+    description: &str,
+    post: F,
+) -> Result<String, crate::provider::Verdict>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(), crate::provider::Verdict>>,
+{
+    let posted = format!("{state}\u{1f}{description}");
+    let Some(last) = LastPosted::unless_same(store, key, &posted).await else {
+        return Ok(format!("status {context} already {state}"));
+    };
+    post().await?;
+    last.record(&posted, MEMORY).await;
+    Ok(format!("status {context} {state}"))
+}

@@ -140,8 +140,11 @@ pub trait Provider: Send + Sync + 'static {
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 
-    /// Builds the effects for one event.
-    async fn build(&self, input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError>;
+    /// Builds the effects for one event. Providers that override
+    /// [`Provider::deliver`] (several dependent requests) build nothing here.
+    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
+        Ok(Vec::new())
+    }
 
     /// Performs the effects for one event. The default sends what `build`
     /// made, in order; providers that need several dependent requests
@@ -310,4 +313,36 @@ pub fn json_id(v: &Value) -> Result<String, Verdict> {
         Value::String(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) => Ok(s.clone()),
         _ => Err(Verdict::permanent("the provider answered without an id")),
     }
+}
+
+/// The commit an event names, or why no status can be posted.
+pub fn commit_sha(ev: &RunEvent) -> Result<&str, Verdict> {
+    ev.scm
+        .sha
+        .as_deref()
+        .ok_or_else(|| Verdict::permanent("the event names no commit"))
+}
+
+/// A status context: the Notification's, else `tekton/<pipeline>`.
+pub fn status_context(configured: Option<&str>, ev: &RunEvent) -> String {
+    configured.map_or_else(
+        || format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)),
+        str::to_string,
+    )
+}
+
+/// A Notification's `params` as `P`, unknown keys rejected; errors are
+/// `(path, message)` for `check_notification`.
+pub fn notification_params<P: serde::de::DeserializeOwned>(
+    params: &serde_json::Map<String, Value>,
+) -> Result<P, (String, String)> {
+    crate::config::parse_at::<P>(Value::Object(params.clone()), "params")
+}
+
+/// As [`notification_params`], at delivery (already checked at load, so a
+/// failure here is permanent).
+pub fn delivery_params<P: serde::de::DeserializeOwned>(
+    input: &DeliveryInput<'_>,
+) -> Result<P, Verdict> {
+    notification_params(input.params).map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))
 }

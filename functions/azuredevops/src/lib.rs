@@ -26,11 +26,12 @@ use relay_core::RunState;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
 use relay_core::message::{
-    LastPosted, MEMORY, MessageAction, SummaryMessages, summary_text, upsert_summary,
+    LastPosted, MEMORY, MessageAction, SummaryMessages, post_status_once, summary_text,
+    upsert_summary,
 };
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
-    default_classify, parse_settings,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, commit_sha,
+    default_classify, delivery_params, notification_params, parse_settings, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::{Http, Response};
@@ -206,46 +207,34 @@ impl AzureDevops {
             return Ok("not a PipelineRun: no status".into());
         }
         let r = target(ev)?;
-        let sha = ev
-            .scm
-            .sha
-            .clone()
-            .ok_or_else(|| Verdict::permanent("the event names no commit"))?;
-        let name = params
-            .context
-            .clone()
-            .unwrap_or_else(|| format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)));
+        let sha = commit_sha(ev)?;
+        let name = status_context(params.context.as_deref(), ev);
         let genre = params.genre.clone().unwrap_or_else(|| "tekton".into());
         let state = status_state(ev.state);
         let description = escape::one_line(
             ev.reason.as_deref().unwrap_or(ev.state.as_str()),
             DESCRIPTION_MAX,
         );
-        let posted = format!("{state}\u{1f}{description}");
-        let Some(last) = LastPosted::unless_same(
-            input.store,
-            format!(
-                "ado-status/{}/{}/{}/{sha}/{genre}/{name}",
-                r.organization, r.project, r.repository
-            ),
-            &posted,
-        )
+        let key = format!(
+            "ado-status/{}/{}/{}/{sha}/{genre}/{name}",
+            r.organization, r.project, r.repository
+        );
+        let context = format!("{genre}/{name}");
+        post_status_once(input.store, key, &context, state, &description, || async {
+            let mut body = json!({
+                "state": state,
+                "description": description,
+                "context": {"name": name, "genre": genre},
+            });
+            if let Some(u) = ev.url.as_deref() {
+                body["targetUrl"] = u.into();
+            }
+            let url = self.url(&r, &["commits", sha, "statuses"]);
+            self.call(http, Method::POST, url, Some(body))
+                .await
+                .map(|_| ())
+        })
         .await
-        else {
-            return Ok(format!("status {genre}/{name} already {state}"));
-        };
-        let mut body = json!({
-            "state": state,
-            "description": description,
-            "context": {"name": name, "genre": genre},
-        });
-        if let Some(u) = ev.url.as_deref() {
-            body["targetUrl"] = u.into();
-        }
-        let url = self.url(&r, &["commits", &sha, "statuses"]);
-        self.call(http, Method::POST, url, Some(body)).await?;
-        last.record(&posted, MEMORY).await;
-        Ok(format!("status {genre}/{name} {state}"))
     }
 
     async fn thread(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
@@ -418,7 +407,7 @@ impl Provider for AzureDevops {
         if let Err(e) = Action::parse(action) {
             errs.push(("action".into(), e));
         }
-        match relay_core::config::parse_at::<Params>(Value::Object(params.clone()), "params") {
+        match notification_params::<Params>(params) {
             Ok(p) => {
                 for (field, v) in [("context", &p.context), ("genre", &p.genre)] {
                     if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
@@ -431,14 +420,8 @@ impl Provider for AzureDevops {
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 
-    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
-        Ok(Vec::new())
-    }
-
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params =
-            relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
-                .map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))?;
+        let params: Params = delivery_params(input)?;
         match Action::parse(input.action).map_err(Verdict::permanent)? {
             Action::Status => self.status(input, &params, http).await,
             Action::Thread => self.thread(input, http).await,

@@ -11,10 +11,10 @@ use http::{HeaderValue, Method};
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
-use relay_core::message::{LastPosted, MEMORY, SummaryMessages, summary_text, upsert_summary};
+use relay_core::message::{SummaryMessages, post_status_once, summary_text, upsert_summary};
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
-    json_id, parse_settings,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, commit_sha,
+    delivery_params, json_id, notification_params, parse_settings, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::{Http, Response};
@@ -183,13 +183,8 @@ impl Bitbucket {
             return Ok("not a PipelineRun: no status".into());
         }
         let repo = repository(ev)?;
-        let sha = segment(
-            ev.scm
-                .sha
-                .as_deref()
-                .ok_or_else(|| Verdict::permanent("the event names no commit"))?,
-        )?;
-        let name = context(params, ev);
+        let sha = segment(commit_sha(ev)?)?;
+        let name = status_context(params.context.as_deref(), ev);
         let key = status_key(&name);
         let url = status_url(ev).ok_or_else(|| {
             Verdict::permanent(
@@ -202,25 +197,17 @@ impl Bitbucket {
             ev.reason.as_deref().unwrap_or(ev.state.as_str()),
             DESCRIPTION_MAX,
         );
-        let posted = format!("{state}\u{1f}{description}");
-        let Some(last) =
-            LastPosted::unless_same(input.store, format!("bb-status{repo}/{sha}/{key}"), &posted)
+        let memo = format!("bb-status{repo}/{sha}/{key}");
+        post_status_once(input.store, memo, &name, state, &description, || async {
+            let body = json!({
+                "key": key, "state": state, "name": name, "url": url, "description": description,
+            });
+            let path = format!("{repo}/commit/{sha}/statuses/build");
+            self.call(http, Method::POST, &path, Some(body))
                 .await
-        else {
-            return Ok(format!("status {name} already {state}"));
-        };
-        let body = json!({
-            "key": key, "state": state, "name": name, "url": url, "description": description,
-        });
-        self.call(
-            http,
-            Method::POST,
-            &format!("{repo}/commit/{sha}/statuses/build"),
-            Some(body),
-        )
-        .await?;
-        last.record(&posted, MEMORY).await;
-        Ok(format!("status {name} {state}"))
+                .map(|_| ())
+        })
+        .await
     }
 
     async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
@@ -300,13 +287,6 @@ impl SummaryMessages for Comments<'_, '_> {
     }
 }
 
-fn context(params: &Params, ev: &RunEvent) -> String {
-    params
-        .context
-        .clone()
-        .unwrap_or_else(|| format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)))
-}
-
 #[async_trait]
 impl Provider for Bitbucket {
     fn type_name(&self) -> &'static str {
@@ -326,7 +306,7 @@ impl Provider for Bitbucket {
         if let Err(e) = Action::parse(action) {
             errs.push(("action".into(), e));
         }
-        match relay_core::config::parse_at::<Params>(Value::Object(params.clone()), "params") {
+        match notification_params::<Params>(params) {
             Err(e) => errs.push(e),
             Ok(p) if p.context.as_deref().is_some_and(|c| c.trim().is_empty()) => {
                 errs.push(("params.context".into(), "must not be empty".into()))
@@ -336,14 +316,8 @@ impl Provider for Bitbucket {
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 
-    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
-        Ok(Vec::new())
-    }
-
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params =
-            relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
-                .map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))?;
+        let params: Params = delivery_params(input)?;
         match Action::parse(input.action).map_err(Verdict::permanent)? {
             Action::Status => self.status(input, &params, http).await,
             Action::Comment => self.comment(input, http).await,

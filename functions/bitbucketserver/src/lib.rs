@@ -4,17 +4,16 @@
 pub mod state;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use http::{HeaderValue, Method};
+use http::HeaderValue;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
-use relay_core::message::LastPosted;
+use relay_core::message::post_status_once;
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
-    parse_settings,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, commit_sha,
+    delivery_params, notification_params, parse_settings, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -25,7 +24,6 @@ pub const TYPE: &str = "bitbucketserver";
 const DESCRIPTION_MAX: usize = 255;
 /// The build-status key column's width.
 const KEY_MAX: usize = 255;
-const MEMORY: Duration = Duration::from_secs(14 * 24 * 3600);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -113,16 +111,8 @@ impl BitbucketServer {
         if ev.kind != "PipelineRun" {
             return Ok("not a PipelineRun: no status".into());
         }
-        let sha = segment(
-            ev.scm
-                .sha
-                .as_deref()
-                .ok_or_else(|| Verdict::permanent("the event names no commit"))?,
-        )?;
-        let name = params
-            .context
-            .clone()
-            .unwrap_or_else(|| format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)));
+        let sha = segment(commit_sha(ev)?)?;
+        let name = status_context(params.context.as_deref(), ev);
         let key = status_key(&name);
         let url = self.status_url(ev).ok_or_else(|| {
             Verdict::permanent(
@@ -135,40 +125,35 @@ impl BitbucketServer {
             &state::description(ev.state, ev.reason.as_deref()),
             DESCRIPTION_MAX,
         );
-        let posted = format!("{state}\u{1f}{description}");
-        let Some(last) =
-            LastPosted::unless_same(input.store, format!("bbs-status/{sha}/{key}"), &posted).await
-        else {
-            return Ok(format!("status {name} already {state}"));
-        };
-        let body = json!({
-            "state": state, "key": key, "name": name, "url": url, "description": description,
-        });
-        let url = url::Url::parse(&format!(
-            "{}/rest/build-status/1.0/commits/{sha}",
-            self.base
-        ))
-        .map_err(|e| Verdict::permanent(e.to_string()))?;
-        let mut req = OutboundRequest::post_json(url, body.to_string());
-        req.method = Method::POST;
-        let token = self
-            .token
-            .read()
-            .await
+        let memo = format!("bbs-status/{sha}/{key}");
+        post_status_once(input.store, memo, &name, state, &description, || async {
+            let body = json!({
+                "state": state, "key": key, "name": name, "url": url, "description": description,
+            });
+            let url = url::Url::parse(&format!(
+                "{}/rest/build-status/1.0/commits/{sha}",
+                self.base
+            ))
             .map_err(|e| Verdict::permanent(e.to_string()))?;
-        req.sensitive_header(
-            http::header::AUTHORIZATION,
-            &format!("Bearer {}", token.expose()),
-        )
-        .map_err(|e| Verdict::permanent(e.to_string()))?;
-        req.headers.insert(
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
-        // 204 No Content on success: nothing to read.
-        http.send(&Outbound::Http(req)).await?;
-        last.record(&posted, MEMORY).await;
-        Ok(format!("status {name} {state}"))
+            let mut req = OutboundRequest::post_json(url, body.to_string());
+            let token = self
+                .token
+                .read()
+                .await
+                .map_err(|e| Verdict::permanent(e.to_string()))?;
+            req.sensitive_header(
+                http::header::AUTHORIZATION,
+                &format!("Bearer {}", token.expose()),
+            )
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
+            req.headers.insert(
+                http::header::ACCEPT,
+                HeaderValue::from_static("application/json"),
+            );
+            // 204 No Content on success: nothing to read.
+            http.send(&Outbound::Http(req)).await.map(|_| ())
+        })
+        .await
     }
 }
 
@@ -190,7 +175,7 @@ impl Provider for BitbucketServer {
                 format!("unknown action {a:?}, expected status"),
             ));
         }
-        match relay_core::config::parse_at::<Params>(Value::Object(params.clone()), "params") {
+        match notification_params::<Params>(params) {
             Err(e) => errs.push(e),
             Ok(p) if p.context.as_deref().is_some_and(|c| c.trim().is_empty()) => {
                 errs.push(("params.context".into(), "must not be empty".into()))
@@ -200,14 +185,8 @@ impl Provider for BitbucketServer {
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 
-    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
-        Ok(Vec::new())
-    }
-
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params =
-            relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
-                .map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))?;
+        let params: Params = delivery_params(input)?;
         self.status(input, &params, http).await
     }
 }

@@ -12,10 +12,10 @@ use http::{HeaderValue, Method};
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
-use relay_core::message::{LastPosted, MEMORY, SummaryMessages, summary_text, upsert_summary};
+use relay_core::message::{SummaryMessages, post_status_once, summary_text, upsert_summary};
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
-    json_id, parse_settings,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, commit_sha,
+    delivery_params, json_id, notification_params, parse_settings, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::{Http, Response};
@@ -169,15 +169,8 @@ impl Gitea {
             return Ok("not a PipelineRun: no status".into());
         }
         let (owner, repo) = target(ev)?;
-        let sha = ev
-            .scm
-            .sha
-            .clone()
-            .ok_or_else(|| Verdict::permanent("the event names no commit"))?;
-        let context = params
-            .context
-            .clone()
-            .unwrap_or_else(|| format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)));
+        let sha = commit_sha(ev)?;
+        let context = status_context(params.context.as_deref(), ev);
         let state = state::commit_status(ev.state);
         // Plain text: Gitea shows the description HTML-escaped, unrendered.
         let description = escape::one_line(
@@ -189,25 +182,18 @@ impl Gitea {
             },
             DESCRIPTION_MAX,
         );
-        // Not re-posted when the last status of this context says the same.
-        let posted = format!("{state}\u{1f}{description}");
-        let Some(last) = LastPosted::unless_same(
-            input.store,
-            format!("gitea-status/{}/{owner}/{repo}/{sha}/{context}", self.base),
-            &posted,
-        )
+        let key = format!("gitea-status/{}/{owner}/{repo}/{sha}/{context}", self.base);
+        post_status_once(input.store, key, &context, state, &description, || async {
+            let mut body = json!({"state": state, "description": description, "context": context});
+            if let Some(u) = &ev.url {
+                body["target_url"] = u.clone().into();
+            }
+            let url = self.url(&["repos", &owner, &repo, "statuses", sha], None)?;
+            self.call(http, Method::POST, url, Some(&body))
+                .await
+                .map(|_| ())
+        })
         .await
-        else {
-            return Ok(format!("status {context} already {state}"));
-        };
-        let mut body = json!({"state": state, "description": description, "context": context});
-        if let Some(u) = &ev.url {
-            body["target_url"] = u.clone().into();
-        }
-        let url = self.url(&["repos", &owner, &repo, "statuses", &sha], None)?;
-        self.call(http, Method::POST, url, Some(&body)).await?;
-        last.record(&posted, MEMORY).await;
-        Ok(format!("status {context} {state}"))
     }
 
     async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
@@ -358,22 +344,14 @@ impl Provider for Gitea {
         if let Err(e) = Action::parse(action) {
             errs.push(("action".into(), e));
         }
-        if let Err(e) =
-            relay_core::config::parse_at::<Params>(Value::Object(params.clone()), "params")
-        {
+        if let Err(e) = notification_params::<Params>(params) {
             errs.push(e);
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 
-    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
-        Ok(Vec::new())
-    }
-
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params =
-            relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
-                .map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))?;
+        let params: Params = delivery_params(input)?;
         match Action::parse(input.action).map_err(Verdict::permanent)? {
             Action::Status => self.status(input, &params, http).await,
             Action::Comment => self.comment(input, http).await,

@@ -14,11 +14,11 @@ use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
 use relay_core::message::{
-    LastPosted, MEMORY, SummaryMessages, find_marked, summary_text, upsert_summary,
+    SummaryMessages, find_marked, post_status_once, summary_text, upsert_summary,
 };
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
-    default_classify, json_id, parse_settings, retry_after,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, default_classify,
+    delivery_params, json_id, notification_params, parse_settings, retry_after, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -188,10 +188,7 @@ impl Github {
     }
 
     fn context(&self, params: &Params, ev: &RunEvent) -> String {
-        let base = params
-            .context
-            .clone()
-            .unwrap_or_else(|| format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)));
+        let base = status_context(params.context.as_deref(), ev);
         match (params.per_task, ev.pipeline_task.as_deref()) {
             (true, Some(task)) if ev.kind != "PipelineRun" => format!("{base}/{task}"),
             _ => base,
@@ -220,29 +217,15 @@ impl Github {
             },
             DESCRIPTION_MAX,
         );
-        // Not re-posted when the last status of this context says the same.
-        let posted = format!("{state}\u{1f}{description}");
-        let Some(last) = LastPosted::unless_same(
-            input.store,
-            format!("gh-status/{owner}/{repo}/{sha}/{context}"),
-            &posted,
-        )
+        let key = format!("gh-status/{owner}/{repo}/{sha}/{context}");
+        post_status_once(input.store, key, &context, state, &description, || async {
+            let body = json!({"state": state, "target_url": ev.url, "description": description, "context": context});
+            let path = format!("/statuses/{sha}");
+            self.call(http, &owner, &repo, Method::POST, &path, Some(body))
+                .await
+                .map(|_| ())
+        })
         .await
-        else {
-            return Ok(format!("status {context} already {state}"));
-        };
-        let body = json!({"state": state, "target_url": ev.url, "description": description, "context": context});
-        self.call(
-            http,
-            &owner,
-            &repo,
-            Method::POST,
-            &format!("/statuses/{sha}"),
-            Some(body),
-        )
-        .await?;
-        last.record(&posted, MEMORY).await;
-        Ok(format!("status {context} {state}"))
     }
 
     async fn check_run(
@@ -503,22 +486,14 @@ impl Provider for Github {
         if let Err(e) = Action::parse(action) {
             errs.push(("action".into(), e));
         }
-        if let Err((path, msg)) =
-            relay_core::config::parse_at::<Params>(Value::Object(params.clone()), "params")
-        {
+        if let Err((path, msg)) = notification_params::<Params>(params) {
             errs.push((path, msg));
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 
-    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
-        Ok(Vec::new())
-    }
-
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params =
-            relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
-                .map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))?;
+        let params: Params = delivery_params(input)?;
         match Action::parse(input.action).map_err(Verdict::permanent)? {
             Action::Status => self.status(input, &params, http).await,
             Action::CheckRun => self.check_run(input, &params, http).await,

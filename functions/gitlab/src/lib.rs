@@ -11,12 +11,12 @@ use relay_core::RunState;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
 use relay_core::message::{
-    LastPosted, MEMORY, SummaryMessages, find_marked, summary_text, upsert_summary,
+    SummaryMessages, find_marked, post_status_once, summary_text, upsert_summary,
 };
 use relay_core::oauth2::{ClientCredentials, ClientCredentialsSettings};
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
-    json_id, parse_settings,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, commit_sha,
+    delivery_params, json_id, notification_params, parse_settings, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::{Http, Response};
@@ -166,44 +166,25 @@ impl Gitlab {
             return Ok("not a PipelineRun: no status".into());
         }
         let project = project(ev)?;
-        let sha = ev
-            .scm
-            .sha
-            .clone()
-            .ok_or_else(|| Verdict::permanent("the event names no commit"))?;
-        let name = params
-            .context
-            .clone()
-            .unwrap_or_else(|| format!("tekton/{}", ev.pipeline.as_deref().unwrap_or(&ev.name)));
+        let sha = commit_sha(ev)?;
+        let name = status_context(params.context.as_deref(), ev);
         let state = commit_status(ev.state);
         let description = escape::one_line(
             ev.reason.as_deref().unwrap_or(ev.state.as_str()),
             DESCRIPTION_MAX,
         );
-        let posted = format!("{state}\u{1f}{description}");
-        let Some(last) = LastPosted::unless_same(
-            input.store,
-            format!("gl-status/{project}/{sha}/{name}"),
-            &posted,
-        )
+        let key = format!("gl-status/{project}/{sha}/{name}");
+        post_status_once(input.store, key, &name, state, &description, || async {
+            let mut body = json!({"state": state, "name": name, "description": description, "target_url": ev.url});
+            if let Some(branch) = &ev.scm.branch {
+                body["ref"] = branch.clone().into();
+            }
+            let path = format!("/projects/{project}/statuses/{sha}");
+            self.call(http, Method::POST, &path, Some(body))
+                .await
+                .map(|_| ())
+        })
         .await
-        else {
-            return Ok(format!("status {name} already {state}"));
-        };
-        let mut body =
-            json!({"state": state, "name": name, "description": description, "target_url": ev.url});
-        if let Some(branch) = &ev.scm.branch {
-            body["ref"] = branch.clone().into();
-        }
-        self.call(
-            http,
-            Method::POST,
-            &format!("/projects/{project}/statuses/{sha}"),
-            Some(body),
-        )
-        .await?;
-        last.record(&posted, MEMORY).await;
-        Ok(format!("status {name} {state}"))
     }
 
     async fn note(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
@@ -299,22 +280,14 @@ impl Provider for Gitlab {
                 format!("unknown action {action:?}, expected status or note"),
             ));
         }
-        if let Err(e) =
-            relay_core::config::parse_at::<Params>(Value::Object(params.clone()), "params")
-        {
+        if let Err(e) = notification_params::<Params>(params) {
             errs.push(e);
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 
-    async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
-        Ok(Vec::new())
-    }
-
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params =
-            relay_core::config::parse_at(Value::Object(input.params.clone()), "params")
-                .map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))?;
+        let params: Params = delivery_params(input)?;
         match input.action {
             Some("note") => self.note(input, http).await,
             _ => self.status(input, &params, http).await,
