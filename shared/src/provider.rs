@@ -346,3 +346,89 @@ pub fn delivery_params<P: serde::de::DeserializeOwned>(
 ) -> Result<P, Verdict> {
     notification_params(input.params).map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))
 }
+
+/// What most git hosts do for a Notification: post a commit status (the
+/// default action, `status`), or keep the run's summary message, whose
+/// action the host names (`comment`, `note`, `thread`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitAction {
+    Status,
+    Summary,
+}
+
+impl GitAction {
+    pub fn parse(action: Option<&str>, summary: &str) -> Result<GitAction, String> {
+        match action.unwrap_or("status") {
+            "status" => Ok(GitAction::Status),
+            a if a == summary => Ok(GitAction::Summary),
+            other => Err(format!(
+                "unknown action {other:?}, expected status or {summary}"
+            )),
+        }
+    }
+}
+
+/// Notification params of a host whose only setting is the status context.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StatusParams {
+    /// Status context (default `tekton/<pipeline>`).
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+/// `check_notification` for a provider with named actions and typed
+/// params: every error at once; a blank string param (a context, say) is
+/// an error too, since it would post an unnamed status.
+pub fn check_action_and_params<P: serde::de::DeserializeOwned>(
+    action: Result<(), String>,
+    params: &serde_json::Map<String, Value>,
+) -> Result<(), Vec<(String, String)>> {
+    let mut errs = Vec::new();
+    if let Err(e) = action {
+        errs.push(("action".into(), e));
+    }
+    match notification_params::<P>(params) {
+        Err(e) => errs.push(e),
+        Ok(_) => errs.extend(
+            params
+                .iter()
+                .filter(|(_, v)| v.as_str().is_some_and(|s| s.trim().is_empty()))
+                .map(|(k, _)| (format!("params.{k}"), "must not be empty".to_string())),
+        ),
+    }
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_and_params_are_checked_together() {
+        assert_eq!(GitAction::parse(None, "note"), Ok(GitAction::Status));
+        assert_eq!(
+            GitAction::parse(Some("note"), "note"),
+            Ok(GitAction::Summary)
+        );
+        let mut params = serde_json::Map::new();
+        params.insert("context".into(), " ".into());
+        let errs = check_action_and_params::<StatusParams>(
+            GitAction::parse(Some("comment"), "note").map(|_| ()),
+            &params,
+        )
+        .unwrap_err();
+        assert_eq!(errs[0].0, "action");
+        assert!(errs[0].1.contains("expected status or note"), "{errs:?}");
+        assert_eq!(
+            errs[1],
+            ("params.context".into(), "must not be empty".into())
+        );
+        params.insert("contxt".into(), "x".into());
+        let errs = check_action_and_params::<StatusParams>(Ok(()), &params).unwrap_err();
+        assert!(errs[0].1.contains("unknown field `contxt`"), "{errs:?}");
+        params.clear();
+        params.insert("context".into(), "ci".into());
+        assert!(check_action_and_params::<StatusParams>(Ok(()), &params).is_ok());
+    }
+}

@@ -30,8 +30,9 @@ use relay_core::message::{
     upsert_summary,
 };
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, commit_sha,
-    default_classify, delivery_params, notification_params, parse_settings, status_context,
+    DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
+    check_action_and_params, commit_sha, default_classify, delivery_params, parse_settings,
+    status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::{Http, Response};
@@ -66,25 +67,6 @@ pub struct Params {
     /// Status genre, shown before the name (default `tekton`).
     #[serde(default)]
     pub genre: Option<String>,
-}
-
-/// What a Notification does on Azure DevOps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Status,
-    Thread,
-}
-
-impl Action {
-    fn parse(a: Option<&str>) -> Result<Action, String> {
-        match a.unwrap_or("status") {
-            "status" => Ok(Action::Status),
-            "thread" => Ok(Action::Thread),
-            other => Err(format!(
-                "unknown action {other:?}, expected status or thread"
-            )),
-        }
-    }
 }
 
 /// The status state of a run state (the module's table).
@@ -403,28 +385,14 @@ impl Provider for AzureDevops {
         action: Option<&str>,
         params: &Map<String, Value>,
     ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
-        if let Err(e) = Action::parse(action) {
-            errs.push(("action".into(), e));
-        }
-        match notification_params::<Params>(params) {
-            Ok(p) => {
-                for (field, v) in [("context", &p.context), ("genre", &p.genre)] {
-                    if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
-                        errs.push((format!("params.{field}"), "must not be empty".into()));
-                    }
-                }
-            }
-            Err(e) => errs.push(e),
-        }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        check_action_and_params::<Params>(GitAction::parse(action, "thread").map(|_| ()), params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let params: Params = delivery_params(input)?;
-        match Action::parse(input.action).map_err(Verdict::permanent)? {
-            Action::Status => self.status(input, &params, http).await,
-            Action::Thread => self.thread(input, http).await,
+        match GitAction::parse(input.action, "thread").map_err(Verdict::permanent)? {
+            GitAction::Status => self.status(input, &params, http).await,
+            GitAction::Summary => self.thread(input, http).await,
         }
     }
 

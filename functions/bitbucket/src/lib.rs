@@ -13,8 +13,9 @@ use relay_core::config::ProviderDoc;
 use relay_core::escape;
 use relay_core::message::{SummaryMessages, post_status_once, summary_text, upsert_summary};
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, commit_sha,
-    delivery_params, json_id, notification_params, parse_settings, status_context,
+    DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
+    Verdict, check_action_and_params, commit_sha, delivery_params, json_id, parse_settings,
+    status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::{Http, Response};
@@ -52,34 +53,6 @@ pub struct BitbucketSettings {
     /// fetched, cached and refreshed before it expires.
     #[serde(default)]
     pub oauth2: Option<relay_core::oauth2::ClientCredentialsSettings>,
-}
-
-/// What a Notification does on Bitbucket Cloud.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Status,
-    Comment,
-}
-
-impl Action {
-    fn parse(a: Option<&str>) -> Result<Action, String> {
-        match a.unwrap_or("status") {
-            "status" => Ok(Action::Status),
-            "comment" => Ok(Action::Comment),
-            other => Err(format!(
-                "unknown action {other:?}, expected status or comment"
-            )),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Params {
-    /// Build status name (default `tekton/<pipeline>`); the key too, when
-    /// short enough.
-    #[serde(default)]
-    pub context: Option<String>,
 }
 
 pub struct Bitbucket {
@@ -175,7 +148,7 @@ impl Bitbucket {
     async fn status(
         &self,
         input: &DeliveryInput<'_>,
-        params: &Params,
+        params: &StatusParams,
         http: &Http<'_>,
     ) -> Result<String, Verdict> {
         let ev = input.event;
@@ -302,25 +275,17 @@ impl Provider for Bitbucket {
         action: Option<&str>,
         params: &Map<String, Value>,
     ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
-        if let Err(e) = Action::parse(action) {
-            errs.push(("action".into(), e));
-        }
-        match notification_params::<Params>(params) {
-            Err(e) => errs.push(e),
-            Ok(p) if p.context.as_deref().is_some_and(|c| c.trim().is_empty()) => {
-                errs.push(("params.context".into(), "must not be empty".into()))
-            }
-            Ok(_) => {}
-        }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        check_action_and_params::<StatusParams>(
+            GitAction::parse(action, "comment").map(|_| ()),
+            params,
+        )
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params = delivery_params(input)?;
-        match Action::parse(input.action).map_err(Verdict::permanent)? {
-            Action::Status => self.status(input, &params, http).await,
-            Action::Comment => self.comment(input, http).await,
+        let params: StatusParams = delivery_params(input)?;
+        match GitAction::parse(input.action, "comment").map_err(Verdict::permanent)? {
+            GitAction::Status => self.status(input, &params, http).await,
+            GitAction::Summary => self.comment(input, http).await,
         }
     }
 }

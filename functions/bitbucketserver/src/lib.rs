@@ -12,8 +12,8 @@ use relay_core::config::ProviderDoc;
 use relay_core::escape;
 use relay_core::message::post_status_once;
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, commit_sha,
-    delivery_params, notification_params, parse_settings, status_context,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams, Verdict,
+    check_action_and_params, commit_sha, delivery_params, parse_settings, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -35,14 +35,6 @@ pub struct BitbucketServerSettings {
     /// An HTTP access token (project, repository or personal) with
     /// Repository read.
     pub token_file: SecretFile,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Params {
-    /// Build status name (default `tekton/<pipeline>`); the key too.
-    #[serde(default)]
-    pub context: Option<String>,
 }
 
 pub struct BitbucketServer {
@@ -104,7 +96,7 @@ impl BitbucketServer {
     async fn status(
         &self,
         input: &DeliveryInput<'_>,
-        params: &Params,
+        params: &StatusParams,
         http: &Http<'_>,
     ) -> Result<String, Verdict> {
         let ev = input.event;
@@ -168,25 +160,17 @@ impl Provider for BitbucketServer {
         action: Option<&str>,
         params: &Map<String, Value>,
     ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
-        if let Some(a) = action.filter(|a| *a != "status") {
-            errs.push((
-                "action".into(),
-                format!("unknown action {a:?}, expected status"),
-            ));
-        }
-        match notification_params::<Params>(params) {
-            Err(e) => errs.push(e),
-            Ok(p) if p.context.as_deref().is_some_and(|c| c.trim().is_empty()) => {
-                errs.push(("params.context".into(), "must not be empty".into()))
-            }
-            Ok(_) => {}
-        }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        check_action_and_params::<StatusParams>(
+            match action {
+                None | Some("status") => Ok(()),
+                Some(a) => Err(format!("unknown action {a:?}, expected status")),
+            },
+            params,
+        )
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params = delivery_params(input)?;
+        let params: StatusParams = delivery_params(input)?;
         self.status(input, &params, http).await
     }
 }

@@ -14,8 +14,9 @@ use relay_core::config::ProviderDoc;
 use relay_core::escape;
 use relay_core::message::{SummaryMessages, post_status_once, summary_text, upsert_summary};
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, commit_sha,
-    delivery_params, json_id, notification_params, parse_settings, status_context,
+    DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
+    Verdict, check_action_and_params, commit_sha, delivery_params, json_id, parse_settings,
+    status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::{Http, Response};
@@ -38,33 +39,6 @@ pub struct GiteaSettings {
     /// An access token with `write:repository` (statuses) and `write:issue`
     /// (pull request comments).
     pub token_file: SecretFile,
-}
-
-/// What a Notification does on Gitea.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Status,
-    Comment,
-}
-
-impl Action {
-    fn parse(a: Option<&str>) -> Result<Action, String> {
-        match a.unwrap_or("status") {
-            "status" => Ok(Action::Status),
-            "comment" => Ok(Action::Comment),
-            other => Err(format!(
-                "unknown action {other:?}, expected status or comment"
-            )),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Params {
-    /// Status context (default `tekton/<pipeline>`).
-    #[serde(default)]
-    pub context: Option<String>,
 }
 
 pub struct Gitea {
@@ -161,7 +135,7 @@ impl Gitea {
     async fn status(
         &self,
         input: &DeliveryInput<'_>,
-        params: &Params,
+        params: &StatusParams,
         http: &Http<'_>,
     ) -> Result<String, Verdict> {
         let ev = input.event;
@@ -340,21 +314,17 @@ impl Provider for Gitea {
         action: Option<&str>,
         params: &Map<String, Value>,
     ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
-        if let Err(e) = Action::parse(action) {
-            errs.push(("action".into(), e));
-        }
-        if let Err(e) = notification_params::<Params>(params) {
-            errs.push(e);
-        }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        check_action_and_params::<StatusParams>(
+            GitAction::parse(action, "comment").map(|_| ()),
+            params,
+        )
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params = delivery_params(input)?;
-        match Action::parse(input.action).map_err(Verdict::permanent)? {
-            Action::Status => self.status(input, &params, http).await,
-            Action::Comment => self.comment(input, http).await,
+        let params: StatusParams = delivery_params(input)?;
+        match GitAction::parse(input.action, "comment").map_err(Verdict::permanent)? {
+            GitAction::Status => self.status(input, &params, http).await,
+            GitAction::Summary => self.comment(input, http).await,
         }
     }
 }

@@ -17,8 +17,9 @@ use relay_core::message::{
     SummaryMessages, find_marked, post_status_once, summary_text, upsert_summary,
 };
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, default_classify,
-    delivery_params, json_id, notification_params, parse_settings, retry_after, status_context,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
+    check_action_and_params, default_classify, delivery_params, json_id, parse_settings,
+    retry_after, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -482,14 +483,7 @@ impl Provider for Github {
         action: Option<&str>,
         params: &Map<String, Value>,
     ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
-        if let Err(e) = Action::parse(action) {
-            errs.push(("action".into(), e));
-        }
-        if let Err((path, msg)) = notification_params::<Params>(params) {
-            errs.push((path, msg));
-        }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        check_action_and_params::<Params>(Action::parse(action).map(|_| ()), params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {

@@ -15,8 +15,9 @@ use relay_core::message::{
 };
 use relay_core::oauth2::{ClientCredentials, ClientCredentialsSettings};
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, commit_sha,
-    delivery_params, json_id, notification_params, parse_settings, status_context,
+    DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
+    Verdict, check_action_and_params, commit_sha, delivery_params, json_id, parse_settings,
+    status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::{Http, Response};
@@ -42,14 +43,6 @@ pub struct GitlabSettings {
     /// refreshed before it expires (sent as `Authorization: Bearer`).
     #[serde(default)]
     pub oauth2: Option<ClientCredentialsSettings>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Params {
-    /// Status name (default `tekton/<pipeline>`).
-    #[serde(default)]
-    pub context: Option<String>,
 }
 
 /// How run states show on GitLab (see the README's table).
@@ -158,7 +151,7 @@ impl Gitlab {
     async fn status(
         &self,
         input: &DeliveryInput<'_>,
-        params: &Params,
+        params: &StatusParams,
         http: &Http<'_>,
     ) -> Result<String, Verdict> {
         let ev = input.event;
@@ -273,21 +266,14 @@ impl Provider for Gitlab {
         action: Option<&str>,
         params: &Map<String, Value>,
     ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
-        if !matches!(action, None | Some("status") | Some("note")) {
-            errs.push((
-                "action".into(),
-                format!("unknown action {action:?}, expected status or note"),
-            ));
-        }
-        if let Err(e) = notification_params::<Params>(params) {
-            errs.push(e);
-        }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        check_action_and_params::<StatusParams>(
+            GitAction::parse(action, "note").map(|_| ()),
+            params,
+        )
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params = delivery_params(input)?;
+        let params: StatusParams = delivery_params(input)?;
         match input.action {
             Some("note") => self.note(input, http).await,
             _ => self.status(input, &params, http).await,
