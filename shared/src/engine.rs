@@ -440,6 +440,9 @@ impl Engine {
                 });
             }
         }
+        if let Some(why) = n.provider.declines(ev) {
+            return Run::Done(Outcome::Filtered, Some(why));
+        }
         let keys = Keys::new(n, ev);
         let idem = &self.plan.settings.idempotency;
         let lease = Duration::from_secs(idem.lease_seconds);

@@ -4,6 +4,7 @@
 
 pub mod accumulator;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod deadletter;
 pub mod decode;

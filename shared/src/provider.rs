@@ -140,6 +140,13 @@ pub trait Provider: Send + Sync + 'static {
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 
+    /// Why this provider will not act on `event` at all (a forwarding loop
+    /// cut, say), reported as `filtered` with the reason; `None` to go on.
+    /// Checked after the Notification's filter, before any claim.
+    fn declines(&self, _event: &RunEvent) -> Option<String> {
+        None
+    }
+
     /// Builds the effects for one event. Providers that override
     /// [`Provider::deliver`] (several dependent requests) build nothing here.
     async fn build(&self, _input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {

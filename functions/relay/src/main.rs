@@ -103,6 +103,18 @@ fn registry() -> Registry {
         .with(relay_bitbucket::BitbucketFactory)
         .with(relay_bitbucketserver::BitbucketServerFactory)
         .with(relay_azuredevops::AzureDevopsFactory)
+        .with(relay_slack::SlackFactory)
+        .with(relay_msteams::MsteamsFactory)
+        .with(relay_discord::DiscordFactory)
+        .with(relay_googlechat::GooglechatFactory)
+        .with(relay_mattermost::MattermostFactory)
+        .with(relay_pagerduty::PagerdutyFactory)
+        .with(relay_opsgenie::OpsgenieFactory)
+        .with(relay_jira::JiraFactory)
+        .with(relay_grafana::GrafanaFactory)
+        .with(relay_sentry::SentryFactory)
+        .with(relay_cloudevents::CloudeventsFactory)
+        .with(relay_tekton_trigger::TektonTriggerFactory)
 }
 
 // glibc malloc showed as a quarter of the relay's CPU under load.

@@ -27,7 +27,7 @@ module "relay" {
   source             = "../../modules/relay"
   name               = "tekton-relay"
   artifacts_dir      = "${path.root}/../../../target/lambda"
-  provider_functions = ["webhook", "log", "github", "gitlab", "gitea", "bitbucket", "bitbucketserver", "azuredevops"]
+  provider_functions = ["webhook", "log", "github", "gitlab", "gitea", "bitbucket", "bitbucketserver", "azuredevops", "slack", "msteams", "discord", "googlechat", "mattermost", "pagerduty", "opsgenie", "jira", "grafana", "sentry", "cloudevents", "tekton-trigger"]
   log_retention_days = 30
   tags = {
     app = "tekton-relay"

@@ -4,10 +4,11 @@
 
 locals {
   functions = toset(var.provider_functions)
-  # Tekton and CDEvents run events; other detail-types never reach a function.
+  # Tekton and CDEvents run events, and Flux events; other detail-types never
+  # reach a function.
   event_pattern = jsonencode({
     source      = [var.event_source]
-    detail-type = [{ prefix = "dev.tekton.event." }, { prefix = "dev.cdevents." }]
+    detail-type = [{ prefix = "dev.tekton.event." }, { prefix = "dev.cdevents." }, { prefix = "io.fluxcd." }]
   })
   environment = {
     RELAY_CONFIG = "/var/task/relay.yaml"

@@ -12,7 +12,7 @@ variable "artifacts_dir" {
 variable "provider_functions" {
   description = "Provider functions to deploy (each the name of a functions/<name> crate)."
   type        = list(string)
-  default     = ["webhook", "log", "github", "gitlab", "gitea", "bitbucket", "bitbucketserver", "azuredevops"]
+  default     = ["webhook", "log", "github", "gitlab", "gitea", "bitbucket", "bitbucketserver", "azuredevops", "slack", "msteams", "discord", "googlechat", "mattermost", "pagerduty", "opsgenie", "jira", "grafana", "sentry", "cloudevents", "tekton-trigger"]
 }
 
 variable "event_source" {

@@ -1,0 +1,178 @@
+//! What a chat, incident or annotation provider shows for one event, in
+//! plain (unescaped) parts: a headline, the state as a word, emoji and
+//! colour, a list of facts and the run's link. Each provider escapes these
+//! parts for its own markup; the Notification's template, when it has one,
+//! replaces the text.
+
+use crate::model::{RunEvent, RunState};
+use crate::provider::{DeliveryInput, Verdict};
+
+/// How a state is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateStyle {
+    /// `succeeded`, `failed`, `timed out`, ...
+    pub word: &'static str,
+    /// A Unicode emoji (the same on every platform; no `:shortcode:`).
+    pub emoji: &'static str,
+    /// `0xRRGGBB`.
+    pub color: u32,
+}
+
+impl StateStyle {
+    pub fn of(state: RunState) -> StateStyle {
+        let (word, emoji, color) = match state {
+            RunState::Queued => ("queued", "⏳", 0x9E9E9E),
+            RunState::Started => ("started", "▶️", 0x1D9BD1),
+            RunState::Running => ("running", "🔄", 0x1D9BD1),
+            RunState::Succeeded => ("succeeded", "✅", 0x2EB67D),
+            RunState::Failed => ("failed", "❌", 0xE01E5A),
+            RunState::Cancelled => ("cancelled", "⏹️", 0x9E9E9E),
+            RunState::TimedOut => ("timed out", "⌛", 0xECB22E),
+        };
+        StateStyle { word, emoji, color }
+    }
+
+    /// `#RRGGBB`.
+    pub fn hex(&self) -> String {
+        format!("#{:06X}", self.color)
+    }
+}
+
+/// One labelled value (`Namespace: ci`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fact {
+    pub label: &'static str,
+    pub value: String,
+}
+
+/// The parts of a message about one event. Every string is raw text from
+/// the event (user-controlled): escape it for the target markup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatView {
+    /// `PipelineRun widgets-ci-x7k2p`.
+    pub subject: String,
+    /// `PipelineRun widgets-ci-x7k2p failed`.
+    pub title: String,
+    pub state: RunState,
+    pub style: StateStyle,
+    pub facts: Vec<Fact>,
+    /// The condition message, on one line, at most 300 characters.
+    pub message: Option<String>,
+    /// The run's dashboard link (already sanitised by the engine).
+    pub url: Option<String>,
+    /// The repository's web page, when the clone URL is http(s).
+    pub repository_url: Option<String>,
+}
+
+impl ChatView {
+    pub fn of(ev: &RunEvent) -> ChatView {
+        let style = StateStyle::of(ev.state);
+        let subject = format!("{} {}", ev.kind, ev.name);
+        let mut facts = Vec::new();
+        let mut fact = |label: &'static str, value: Option<String>| {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                facts.push(Fact { label, value });
+            }
+        };
+        fact("Pipeline", ev.pipeline.clone());
+        fact(
+            "Task",
+            ev.pipeline_task.clone().or_else(|| ev.task.clone()),
+        );
+        fact("Namespace", Some(ev.namespace.clone()));
+        fact(
+            "Repository",
+            match (&ev.scm.owner, &ev.scm.name) {
+                (Some(o), Some(n)) => Some(format!("{o}/{n}")),
+                _ => ev.scm.repo.clone(),
+            },
+        );
+        fact("Branch", ev.scm.branch.clone());
+        fact("Pull request", ev.scm.pull_request.map(|n| format!("#{n}")));
+        fact(
+            "Commit",
+            ev.scm.sha.as_deref().map(|s| s.chars().take(7).collect()),
+        );
+        fact("Duration", duration(ev));
+        if ev.state.is_terminal() && ev.state != RunState::Succeeded {
+            fact("Reason", ev.reason.clone());
+        }
+        ChatView {
+            title: format!("{subject} {}", style.word),
+            subject,
+            state: ev.state,
+            style,
+            facts,
+            message: ev
+                .message
+                .as_deref()
+                .map(|m| crate::escape::one_line(m, 300))
+                .filter(|m| !m.is_empty()),
+            url: ev.url.clone(),
+            repository_url: ev
+                .scm
+                .url
+                .as_deref()
+                .and_then(crate::escape::repository_page),
+        }
+    }
+
+    /// The facts as `Label: value` lines, unescaped.
+    pub fn plain_facts(&self) -> String {
+        self.facts
+            .iter()
+            .map(|f| format!("{}: {}", f.label, f.value))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// The run's duration, when it has both ends.
+pub fn duration(ev: &RunEvent) -> Option<String> {
+    let parse = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    let (a, b) = (parse(&ev.started_at)?, parse(&ev.completed_at)?);
+    Some(crate::summary::human((b - a).num_seconds().max(0)))
+}
+
+/// The Notification's template rendered over the event, when it has one.
+/// The result is the user's own text: providers send it as given (they
+/// still encode it for their payload format, e.g. as a JSON string).
+pub fn template_text(input: &DeliveryInput<'_>) -> Result<Option<String>, Verdict> {
+    let Some(t) = input.template else {
+        return Ok(None);
+    };
+    t.render(crate::engine::template_context(
+        input.event,
+        input.notification,
+    ))
+    .map(Some)
+    .map_err(|e| Verdict::permanent(format!("template: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_of_the_sample_event() {
+        let ev = crate::sample::run_event();
+        let v = ChatView::of(&ev);
+        assert_eq!(v.state, ev.state);
+        assert!(v.title.starts_with(&format!("{} {}", ev.kind, ev.name)));
+        assert!(v.title.ends_with(v.style.word));
+        assert!(v.facts.iter().any(|f| f.label == "Namespace"));
+        assert_eq!(StateStyle::of(RunState::Failed).hex(), "#E01E5A");
+    }
+
+    #[test]
+    fn every_state_has_its_own_word() {
+        let words: std::collections::BTreeSet<_> = RunState::ALL
+            .iter()
+            .map(|s| StateStyle::of(*s).word)
+            .collect();
+        assert_eq!(words.len(), RunState::ALL.len());
+    }
+}
