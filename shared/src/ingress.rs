@@ -153,10 +153,13 @@ pub fn decode(inbound: Inbound) -> Result<Accepted, IngressError> {
             }),
         },
         Inbound::Flux { raw, body } => {
+            // Beyond the door a Flux event travels as a CloudEvent, so a
+            // Broker, an event bus, a dead letter and a replay all carry it.
             let event = decode::flux::decode(&raw, &body)?;
+            let ce = decode::flux::to_cloudevent(&event, body);
             Ok(Accepted::Run {
                 event: Box::new(event),
-                original: Original::Json(body),
+                original: Original::CloudEvent(Box::new(ce)),
             })
         }
     }

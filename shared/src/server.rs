@@ -43,7 +43,7 @@ pub fn error(e: &IngressError) -> Response {
 
 /// Event types are bounded for the metric label; others count as `other`.
 fn type_label(ty: &str) -> &str {
-    if crate::decode::is_handled_type(ty) || ty.starts_with("io.fluxcd.") {
+    if crate::decode::is_handled_type(ty) {
         ty
     } else {
         "other"

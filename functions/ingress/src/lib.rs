@@ -111,7 +111,7 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
     }
     // Decode at the door, so a malformed event is refused here, clearly.
     let accepted = ingress::parse_request(&parts.headers, bytes.clone()).and_then(ingress::decode);
-    let (event_type, original) = match accepted {
+    let (event_type, flux, original) = match accepted {
         Err(e) => {
             ing.metrics
                 .requests_rejected
@@ -132,7 +132,8 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
                 .events_received
                 .with_label_values(&[&event.event_type])
                 .inc();
-            (event.event_type.clone(), original)
+            let flux = event.format == relay_core::model::EventFormat::Flux;
+            (event.event_type.clone(), flux, original)
         }
     };
     match &ing.forward {
@@ -141,6 +142,16 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
             bus,
             source,
         } => to_eventbridge(client, bus, source, &event_type, &original).await,
+        // A Flux payload is no CloudEvent: the Broker gets the one it was wrapped in.
+        Forward::Sink { client, url } if flux => {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/cloudevents+json"),
+            );
+            let body = bytes::Bytes::from(original.to_json().to_string());
+            to_sink(client, url, &headers, body).await
+        }
         Forward::Sink { client, url } => to_sink(client, url, &parts.headers, bytes).await,
     }
 }

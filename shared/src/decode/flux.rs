@@ -1,10 +1,23 @@
-//! Flux notification-controller events (generic provider payload, not CloudEvents).
+//! Flux notification-controller events: the generic provider's payload (not
+//! a CloudEvent) as received, and the CloudEvent the relay wraps it in to
+//! carry it over a Broker or an event bus (`io.fluxcd.notification.<severity>`,
+//! the payload as data).
 
+use cloudevents::AttributesReader;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{DecodeError, str_at, string_map};
 use crate::model::{EventFormat, RunEvent, RunState, ScmContext};
+
+/// The type prefix of a Flux event wrapped in a CloudEvent.
+pub const TYPE_PREFIX: &str = "io.fluxcd.notification.";
+
+/// Is this a wrapped Flux event's type?
+pub fn is_flux_type(ty: &str) -> bool {
+    ty.strip_prefix(TYPE_PREFIX)
+        .is_some_and(|sev| !sev.is_empty())
+}
 
 /// Is this JSON body a Flux event?
 pub fn is_flux(body: &Value) -> bool {
@@ -29,6 +42,46 @@ pub fn split_revision(rev: &str) -> (Option<String>, Option<String>) {
 /// Decodes a Flux event. Flux sends no id: the id is a digest of the body, so
 /// an identical re-post is recognised as a redelivery.
 pub fn decode(raw: &[u8], body: &Value) -> Result<RunEvent, DecodeError> {
+    decode_with_id(hex::encode(Sha256::digest(raw)), body)
+}
+
+/// A Flux event carried in a CloudEvent: its id is the one given at the door.
+pub fn decode_cloudevent(id: &str, data: &Value) -> Result<RunEvent, DecodeError> {
+    if !is_flux(data) {
+        return Err(DecodeError::InvalidPayload(
+            "a Flux event needs `involvedObject` and `severity` in its data".into(),
+        ));
+    }
+    decode_with_id(id.to_string(), data)
+}
+
+/// The CloudEvent a Flux event travels in beyond the door: the same id
+/// (the digest of the payload as received) and the payload as data.
+pub fn to_cloudevent(event: &RunEvent, body: Value) -> cloudevents::Event {
+    use cloudevents::{EventBuilder, EventBuilderV10};
+    let seg = |s: &str| crate::escape::path_segment(s).unwrap_or_else(|| "_".into());
+    let mut b = EventBuilderV10::new()
+        .id(event.event_id.clone())
+        .ty(event.event_type.clone())
+        .source(format!(
+            "/flux/{}/{}/{}",
+            seg(&event.kind),
+            seg(&event.namespace),
+            seg(&event.name)
+        ))
+        .subject(format!("{}/{}/{}", event.kind, event.namespace, event.name))
+        .data("application/json", body);
+    if let Some(t) = event
+        .time
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    {
+        b = b.time(t.with_timezone(&chrono::Utc));
+    }
+    b.build().expect("id, type and source are set")
+}
+
+fn decode_with_id(event_id: String, body: &Value) -> Result<RunEvent, DecodeError> {
     let obj = body.get("involvedObject").unwrap_or(&Value::Null);
     let need = |k: &str| {
         str_at(obj, &[k])
@@ -57,8 +110,8 @@ pub fn decode(raw: &[u8], body: &Value) -> Result<RunEvent, DecodeError> {
     let time = str_at(body, &["timestamp"]).map(str::to_string);
     Ok(RunEvent {
         format: EventFormat::Flux,
-        event_id: hex::encode(Sha256::digest(raw)),
-        event_type: format!("io.fluxcd.notification.{severity}"),
+        event_id,
+        event_type: format!("{TYPE_PREFIX}{severity}"),
         phase: severity.clone(),
         time: time.clone(),
         kind,
@@ -100,6 +153,26 @@ pub fn decode(raw: &[u8], body: &Value) -> Result<RunEvent, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrapped_in_a_cloudevent_it_decodes_to_the_same_event() {
+        let body = serde_json::json!({
+            "involvedObject": {"kind": "GitRepository", "namespace": "flux-system", "name": "widgets"},
+            "severity": "info", "timestamp": "2024-05-15T05:00:01Z", "reason": "GitOperationSucceeded",
+            "message": "Fetched revision: main@sha1:abc", "metadata": {"revision": "main@sha1:abc"}
+        });
+        let raw = serde_json::to_vec(&body).unwrap();
+        let direct = decode(&raw, &body).unwrap();
+        let ce = to_cloudevent(&direct, body);
+        assert_eq!(ce.ty(), "io.fluxcd.notification.info");
+        assert_eq!(ce.source().to_string(), "/flux/GitRepository/flux-system/widgets");
+        match super::super::decode_cloudevent(&ce).unwrap() {
+            super::super::Decoded::Run(ev) => assert_eq!(*ev, direct),
+            other => panic!("{other:?}"),
+        }
+        assert!(is_flux_type("io.fluxcd.notification.error"));
+        assert!(!is_flux_type("io.fluxcd.notification."));
+    }
 
     #[test]
     fn splits_revisions() {

@@ -76,7 +76,9 @@ pub enum Decoded {
 
 /// Does this relay handle events of this type at all?
 pub fn is_handled_type(ty: &str) -> bool {
-    tekton::parse_type(ty).is_some() || cdevents::parse_type(ty).is_some()
+    tekton::parse_type(ty).is_some()
+        || cdevents::parse_type(ty).is_some()
+        || flux::is_flux_type(ty)
 }
 
 pub fn decode_cloudevent(ev: &Event) -> Result<Decoded, DecodeError> {
@@ -88,6 +90,10 @@ pub fn decode_cloudevent(ev: &Event) -> Result<Decoded, DecodeError> {
     if let Some(ty) = cdevents::parse_type(&meta.event_type) {
         let data = data_json(ev)?;
         return cdevents::decode(&meta, ty, &data).map(|r| Decoded::Run(Box::new(r)));
+    }
+    if flux::is_flux_type(&meta.event_type) {
+        let data = data_json(ev)?;
+        return flux::decode_cloudevent(&meta.id, &data).map(|r| Decoded::Run(Box::new(r)));
     }
     Ok(Decoded::Ignored {
         event_type: meta.event_type,
