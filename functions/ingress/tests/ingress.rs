@@ -128,6 +128,19 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
         .unwrap();
     assert_eq!(r["statusCode"], 200, "{r}");
 
+    // A Flux event goes on the bus as the CloudEvent it is wrapped in.
+    let flux = RequestFile::load(
+        &dir().join("flux-events/003-flux-kustomization-apps-error.json"),
+    );
+    let r = api
+        .invoke(function_url_event(
+            &flux,
+            &[("authorization", "Bearer ingress-token")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r["statusCode"], 200, "{r}");
+
     let got = sqs
         .receive_message()
         .queue_url(&queue)
@@ -141,7 +154,20 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
         .iter()
         .map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap())
         .collect();
-    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    let flux_entry = bodies
+        .iter()
+        .find(|b| b["detail-type"] == "io.fluxcd.notification.error")
+        .unwrap_or_else(|| panic!("no Flux event on the bus: {bodies:?}"));
+    let ce = relay_core::decode::wrappers::from_eventbridge(flux_entry).unwrap();
+    let relay_core::decode::Decoded::Run(run) = relay_core::decode::decode_cloudevent(&ce).unwrap()
+    else {
+        panic!("not a run")
+    };
+    assert_eq!(
+        (run.kind.as_str(), run.name.as_str(), run.state.as_str()),
+        ("Kustomization", "apps", "failed")
+    );
     let first = bodies
         .iter()
         .find(|b| b["detail"]["id"] == ev.headers["Ce-Id"].as_str())
@@ -222,6 +248,78 @@ async fn on_knative_events_go_to_k_sink_unchanged() {
         got.headers["ce-type"],
         "dev.tekton.event.pipelinerun.started.v1"
     );
+}
+
+/// Flux's generic-hmac provider signs with `X-Signature`; the ingress checks
+/// it with its own secret (not the CloudEvents one), and forwards the event
+/// to the Broker as a structured CloudEvent that decodes to the Flux object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_events_are_signature_checked_and_forwarded_as_cloudevents() {
+    let rx = Receiver::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("hmac"), "shh").unwrap();
+    std::fs::write(secrets.path().join("flux"), "flux-token\n").unwrap();
+    let port = free_port();
+    let env = vec![
+        ("K_SINK".to_string(), rx.url("/broker")),
+        ("PORT".to_string(), port.to_string()),
+    ];
+    let cfg = config(&format!(
+        "{{hmacSecretFile: {}, fluxHmacSecretFile: {}}}",
+        secrets.path().join("hmac").display(),
+        secrets.path().join("flux").display()
+    ));
+    let function = FunctionProcess::start(Path::new(BIN), &cfg, &env);
+    let base = format!("http://127.0.0.1:{port}/");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client.get(format!("{base}healthz")).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ingress did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ev = RequestFile::load(
+        &dir().join("flux-events/001-flux-gitrepository-widgets-info.json"),
+    );
+    let body = ev.body_bytes();
+    let send = |sig: Option<String>| {
+        let mut req = client.post(&base).body(body.clone());
+        for (k, v) in ev.send_headers() {
+            req = req.header(k, v);
+        }
+        if let Some(sig) = sig {
+            req = req.header("X-Signature", sig);
+        }
+        req.send()
+    };
+    assert_eq!(send(None).await.unwrap().status(), 401);
+    // Signed with the CloudEvents secret instead of Flux's: refused.
+    let wrong = relay_webhook_signature(b"shh", &body);
+    assert_eq!(send(Some(wrong)).await.unwrap().status(), 401);
+    assert!(rx.requests().is_empty());
+    let sig = relay_webhook_signature(b"flux-token", &body);
+    let r = send(Some(sig)).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", function.stderr());
+
+    let got = &rx.accepted_on("/broker")[0];
+    assert_eq!(got.headers["content-type"], "application/cloudevents+json");
+    let structured: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(structured["type"], "io.fluxcd.notification.info");
+    assert_eq!(structured["source"], "/flux/GitRepository/flux-system/widgets");
+    assert_eq!(structured["data"], ev.body, "the Flux payload rides as data");
+    let ce = relay_core::decode::wrappers::structured(structured).unwrap();
+    let relay_core::decode::Decoded::Run(run) = relay_core::decode::decode_cloudevent(&ce).unwrap()
+    else {
+        panic!("not a run")
+    };
+    assert_eq!(run.format, relay_core::model::EventFormat::Flux);
+    assert_eq!(
+        run.scm.sha.as_deref(),
+        Some("247aabb58d323d9e0d3be8ee03cc2f9b21460c5a")
+    );
+    assert_eq!(run.scm.branch.as_deref(), Some("main"));
 }
 
 fn relay_webhook_signature(secret: &[u8], body: &[u8]) -> String {

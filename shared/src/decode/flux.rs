@@ -3,7 +3,6 @@
 //! carry it over a Broker or an event bus (`io.fluxcd.notification.<severity>`,
 //! the payload as data).
 
-use cloudevents::AttributesReader;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -153,6 +152,7 @@ fn decode_with_id(event_id: String, body: &Value) -> Result<RunEvent, DecodeErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cloudevents::AttributesReader;
 
     #[test]
     fn wrapped_in_a_cloudevent_it_decodes_to_the_same_event() {
