@@ -1,11 +1,79 @@
-//! The PagerDuty provider (Events API v2: trigger on failure, resolve on the next success). Being written.
+//! The `pagerduty` provider: PagerDuty Events API v2. A failed (or timed
+//! out) run triggers an alert keyed by its pipeline, repository and branch
+//! (`dedup_key`), and the next successful run there resolves it.
+
+pub mod event;
+pub mod key;
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use relay_core::RunState;
+use relay_core::chat::{StateStyle, template_text};
 use relay_core::config::ProviderDoc;
-use relay_core::provider::{Provider, ProviderFactory};
+use relay_core::model::RunEvent;
+use relay_core::provider::{
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
+    check_action_and_params, delivery_params, parse_settings,
+};
+use relay_core::secret::SecretFile;
+use relay_core::transport::Http;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub use event::Severity;
 
 pub const TYPE: &str = "pagerduty";
+const DEFAULT_BASE_URL: &str = "https://events.pagerduty.com";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PagerdutySettings {
+    /// The integration key of an Events API v2 integration (or a ruleset's
+    /// routing key). It travels in the body, so it is never logged.
+    pub routing_key_file: SecretFile,
+    /// `https://events.pagerduty.com` (default); `https://events.eu.pagerduty.com`.
+    #[serde(rename = "baseURL", default)]
+    pub base_url: Option<url::Url>,
+    /// Of triggered alerts (default `error`); a Notification's
+    /// `params.severity` overrides it.
+    #[serde(default)]
+    pub severity: Option<Severity>,
+    /// The states that trigger (default `failed`, `timed_out`); `succeeded`
+    /// resolves.
+    #[serde(default)]
+    pub trigger_on: Option<Vec<RunState>>,
+    /// The event kinds acted on (default `PipelineRun`): a task's failure is
+    /// its pipeline's, paged once.
+    #[serde(default)]
+    pub kinds: Option<Vec<String>>,
+    /// `payload.source` (default the repository, else `tekton/<namespace>`).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// A Notification's params.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PagerdutyParams {
+    #[serde(default)]
+    pub severity: Option<Severity>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Trigger,
+    Resolve,
+}
+
+pub struct Pagerduty {
+    enqueue: url::Url,
+    routing_key: SecretFile,
+    severity: Severity,
+    trigger_on: Vec<RunState>,
+    kinds: Vec<String>,
+    source: Option<String>,
+}
 
 pub struct PagerdutyFactory;
 
@@ -14,7 +82,289 @@ impl ProviderFactory for PagerdutyFactory {
         TYPE
     }
 
-    fn build(&self, _doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
-        Err(vec![(String::new(), "the pagerduty provider is not written yet".into())])
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+        Ok(Arc::new(Pagerduty::new(parse_settings(doc)?)?))
+    }
+}
+
+impl Pagerduty {
+    pub fn new(s: PagerdutySettings) -> Result<Pagerduty, Vec<(String, String)>> {
+        let mut errs = Vec::new();
+        let base = s
+            .base_url
+            .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE_URL).expect("a valid URL"));
+        if !matches!(base.scheme(), "http" | "https") {
+            errs.push((
+                "baseURL".into(),
+                format!("scheme {:?} is not http or https", base.scheme()),
+            ));
+        }
+        let mut enqueue = base.clone();
+        enqueue.set_path(&format!("{}/v2/enqueue", base.path().trim_end_matches('/')));
+        enqueue.set_query(None);
+        let trigger_on = s
+            .trigger_on
+            .unwrap_or_else(|| vec![RunState::Failed, RunState::TimedOut]);
+        if trigger_on.is_empty() {
+            errs.push(("triggerOn".into(), "name at least one state".into()));
+        }
+        if let Some(i) = trigger_on.iter().position(|s| *s == RunState::Succeeded) {
+            errs.push((
+                format!("triggerOn[{i}]"),
+                "succeeded resolves the alert; it cannot trigger one".into(),
+            ));
+        }
+        let kinds = s.kinds.unwrap_or_else(|| vec!["PipelineRun".into()]);
+        if kinds.is_empty() {
+            errs.push(("kinds".into(), "name at least one kind".into()));
+        }
+        for (i, k) in kinds.iter().enumerate() {
+            if k.trim().is_empty() {
+                errs.push((format!("kinds[{i}]"), "must not be empty".into()));
+            }
+        }
+        if s.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            errs.push(("source".into(), "must not be empty".into()));
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(Pagerduty {
+            enqueue,
+            routing_key: s.routing_key_file,
+            severity: s.severity.unwrap_or(Severity::Error),
+            trigger_on,
+            kinds,
+            source: s.source,
+        })
+    }
+
+    fn action(&self, state: RunState) -> Option<Action> {
+        if self.trigger_on.contains(&state) {
+            Some(Action::Trigger)
+        } else if state == RunState::Succeeded {
+            Some(Action::Resolve)
+        } else {
+            None
+        }
+    }
+}
+
+/// `v` with every occurrence of `secret` masked: an error answer may echo
+/// the body, which holds the routing key.
+fn scrub(v: Verdict, secret: &str) -> Verdict {
+    let mask = |m: String| m.replace(secret, "<redacted>");
+    match v {
+        Verdict::Permanent { status, message } => Verdict::Permanent {
+            status,
+            message: mask(message),
+        },
+        Verdict::Retryable {
+            status,
+            retry_after,
+            message,
+        } => Verdict::Retryable {
+            status,
+            retry_after,
+            message: mask(message),
+        },
+        Verdict::Success => Verdict::Success,
+    }
+}
+
+#[async_trait]
+impl Provider for Pagerduty {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn check_notification(
+        &self,
+        action: Option<&str>,
+        params: &Map<String, Value>,
+    ) -> Result<(), Vec<(String, String)>> {
+        let action = match action {
+            None => Ok(()),
+            Some(a) => Err(format!(
+                "pagerduty takes no action (got {a:?}): failures trigger, successes resolve"
+            )),
+        };
+        check_action_and_params::<PagerdutyParams>(action, params)
+    }
+
+    /// Only trigger and resolve states are sent; nothing else is claimed
+    /// either, so a cancelled run leaves the alert as it was.
+    fn declines(&self, ev: &RunEvent) -> Option<String> {
+        if !self.kinds.contains(&ev.kind) {
+            return Some(format!(
+                "pagerduty acts on {} events (settings kinds), not {}",
+                self.kinds.join(", "),
+                ev.kind
+            ));
+        }
+        if self.action(ev.state).is_none() {
+            return Some(format!(
+                "a {} run neither triggers nor resolves an alert",
+                StateStyle::of(ev.state).word
+            ));
+        }
+        None
+    }
+
+    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let ev = input.event;
+        let Some(action) = self.action(ev.state) else {
+            return Ok(String::new());
+        };
+        let params: PagerdutyParams = delivery_params(input)?;
+        let key = key::incident_key(ev);
+        let mut body = match action {
+            Action::Trigger => event::trigger(
+                ev,
+                &key,
+                params.severity.unwrap_or(self.severity),
+                self.source.as_deref(),
+                template_text(input)?,
+            ),
+            Action::Resolve => event::resolve(&key),
+        };
+        let routing_key = self
+            .routing_key
+            .read()
+            .await
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
+        body["routing_key"] = routing_key.expose().into();
+        let req = OutboundRequest::post_json(self.enqueue.clone(), body.to_string());
+        http.send(&Outbound::Http(req))
+            .await
+            .map_err(|v| scrub(v, routing_key.expose()))?;
+        Ok(match action {
+            Action::Trigger => format!("triggered {key}"),
+            Action::Resolve => format!("resolved {key}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(settings: Value) -> ProviderDoc {
+        ProviderDoc {
+            name: "pd".into(),
+            provider_type: TYPE.into(),
+            settings,
+        }
+    }
+
+    fn parse(settings: Value) -> PagerdutySettings {
+        parse_settings(&doc(settings)).unwrap()
+    }
+
+    fn errors(settings: Value) -> Vec<(String, String)> {
+        PagerdutyFactory.build(&doc(settings)).err().unwrap()
+    }
+
+    #[test]
+    fn settings_errors_name_their_path() {
+        assert!(
+            PagerdutyFactory
+                .build(&doc(json!({"routingKeyFile": "/k"})))
+                .is_ok()
+        );
+        let e = errors(json!({}));
+        assert!(e[0].1.contains("missing field `routingKeyFile`"), "{e:?}");
+        let e = errors(json!({"routingKeyFile": "/k", "severity": "fatal"}));
+        assert_eq!(e[0].0, "severity");
+        assert!(e[0].1.contains("expected one of `critical`"), "{e:?}");
+        let e = errors(json!({"routingKeyFile": "/k", "triggerOn": ["failed", "broken"]}));
+        assert_eq!(e[0].0, "triggerOn[1]", "{e:?}");
+        let e = errors(json!({"routingKeyFile": "/k", "triggerOn": ["failed", "succeeded"]}));
+        assert_eq!(e[0].0, "triggerOn[1]", "{e:?}");
+        let e = errors(json!({"routingKeyFile": "/k", "baseURL": "ftp://x", "kinds": []}));
+        assert_eq!(e[0].0, "baseURL");
+        assert_eq!(e[1].0, "kinds");
+        let e = errors(json!({"routingKeyFile": "/k", "routingKey": "R0UT1NG"}));
+        assert!(e[0].1.contains("unknown field `routingKey`"), "{e:?}");
+    }
+
+    fn provider(settings: Value) -> Arc<dyn Provider> {
+        PagerdutyFactory.build(&doc(settings)).ok().unwrap()
+    }
+
+    #[test]
+    fn only_trigger_and_resolve_states_of_chosen_kinds_are_sent() {
+        let pd = provider(json!({"routingKeyFile": "/k"}));
+        let mut ev = relay_core::sample::run_event();
+        for (state, sent) in [
+            (RunState::Failed, true),
+            (RunState::TimedOut, true),
+            (RunState::Succeeded, true),
+            (RunState::Cancelled, false),
+            (RunState::Running, false),
+            (RunState::Started, false),
+        ] {
+            ev.state = state;
+            assert_eq!(pd.declines(&ev).is_none(), sent, "{state}");
+        }
+        ev.state = RunState::Cancelled;
+        assert_eq!(
+            pd.declines(&ev).unwrap(),
+            "a cancelled run neither triggers nor resolves an alert"
+        );
+        ev.state = RunState::Failed;
+        ev.kind = "TaskRun".into();
+        assert!(pd.declines(&ev).unwrap().contains("not TaskRun"));
+        let pd = provider(
+            json!({"routingKeyFile": "/k", "kinds": ["TaskRun"], "triggerOn": ["cancelled"]}),
+        );
+        assert!(pd.declines(&ev).is_some(), "failed no longer triggers");
+        ev.state = RunState::Cancelled;
+        assert!(pd.declines(&ev).is_none());
+    }
+
+    #[test]
+    fn notifications_take_a_severity_only() {
+        let pd = provider(json!({"routingKeyFile": "/k"}));
+        let mut p = Map::new();
+        p.insert("severity".into(), "warning".into());
+        assert!(pd.check_notification(None, &p).is_ok());
+        p.insert("severity".into(), "high".into());
+        let e = pd.check_notification(Some("trigger"), &p).unwrap_err();
+        assert_eq!(e[0].0, "action");
+        assert_eq!(e[1].0, "params.severity", "{e:?}");
+    }
+
+    #[test]
+    fn the_enqueue_url_keeps_the_base_path() {
+        let pd = Pagerduty::new(parse(json!({"routingKeyFile": "/k"}))).unwrap();
+        assert_eq!(
+            pd.enqueue.as_str(),
+            "https://events.pagerduty.com/v2/enqueue"
+        );
+        let pd = Pagerduty::new(parse(
+            json!({"routingKeyFile": "/k", "baseURL": "http://mock:8080/pd/?x=1"}),
+        ))
+        .unwrap();
+        assert_eq!(pd.enqueue.as_str(), "http://mock:8080/pd/v2/enqueue");
+    }
+
+    #[test]
+    fn scrubbing_masks_the_key_in_messages() {
+        let v = scrub(
+            Verdict::Permanent {
+                status: Some(400),
+                message: "answered 400: bad routing_key R0UT1NG".into(),
+            },
+            "R0UT1NG",
+        );
+        assert_eq!(
+            v,
+            Verdict::Permanent {
+                status: Some(400),
+                message: "answered 400: bad routing_key <redacted>".into()
+            }
+        );
     }
 }
