@@ -1,0 +1,592 @@
+//! The Jira function against a mock Jira (a real HTTP server): ADF comments
+//! on the issue named by the run's annotation or branch (method, path, auth,
+//! body), transitions looked up by name then posted, the Notification's
+//! template, escaping of user-controlled names, runs without a key
+//! filtered, a 401 dead-lettered without the token, and config errors
+//! reported with their paths by the binary itself.
+
+use std::path::Path;
+use std::process::Command;
+
+use relay_tests::fixtures::{RequestFile, Scenario};
+use relay_tests::process::{FunctionProcess, send};
+use relay_tests::receiver::{Receiver, Recorded};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_relay-jira");
+const EMAIL: &str = "ci-bot@acme.dev";
+const API_TOKEN: &str = "ATATT3xJira-5ecret-api-token-0123";
+/// base64("ci-bot@acme.dev:ATATT3xJira-5ecret-api-token-0123")
+const BASIC: &str = "Basic Y2ktYm90QGFjbWUuZGV2OkFUQVRUM3hKaXJhLTVlY3JldC1hcGktdG9rZW4tMDEyMw==";
+const PAT: &str = "NjQ5-dc-personal-access-token";
+const ISSUE: &str = "/rest/api/3/issue/PAY-123";
+const ANNOTATION: &str = "relay.tekton.dev/jira-issue";
+const RUN_URL: &str = "https://tekton.acme.dev/#/namespaces/ci/pipelineruns/build-and-test-vjcdr";
+
+enum Auth {
+    ApiToken,
+    Pat,
+}
+
+struct Relay {
+    f: FunctionProcess,
+    base: String,
+    _secrets: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl Relay {
+    /// A function with one Provider (`extra` settings lines appended) and
+    /// `notifications` (`name`, spec lines).
+    async fn start(
+        jira: &Receiver,
+        auth: Auth,
+        extra: &str,
+        notifications: &[(&str, &str)],
+    ) -> Relay {
+        let d = tempfile::tempdir().unwrap();
+        let token = d.path().join("token");
+        let secret = match auth {
+            Auth::ApiToken => API_TOKEN,
+            Auth::Pat => PAT,
+        };
+        std::fs::write(&token, format!("{secret}\n")).unwrap();
+        let credentials = match auth {
+            Auth::ApiToken => format!("email: {EMAIL}\n    apiTokenFile: {}", token.display()),
+            Auth::Pat => format!("tokenFile: {}", token.display()),
+        };
+        let mut cfg = format!(
+            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: jira}}\nspec:\n  type: jira\n  jira:\n    baseURL: \"{}\"\n    {credentials}\n{extra}",
+            jira.url("/"),
+        );
+        for (name, spec) in notifications {
+            cfg.push_str(&format!(
+                "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: jira}}\n{spec}\n"
+            ));
+        }
+        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
+        Relay {
+            f,
+            base,
+            _secrets: d,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends one request file: the function's answer for its one Notification.
+    async fn send(&self, f: &RequestFile) -> Value {
+        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
+        assert_eq!(status, 200, "{}: {body}", f.file_name);
+        body["deliveries"][0].clone()
+    }
+
+    fn dead_letters(&self) -> String {
+        std::fs::read_to_string(self.f.dir.path().join("dl.jsonl")).unwrap_or_default()
+    }
+}
+
+fn fixture(path: &str) -> RequestFile {
+    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+}
+
+/// `f` with annotations set on its run (a PipelineRun or TaskRun).
+fn annotated(mut f: RequestFile, annotations: &[(&str, &str)]) -> RequestFile {
+    let run = ["pipelineRun", "taskRun"]
+        .into_iter()
+        .find(|k| f.body.get(*k).is_some())
+        .unwrap();
+    for (k, v) in annotations {
+        f.body[run]["metadata"]["annotations"][*k] = (*v).into();
+    }
+    f
+}
+
+fn succeeded() -> RequestFile {
+    fixture("tekton-pipelinerun-success/017-pipelinerun-successful.json")
+}
+
+fn assert_jira_headers(r: &Recorded, auth: &str) {
+    assert_eq!(r.headers["authorization"], auth);
+    assert_eq!(r.headers["accept"], "application/json");
+    if r.method != "GET" {
+        assert_eq!(r.headers["content-type"], "application/json");
+    }
+}
+
+/// Every node of an ADF document, depth first.
+fn nodes(v: &Value) -> Vec<&Value> {
+    let mut out = vec![v];
+    for c in v["content"].as_array().into_iter().flatten() {
+        out.extend(nodes(c));
+    }
+    out
+}
+
+/// The text of a paragraph (its text nodes, hard breaks as newlines).
+fn paragraph_text(p: &Value) -> String {
+    p["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["text"].as_str().unwrap_or("\n").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_run_comments_on_the_annotated_issue_in_adf() {
+    let jira = Receiver::start().await;
+    jira.reply(
+        "POST",
+        &format!("{ISSUE}/comment"),
+        201,
+        json!({"id": "10001"}),
+    );
+    let relay = Relay::start(&jira, Auth::ApiToken, "", &[("comments", "")]).await;
+    let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
+    let mut details = Vec::new();
+    for f in &sc.files {
+        let d = relay
+            .send(&annotated(f.clone(), &[(ANNOTATION, "PAY-123")]))
+            .await;
+        details.push((d["outcome"].clone(), d["detail"].clone()));
+    }
+    // Tasks are left to their PipelineRun; only the finished run comments.
+    assert_eq!(
+        details[2],
+        (
+            json!("filtered"),
+            json!(
+                "a task of PipelineRun build-and-test-vjcdr: its PipelineRun's events update the issue"
+            )
+        )
+    );
+    assert_eq!(
+        details[0],
+        (json!("delivered"), json!("no comment when started"))
+    );
+    assert_eq!(
+        details.last().unwrap(),
+        &(json!("delivered"), json!("comment on PAY-123"))
+    );
+
+    let sent = jira.requests();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let r = &sent[0];
+    assert_eq!(
+        (r.method.as_str(), r.path.as_str()),
+        ("POST", "/rest/api/3/issue/PAY-123/comment")
+    );
+    assert_jira_headers(r, BASIC);
+    let body = r.json()["body"].clone();
+    assert_eq!(body["type"], "doc");
+    assert_eq!(body["version"], 1);
+    let head = &body["content"][0];
+    assert_eq!(
+        paragraph_text(head),
+        "✅ PipelineRun build-and-test-vjcdr succeeded"
+    );
+    assert_eq!(
+        head["content"][1]["marks"],
+        json!([{"type": "strong"}, {"type": "link", "attrs": {"href": RUN_URL}}])
+    );
+    let facts = paragraph_text(&body["content"][1]);
+    assert!(
+        facts.starts_with(
+            "Pipeline: build-and-test\nNamespace: ci\nRepository: acme/widgets\nBranch: main\n"
+        ),
+        "{facts}"
+    );
+    assert!(
+        facts.contains("Pull request: #47") && facts.contains("Duration: 3m 20s"),
+        "{facts}"
+    );
+    let repo = nodes(&body)
+        .into_iter()
+        .find(|n| n["text"] == "acme/widgets")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        repo["marks"][0]["attrs"]["href"],
+        "https://github.com/acme/widgets"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_comes_from_the_branch_within_the_projects() {
+    let jira = Receiver::start().await;
+    jira.reply(
+        "POST",
+        "/rest/api/3/issue/PAY-77/comment",
+        201,
+        json!({"id": "1"}),
+    );
+    let relay = Relay::start(
+        &jira,
+        Auth::ApiToken,
+        "    projects: [PAY, OPS]\n",
+        &[("comments", "")],
+    )
+    .await;
+    let branch = "pipelinesascode.tekton.dev/source-branch";
+
+    let d = relay
+        .send(&annotated(
+            succeeded(),
+            &[(branch, "feature/PAY-77-pagination")],
+        ))
+        .await;
+    assert_eq!(d["detail"], "comment on PAY-77", "{d}");
+
+    // A key of another project, and no key at all: filtered, nothing sent.
+    for (value, why) in [
+        (
+            "feature/WEB-5-pagination",
+            "no relay.tekton.dev/jira-issue annotation and no issue key of projects [\"PAY\", \"OPS\"] in the branch",
+        ),
+        (
+            "feature/pagination",
+            "no relay.tekton.dev/jira-issue annotation and no issue key of projects [\"PAY\", \"OPS\"] in the branch",
+        ),
+    ] {
+        let mut f = annotated(succeeded(), &[(branch, value)]);
+        f.headers
+            .insert("Ce-Id".into(), format!("other-branch-{value}"));
+        let d = relay.send(&f).await;
+        assert_eq!(
+            (d["outcome"].as_str(), d["detail"].as_str()),
+            (Some("filtered"), Some(why)),
+            "{d}"
+        );
+    }
+    assert_eq!(jira.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transition_is_found_by_name_then_posted() {
+    let jira = Receiver::start().await;
+    let transitions = format!("{ISSUE}/transitions");
+    jira.reply(
+        "POST",
+        &format!("{ISSUE}/comment"),
+        201,
+        json!({"id": "10001"}),
+    );
+    jira.reply(
+        "GET",
+        &transitions,
+        200,
+        json!({"expand": "transitions", "transitions": [
+            {"id": "11", "name": "Start work", "to": {"name": "In Progress"}},
+            {"id": "31", "name": "Done", "to": {"name": "Done"}}
+        ]}),
+    );
+    jira.reply("POST", &transitions, 204, Value::Null);
+    let relay = Relay::start(
+        &jira,
+        Auth::Pat,
+        "",
+        &[(
+            "workflow",
+            "  action: comment+transition\n  params:\n    transitions: {started: in progress, succeeded: DONE}",
+        )],
+    )
+    .await;
+    let started = annotated(
+        fixture("tekton-pipelinerun-success/001-pipelinerun-started.json"),
+        &[(ANNOTATION, "PAY-123")],
+    );
+    let d = relay.send(&started).await;
+    // The transition is matched by the status it leads to, too.
+    assert_eq!(
+        d["detail"], "no comment when started; PAY-123 transitioned by \"Start work\"",
+        "{d}"
+    );
+    let d = relay
+        .send(&annotated(succeeded(), &[(ANNOTATION, "PAY-123")]))
+        .await;
+    assert_eq!(
+        d["detail"], "comment on PAY-123; PAY-123 transitioned by \"Done\"",
+        "{d}"
+    );
+
+    let sent: Vec<(String, String)> = jira
+        .requests()
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    let want = [
+        ("GET", transitions.as_str()),
+        ("POST", transitions.as_str()),
+        ("POST", "/rest/api/3/issue/PAY-123/comment"),
+        ("GET", transitions.as_str()),
+        ("POST", transitions.as_str()),
+    ];
+    assert_eq!(sent, want.map(|(m, p)| (m.to_string(), p.to_string())));
+    let posted: Vec<Value> = jira
+        .requests_on(&transitions)
+        .iter()
+        .inspect(|r| assert_jira_headers(r, &format!("Bearer {PAT}")))
+        .filter(|r| r.method == "POST")
+        .map(Recorded::json)
+        .collect();
+    assert_eq!(
+        posted,
+        [
+            json!({"transition": {"id": "11"}}),
+            json!({"transition": {"id": "31"}})
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_transition_is_permanent_and_names_the_available_ones() {
+    let jira = Receiver::start().await;
+    let transitions = format!("{ISSUE}/transitions");
+    jira.reply("GET", &transitions, 200, json!({"transitions": [{"id": "11", "name": "Start work"}, {"id": "21", "name": "Reject"}]}));
+    jira.reply(
+        "GET",
+        ISSUE,
+        200,
+        json!({"key": "PAY-123", "fields": {"status": {"name": "Backlog"}}}),
+    );
+    let relay = Relay::start(
+        &jira,
+        Auth::ApiToken,
+        "",
+        &[(
+            "workflow",
+            "  action: transition\n  params: {transitions: {succeeded: Done}}",
+        )],
+    )
+    .await;
+    let d = relay
+        .send(&annotated(succeeded(), &[(ANNOTATION, "PAY-123")]))
+        .await;
+    assert_eq!(d["outcome"], "dead_lettered", "{d}");
+    let issue = jira.requests_on(ISSUE);
+    assert_eq!(issue.len(), 1);
+    assert_eq!(issue[0].query, "fields=status");
+    assert!(
+        jira.requests().iter().all(|r| r.method == "GET"),
+        "nothing posted"
+    );
+    let dead = relay.dead_letters();
+    assert!(
+        dead.contains(r#"issue PAY-123 (status \"Backlog\") has no transition \"Done\"; available: [\"Start work\", \"Reject\"]"#),
+        "{dead}"
+    );
+
+    // In the target status already (a replay): nothing to do, no error.
+    jira.reply(
+        "GET",
+        ISSUE,
+        200,
+        json!({"key": "PAY-123", "fields": {"status": {"name": "done"}}}),
+    );
+    let mut again = annotated(succeeded(), &[(ANNOTATION, "PAY-123")]);
+    again.headers.insert("Ce-Id".into(), "replayed".into());
+    let d = relay.send(&again).await;
+    assert_eq!(
+        (d["outcome"].as_str(), d["detail"].as_str()),
+        (Some("delivered"), Some("PAY-123 already \"done\"")),
+        "{d}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notification_template_is_the_comment() {
+    let jira = Receiver::start().await;
+    let relay = Relay::start(
+        &jira,
+        Auth::ApiToken,
+        "",
+        &[(
+            "comments",
+            "  template: |\n    Build {{ event.name }} {{ event.state }} on {{ event.scm.branch }}\n    commit {{ event.scm.sha[:7] }}\n\n    Deploy when green.",
+        )],
+    )
+    .await;
+    let d = relay
+        .send(&annotated(succeeded(), &[(ANNOTATION, "PAY-123")]))
+        .await;
+    assert_eq!(d["outcome"], "delivered", "{d}");
+    let sent = jira.requests_on(&format!("{ISSUE}/comment"));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].json()["body"],
+        json!({"type": "doc", "version": 1, "content": [
+            {"type": "paragraph", "content": [
+                {"type": "text", "text": "Build build-and-test-vjcdr succeeded on main"},
+                {"type": "hardBreak"},
+                {"type": "text", "text": "commit 0c5c7fd"}
+            ]},
+            {"type": "paragraph", "content": [{"type": "text", "text": "Deploy when green."}]}
+        ]})
+    );
+}
+
+/// The run name, condition message and log link of this event carry HTML,
+/// markdown, links and chat mentions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_controlled_names_cannot_inject_markup_or_mentions() {
+    let jira = Receiver::start().await;
+    let relay = Relay::start(&jira, Auth::ApiToken, "", &[("comments", "")]).await;
+    let f = annotated(
+        fixture("bad-input/008-markup-injection.json"),
+        &[(ANNOTATION, "PAY-123")],
+    );
+    let d = relay.send(&f).await;
+    assert_eq!(d["outcome"], "delivered", "{d}");
+    let sent = jira.requests_on(&format!("{ISSUE}/comment"));
+    assert_eq!(sent.len(), 1);
+    let body = sent[0].json()["body"].clone();
+    let all = nodes(&body);
+    let kinds: std::collections::BTreeSet<&str> =
+        all.iter().map(|n| n["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["doc", "hardBreak", "paragraph", "text"].into(),
+        "no mention, card or markup node"
+    );
+    for n in &all {
+        let text = n["text"].as_str().unwrap_or("");
+        for bad in ["@channel", "@here", "<@U0123456>"] {
+            assert!(!text.contains(bad), "{bad} in {text:?}");
+        }
+        for m in n["marks"].as_array().into_iter().flatten() {
+            let href = m["attrs"]["href"].as_str().unwrap_or("");
+            assert!(
+                href.is_empty()
+                    || href.starts_with("https://tekton.acme.dev/")
+                    || href == "https://github.com/acme/widgets",
+                "link to {href}"
+            );
+            assert!(!href.contains('<') && !href.contains('*'), "{href}");
+        }
+    }
+    // The name is shown as written (text, never markup), linked to the run
+    // by an encoded URL; the message's markdown link is plain text.
+    let head = &body["content"][0]["content"][1];
+    assert_eq!(head["text"], "PipelineRun <script>alert(1)</script>*bold*");
+    assert_eq!(
+        head["marks"][1]["attrs"]["href"],
+        "https://tekton.acme.dev/#/namespaces/ci/pipelineruns/%3Cscript%3Ealert%281%29%3C/script%3E%2Abold%2A"
+    );
+    let message = paragraph_text(body["content"].as_array().unwrap().last().unwrap());
+    assert_eq!(
+        message,
+        "@\u{2060}channel <!here> tests failed, see [logs](https://evil.example.com/phish) `rm -rf /` _now_"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_is_dead_lettered_without_the_token() {
+    let jira = Receiver::start().await;
+    let comment = format!("{ISSUE}/comment");
+    jira.reply(
+        "POST",
+        &comment,
+        401,
+        json!({"errorMessages": ["You are not authenticated."]}),
+    );
+    let relay = Relay::start(&jira, Auth::ApiToken, "", &[("comments", "")]).await;
+    let d = relay
+        .send(&annotated(succeeded(), &[(ANNOTATION, "PAY-123")]))
+        .await;
+    assert_eq!(d["outcome"], "dead_lettered", "{d}");
+    let sent = jira.requests_on(&comment);
+    assert_eq!(sent.len(), 1, "a 401 is not retried");
+    assert_eq!(
+        sent[0].headers["authorization"], BASIC,
+        "the secret was used"
+    );
+    let dead = relay.dead_letters();
+    let entry: Value = serde_json::from_str(dead.lines().next().unwrap()).unwrap();
+    assert_eq!(entry["provider_type"], "jira");
+    assert_eq!(entry["cause"]["kind"], "permanent");
+    assert_eq!(entry["cause"]["status"], 401);
+    for (what, text) in [
+        ("dead letter", dead),
+        ("stderr", relay.f.stderr()),
+        ("answer", d.to_string()),
+    ] {
+        for secret in [API_TOKEN, BASIC.trim_start_matches("Basic ")] {
+            assert!(
+                !text.contains(secret),
+                "the secret leaked into the {what}: {text}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_issue_is_permanent() {
+    let jira = Receiver::start().await;
+    let comment = "/rest/api/3/issue/OPS-404/comment";
+    jira.reply(
+        "POST",
+        comment,
+        404,
+        json!({"errorMessages": ["Issue does not exist or you do not have permission to see it."]}),
+    );
+    let relay = Relay::start(&jira, Auth::ApiToken, "", &[("comments", "")]).await;
+    let d = relay
+        .send(&annotated(succeeded(), &[(ANNOTATION, "OPS-404")]))
+        .await;
+    assert_eq!(d["outcome"], "dead_lettered", "{d}");
+    assert_eq!(jira.requests_on(comment).len(), 1);
+    assert!(relay.dead_letters().contains("Issue does not exist"));
+}
+
+/// The binary refuses a bad config at start, naming every error's path.
+#[test]
+fn config_errors_are_reported_with_their_paths() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("relay.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: jira}\nspec:\n  type: jira\n  jira:\n    baseURL: https://acme.atlassian.net/rest/api/3\n    email: ci@acme.dev\n    projects: [PAY, ops]\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: workflow}\nspec:\n  providerRef: {name: jira}\n  action: transition\n  params: {transitions: {finished: Done}}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .env("RELAY_CONFIG", &cfg)
+        .env("PORT", relay_tests::process::free_port().to_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "Provider/jira: spec.jira.baseURL: give the site root",
+        "Provider/jira: spec.jira.projects[1]: \"ops\" is not a project key",
+        "Provider/jira: spec.jira.apiTokenFile: required with email",
+    ] {
+        assert!(stderr.contains(want), "{want} not in {stderr}");
+    }
+}
+
+#[test]
+fn notification_errors_are_reported_with_their_paths() {
+    use relay_core::config::RelayConfig;
+    use relay_core::engine::Plan;
+    use relay_core::provider::Registry;
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/jira.yaml"),
+    )
+    .unwrap();
+    let registry = Registry::new()
+        .with(relay_jira::JiraFactory)
+        .serving_only(relay_jira::TYPE);
+    let check = |text: &str| {
+        RelayConfig::parse(text)
+            .and_then(|cfg| Plan::compile(&cfg, &registry).map(|_| ()))
+            .map_err(|e| e.to_string())
+    };
+    check(&example).unwrap();
+    let broken = example.replace("succeeded: Done", "success: Done");
+    assert_ne!(broken, example);
+    let err = check(&broken).unwrap_err();
+    assert!(
+        err.contains("spec.params.transitions.success: unknown state"),
+        "{err}"
+    );
+}
