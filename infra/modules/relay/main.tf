@@ -4,9 +4,15 @@
 
 locals {
   functions = toset(var.provider_functions)
-  # Tekton and CDEvents run events, and Flux events; other detail-types never
-  # reach a function.
-  event_pattern = jsonencode({
+  # Tekton and CDEvents run events reach every function; Flux events all but
+  # the git hosts (a Flux event names no repository to post a status to).
+  # Other detail-types never reach a function.
+  git_hosts = ["github", "gitlab", "gitea", "bitbucket", "bitbucketserver", "azuredevops"]
+  run_events_pattern = jsonencode({
+    source      = [var.event_source]
+    detail-type = [{ prefix = "dev.tekton.event." }, { prefix = "dev.cdevents." }]
+  })
+  run_and_flux_events_pattern = jsonencode({
     source      = [var.event_source]
     detail-type = [{ prefix = "dev.tekton.event." }, { prefix = "dev.cdevents." }, { prefix = "io.fluxcd." }]
   })
@@ -182,7 +188,7 @@ resource "aws_cloudwatch_event_rule" "provider" {
   for_each       = local.functions
   name           = "${var.name}-${each.key}"
   event_bus_name = aws_cloudwatch_event_bus.relay.name
-  event_pattern  = local.event_pattern
+  event_pattern  = contains(local.git_hosts, each.key) ? local.run_events_pattern : local.run_and_flux_events_pattern
   tags           = var.tags
 }
 
