@@ -1,11 +1,57 @@
-//! The Mattermost provider (incoming webhook). Being written.
+//! The `mattermost` provider: a message per event through an incoming
+//! webhook, as a Slack-compatible attachment (colour bar, title linked to
+//! the run, facts, condition message) rendered as Markdown.
+
+pub mod escape;
+pub mod payload;
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use relay_core::config::ProviderDoc;
-use relay_core::provider::{Provider, ProviderFactory};
+use relay_core::provider::{
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, delivery_params,
+    notification_params, parse_settings,
+};
+use relay_core::secret::SecretFile;
+use relay_core::transport::Http;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::payload::Poster;
 
 pub const TYPE: &str = "mattermost";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MattermostSettings {
+    /// The incoming webhook's URL (`https://chat.example.com/hooks/<id>`):
+    /// whoever holds it can post, so it is read from a file.
+    pub url_file: SecretFile,
+    /// A channel name (`town-square`) instead of the hook's own, when the
+    /// hook is not locked to its channel.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Shown as the poster, when the server lets integrations override it.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default, rename = "iconURL")]
+    pub icon_url: Option<url::Url>,
+}
+
+/// A Notification's `params`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MattermostParams {
+    /// Overrides the Provider's channel.
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+pub struct Mattermost {
+    url: SecretFile,
+    poster: Poster,
+}
 
 pub struct MattermostFactory;
 
@@ -14,7 +60,215 @@ impl ProviderFactory for MattermostFactory {
         TYPE
     }
 
-    fn build(&self, _doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
-        Err(vec![(String::new(), "the mattermost provider is not written yet".into())])
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+        let s: MattermostSettings = parse_settings(doc)?;
+        let mut errs = Vec::new();
+        for (path, v) in [("channel", &s.channel), ("username", &s.username)] {
+            if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                errs.push((path.to_string(), "must not be empty".to_string()));
+            }
+        }
+        if let Some(u) = &s.icon_url
+            && !matches!(u.scheme(), "http" | "https")
+        {
+            errs.push((
+                "iconURL".into(),
+                format!("scheme {:?} is not http or https", u.scheme()),
+            ));
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(Arc::new(Mattermost {
+            url: s.url_file,
+            poster: Poster {
+                channel: s.channel,
+                username: s.username,
+                icon_url: s.icon_url.map(String::from),
+            },
+        }))
+    }
+}
+
+/// The Notification's template over the event, every interpolated value
+/// neutralised; `None` without a template.
+fn custom_text(input: &DeliveryInput<'_>) -> Result<Option<String>, Verdict> {
+    let Some(t) = input.template else {
+        return Ok(None);
+    };
+    let ctx = serde_json::to_value(relay_core::engine::template_context(
+        input.event,
+        input.notification,
+    ))
+    .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
+    t.render(escape::template_context(ctx))
+        .map(Some)
+        .map_err(|e| Verdict::permanent(format!("template: {e}")))
+}
+
+/// `v` with the hook URL and its path cut out of the message (an answer
+/// that echoes the request, say).
+fn scrub(v: Verdict, secrets: &[&str]) -> Verdict {
+    let clean = |mut m: String| {
+        for s in secrets.iter().filter(|s| s.len() > 1) {
+            m = m.replace(s, "<redacted>");
+        }
+        m
+    };
+    match v {
+        Verdict::Retryable {
+            status,
+            retry_after,
+            message,
+        } => Verdict::Retryable {
+            status,
+            retry_after,
+            message: clean(message),
+        },
+        Verdict::Permanent { status, message } => Verdict::Permanent {
+            status,
+            message: clean(message),
+        },
+        Verdict::Success => Verdict::Success,
+    }
+}
+
+#[async_trait]
+impl Provider for Mattermost {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn check_notification(
+        &self,
+        action: Option<&str>,
+        params: &Map<String, Value>,
+    ) -> Result<(), Vec<(String, String)>> {
+        let mut errs = Vec::new();
+        if let Some(a) = action {
+            errs.push((
+                "action".into(),
+                format!("mattermost providers take no action (got {a:?})"),
+            ));
+        }
+        match notification_params::<MattermostParams>(params) {
+            Err(e) => errs.push(e),
+            Ok(p) if p.channel.as_deref().is_some_and(|c| c.trim().is_empty()) => {
+                errs.push(("params.channel".into(), "must not be empty".into()))
+            }
+            Ok(_) => {}
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let params: MattermostParams = delivery_params(input)?;
+        let custom = custom_text(input)?;
+        if custom.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Ok("the template rendered nothing: not posted".into());
+        }
+        let mut poster = self.poster.clone();
+        if params.channel.is_some() {
+            poster.channel = params.channel;
+        }
+        let body = payload::body(input.event, &poster, custom.as_deref());
+        let secret = self
+            .url
+            .read()
+            .await
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
+        let url = url::Url::parse(secret.expose().trim())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| Verdict::permanent("urlFile does not hold an http(s) URL"))?;
+        let req = OutboundRequest::post_json(url.clone(), body.to_string());
+        http.send(&Outbound::Http(req))
+            .await
+            .map_err(|v| scrub(v, &[secret.expose(), url.as_str(), url.path()]))?;
+        Ok(match &poster.channel {
+            Some(c) => format!("posted to {c}"),
+            None => "posted to the hook's channel".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(settings: Value) -> ProviderDoc {
+        ProviderDoc {
+            name: "mm".into(),
+            provider_type: TYPE.into(),
+            settings,
+        }
+    }
+
+    #[test]
+    fn settings_are_checked_with_their_paths() {
+        let f = MattermostFactory;
+        assert!(
+            f.build(&doc(
+                json!({"urlFile": "/h", "channel": "builds", "username": "tekton",
+                "iconURL": "https://example.com/t.png"})
+            ))
+            .is_ok()
+        );
+        for (bad, path, msg) in [
+            (json!({}), "", "missing field `urlFile`"),
+            (
+                json!({"url": "https://x/hooks/abc"}),
+                "url",
+                "unknown field `url`",
+            ),
+            (
+                json!({"urlFile": "/h", "iconURL": "ftp://x/i.png"}),
+                "iconURL",
+                "not http or https",
+            ),
+            (
+                json!({"urlFile": "/h", "channel": " "}),
+                "channel",
+                "must not be empty",
+            ),
+        ] {
+            let errs = f.build(&doc(bad)).err().unwrap();
+            assert_eq!(errs[0].0, path, "{errs:?}");
+            assert!(errs[0].1.contains(msg), "{errs:?}");
+        }
+    }
+
+    #[test]
+    fn notifications_may_choose_a_channel() {
+        let p = MattermostFactory
+            .build(&doc(json!({"urlFile": "/h"})))
+            .unwrap();
+        let params = |v: Value| v.as_object().unwrap().clone();
+        assert!(
+            p.check_notification(None, &params(json!({"channel": "builds"})))
+                .is_ok()
+        );
+        let errs = p
+            .check_notification(Some("post"), &params(json!({"chanel": "x"})))
+            .unwrap_err();
+        assert_eq!(errs[0].0, "action");
+        assert!(errs[1].1.contains("unknown field `chanel`"), "{errs:?}");
+        let errs = p
+            .check_notification(None, &params(json!({"channel": ""})))
+            .unwrap_err();
+        assert_eq!(errs[0].0, "params.channel");
+    }
+
+    #[test]
+    fn the_hook_is_scrubbed_from_failures() {
+        let v = scrub(
+            Verdict::permanent("answered 400: unknown hook /hooks/abc123"),
+            &["/hooks/abc123"],
+        );
+        assert_eq!(
+            v,
+            Verdict::permanent("answered 400: unknown hook <redacted>")
+        );
     }
 }
