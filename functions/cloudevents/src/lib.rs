@@ -1,11 +1,71 @@
-//! The CloudEvents forwarding provider (the Tekton event as received, or converted to CDEvents). Being written.
+//! The `cloudevents` provider: forwards each run event to any CloudEvents
+//! sink (a Knative Broker, another relay, an event bus), as the event
+//! received (`format: original`) or converted to CDEvents spec 0.4
+//! (`format: cdevents`), in binary or structured mode.
 
+pub mod cdevent;
+pub mod original;
+pub mod resource;
+pub mod wire;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use cloudevents::{Event, EventBuilder, EventBuilderV10};
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
-use relay_core::provider::{Provider, ProviderFactory};
+use relay_core::model::EventFormat;
+use relay_core::provider::{
+    DeliveryInput, Outbound, Provider, ProviderError, ProviderFactory, Verdict, parse_settings,
+};
+use relay_core::secret::SecretFile;
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use wire::Mode;
 
 pub const TYPE: &str = "cloudevents";
+
+/// What is forwarded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The event as received (rebuilt: see [`original`]).
+    #[default]
+    Original,
+    /// A CDEvent, spec 0.4 (TEP-0137).
+    Cdevents,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CloudeventsSettings {
+    /// The sink; or `urlFile` when the URL itself is a secret.
+    #[serde(default)]
+    pub url: Option<url::Url>,
+    #[serde(default)]
+    pub url_file: Option<SecretFile>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub format: Format,
+    /// Sent as `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub token_file: Option<SecretFile>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The CDEvents context `source` (the producer); default the run's
+    /// API path, as Tekton's own CDEvents controller sets it.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+pub struct Cloudevents {
+    settings: CloudeventsSettings,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
 
 pub struct CloudeventsFactory;
 
@@ -14,7 +74,217 @@ impl ProviderFactory for CloudeventsFactory {
         TYPE
     }
 
-    fn build(&self, _doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
-        Err(vec![(String::new(), "the cloudevents provider is not written yet".into())])
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+        let s: CloudeventsSettings = parse_settings(doc)?;
+        let mut errs = Vec::new();
+        match (&s.url, &s.url_file) {
+            (None, None) => errs.push((
+                String::new(),
+                "one of `url` or `urlFile` is required".into(),
+            )),
+            (Some(_), Some(_)) => {
+                errs.push(("urlFile".into(), "give `url` or `urlFile`, not both".into()))
+            }
+            (Some(u), None) if !matches!(u.scheme(), "http" | "https") => errs.push((
+                "url".into(),
+                format!("scheme {:?} is not http or https", u.scheme()),
+            )),
+            _ => {}
+        }
+        let mut headers = Vec::new();
+        for (k, v) in &s.headers {
+            match (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                (Ok(n), Ok(v)) => headers.push((n, v)),
+                _ => errs.push((format!("headers.{k}"), "not a valid HTTP header".into())),
+            }
+        }
+        if let Some(src) = &s.source
+            && cdevents_sdk::UriReference::try_from(src.as_str()).is_err()
+        {
+            errs.push(("source".into(), format!("{src:?} is not a URI-reference")));
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(Arc::new(Cloudevents {
+            settings: s,
+            headers,
+        }))
+    }
+}
+
+fn permanent(e: impl ToString) -> ProviderError {
+    ProviderError::Permanent(e.to_string())
+}
+
+/// The Notification's template, rendered: the user's data.
+fn template_data(input: &DeliveryInput<'_>) -> Result<Option<Value>, ProviderError> {
+    let text = relay_core::chat::template_text(input).map_err(|v| match v {
+        Verdict::Permanent { message, .. } => permanent(message),
+        other => permanent(format!("{other:?}")),
+    })?;
+    // JSON stays JSON; anything else is sent as a JSON string.
+    Ok(text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t))))
+}
+
+/// The SCM context a receiving relay (or any CDEvents consumer) reads back:
+/// the run's Pipelines-as-Code and relay annotations and labels.
+fn scm_custom_data(ev: &RunEvent) -> Option<Value> {
+    let map: serde_json::Map<String, Value> = ev
+        .labels
+        .iter()
+        .chain(ev.annotations.iter())
+        .filter(|(k, _)| {
+            k.starts_with("pipelinesascode.tekton.dev/") || k.starts_with("relay.tekton.dev/")
+        })
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    (!map.is_empty()).then_some(Value::Object(map))
+}
+
+impl Cloudevents {
+    fn cdevent(
+        &self,
+        ev: &RunEvent,
+        source: &str,
+        data: Option<Value>,
+    ) -> Result<Event, ProviderError> {
+        let cd =
+            cdevent::build(ev, source, data.or_else(|| scm_custom_data(ev))).map_err(permanent)?;
+        Event::try_from(cd).map_err(|e| permanent(format!("CDEvent as CloudEvent: {e}")))
+    }
+
+    fn original(&self, ev: &RunEvent, data: Option<Value>) -> Result<Event, ProviderError> {
+        if ev.format == EventFormat::Cdevents && data.is_none() {
+            // It arrived as a CDEvent: send it as one, with its own id.
+            return self.cdevent(ev, &resource::path(ev), None);
+        }
+        let data = data.unwrap_or_else(|| original::data(ev));
+        let mut b = EventBuilderV10::new()
+            .id(ev.event_id.clone())
+            .ty(ev.event_type.clone())
+            .source(resource::path(ev))
+            .subject(ev.name.clone());
+        if let Some(t) = ev
+            .time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            b = b.time(t.with_timezone(&chrono::Utc));
+        }
+        b = match data {
+            Value::String(s) => b.data("text/plain", s),
+            v => b.data("application/json", v),
+        };
+        b.build()
+            .map_err(|e| permanent(format!("cannot build the CloudEvent: {e}")))
+    }
+
+    async fn url(&self) -> Result<url::Url, ProviderError> {
+        match (&self.settings.url, &self.settings.url_file) {
+            (Some(u), _) => Ok(u.clone()),
+            (None, Some(f)) => {
+                let secret = f.read().await.map_err(permanent)?;
+                url::Url::parse(secret.expose().trim())
+                    .map_err(|_| permanent(format!("urlFile {:?} does not hold a valid URL", f.0)))
+            }
+            (None, None) => Err(permanent("cloudevents provider has no URL")),
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Cloudevents {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn declines(&self, event: &RunEvent) -> Option<String> {
+        match self.settings.format {
+            Format::Cdevents => cdevent::mapping(event).err(),
+            Format::Original => None,
+        }
+    }
+
+    async fn build(&self, input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
+        let ev = input.event;
+        let data = template_data(input)?;
+        let event = match self.settings.format {
+            Format::Original => self.original(ev, data)?,
+            Format::Cdevents => {
+                let path = resource::path(ev);
+                let source = self.settings.source.as_deref().unwrap_or(&path);
+                self.cdevent(ev, source, data)?
+            }
+        };
+        let mut req =
+            wire::request(self.settings.mode, event, self.url().await?).map_err(permanent)?;
+        // The event's own headers (ce-*, content type) win over configured ones.
+        for (k, v) in &self.headers {
+            if !req.headers.contains_key(k) {
+                req.headers.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(f) = &self.settings.token_file {
+            let token = f.read().await.map_err(permanent)?;
+            req.sensitive_header(AUTHORIZATION, &format!("Bearer {}", token.expose()))?;
+        }
+        Ok(vec![Outbound::Http(req)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(settings: Value) -> ProviderDoc {
+        ProviderDoc {
+            name: "ce".into(),
+            provider_type: TYPE.into(),
+            settings,
+        }
+    }
+
+    fn errors(settings: Value) -> Vec<(String, String)> {
+        CloudeventsFactory.build(&doc(settings)).err().unwrap()
+    }
+
+    #[test]
+    fn settings_errors_name_their_path() {
+        assert!(
+            errors(serde_json::json!({}))[0]
+                .1
+                .contains("`url` or `urlFile`")
+        );
+        let e = errors(serde_json::json!({"url": "http://x", "mode": "batch"}));
+        assert_eq!(e[0].0, "mode", "{e:?}");
+        let e = errors(serde_json::json!({"url": "http://x", "format": "cdevent"}));
+        assert_eq!(e[0].0, "format", "{e:?}");
+        let e = errors(serde_json::json!({"url": "http://x", "tokenFil": "/t"}));
+        assert!(e[0].1.contains("unknown field `tokenFil`"), "{e:?}");
+        let e =
+            errors(serde_json::json!({"url": "ftp://x", "source": "a b", "headers": {"a b": "c"}}));
+        let paths: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["url", "headers.a b", "source"]);
+    }
+
+    #[test]
+    fn only_mapped_events_are_taken_as_cdevents() {
+        let p = CloudeventsFactory
+            .build(&doc(
+                serde_json::json!({"url": "http://x", "format": "cdevents"}),
+            ))
+            .unwrap();
+        let mut ev = relay_core::sample::run_event();
+        assert_eq!(p.declines(&ev), None);
+        ev.state = relay_core::model::RunState::Running;
+        assert!(p.declines(&ev).unwrap().contains("running"));
+        let p = CloudeventsFactory
+            .build(&doc(serde_json::json!({"url": "http://x"})))
+            .unwrap();
+        assert_eq!(p.declines(&ev), None, "original takes every event");
     }
 }

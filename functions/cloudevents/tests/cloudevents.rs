@@ -1,0 +1,412 @@
+//! The cloudevents function against a mock sink (a real HTTP server):
+//! the event forwarded as received or as a CDEvent (spec 0.4), in binary
+//! and structured mode, read back by the relay's own decoder and the
+//! CDEvents SDK; templates; hostile names kept valid on the wire; a 401
+//! dead-lettered without the token; config errors named by path.
+
+use std::path::{Path, PathBuf};
+
+use relay_core::RunEvent;
+use relay_core::ingress::{Accepted, decode, parse_request};
+use relay_tests::fixtures::RequestFile;
+use relay_tests::process::{FunctionProcess, free_port, send};
+use relay_tests::receiver::{Receiver, Recorded};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_relay-cloudevents");
+const TOKEN: &str = "ce-t0ken-5ecret-0123456789";
+const SINK: &str = "/sink";
+const STARTED: &str = "tekton-pipelinerun-success/001-pipelinerun-started.json";
+const RUNNING: &str = "tekton-pipelinerun-success/002-pipelinerun-running.json";
+const TASK_DONE: &str = "tekton-pipelinerun-success/011-taskrun-unit-tests-successful.json";
+const SUCCESS: &str = "tekton-pipelinerun-success/017-pipelinerun-successful.json";
+const FLUX: &str = "flux-events/001-flux-gitrepository-widgets-info.json";
+const RUN_PATH: &str = "/apis/tekton.dev/v1/namespaces/ci/pipelineruns/build-and-test-vjcdr";
+
+struct Relay {
+    f: FunctionProcess,
+    base: String,
+    _secrets: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl Relay {
+    /// A function whose Provider has `settings` (YAML lines under
+    /// `cloudevents:`) and one Notification with `spec` (lines under `spec:`).
+    async fn start(sink: &Receiver, settings: &str, spec: &str) -> Relay {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        let cfg = format!(
+            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: sink}}\nspec:\n  type: cloudevents\n  cloudevents:\n    url: \"{}\"\n    tokenFile: {}\n    headers: {{X-Team: ci}}\n{settings}---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: forward}}\nspec:\n  providerRef: {{name: sink}}\n{spec}\n",
+            sink.url(SINK),
+            d.path().join("token").display(),
+        );
+        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
+        Relay {
+            f,
+            base,
+            _secrets: d,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, f: &RequestFile) -> Value {
+        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
+        assert_eq!(status, 200, "{}: {body}", f.file_name);
+        body
+    }
+
+    fn dead_letters(&self) -> PathBuf {
+        self.f.dir.path().join("dl.jsonl")
+    }
+}
+
+fn fixture(path: &str) -> RequestFile {
+    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+}
+
+/// A request as the relay's own ingress decodes it.
+fn decoded(headers: &http::HeaderMap, body: Vec<u8>) -> RunEvent {
+    let inbound = parse_request(headers, body.into()).expect("a CloudEvent the relay accepts");
+    match decode(inbound).expect("decodable") {
+        Accepted::Run { event, .. } => *event,
+        Accepted::Ignored { event_type } => panic!("ignored type {event_type}"),
+    }
+}
+
+fn decoded_fixture(f: &RequestFile) -> RunEvent {
+    let mut h = http::HeaderMap::new();
+    for (k, v) in f.send_headers() {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
+    }
+    decoded(&h, f.body_bytes())
+}
+
+fn only_request(sink: &Receiver) -> Recorded {
+    let sent = sink.requests();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].path, SINK);
+    assert_eq!(sent[0].method, "POST");
+    assert_eq!(sent[0].headers["authorization"], format!("Bearer {TOKEN}"));
+    assert_eq!(sent[0].headers["x-team"], "ci");
+    sent[0].clone()
+}
+
+/// What a receiving relay reads from the forwarded event is what this one
+/// read from the event it received.
+fn assert_same_run(got: &RunEvent, want: &RunEvent) {
+    assert_eq!(got.event_id, want.event_id);
+    assert_eq!(got.event_type, want.event_type);
+    assert_eq!(got.time, want.time);
+    assert_eq!(
+        (&got.kind, &got.name, &got.namespace, &got.uid),
+        (&want.kind, &want.name, &want.namespace, &want.uid)
+    );
+    assert_eq!(got.state, want.state);
+    assert_eq!(
+        (&got.condition_status, &got.reason, &got.message),
+        (&want.condition_status, &want.reason, &want.message)
+    );
+    assert_eq!(got.pipeline, want.pipeline);
+    assert_eq!(got.task, want.task);
+    assert_eq!(got.pipeline_task, want.pipeline_task);
+    assert_eq!(got.pipeline_run, want.pipeline_run);
+    assert_eq!(got.labels, want.labels);
+    assert_eq!(got.annotations, want.annotations);
+    assert_eq!(
+        (&got.started_at, &got.completed_at),
+        (&want.started_at, &want.completed_at)
+    );
+    assert_eq!(got.results, want.results);
+    assert_eq!(got.child_references, want.child_references);
+    assert_eq!(got.pipeline_tasks, want.pipeline_tasks);
+    assert_eq!(got.scm, want.scm);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_event_in_binary_mode() {
+    let sink = Receiver::start().await;
+    let relay = Relay::start(&sink, "", "").await;
+    let f = fixture(SUCCESS);
+    let answer = relay.send(&f).await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let r = only_request(&sink);
+    let h = &r.headers;
+    assert_eq!(h["ce-specversion"], "1.0");
+    assert_eq!(h["ce-id"], "15fc899e-4fd5-4dbe-bbdc-968b7afb2c68");
+    assert_eq!(h["ce-type"], "dev.tekton.event.pipelinerun.successful.v1");
+    assert_eq!(h["ce-source"], RUN_PATH);
+    assert_eq!(h["ce-subject"], "build-and-test-vjcdr");
+    let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    assert_eq!(
+        time(h["ce-time"].to_str().unwrap()),
+        time(&f.headers["Ce-Time"])
+    );
+    assert_eq!(h["content-type"], "application/json");
+    let b = r.json();
+    assert_eq!(b["pipelineRun"]["metadata"]["name"], "build-and-test-vjcdr");
+    assert_eq!(
+        b["pipelineRun"]["status"]["conditions"][0]["status"],
+        "True"
+    );
+    assert_same_run(&decoded(h, r.body.to_vec()), &decoded_fixture(&f));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_event_in_structured_mode() {
+    let sink = Receiver::start().await;
+    let relay = Relay::start(&sink, "    mode: structured\n", "").await;
+    let f = fixture(TASK_DONE);
+    relay.send(&f).await;
+    let r = only_request(&sink);
+    assert_eq!(r.headers["content-type"], "application/cloudevents+json");
+    assert!(!r.headers.contains_key("ce-id"));
+    let b = r.json();
+    assert_eq!(b["specversion"], "1.0");
+    assert_eq!(b["id"], f.headers["Ce-Id"].as_str());
+    assert_eq!(b["type"], "dev.tekton.event.taskrun.successful.v1");
+    assert_eq!(
+        b["source"],
+        "/apis/tekton.dev/v1/namespaces/ci/taskruns/build-and-test-vjcdr-unit-tests"
+    );
+    assert_eq!(b["datacontenttype"], "application/json");
+    assert_eq!(b["data"]["taskRun"]["kind"], "TaskRun");
+    assert_same_run(&decoded(&r.headers, r.body.to_vec()), &decoded_fixture(&f));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flux_event_is_forwarded_as_a_cloudevent() {
+    let sink = Receiver::start().await;
+    let relay = Relay::start(&sink, "", "").await;
+    relay.send(&fixture(FLUX)).await;
+    let r = only_request(&sink);
+    assert_eq!(r.headers["ce-type"], "io.fluxcd.notification.info");
+    assert_eq!(
+        r.headers["ce-source"],
+        "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/widgets"
+    );
+    let b = r.json();
+    assert_eq!(b["involvedObject"]["kind"], "GitRepository");
+    assert_eq!(b["severity"], "info");
+    assert_eq!(
+        b["metadata"]["revision"],
+        "main@sha1:247aabb58d323d9e0d3be8ee03cc2f9b21460c5a"
+    );
+}
+
+/// A CDEvent as the SDK reads it, and its JSON, checked against the
+/// spec 0.4 envelope.
+fn cdevent(v: &Value) -> cdevents_sdk::CDEvent {
+    assert_eq!(v["context"]["version"], "0.4.1");
+    for k in ["id", "source", "type", "timestamp"] {
+        assert!(v["context"][k].is_string(), "context.{k}: {v}");
+    }
+    assert!(v["subject"]["id"].is_string() && v["subject"]["content"].is_object());
+    serde_json::from_value(v.clone()).expect("a CDEvent the SDK accepts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdevents_in_binary_mode() {
+    let sink = Receiver::start().await;
+    let relay = Relay::start(&sink, "    format: cdevents\n", "").await;
+
+    let started = fixture(STARTED);
+    relay.send(&started).await;
+    let r = only_request(&sink);
+    assert_eq!(r.headers["ce-specversion"], "1.0");
+    assert_eq!(
+        r.headers["ce-type"],
+        "dev.cdevents.pipelinerun.started.0.2.0"
+    );
+    assert_eq!(r.headers["ce-id"], started.headers["Ce-Id"].as_str());
+    assert_eq!(r.headers["ce-source"], RUN_PATH);
+    assert_eq!(r.headers["ce-subject"], "ci/build-and-test-vjcdr");
+    let b = r.json();
+    let cd = cdevent(&b);
+    assert_eq!(cd.ty(), "dev.cdevents.pipelinerun.started.0.2.0");
+    assert_eq!(b["subject"]["type"], "pipelineRun");
+    assert_eq!(b["subject"]["source"], RUN_PATH);
+    assert_eq!(b["subject"]["content"]["pipelineName"], "build-and-test");
+    assert_eq!(
+        b["customData"]["pipelinesascode.tekton.dev/sha"],
+        "0c5c7fd0a6a3a4506513270e269e0d37f2a74de4"
+    );
+
+    // Running has no CDEvent: declined, nothing sent.
+    sink.clear();
+    let answer = relay.send(&fixture(RUNNING)).await;
+    assert_eq!(answer["outcome"], "filtered", "{answer}");
+    assert!(
+        answer["deliveries"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no event for a PipelineRun running"),
+        "{answer}"
+    );
+    assert!(sink.requests().is_empty());
+
+    // A finished TaskRun, read back by the relay: the same outcome.
+    let done = fixture(TASK_DONE);
+    relay.send(&done).await;
+    let r = only_request(&sink);
+    assert_eq!(r.headers["ce-type"], "dev.cdevents.taskrun.finished.0.2.0");
+    let b = r.json();
+    cdevent(&b);
+    let c = &b["subject"]["content"];
+    assert_eq!(c["outcome"], "success");
+    assert_eq!(c["taskName"], "unit-tests");
+    assert_eq!(c["pipelineRun"]["id"], "ci/build-and-test-vjcdr");
+    let back = decoded(&r.headers, r.body.to_vec());
+    assert_eq!(back.state, relay_core::RunState::Succeeded);
+    assert_eq!(back.kind, "TaskRun");
+    assert_eq!(back.scm.sha, decoded_fixture(&done).scm.sha);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdevents_in_structured_mode_with_a_source() {
+    let sink = Receiver::start().await;
+    let relay = Relay::start(
+        &sink,
+        "    format: cdevents\n    mode: structured\n    source: https://relay.example.com/tekton\n",
+        "",
+    )
+    .await;
+    relay.send(&fixture(SUCCESS)).await;
+    let r = only_request(&sink);
+    assert_eq!(r.headers["content-type"], "application/cloudevents+json");
+    let b = r.json();
+    assert_eq!(b["type"], "dev.cdevents.pipelinerun.finished.0.2.0");
+    assert_eq!(b["source"], "https://relay.example.com/tekton");
+    let data = &b["data"];
+    cdevent(data);
+    assert_eq!(
+        data["context"]["source"],
+        "https://relay.example.com/tekton"
+    );
+    assert_eq!(data["subject"]["source"], RUN_PATH);
+    assert_eq!(data["subject"]["content"]["outcome"], "success");
+    assert_eq!(data["subject"]["content"]["pipelineName"], "build-and-test");
+    // Flux events have no CDEvent.
+    let answer = relay.send(&fixture(FLUX)).await;
+    assert_eq!(answer["outcome"], "filtered", "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_writes_the_data() {
+    let sink = Receiver::start().await;
+    let template =
+        "  template: '{\"run\": {{ event.name | tojson }}, \"state\": {{ event.state | tojson }}}'";
+    let relay = Relay::start(&sink, "", template).await;
+    relay.send(&fixture(SUCCESS)).await;
+    let r = only_request(&sink);
+    assert_eq!(
+        r.headers["ce-type"],
+        "dev.tekton.event.pipelinerun.successful.v1"
+    );
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(
+        r.json(),
+        json!({"run": "build-and-test-vjcdr", "state": "succeeded"})
+    );
+
+    // For CDEvents it is the customData; text that is not JSON is a string.
+    let sink = Receiver::start().await;
+    let relay = Relay::start(
+        &sink,
+        "    format: cdevents\n",
+        "  template: 'done: {{ event.name }}'",
+    )
+    .await;
+    relay.send(&fixture(SUCCESS)).await;
+    let b = only_request(&sink).json();
+    cdevent(&b);
+    assert_eq!(b["customData"], "done: build-and-test-vjcdr");
+}
+
+/// Names carry HTML, markdown and mentions: a sink renders nothing, so they
+/// travel verbatim in the JSON data, while the header and URI forms stay
+/// valid (percent-encoded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_stay_valid_on_the_wire() {
+    let sink = Receiver::start().await;
+    let relay = Relay::start(&sink, "", "").await;
+    let f = fixture("bad-input/008-markup-injection.json");
+    let answer = relay.send(&f).await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let r = only_request(&sink);
+    let name = "<script>alert(1)</script>*bold*";
+    assert_eq!(
+        r.headers["ce-subject"], name,
+        "printable ASCII is sent as is"
+    );
+    let source = r.headers["ce-source"].to_str().unwrap();
+    assert_eq!(
+        source,
+        "/apis/tekton.dev/v1/namespaces/ci/pipelineruns/%3Cscript%3Ealert%281%29%3C%2Fscript%3E%2Abold%2A"
+    );
+    let b = r.json();
+    assert_eq!(b["pipelineRun"]["metadata"]["name"], name);
+    let message = b["pipelineRun"]["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("@channel <!here>"), "{message}");
+    assert_same_run(&decoded(&r.headers, r.body.to_vec()), &decoded_fixture(&f));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_is_dead_lettered_without_the_token() {
+    let sink = Receiver::start().await;
+    sink.always(SINK, Some((401, None)));
+    let relay = Relay::start(&sink, "", "").await;
+    let answer = relay.send(&fixture(SUCCESS)).await;
+    assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
+    assert_eq!(sink.requests().len(), 1, "permanent: asked once");
+    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(entry["provider_type"], "cloudevents");
+    assert_eq!(entry["cause"]["kind"], "permanent");
+    assert_eq!(entry["cause"]["status"], 401);
+    assert_eq!(entry["event"]["id"], "15fc899e-4fd5-4dbe-bbdc-968b7afb2c68");
+    assert!(!text.contains(TOKEN), "token in the dead letter: {text}");
+    assert!(!relay.f.stderr().contains(TOKEN), "token in the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_is_retried() {
+    let sink = Receiver::start().await;
+    sink.script(SINK, &[(429, Some(0))]);
+    let relay = Relay::start(&sink, "", "").await;
+    let answer = relay.send(&fixture(SUCCESS)).await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let sent = sink.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].status, 429);
+    assert_eq!(sent[1].headers["ce-id"], sent[0].headers["ce-id"]);
+}
+
+#[test]
+fn config_errors_name_their_path() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("relay.yaml");
+    std::fs::write(
+        &p,
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: sink}\nspec:\n  type: cloudevents\n  cloudevents: {url: \"http://sink:8080\", mode: batch}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .env("RELAY_CONFIG", &p)
+        .env("PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("spec.cloudevents.mode") && stderr.contains("batch"),
+        "{stderr}"
+    );
+}

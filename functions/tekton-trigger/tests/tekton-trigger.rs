@@ -1,0 +1,293 @@
+//! The tekton-trigger function against a mock EventListener (a real HTTP
+//! server): the loop marker (depth header sent, a triggered run's events
+//! cut at `maxDepth`), a Flux revision forwarded with its sha and branch,
+//! the GitHub-style signature and bearer token, templates, user-controlled
+//! names carried as inert JSON, a 401 dead-lettered without the secrets,
+//! and config errors named by path.
+
+use std::path::{Path, PathBuf};
+
+use relay_tekton_trigger::{DEPTH_LABEL, SIGNATURE_HEADER};
+use relay_tests::fixtures::RequestFile;
+use relay_tests::process::{FunctionProcess, free_port, send};
+use relay_tests::receiver::{Receiver, Recorded};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_relay-tekton-trigger");
+const TOKEN: &str = "el-t0ken-5ecret-0123456789";
+const HMAC: &str = "hm4c-5ecret-abcdef";
+const LISTENER: &str = "/el";
+const SUCCESS: &str = "tekton-pipelinerun-success/017-pipelinerun-successful.json";
+
+struct Relay {
+    f: FunctionProcess,
+    base: String,
+    _secrets: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl Relay {
+    /// A function whose Provider has `extra` settings and one Notification
+    /// with `spec` (YAML lines under `spec:`).
+    async fn start(el: &Receiver, extra: &str, spec: &str) -> Relay {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        std::fs::write(d.path().join("hmac"), HMAC).unwrap();
+        let cfg = format!(
+            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: el}}\nspec:\n  type: tekton-trigger\n  tekton-trigger:\n    url: \"{}\"\n    tokenFile: {}\n    hmacSecretFile: {}\n    headers: {{X-Team: ci}}\n{extra}---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: trigger}}\nspec:\n  providerRef: {{name: el}}\n{spec}\n",
+            el.url(LISTENER),
+            d.path().join("token").display(),
+            d.path().join("hmac").display(),
+        );
+        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
+        Relay {
+            f,
+            base,
+            _secrets: d,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, f: &RequestFile) -> Value {
+        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
+        assert_eq!(status, 200, "{}: {body}", f.file_name);
+        body
+    }
+
+    fn dead_letters(&self) -> PathBuf {
+        self.f.dir.path().join("dl.jsonl")
+    }
+}
+
+fn fixture(path: &str) -> RequestFile {
+    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+}
+
+/// The successful PipelineRun as another run, started by a trigger at `depth`.
+fn triggered(depth: &str) -> RequestFile {
+    let mut f = fixture(SUCCESS);
+    f.headers
+        .insert("Ce-Id".into(), format!("triggered-at-{depth}"));
+    let meta = &mut f.body["pipelineRun"]["metadata"];
+    let n = depth.bytes().fold(0u64, |a, b| a * 256 + u64::from(b));
+    meta["uid"] = format!("00000000-0000-4000-8000-{n:012x}").into();
+    meta["labels"][DEPTH_LABEL] = depth.into();
+    f
+}
+
+/// What every request to the listener carries: JSON, the configured
+/// header, the token and a valid signature over the body.
+fn assert_signed(r: &Recorded) {
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.headers["x-team"], "ci");
+    assert_eq!(r.headers["authorization"], format!("Bearer {TOKEN}"));
+    assert_eq!(
+        r.headers[SIGNATURE_HEADER],
+        relay_webhook::signature(HMAC.as_bytes(), &r.body).as_str()
+    );
+}
+
+fn only_request(el: &Receiver) -> Recorded {
+    let sent = el.requests();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].path, LISTENER);
+    sent[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_triggered_runs_events_are_not_forwarded_again() {
+    let el = Receiver::start().await;
+    let relay = Relay::start(&el, "", "  filter: {kinds: [PipelineRun]}").await;
+
+    // A run nobody triggered: forwarded, the new run will be at depth 1.
+    let answer = relay.send(&fixture(SUCCESS)).await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let r = only_request(&el);
+    assert_signed(&r);
+    assert_eq!(r.headers["x-relay-trigger-depth"], "1");
+    let b = r.json();
+    assert_eq!(b["version"], "1");
+    assert_eq!(b["kind"], "PipelineRun");
+    assert_eq!(b["name"], "build-and-test-vjcdr");
+    assert_eq!(b["state"], "succeeded");
+    assert_eq!(b["sha"], "0c5c7fd0a6a3a4506513270e269e0d37f2a74de4");
+    assert_eq!(b["format"], "tekton");
+    assert_eq!(b["trigger"]["depth"], 1);
+
+    // That run's own events (label depth 1): the loop is cut.
+    el.clear();
+    let answer = relay.send(&triggered("1")).await;
+    let d = &answer["deliveries"][0];
+    assert_eq!(answer["outcome"], "filtered", "{answer}");
+    assert_eq!(d["outcome"], "filtered");
+    let why = d["detail"].as_str().unwrap();
+    assert!(
+        why.starts_with("loop cut:") && why.contains("depth 1"),
+        "{why}"
+    );
+
+    // A label that is not a number is not trusted either.
+    let answer = relay.send(&triggered("x1")).await;
+    assert_eq!(answer["outcome"], "filtered", "{answer}");
+    assert!(el.requests().is_empty(), "the listener got nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deeper_chain_is_allowed_up_to_max_depth() {
+    let el = Receiver::start().await;
+    let relay = Relay::start(&el, "    maxDepth: 2\n", "").await;
+    let answer = relay.send(&triggered("1")).await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let r = only_request(&el);
+    assert_signed(&r);
+    assert_eq!(r.headers["x-relay-trigger-depth"], "2");
+    assert_eq!(r.json()["labels"][DEPTH_LABEL], "1");
+    let answer = relay.send(&triggered("2")).await;
+    assert_eq!(answer["outcome"], "filtered", "{answer}");
+    assert_eq!(el.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flux_revision_reaches_the_listener() {
+    let el = Receiver::start().await;
+    let relay = Relay::start(&el, "", "").await;
+    let answer = relay
+        .send(&fixture(
+            "flux-events/001-flux-gitrepository-widgets-info.json",
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let r = only_request(&el);
+    assert_signed(&r);
+    assert_eq!(r.headers["x-relay-trigger-depth"], "1");
+    let b = r.json();
+    assert_eq!(b["format"], "flux");
+    assert_eq!(b["kind"], "GitRepository");
+    assert_eq!(b["name"], "widgets");
+    assert_eq!(b["namespace"], "flux-system");
+    assert_eq!(
+        b["revision"],
+        "main@sha1:247aabb58d323d9e0d3be8ee03cc2f9b21460c5a"
+    );
+    assert_eq!(b["sha"], "247aabb58d323d9e0d3be8ee03cc2f9b21460c5a");
+    assert_eq!(b["branch"], "main");
+    assert_eq!(b["state"], "succeeded");
+    assert_eq!(b["reason"], "GitOperationSucceeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_writes_the_body() {
+    let el = Receiver::start().await;
+    let relay = Relay::start(
+        &el,
+        "",
+        "  template: '{\"pipeline\": {{ event.pipeline | tojson }}, \"sha\": {{ event.scm.sha | tojson }}}'",
+    )
+    .await;
+    relay.send(&fixture(SUCCESS)).await;
+    let r = only_request(&el);
+    assert_signed(&r);
+    assert_eq!(r.headers["x-relay-trigger-depth"], "1");
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"pipeline": "build-and-test", "sha": "0c5c7fd0a6a3a4506513270e269e0d37f2a74de4"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_that_is_not_json_is_dead_lettered() {
+    let el = Receiver::start().await;
+    let relay = Relay::start(&el, "", "  template: 'run {{ event.name }}'").await;
+    let answer = relay.send(&fixture(SUCCESS)).await;
+    assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
+    assert!(el.requests().is_empty());
+    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
+    assert!(text.contains("invalid JSON"), "{text}");
+}
+
+/// The run name, message and links carry HTML, markdown and chat
+/// mentions. An EventListener reads JSON, renders nothing: they arrive as
+/// the same strings, JSON-encoded, and the headers stay plain ASCII.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_controlled_names_arrive_as_inert_json_strings() {
+    let el = Receiver::start().await;
+    let relay = Relay::start(&el, "", "").await;
+    let f = fixture("bad-input/008-markup-injection.json");
+    let answer = relay.send(&f).await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let r = only_request(&el);
+    assert_signed(&r);
+    let b: Value = serde_json::from_slice(&r.body).expect("the body is JSON");
+    let sent = &f.body["pipelineRun"];
+    assert_eq!(b["name"], sent["metadata"]["name"]);
+    assert_eq!(b["name"], "<script>alert(1)</script>*bold*");
+    assert_eq!(b["message"], sent["status"]["conditions"][0]["message"]);
+    assert!(b["message"].as_str().unwrap().contains("@channel <!here>"));
+    // The dashboard link is the engine's sanitised one, percent-encoded.
+    if let Some(url) = b["url"].as_str() {
+        assert!(!url.contains('<') && !url.contains(' '), "{url}");
+    }
+    for (k, v) in &r.headers {
+        assert!(v.to_str().is_ok(), "header {k} is not plain ASCII");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_is_dead_lettered_without_the_secrets() {
+    let el = Receiver::start().await;
+    el.always(LISTENER, Some((401, None)));
+    let relay = Relay::start(&el, "", "").await;
+    let answer = relay.send(&fixture(SUCCESS)).await;
+    assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
+    assert_eq!(el.requests().len(), 1, "permanent: asked once");
+
+    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(entry["provider_type"], "tekton-trigger");
+    assert_eq!(entry["cause"]["kind"], "permanent");
+    assert_eq!(entry["cause"]["status"], 401);
+    assert_eq!(entry["event"]["id"], "15fc899e-4fd5-4dbe-bbdc-968b7afb2c68");
+    let stderr = relay.f.stderr();
+    for secret in [TOKEN, HMAC] {
+        assert!(!text.contains(secret), "secret in the dead letter: {text}");
+        assert!(!stderr.contains(secret), "secret in the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_is_retried() {
+    let el = Receiver::start().await;
+    el.script(LISTENER, &[(503, Some(0))]);
+    let relay = Relay::start(&el, "", "").await;
+    let answer = relay.send(&fixture(SUCCESS)).await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let sent = el.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].status, 503);
+    assert_eq!(sent[0].body, sent[1].body, "the same request again");
+}
+
+#[test]
+fn config_errors_name_their_path() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("relay.yaml");
+    std::fs::write(
+        &p,
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: el}\nspec:\n  type: tekton-trigger\n  tekton-trigger: {url: \"http://el:8080\", maxDepth: 0}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .env("RELAY_CONFIG", &p)
+        .env("PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("spec.tekton-trigger.maxDepth") && stderr.contains("at least 1"),
+        "{stderr}"
+    );
+}
