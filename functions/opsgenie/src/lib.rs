@@ -1,11 +1,84 @@
-//! The Opsgenie provider (alerts created and closed by alias). Being written.
+//! The `opsgenie` provider: a failed (or timed out) run creates an alert
+//! whose alias names its pipeline, repository and branch; the next
+//! successful run there closes it by that alias.
+
+pub mod alert;
+pub mod key;
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use http::HeaderValue;
+use relay_core::RunState;
+use relay_core::chat::{StateStyle, template_text};
 use relay_core::config::ProviderDoc;
-use relay_core::provider::{Provider, ProviderFactory};
+use relay_core::escape;
+use relay_core::model::RunEvent;
+use relay_core::provider::{
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
+    check_action_and_params, delivery_params, parse_settings,
+};
+use relay_core::secret::SecretFile;
+use relay_core::transport::Http;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub use alert::Priority;
 
 pub const TYPE: &str = "opsgenie";
+const DEFAULT_BASE_URL: &str = "https://api.opsgenie.com";
+const DEFAULT_SOURCE: &str = "Tekton";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OpsgenieSettings {
+    /// The API key of an API integration (sent as `Authorization: GenieKey …`);
+    /// the integration's team gets the alerts.
+    pub api_key_file: SecretFile,
+    /// `https://api.opsgenie.com` (default); `https://api.eu.opsgenie.com`.
+    #[serde(rename = "baseURL", default)]
+    pub base_url: Option<url::Url>,
+    /// Of created alerts (default `P3`); a Notification's `params.priority`
+    /// overrides it.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// The states that create an alert (default `failed`, `timed_out`);
+    /// `succeeded` closes it.
+    #[serde(default)]
+    pub create_on: Option<Vec<RunState>>,
+    /// The event kinds acted on (default `PipelineRun`).
+    #[serde(default)]
+    pub kinds: Option<Vec<String>>,
+    /// Tags added to every alert.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The alert's `source` (default `Tekton`).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OpsgenieParams {
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Create,
+    Close,
+}
+
+pub struct Opsgenie {
+    base: url::Url,
+    api_key: SecretFile,
+    priority: Priority,
+    create_on: Vec<RunState>,
+    kinds: Vec<String>,
+    tags: Vec<String>,
+    source: String,
+}
 
 pub struct OpsgenieFactory;
 
@@ -14,7 +87,269 @@ impl ProviderFactory for OpsgenieFactory {
         TYPE
     }
 
-    fn build(&self, _doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
-        Err(vec![(String::new(), "the opsgenie provider is not written yet".into())])
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+        Ok(Arc::new(Opsgenie::new(parse_settings(doc)?)?))
+    }
+}
+
+impl Opsgenie {
+    pub fn new(s: OpsgenieSettings) -> Result<Opsgenie, Vec<(String, String)>> {
+        let mut errs = Vec::new();
+        let mut base = s
+            .base_url
+            .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE_URL).expect("a valid URL"));
+        if !matches!(base.scheme(), "http" | "https") {
+            errs.push((
+                "baseURL".into(),
+                format!("scheme {:?} is not http or https", base.scheme()),
+            ));
+        }
+        base.set_query(None);
+        let create_on = s
+            .create_on
+            .unwrap_or_else(|| vec![RunState::Failed, RunState::TimedOut]);
+        if create_on.is_empty() {
+            errs.push(("createOn".into(), "name at least one state".into()));
+        }
+        if let Some(i) = create_on.iter().position(|s| *s == RunState::Succeeded) {
+            errs.push((
+                format!("createOn[{i}]"),
+                "succeeded closes the alert; it cannot create one".into(),
+            ));
+        }
+        let kinds = s.kinds.unwrap_or_else(|| vec!["PipelineRun".into()]);
+        if kinds.is_empty() {
+            errs.push(("kinds".into(), "name at least one kind".into()));
+        }
+        for (i, k) in kinds.iter().enumerate() {
+            if k.trim().is_empty() {
+                errs.push((format!("kinds[{i}]"), "must not be empty".into()));
+            }
+        }
+        for (i, t) in s.tags.iter().enumerate() {
+            if t.trim().is_empty() || t.chars().count() > alert::TAG_MAX {
+                errs.push((
+                    format!("tags[{i}]"),
+                    format!("a tag has 1 to {} characters", alert::TAG_MAX),
+                ));
+            }
+        }
+        if s.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            errs.push(("source".into(), "must not be empty".into()));
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(Opsgenie {
+            base,
+            api_key: s.api_key_file,
+            priority: s.priority.unwrap_or(Priority::P3),
+            create_on,
+            kinds,
+            tags: s.tags,
+            source: s.source.unwrap_or_else(|| DEFAULT_SOURCE.into()),
+        })
+    }
+
+    fn action(&self, state: RunState) -> Option<Action> {
+        if self.create_on.contains(&state) {
+            Some(Action::Create)
+        } else if state == RunState::Succeeded {
+            Some(Action::Close)
+        } else {
+            None
+        }
+    }
+
+    /// `<base>/v2/alerts[/<alias>/close]`, the alias one encoded segment.
+    fn url(&self, alias: Option<&str>) -> Result<url::Url, Verdict> {
+        let mut path = format!("{}/v2/alerts", self.base.path().trim_end_matches('/'));
+        let mut url = self.base.clone();
+        if let Some(a) = alias {
+            let seg = escape::path_segment(a).ok_or_else(|| {
+                Verdict::permanent(format!("alias {a:?} cannot be a URL segment"))
+            })?;
+            path.push_str(&format!("/{seg}/close"));
+            url.set_query(Some("identifierType=alias"));
+        }
+        url.set_path(&path);
+        Ok(url)
+    }
+}
+
+#[async_trait]
+impl Provider for Opsgenie {
+    fn type_name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn check_notification(
+        &self,
+        action: Option<&str>,
+        params: &Map<String, Value>,
+    ) -> Result<(), Vec<(String, String)>> {
+        let action = match action {
+            None => Ok(()),
+            Some(a) => Err(format!(
+                "opsgenie takes no action (got {a:?}): failures create an alert, successes close it"
+            )),
+        };
+        check_action_and_params::<OpsgenieParams>(action, params)
+    }
+
+    /// Only create and close states are sent; nothing else is claimed
+    /// either, so a cancelled run leaves the alert as it was.
+    fn declines(&self, ev: &RunEvent) -> Option<String> {
+        if !self.kinds.contains(&ev.kind) {
+            return Some(format!(
+                "opsgenie acts on {} events (settings kinds), not {}",
+                self.kinds.join(", "),
+                ev.kind
+            ));
+        }
+        if self.action(ev.state).is_none() {
+            return Some(format!(
+                "a {} run neither creates nor closes an alert",
+                StateStyle::of(ev.state).word
+            ));
+        }
+        None
+    }
+
+    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        let ev = input.event;
+        let Some(action) = self.action(ev.state) else {
+            return Ok(String::new());
+        };
+        let params: OpsgenieParams = delivery_params(input)?;
+        let alias = key::alias(ev);
+        let (url, body) = match action {
+            Action::Create => (
+                self.url(None)?,
+                alert::create(
+                    ev,
+                    alert::Create {
+                        alias: &alias,
+                        priority: params.priority.unwrap_or(self.priority),
+                        source: &self.source,
+                        tags: &self.tags,
+                        template: template_text(input)?,
+                    },
+                ),
+            ),
+            Action::Close => (self.url(Some(&alias))?, alert::close(ev, &self.source)),
+        };
+        let mut req = OutboundRequest::post_json(url, body.to_string());
+        req.headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        let key = self
+            .api_key
+            .read()
+            .await
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
+        req.sensitive_header(
+            http::header::AUTHORIZATION,
+            &format!("GenieKey {}", key.expose()),
+        )
+        .map_err(|e| Verdict::permanent(e.to_string()))?;
+        http.send(&Outbound::Http(req)).await?;
+        // Opsgenie answers 202 and processes the request later: a close of
+        // an alias with no open alert is accepted and does nothing.
+        Ok(match action {
+            Action::Create => format!("created alert {alias}"),
+            Action::Close => format!("closed alert {alias}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(settings: Value) -> ProviderDoc {
+        ProviderDoc {
+            name: "og".into(),
+            provider_type: TYPE.into(),
+            settings,
+        }
+    }
+
+    fn parse(settings: Value) -> OpsgenieSettings {
+        parse_settings(&doc(settings)).unwrap()
+    }
+
+    fn errors(settings: Value) -> Vec<(String, String)> {
+        OpsgenieFactory.build(&doc(settings)).err().unwrap()
+    }
+
+    #[test]
+    fn settings_errors_name_their_path() {
+        assert!(
+            OpsgenieFactory
+                .build(&doc(json!({"apiKeyFile": "/k"})))
+                .is_ok()
+        );
+        let e = errors(json!({}));
+        assert!(e[0].1.contains("missing field `apiKeyFile`"), "{e:?}");
+        let e = errors(json!({"apiKeyFile": "/k", "priority": "P6"}));
+        assert_eq!(e[0].0, "priority");
+        assert!(e[0].1.contains("expected one of `P1`"), "{e:?}");
+        let e = errors(json!({"apiKeyFile": "/k", "createOn": ["succeeded"]}));
+        assert_eq!(e[0].0, "createOn[0]", "{e:?}");
+        let e = errors(json!({"apiKeyFile": "/k", "baseURL": "ftp://x", "tags": ["ok", ""]}));
+        assert_eq!(e[0].0, "baseURL");
+        assert_eq!(e[1].0, "tags[1]");
+        let e = errors(json!({"apiKeyFile": "/k", "apiKey": "x"}));
+        assert!(e[0].1.contains("unknown field `apiKey`"), "{e:?}");
+    }
+
+    #[test]
+    fn urls_keep_the_base_path_and_encode_the_alias() {
+        let og = Opsgenie::new(parse(json!({"apiKeyFile": "/k"}))).unwrap();
+        assert_eq!(
+            og.url(None).unwrap().as_str(),
+            "https://api.opsgenie.com/v2/alerts"
+        );
+        let og = Opsgenie::new(parse(
+            json!({"apiKeyFile": "/k", "baseURL": "http://mock:1/og/?x=1"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            og.url(Some("tekton:ci:p@fix/x y")).unwrap().as_str(),
+            "http://mock:1/og/v2/alerts/tekton%3Aci%3Ap%40fix%2Fx%20y/close?identifierType=alias"
+        );
+    }
+
+    #[test]
+    fn only_create_and_close_states_of_chosen_kinds_are_sent() {
+        let og = Opsgenie::new(parse(json!({"apiKeyFile": "/k"}))).unwrap();
+        let mut ev = relay_core::sample::run_event();
+        for (state, sent) in [
+            (RunState::Failed, true),
+            (RunState::TimedOut, true),
+            (RunState::Succeeded, true),
+            (RunState::Cancelled, false),
+            (RunState::Running, false),
+        ] {
+            ev.state = state;
+            assert_eq!(og.declines(&ev).is_none(), sent, "{state}");
+        }
+        ev.kind = "TaskRun".into();
+        assert!(og.declines(&ev).unwrap().contains("not TaskRun"));
+    }
+
+    #[test]
+    fn notifications_take_a_priority_only() {
+        let og = Opsgenie::new(parse(json!({"apiKeyFile": "/k"}))).unwrap();
+        let mut p = Map::new();
+        p.insert("priority".into(), "P1".into());
+        assert!(og.check_notification(None, &p).is_ok());
+        p.insert("priority".into(), "urgent".into());
+        let e = og.check_notification(Some("create"), &p).unwrap_err();
+        assert_eq!(e[0].0, "action");
+        assert_eq!(e[1].0, "params.priority", "{e:?}");
     }
 }
