@@ -294,6 +294,62 @@ async fn update_mode_keeps_one_message_per_run() {
     assert!(!texts.contains("running"), "{texts}");
 }
 
+/// The last update of a run's message, after a scenario in update mode.
+async fn final_run_message(scenario: &str, extra: &str) -> (Receiver, Value) {
+    let slack = Receiver::start().await;
+    posted(&slack, "C0CHAN", "1700000000.000100");
+    slack.reply("POST", UPDATE, 200, json!({"ok": true}));
+    let relay = Relay::start(&slack, Via::Token(extra), &[("run", "")]).await;
+    relay.scenario(scenario).await;
+    let last = slack.requests_on(UPDATE).last().unwrap().json();
+    (slack, last)
+}
+
+/// Events in another order (the PipelineRun's success before its last
+/// TaskRun's): the final message is the same complete summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_message_ends_complete_whatever_the_order() {
+    let (slack, last) =
+        final_run_message("tekton-out-of-order", "channel: C0CHAN, mode: update").await;
+    assert_eq!(slack.requests_on(POST).len(), 1);
+    assert_eq!(
+        last["text"],
+        "✅ PipelineRun build-and-test-gbd26 succeeded"
+    );
+    let texts = block_texts(&last);
+    for task in ["fetch-source", "unit-tests", "build-image"] {
+        assert!(
+            texts.contains(&format!("|{task}> · succeeded · ")),
+            "{task}: {texts}"
+        );
+    }
+}
+
+/// `mode: update` with `thread: true`: the run's message is kept current
+/// and every later event is a reply under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_mode_with_a_thread_replies_under_the_run_message() {
+    let (slack, last) = final_run_message(
+        "tekton-pipelinerun-success",
+        "channel: C0CHAN, mode: update, thread: true",
+    )
+    .await;
+    let posts = slack.requests_on(POST);
+    assert_eq!(posts.len(), 17, "the run's message, then 16 replies");
+    assert!(posts[0].json().get("thread_ts").is_none());
+    assert!(
+        posts[1..]
+            .iter()
+            .all(|r| r.json()["thread_ts"] == "1700000000.000100")
+    );
+    assert_eq!(
+        posts.last().unwrap().json()["text"],
+        "✅ PipelineRun build-and-test-vjcdr succeeded"
+    );
+    assert_eq!(last["ts"], "1700000000.000100");
+    assert!(block_texts(&last).contains("|build-image> · succeeded · "));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_run_message_is_posted_anew() {
     let slack = Receiver::start().await;
