@@ -1,12 +1,13 @@
-//! The `jira` provider: a comment (Atlassian Document Format, REST API v3)
-//! and/or a workflow transition on the Jira issue a run names — by the
-//! `relay.tekton.dev/jira-issue` annotation, else by the first issue key in
-//! its branch name.
+//! The `jira` provider: a comment (Atlassian Document Format, REST API v3;
+//! wiki markup on v2 for Data Center) and/or a workflow transition on the
+//! Jira issue a run names — by the `relay.tekton.dev/jira-issue`
+//! annotation, else by the first issue key in its branch name.
 
 pub mod adf;
 pub mod auth;
 pub mod issue;
 pub mod params;
+pub mod wiki;
 
 use std::sync::Arc;
 
@@ -52,10 +53,48 @@ pub struct JiraSettings {
     /// Project keys the provider may touch; empty: any.
     #[serde(default)]
     pub projects: Vec<String>,
+    /// REST API version: 3 (ADF comments) on Jira Cloud, 2 (wiki markup)
+    /// on Data Center. Default: 3 for Atlassian's hosts, else 2.
+    #[serde(default)]
+    pub api_version: Option<u8>,
+}
+
+/// The REST API a site speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Jira Data Center (and Cloud): comments in wiki markup.
+    V2,
+    /// Jira Cloud: comments in the Atlassian Document Format.
+    V3,
+}
+
+impl Api {
+    fn of(configured: Option<u8>, base: &url::Url) -> Result<Api, String> {
+        match configured {
+            Some(2) => Ok(Api::V2),
+            Some(3) => Ok(Api::V3),
+            Some(v) => Err(format!("{v} is not 2 (Data Center) or 3 (Cloud)")),
+            None => {
+                let host = base.host_str().unwrap_or("");
+                let cloud = host.ends_with(".atlassian.net")
+                    || host.ends_with(".jira.com")
+                    || host == "api.atlassian.com";
+                Ok(if cloud { Api::V3 } else { Api::V2 })
+            }
+        }
+    }
+
+    fn segment(self) -> &'static str {
+        match self {
+            Api::V2 => "2",
+            Api::V3 => "3",
+        }
+    }
 }
 
 pub struct Jira {
     base: url::Url,
+    api: Api,
     credential: Credential,
     projects: Vec<String>,
 }
@@ -86,6 +125,9 @@ impl ProviderFactory for JiraFactory {
                     .into(),
             ));
         }
+        let api = Api::of(s.api_version, &base)
+            .map_err(|e| errs.push(("apiVersion".into(), e)))
+            .unwrap_or(Api::V3);
         for (i, p) in s.projects.iter().enumerate() {
             if !issue::is_project(p) {
                 errs.push((
@@ -106,6 +148,7 @@ impl ProviderFactory for JiraFactory {
         base.set_fragment(None);
         Ok(Arc::new(Jira {
             base,
+            api,
             credential,
             projects: s.projects,
         }))
@@ -137,13 +180,13 @@ fn same_name(a: &str, b: &str) -> bool {
 }
 
 impl Jira {
-    /// `<base>/rest/api/3/<segments>`, each segment percent-encoded.
+    /// `<base>/rest/api/<version>/<segments>`, each segment percent-encoded.
     fn url(&self, segments: &[&str], query: Option<&str>) -> Result<url::Url, Verdict> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|()| Verdict::permanent("baseURL cannot have a path"))?
             .pop_if_empty()
-            .extend(["rest", "api", "3"])
+            .extend(["rest", "api", self.api.segment()])
             .extend(segments);
         url.set_query(query);
         Ok(url)
@@ -184,12 +227,14 @@ impl Jira {
         http: &Http<'_>,
     ) -> Result<String, Verdict> {
         let ev = input.event;
-        let body = match template_text(input)? {
-            Some(t) if t.trim().is_empty() => {
+        let body = match (template_text(input)?, self.api) {
+            (Some(t), _) if t.trim().is_empty() => {
                 return Ok("the template rendered nothing: no comment".into());
             }
-            Some(t) => adf::from_template(&t),
-            None => adf::from_view(&ChatView::of(ev)),
+            (Some(t), Api::V3) => adf::from_template(&t),
+            (Some(t), Api::V2) => wiki::from_template(&t).into(),
+            (None, Api::V3) => adf::from_view(&ChatView::of(ev)),
+            (None, Api::V2) => wiki::from_view(&ChatView::of(ev)).into(),
         };
         // One comment per run, state and Notification, even when a dead
         // letter (say, of a failed transition) is replayed.
@@ -350,6 +395,29 @@ mod tests {
     }
 
     #[test]
+    fn the_api_version_defaults_by_host() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        assert_eq!(Api::of(None, &u("https://acme.atlassian.net")), Ok(Api::V3));
+        assert_eq!(
+            Api::of(None, &u("https://api.atlassian.com/ex/jira/x")),
+            Ok(Api::V3)
+        );
+        assert_eq!(Api::of(None, &u("https://jira.acme.dev")), Ok(Api::V2));
+        assert_eq!(Api::of(Some(3), &u("https://jira.acme.dev")), Ok(Api::V3));
+        assert_eq!(
+            Api::of(Some(2), &u("https://acme.atlassian.net")),
+            Ok(Api::V2)
+        );
+        let errs =
+            errors(json!({"baseURL": "https://jira.acme.dev", "tokenFile": "/t", "apiVersion": 1}));
+        assert_eq!(errs[0].0, "apiVersion");
+        assert!(
+            errs[0].1.contains("not 2 (Data Center) or 3 (Cloud)"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn urls_are_under_the_rest_api_and_keep_the_base_path() {
         let Ok(p) = JiraFactory.build(&doc(json!({
             "baseURL": "https://api.atlassian.com/ex/jira/1324a887/", "tokenFile": "/t"
@@ -359,6 +427,7 @@ mod tests {
         assert_eq!(p.type_name(), TYPE);
         let j = Jira {
             base: url::Url::parse("https://api.atlassian.com/ex/jira/1324a887").unwrap(),
+            api: Api::V3,
             credential: Credential::Bearer(SecretFile("/t".into())),
             projects: Vec::new(),
         };
@@ -373,6 +442,7 @@ mod tests {
     fn tasks_of_a_pipeline_run_and_keyless_runs_are_declined() {
         let j = Jira {
             base: url::Url::parse("https://acme.atlassian.net").unwrap(),
+            api: Api::V3,
             credential: Credential::Bearer(SecretFile("/t".into())),
             projects: vec!["PAY".into()],
         };

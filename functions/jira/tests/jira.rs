@@ -26,6 +26,8 @@ const RUN_URL: &str = "https://tekton.acme.dev/#/namespaces/ci/pipelineruns/buil
 enum Auth {
     ApiToken,
     Pat,
+    /// Given in `extra`.
+    OAuth2,
 }
 
 struct Relay {
@@ -48,12 +50,18 @@ impl Relay {
         let token = d.path().join("token");
         let secret = match auth {
             Auth::ApiToken => API_TOKEN,
-            Auth::Pat => PAT,
+            Auth::Pat | Auth::OAuth2 => PAT,
         };
         std::fs::write(&token, format!("{secret}\n")).unwrap();
         let credentials = match auth {
-            Auth::ApiToken => format!("email: {EMAIL}\n    apiTokenFile: {}", token.display()),
+            // The mock's host is not Atlassian's: Cloud is said explicitly.
+            Auth::ApiToken => format!(
+                "email: {EMAIL}\n    apiTokenFile: {}\n    apiVersion: 3",
+                token.display()
+            ),
+            // Data Center: API v2 by default on a host of one's own.
             Auth::Pat => format!("tokenFile: {}", token.display()),
+            Auth::OAuth2 => "apiVersion: 3".to_string(),
         };
         let mut cfg = format!(
             "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: jira}}\nspec:\n  type: jira\n  jira:\n    baseURL: \"{}\"\n    {credentials}\n{extra}",
@@ -262,15 +270,14 @@ async fn the_key_comes_from_the_branch_within_the_projects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On Data Center (API v2, a personal access token): the comment in wiki
+/// markup, then the transition.
 async fn a_transition_is_found_by_name_then_posted() {
     let jira = Receiver::start().await;
-    let transitions = format!("{ISSUE}/transitions");
-    jira.reply(
-        "POST",
-        &format!("{ISSUE}/comment"),
-        201,
-        json!({"id": "10001"}),
-    );
+    let issue = "/rest/api/2/issue/PAY-123";
+    let transitions = format!("{issue}/transitions");
+    let comment = format!("{issue}/comment");
+    jira.reply("POST", &comment, 201, json!({"id": "10001"}));
     jira.reply(
         "GET",
         &transitions,
@@ -317,7 +324,7 @@ async fn a_transition_is_found_by_name_then_posted() {
     let want = [
         ("GET", transitions.as_str()),
         ("POST", transitions.as_str()),
-        ("POST", "/rest/api/3/issue/PAY-123/comment"),
+        ("POST", comment.as_str()),
         ("GET", transitions.as_str()),
         ("POST", transitions.as_str()),
     ];
@@ -335,6 +342,15 @@ async fn a_transition_is_found_by_name_then_posted() {
             json!({"transition": {"id": "11"}}),
             json!({"transition": {"id": "31"}})
         ]
+    );
+    let posted = jira.requests_on(&comment);
+    assert_jira_headers(&posted[0], &format!("Bearer {PAT}"));
+    let body = posted[0].json()["body"].as_str().unwrap().to_string();
+    assert!(
+        body.starts_with(&format!(
+            "*[PipelineRun build\\-and\\-test\\-vjcdr|{RUN_URL}]* succeeded\n*Pipeline:* build\\-and\\-test\n*Namespace:* ci\n*Repository:* [acme/widgets|https://github.com/acme/widgets]\n"
+        )),
+        "{body}"
     );
 }
 
@@ -477,6 +493,80 @@ async fn user_controlled_names_cannot_inject_markup_or_mentions() {
         message,
         "@\u{2060}channel <!here> tests failed, see [logs](https://evil.example.com/phish) `rm -rf /` _now_"
     );
+}
+
+/// The same event on Data Center: wiki markup, every markup character of
+/// the names and message escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiki_markup_is_escaped_on_data_center() {
+    let jira = Receiver::start().await;
+    let relay = Relay::start(&jira, Auth::Pat, "", &[("comments", "")]).await;
+    let f = annotated(
+        fixture("bad-input/008-markup-injection.json"),
+        &[(ANNOTATION, "PAY-123")],
+    );
+    let d = relay.send(&f).await;
+    assert_eq!(d["outcome"], "delivered", "{d}");
+    let sent = jira.requests_on("/rest/api/2/issue/PAY-123/comment");
+    assert_eq!(sent.len(), 1);
+    let body = sent[0].json()["body"].as_str().unwrap().to_string();
+    assert!(
+        body.starts_with(
+            "*[PipelineRun <script>alert(1)</script>\\*bold\\*|https://tekton.acme.dev/#/namespaces/ci/pipelineruns/%3Cscript%3Ealert%281%29%3C/script%3E%2Abold%2A]* failed\n"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.ends_with(
+            "\n\n@\u{2060}channel <\\!here> tests failed, see \\[logs\\](https://evil.example.com/phish) `rm \\-rf /` \\_now\\_"
+        ),
+        "{body}"
+    );
+    for bad in ["@channel", "[~", "[logs]", "*bold*"] {
+        assert!(!body.contains(bad), "{bad} in {body}");
+    }
+    // Only our two links: the run and the repository.
+    assert_eq!(body.matches('|').count(), 2, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth2_service_account_token_is_fetched_once_and_used() {
+    let jira = Receiver::start().await;
+    jira.reply(
+        "POST",
+        "/oauth/token",
+        200,
+        json!({"access_token": "jira-oauth-1", "token_type": "Bearer", "expires_in": 3600}),
+    );
+    jira.reply("POST", &format!("{ISSUE}/comment"), 201, json!({"id": "1"}));
+    let d = tempfile::tempdir().unwrap();
+    let secret = d.path().join("client-secret");
+    std::fs::write(&secret, "svc-5ecret\n").unwrap();
+    let extra = format!(
+        "    oauth2:\n      tokenURL: \"{}\"\n      clientId: svc-client\n      clientSecretFile: {}\n      clientAuth: body\n",
+        jira.url("/oauth/token"),
+        secret.display()
+    );
+    // The OAuth2 credential instead of the email and API token.
+    let cfg_relay = Relay::start(&jira, Auth::OAuth2, &extra, &[("comments", "")]).await;
+    for id in ["first", "second"] {
+        let mut f = annotated(succeeded(), &[(ANNOTATION, "PAY-123")]);
+        f.headers.insert("Ce-Id".into(), id.into());
+        f.body["pipelineRun"]["metadata"]["uid"] = format!("uid-{id}").into();
+        let d = cfg_relay.send(&f).await;
+        assert_eq!(d["outcome"], "delivered", "{d}");
+    }
+    let tokens = jira.requests_on("/oauth/token");
+    assert_eq!(tokens.len(), 1, "the token is cached");
+    assert_eq!(
+        std::str::from_utf8(&tokens[0].body).unwrap(),
+        "grant_type=client_credentials&client_id=svc-client&client_secret=svc-5ecret"
+    );
+    let comments = jira.requests_on(&format!("{ISSUE}/comment"));
+    assert_eq!(comments.len(), 2);
+    for r in &comments {
+        assert_jira_headers(r, "Bearer jira-oauth-1");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
