@@ -3,7 +3,8 @@
 //! A provider is given the `RunEvent` only, not the bytes that arrived
 //! (relay-core keeps those for dead letters), so `format: original` rebuilds
 //! the event: the same id, type, time and subject, the object's API path as
-//! `source`, and data of the sender's shape holding every field the relay
+//! `source` (Flux events: the ingress's own wrapping), and data of the
+//! sender's shape holding every field the relay
 //! read (metadata, the `Succeeded` condition, times, results, children).
 //! Fields the relay does not read (the run's spec, step states) are absent.
 

@@ -14,8 +14,8 @@ pub fn path(ev: &RunEvent) -> String {
     )
 }
 
-/// The API group/version and resource of a kind: Tekton's runs, Flux's
-/// objects, else a lower-cased plural under an unknown group.
+/// The API group/version and resource of a kind: Tekton's runs, else a
+/// lower-cased plural under an unknown group.
 fn api_of(kind: &str) -> (&'static str, String) {
     let tekton = "tekton.dev/v1";
     match kind {
@@ -23,14 +23,6 @@ fn api_of(kind: &str) -> (&'static str, String) {
         "TaskRun" => (tekton, "taskruns".into()),
         "CustomRun" => ("tekton.dev/v1beta1", "customruns".into()),
         "Run" => ("tekton.dev/v1alpha1", "runs".into()),
-        "GitRepository" | "OCIRepository" | "HelmRepository" | "HelmChart" | "Bucket" => {
-            ("source.toolkit.fluxcd.io/v1", plural(kind))
-        }
-        "Kustomization" => ("kustomize.toolkit.fluxcd.io/v1", "kustomizations".into()),
-        "HelmRelease" => ("helm.toolkit.fluxcd.io/v2", "helmreleases".into()),
-        "ImageRepository" | "ImagePolicy" | "ImageUpdateAutomation" => {
-            ("image.toolkit.fluxcd.io/v1beta2", plural(kind))
-        }
         other => ("unknown", segment(&plural(other))),
     }
 }
@@ -73,12 +65,8 @@ mod tests {
             path(&ev),
             "/apis/tekton.dev/v1/namespaces/ci/pipelineruns/%3Cscript%3Ealert%281%29%3C%2Fscript%3E%2Abold%2A"
         );
-        ev.kind = "GitRepository".into();
-        ev.name = "widgets".into();
-        ev.namespace = "flux-system".into();
-        assert_eq!(
-            path(&ev),
-            "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/widgets"
-        );
+        ev.kind = "Widget".into();
+        ev.name = "w".into();
+        assert_eq!(path(&ev), "/apis/unknown/namespaces/ci/widgets/w");
     }
 }

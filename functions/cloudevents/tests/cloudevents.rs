@@ -181,13 +181,16 @@ async fn the_original_event_in_structured_mode() {
 async fn a_flux_event_is_forwarded_as_a_cloudevent() {
     let sink = Receiver::start().await;
     let relay = Relay::start(&sink, "", "").await;
-    relay.send(&fixture(FLUX)).await;
+    let f = fixture(FLUX);
+    relay.send(&f).await;
     let r = only_request(&sink);
     assert_eq!(r.headers["ce-type"], "io.fluxcd.notification.info");
+    // As the relay's ingress wraps a Flux payload.
     assert_eq!(
         r.headers["ce-source"],
-        "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/widgets"
+        "/flux/GitRepository/flux-system/widgets"
     );
+    assert_eq!(r.headers["ce-subject"], "GitRepository/flux-system/widgets");
     let b = r.json();
     assert_eq!(b["involvedObject"]["kind"], "GitRepository");
     assert_eq!(b["severity"], "info");
@@ -195,6 +198,21 @@ async fn a_flux_event_is_forwarded_as_a_cloudevent() {
         b["metadata"]["revision"],
         "main@sha1:247aabb58d323d9e0d3be8ee03cc2f9b21460c5a"
     );
+    let back = decoded(&r.headers, r.body.to_vec());
+    let want = decoded_fixture(&f);
+    assert_eq!(
+        back.event_id, want.event_id,
+        "the same id: a redelivery is one"
+    );
+    assert_eq!(
+        (&back.kind, &back.name, back.state),
+        (&want.kind, &want.name, want.state)
+    );
+    assert_eq!(
+        (&back.scm.sha, &back.scm.branch),
+        (&want.scm.sha, &want.scm.branch)
+    );
+    assert_eq!(back.annotations, want.annotations);
 }
 
 /// A CDEvent as the SDK reads it, and its JSON, checked against the

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
+use relay_core::model::EventFormat;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
     parse_settings,
@@ -118,9 +119,16 @@ impl ProviderFactory for TektonTriggerFactory {
 
 /// A run's depth in a trigger chain, from its label: 0 without the label
 /// (a run nobody triggered through the relay, a Flux object), `Err` with
-/// the raw value when it is not a number.
+/// the raw value when it is not a number. A CDEvent has no labels: its
+/// `customData` (decoded as annotations) carries the label when the
+/// producer forwarded it, as the `cloudevents` provider does.
 pub fn depth(ev: &RunEvent) -> Result<u32, &str> {
-    match ev.labels.get(DEPTH_LABEL) {
+    let marker = ev.labels.get(DEPTH_LABEL).or_else(|| {
+        (ev.format == EventFormat::Cdevents)
+            .then(|| ev.annotations.get(DEPTH_LABEL))
+            .flatten()
+    });
+    match marker {
         None => Ok(0),
         Some(v) => v.trim().parse().map_err(|_| v.as_str()),
     }
@@ -276,5 +284,18 @@ mod tests {
             .unwrap();
         ev.labels.insert(DEPTH_LABEL.into(), "1".into());
         assert_eq!(p.declines(&ev), None);
+    }
+
+    #[test]
+    fn a_cdevent_carries_its_depth_in_custom_data() {
+        let mut ev = relay_core::sample::run_event();
+        ev.annotations.insert(DEPTH_LABEL.into(), "2".into());
+        assert_eq!(
+            depth(&ev),
+            Ok(0),
+            "a Tekton run's annotations are not the marker"
+        );
+        ev.format = EventFormat::Cdevents;
+        assert_eq!(depth(&ev), Ok(2));
     }
 }
