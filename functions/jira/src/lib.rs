@@ -118,7 +118,13 @@ impl ProviderFactory for JiraFactory {
         }
         // The REST path is appended; a pasted `/rest/api/3` or browse URL
         // would double it, so it is refused here rather than 404 later.
-        if base.path().contains("/rest/") || base.path().contains("/browse") {
+        let cloud_site = base
+            .host_str()
+            .is_some_and(|h| h.ends_with(".atlassian.net"));
+        if base.path().contains("/rest/")
+            || base.path().contains("/browse")
+            || (cloud_site && base.path().trim_end_matches('/') != "")
+        {
             errs.push((
                 "baseURL".into(),
                 "give the site root (https://acme.atlassian.net), without /rest/api or /browse"
@@ -388,6 +394,11 @@ mod tests {
         );
         let errs = errors(json!({"baseURL": "https://a.atlassian.net"}));
         assert!(errs[0].1.contains("no credentials"), "{errs:?}");
+        // A page of the site pasted for its root.
+        let errs = errors(
+            json!({"baseURL": "https://a.atlassian.net/jira/software/projects/PAY/boards/1", "tokenFile": "/t"}),
+        );
+        assert_eq!(errs[0].0, "baseURL");
         let errs = errors(
             json!({"baseURL": "https://a.atlassian.net", "email": "e", "apiTokenFile": "/t", "tokenFile": "/p"}),
         );

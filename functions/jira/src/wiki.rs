@@ -25,6 +25,17 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// A line of user text: escaped, and kept from starting a heading, quote
+/// or other line-start block (`h1. `, `bq. `) by a zero-width space.
+fn line(s: &str) -> String {
+    let e = escape(s);
+    let block = e.split_once(". ").is_some_and(|(head, _)| {
+        head == "bq"
+            || (head.len() == 2 && head.starts_with('h') && head[1..].parse::<u8>().is_ok())
+    });
+    if block { format!("\u{200B}{e}") } else { e }
+}
+
 /// `text` linked to `href` when it is an http(s) URL (percent-encoded, so
 /// it holds no `|` or `]`).
 fn linked(text: &str, href: Option<&str>) -> String {
@@ -51,7 +62,7 @@ pub fn from_view(v: &ChatView) -> String {
     }
     if let Some(m) = &v.message {
         lines.push(String::new());
-        lines.push(escape(m));
+        lines.push(line(m));
     }
     lines.join("\n")
 }
@@ -62,7 +73,7 @@ pub fn from_template(rendered: &str) -> String {
         .replace("\r\n", "\n")
         .trim_end()
         .lines()
-        .map(escape)
+        .map(line)
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -78,6 +89,10 @@ mod tests {
             "\\[\\~admin\\] \\*b\\* \\{html\\}<b>\\{html\\} \\!x.png\\! @\u{2060}here next"
         );
         assert_eq!(from_template("a-b\n\nc|d\n"), "a\\-b\n\nc\\|d");
+        assert_eq!(
+            from_template("h1. Big\nbq. quote\nh1.x"),
+            "\u{200B}h1. Big\n\u{200B}bq. quote\nh1.x"
+        );
     }
 
     #[test]
