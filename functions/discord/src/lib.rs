@@ -13,8 +13,7 @@ use http::{HeaderMap, StatusCode};
 use relay_core::chat::{ChatView, template_text};
 use relay_core::config::ProviderDoc;
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, default_classify,
-    parse_settings,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -122,7 +121,7 @@ impl Provider for Discord {
     /// A 429 says how long to wait in its body (`retry_after`, seconds,
     /// fractional), more precisely than its `Retry-After` header.
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
-        match default_classify(status, headers, body) {
+        match webhook_url::classify(status, headers, body) {
             Verdict::Retryable {
                 status: Some(429),
                 retry_after,

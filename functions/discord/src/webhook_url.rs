@@ -2,11 +2,19 @@
 //! token): read from `urlFile` on every use, and kept out of every message
 //! even when an answer echoes it back.
 
-use relay_core::provider::Verdict;
+use http::{HeaderMap, StatusCode};
+use relay_core::escape::one_line;
+use relay_core::provider::{Verdict, default_classify};
 use relay_core::secret::SecretFile;
 
 /// Parts of a URL shorter than this are not worth masking (`api`, `v1`).
 const SECRET_MIN: usize = 8;
+/// A lowercase word this long or longer might still be a token.
+const WORD_MAX: usize = 16;
+/// How much of an answer a failure message keeps, once masked.
+const MESSAGE_MAX: usize = 400;
+/// A secret's cut-off start at the end of a message is masked from this long.
+const PREFIX_MIN: usize = 4;
 
 /// Reads and checks the URL; errors name the file, never its content.
 pub async fn read(file: &SecretFile) -> Result<url::Url, Verdict> {
@@ -25,6 +33,32 @@ pub async fn read(file: &SecretFile) -> Result<url::Url, Verdict> {
         })
 }
 
+/// The default classification, with the whole answer (as much as the
+/// transport read) in the message, so [`redact`] sees whole tokens before
+/// the message is cut.
+pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    let with_body = |m: String| match body.trim() {
+        "" => m,
+        b => format!("{m}: {b}"),
+    };
+    match default_classify(status, headers, "") {
+        Verdict::Retryable {
+            status,
+            retry_after,
+            message,
+        } => Verdict::Retryable {
+            status,
+            retry_after,
+            message: with_body(message),
+        },
+        Verdict::Permanent { status, message } => Verdict::Permanent {
+            status,
+            message: with_body(message),
+        },
+        Verdict::Success => Verdict::Success,
+    }
+}
+
 /// `v` with every part of `url` that may be secret (path segments, query
 /// values, raw or percent-decoded) masked in its message.
 pub fn redact(v: Verdict, url: &url::Url) -> Verdict {
@@ -39,12 +73,26 @@ pub fn redact(v: Verdict, url: &url::Url) -> Verdict {
                 .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_string())),
         );
     }
-    parts.retain(|p| p.len() >= SECRET_MIN);
+    // Plain path words (`webhooks`, `workflows`) are left readable.
+    parts.retain(|p| {
+        p.len() >= SECRET_MIN && (p.len() >= WORD_MAX || !p.chars().all(|c| c.is_ascii_lowercase()))
+    });
     parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
     let mask = |m: String| {
-        parts
+        let mut m = parts
             .iter()
-            .fold(m, |m, p| m.replace(p.as_str(), "<redacted>"))
+            .fold(m, |m, p| m.replace(p.as_str(), "<redacted>"));
+        // An answer cut short may end in the start of a secret.
+        for p in &parts {
+            if let Some(k) = (PREFIX_MIN..p.len())
+                .rev()
+                .find(|k| p.is_char_boundary(*k) && m.ends_with(&p[..*k]))
+            {
+                m.truncate(m.len() - k);
+                m.push_str("<redacted>");
+            }
+        }
+        one_line(&m, MESSAGE_MAX)
     };
     match v {
         Verdict::Retryable {
@@ -101,7 +149,7 @@ mod tests {
         .unwrap();
         let v = redact(
             Verdict::permanent(
-                "answered 401: bad tok/en-abcdef at https://h.example/api/webhooks/1234567890/tok%2Fen-abcdef?k=AIzaSyXYZ123 (AIzaSyXYZ123)",
+                "answered 401: bad tok/en-abcdef for webhooks at https://h.example/api/webhooks/1234567890/tok%2Fen-abcdef?k=AIzaSyXYZ123 (AIzaSyXYZ123)",
             ),
             &u,
         );
@@ -115,6 +163,41 @@ mod tests {
             message.starts_with("answered 401: bad <redacted>"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_cut_off_secret_is_masked_and_the_message_bounded() {
+        let u = url::Url::parse("https://h.example/hooks/1/SeCrEtToKeN-0123456789").unwrap();
+        let v = redact(
+            Verdict::permanent("answered 403: see https://h.example/hooks/1/SeCrEtTo"),
+            &u,
+        );
+        assert_eq!(v, Verdict::permanent("answered 403: see <redacted>"));
+        let long = format!("answered 400: {}", "x".repeat(5000));
+        let Verdict::Permanent { message, .. } = redact(Verdict::permanent(long), &u) else {
+            panic!()
+        };
+        assert_eq!(message.chars().count(), MESSAGE_MAX);
+    }
+
+    #[test]
+    fn the_whole_answer_is_kept_until_masked() {
+        let body = format!("{{\"error\": \"{}\"}}", "y".repeat(1000));
+        let v = classify(StatusCode::FORBIDDEN, &HeaderMap::new(), &body);
+        assert_eq!(
+            v,
+            Verdict::Permanent {
+                status: Some(403),
+                message: format!("answered 403 Forbidden: {body}"),
+            }
+        );
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "3".parse().unwrap());
+        assert!(matches!(
+            classify(StatusCode::TOO_MANY_REQUESTS, &h, ""),
+            Verdict::Retryable { status: Some(429), retry_after: Some(d), .. } if d.as_secs() == 3
+        ));
+        assert_eq!(classify(StatusCode::ACCEPTED, &h, ""), Verdict::Success);
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ pub mod webhook_url;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use http::{HeaderMap, StatusCode};
 use relay_core::chat::{ChatView, template_text};
 use relay_core::config::ProviderDoc;
 use relay_core::provider::{
@@ -67,9 +68,13 @@ impl Provider for Msteams {
         Ok(format!("card posted ({})", input.event.state))
     }
 
-    // Workflows answer 202 once the flow is triggered; 400 for a body its
-    // trigger schema refuses, 401/403 for a bad `sig`, 404 for a deleted
-    // flow, 429 when throttled: the default classification.
+    /// Workflows answer 202 once the flow is triggered; 400 for a body its
+    /// trigger schema refuses, 401/403 for a bad `sig`, 404 for a deleted
+    /// flow, 429 when throttled: the default classification, with the
+    /// whole answer kept until masked.
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+        webhook_url::classify(status, headers, body)
+    }
 }
 
 /// Office 365 connector URLs (still forwarded in places) answer 200 and

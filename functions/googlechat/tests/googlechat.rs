@@ -1,0 +1,300 @@
+//! The Google Chat function against a mock Chat webhook (a real HTTP
+//! server): the card request (method, path, the URL's `key` and `token`
+//! kept, body), one thread per PipelineRun, the template as message text
+//! with mentions disarmed, escaping of user-controlled names, and a 403
+//! dead-lettered without the webhook's key or token.
+
+use std::path::{Path, PathBuf};
+
+use relay_tests::expect::outgoing;
+use relay_tests::fixtures::{RequestFile, Scenario};
+use relay_tests::process::{FunctionProcess, send};
+use relay_tests::receiver::{Receiver, Recorded};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_relay-googlechat");
+const SPACE: &str = "/v1/spaces/AAAAq1B2c3D/messages";
+const KEY: &str = "AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI";
+const TOKEN: &str = "Xq3vB8nM2kL5pR7tY1wZ4cF6hJ9dG0sA-eU_iO3yT5E%3D";
+/// The success scenario's PipelineRun.
+const RUN_UID: &str = "6cad4a26-8d11-4ece-9738-f7d93d9c1724";
+
+fn credentials() -> String {
+    format!("key={KEY}&token={TOKEN}")
+}
+
+/// A running function serving `notifications` against the mock Chat.
+struct Relay {
+    f: FunctionProcess,
+    base: String,
+    _secrets: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl Relay {
+    async fn start(chat: &Receiver, settings: &str, notifications: &[(&str, &str)]) -> Relay {
+        let d = tempfile::tempdir().unwrap();
+        let url_file = d.path().join("url");
+        std::fs::write(
+            &url_file,
+            format!("{}?{}\n", chat.url(SPACE), credentials()),
+        )
+        .unwrap();
+        let mut cfg = format!(
+            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: chat}}\nspec:\n  type: googlechat\n  googlechat: {{urlFile: {}{settings}}}\n",
+            url_file.display()
+        );
+        for (name, spec) in notifications {
+            cfg.push_str(&format!(
+                "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: chat}}\n{spec}\n"
+            ));
+        }
+        let env = [("RELAY_LOG".to_string(), "debug".to_string())];
+        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &env).await;
+        Relay {
+            f,
+            base,
+            _secrets: d,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, f: &RequestFile) -> Value {
+        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
+        assert_eq!(status, 200, "{}: {body}", f.file_name);
+        body
+    }
+
+    fn dead_letters(&self) -> PathBuf {
+        self.f.dir.path().join("dl.jsonl")
+    }
+}
+
+fn fixture(path: &str) -> RequestFile {
+    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+}
+
+fn assert_chat_request(r: &Recorded) {
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, SPACE);
+    assert_eq!(r.headers["content-type"], "application/json");
+}
+
+fn only_request(chat: &Receiver) -> Recorded {
+    let sent = chat.requests();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let r = sent.into_iter().next().unwrap();
+    assert_chat_request(&r);
+    r
+}
+
+fn widgets(body: &Value) -> Vec<Value> {
+    let cards = body["cardsV2"].as_array().unwrap();
+    assert_eq!(cards.len(), 1);
+    assert_eq!(cards[0]["cardId"], "tekton-run");
+    cards[0]["card"]["sections"][0]["widgets"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_event_posts_one_card() {
+    let chat = Receiver::start().await;
+    let relay = Relay::start(&chat, "", &[("chat", "  filter: {kinds: [PipelineRun]}")]).await;
+    let answer = relay
+        .send(&fixture(
+            "tekton-pipelinerun-success/017-pipelinerun-successful.json",
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+
+    let r = only_request(&chat);
+    assert_eq!(
+        r.query,
+        credentials(),
+        "the URL's key and token, as written"
+    );
+    let b = r.json();
+    assert!(b.get("text").is_none(), "no template, no text: {b}");
+    assert!(b.get("thread").is_none());
+    assert_eq!(
+        b["fallbackText"],
+        "✅ PipelineRun build-and-test-vjcdr succeeded"
+    );
+    assert_eq!(
+        b["cardsV2"][0]["card"]["header"],
+        json!({"title": "✅ PipelineRun build-and-test-vjcdr succeeded", "subtitle": "ci · build-and-test"})
+    );
+    let w = widgets(&b);
+    assert_eq!(
+        w[0],
+        json!({"decoratedText": {"topLabel": "State", "text": "<font color=\"#2EB67D\"><b>succeeded</b></font>"}})
+    );
+    let fact = |label: &str| {
+        w.iter()
+            .find(|x| x["decoratedText"]["topLabel"] == label)
+            .map(|x| x["decoratedText"]["text"].as_str().unwrap().to_string())
+    };
+    assert_eq!(fact("Pipeline").as_deref(), Some("build-and-test"));
+    assert_eq!(fact("Repository").as_deref(), Some("acme/widgets"));
+    assert_eq!(fact("Pull request").as_deref(), Some("#47"));
+    assert!(
+        w.iter().any(|x| x["textParagraph"]["text"]
+            == "Tasks Completed: 3 (Failed: 0, Cancelled 0), Skipped: 0")
+    );
+    assert_eq!(
+        w.last().unwrap()["buttonList"]["buttons"],
+        json!([
+            {"text": "View run", "onClick": {"openLink": {"url": "https://tekton.acme.dev/#/namespaces/ci/pipelineruns/build-and-test-vjcdr"}}},
+            {"text": "Repository", "onClick": {"openLink": {"url": "https://github.com/acme/widgets"}}},
+        ])
+    );
+}
+
+/// Every message about one PipelineRun, its TaskRuns' included, goes to
+/// one thread; the template is the message text, its mentions disarmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_keeps_to_its_thread_and_the_template_is_the_text() {
+    let chat = Receiver::start().await;
+    let relay = Relay::start(
+        &chat,
+        ", threadPerRun: true",
+        &[(
+            "chat",
+            "  filter: {states: [started, succeeded]}\n  template: '*{{ event.name }}* {{ event.state }} <users/all>'",
+        )],
+    )
+    .await;
+    let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
+    for req in outgoing(&sc) {
+        let (status, body) = req.send(&relay.client, &format!("{}/", relay.base)).await;
+        assert_eq!(status, 200, "{}: {body}", req.file_name());
+    }
+    let sent = chat.requests();
+    // The PipelineRun and its three TaskRuns, each started and succeeded.
+    assert_eq!(sent.len(), 8, "{sent:?}");
+    for r in &sent {
+        assert_chat_request(r);
+        assert_eq!(
+            r.query,
+            format!(
+                "{}&messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD",
+                credentials()
+            )
+        );
+        let b = r.json();
+        assert_eq!(
+            b["thread"],
+            json!({"threadKey": format!("tekton-{RUN_UID}")})
+        );
+        let text = b["text"].as_str().unwrap();
+        assert!(
+            text.ends_with(" <\u{2060}users/all>") && text.starts_with('*'),
+            "the template as written, the mention broken: {text}"
+        );
+    }
+    let last = sent.last().unwrap().json();
+    assert_eq!(
+        last["text"],
+        "*build-and-test-vjcdr* succeeded <\u{2060}users/all>"
+    );
+}
+
+/// The run name and condition message of this event carry HTML, markdown,
+/// a link and chat mentions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_controlled_names_cannot_inject_markup() {
+    let chat = Receiver::start().await;
+    let relay = Relay::start(&chat, "", &[("chat", "")]).await;
+    let answer = relay
+        .send(&fixture("bad-input/008-markup-injection.json"))
+        .await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let b = only_request(&chat).json();
+    // Unformatted fields: shown as written, no tag spelled.
+    let title = "❌ PipelineRun <\u{2060}script>alert(1)<\u{2060}/script>*bold* failed";
+    assert_eq!(b["fallbackText"], title);
+    assert_eq!(b["cardsV2"][0]["card"]["header"]["title"], title);
+    // Formatted (HTML subset) fields: entities.
+    let w = widgets(&b);
+    assert!(
+        w.iter().any(|x| x["textParagraph"]["text"]
+            == "@channel &lt;!here&gt; tests failed, see [logs](https://evil.example.com/phish) `rm -rf /` _now_"),
+        "{w:?}"
+    );
+    let rendered = b.to_string();
+    for bad in ["<script", "</script>", "<!here>", "<users/"] {
+        assert!(!rendered.contains(bad), "{bad} in {rendered}");
+    }
+    assert_eq!(
+        w.last().unwrap()["buttonList"]["buttons"][0]["onClick"]["openLink"]["url"],
+        "https://tekton.acme.dev/#/namespaces/ci/pipelineruns/%3Cscript%3Ealert%281%29%3C/script%3E%2Abold%2A"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_is_dead_lettered_without_the_credentials() {
+    let chat = Receiver::start().await;
+    // The answer even echoes the URL: the key and token must still not show.
+    chat.reply(
+        "POST",
+        SPACE,
+        403,
+        json!({"error": {"code": 403, "status": "PERMISSION_DENIED",
+            "message": format!("Invalid token for {}?{}", chat.url(SPACE), credentials())}}),
+    );
+    let relay = Relay::start(&chat, ", threadPerRun: true", &[("chat", "")]).await;
+    let answer = relay
+        .send(&fixture(
+            "tekton-pipelinerun-success/017-pipelinerun-successful.json",
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
+    assert_eq!(chat.requests().len(), 1, "permanent: asked once");
+
+    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(entry["provider_type"], "googlechat");
+    assert_eq!(entry["cause"]["kind"], "permanent");
+    assert_eq!(entry["cause"]["status"], 403);
+    assert!(text.contains("PERMISSION_DENIED"), "{text}");
+    let stderr = relay.f.stderr();
+    assert!(!stderr.is_empty(), "the log is written");
+    let decoded_token = TOKEN.replace("%3D", "=");
+    for secret in [KEY, TOKEN, decoded_token.as_str()] {
+        assert!(
+            !text.contains(secret),
+            "{secret} in the dead letter: {text}"
+        );
+        assert!(!stderr.contains(secret), "{secret} in the log: {stderr}");
+        assert!(
+            !answer.to_string().contains(secret),
+            "{secret} in the answer"
+        );
+    }
+}
+
+#[test]
+fn config_errors_name_their_path() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("relay.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: chat}\nspec:\n  type: googlechat\n  googlechat: {urlFile: /u, threadPerRun: sometimes}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .env("RELAY_CONFIG", &cfg)
+        .env("PORT", relay_tests::process::free_port().to_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Provider/chat") && stderr.contains("spec.googlechat.threadPerRun"),
+        "{stderr}"
+    );
+}
