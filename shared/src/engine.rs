@@ -126,13 +126,25 @@ impl Plan {
                     None
                 }
             };
+            let provider = providers
+                .iter()
+                .find(|(name, _, _)| *name == n.spec.provider_ref.name);
             let template = match n.spec.template.as_deref().map(Template::compile) {
                 None => None,
                 Some(Ok(t)) => {
-                    // Render against a sample so a broken template fails here,
-                    // not on a delivery.
+                    // Render against a sample, in the context the provider
+                    // will give it, so a broken template fails here, not on
+                    // a delivery.
                     let sample = crate::sample::run_event();
-                    if let Err(e) = t.render(template_context(&sample, &n.name)) {
+                    let rendered = match provider {
+                        Some((_, _, p)) if p.uses_summary() => {
+                            let summary = crate::accumulator::RunSummary::from_event(&sample)
+                                .expect("the sample is a PipelineRun");
+                            t.render(summary_template_context(&sample, &n.name, &summary))
+                        }
+                        _ => t.render(template_context(&sample, &n.name)),
+                    };
+                    if let Err(e) = rendered {
                         errs.push(&doc, "spec.template", e);
                     }
                     Some(t)
@@ -142,9 +154,6 @@ impl Plan {
                     None
                 }
             };
-            let provider = providers
-                .iter()
-                .find(|(name, _, _)| *name == n.spec.provider_ref.name);
             if let Some((_, _, p)) = provider
                 && let Err(list) = p.check_notification(n.spec.action.as_deref(), &n.spec.params)
             {
@@ -185,6 +194,20 @@ pub fn template_context<'a>(event: &'a RunEvent, notification: &'a str) -> impl 
         event,
         notification,
     }
+}
+
+/// The context of a template for a provider that renders run summaries:
+/// the event, the Notification name and the run's `summary`.
+pub fn summary_template_context(
+    event: &RunEvent,
+    notification: &str,
+    summary: &crate::accumulator::RunSummary,
+) -> serde_json::Value {
+    serde_json::json!({
+        "event": event,
+        "notification": notification,
+        "summary": crate::summary::SummaryView::of(summary),
+    })
 }
 
 fn dashboard_context(ev: &RunEvent) -> serde_json::Value {

@@ -227,7 +227,7 @@ pub fn summary_text(
     let Some(summary) = input.summary else {
         return Ok(None);
     };
-    let text = crate::summary::render(summary, input.template)
+    let text = crate::summary::render(summary, input)
         .map_err(|e| crate::provider::Verdict::permanent(format!("template: {e}")))?;
     Ok(Some(format!("{marker}\n{text}")))
 }

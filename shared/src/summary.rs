@@ -9,7 +9,6 @@ use serde::Serialize;
 use crate::accumulator::{Entry, RunSummary};
 use crate::escape;
 use crate::model::RunState;
-use crate::template::Template;
 
 /// One task row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -169,12 +168,24 @@ pub fn render_default(v: &SummaryView) -> String {
     out
 }
 
-/// Renders with `template` (context: `summary`) or the default text.
-pub fn render(s: &RunSummary, template: Option<&Template>) -> Result<String, String> {
-    let view = SummaryView::of(s);
-    match template {
-        Some(t) => t.render(serde_json::json!({"summary": view})),
-        None => Ok(render_default(&view)),
+/// The default summary text of a run.
+pub fn text(s: &RunSummary) -> String {
+    render_default(&SummaryView::of(s))
+}
+
+/// The Notification's template over `summary`, `event` and `notification`
+/// (the context `relay validate` renders it with), or the default text.
+pub fn render(
+    s: &RunSummary,
+    input: &crate::provider::DeliveryInput<'_>,
+) -> Result<String, String> {
+    match input.template {
+        Some(t) => t.render(crate::engine::summary_template_context(
+            input.event,
+            input.notification,
+            s,
+        )),
+        None => Ok(text(s)),
     }
 }
 

@@ -29,7 +29,7 @@ fn texts(events: &[RunEvent]) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for uid in uids {
             let s = acc.get(&uid).await.unwrap().unwrap();
-            out.insert(uid, summary::render(&s, None).unwrap());
+            out.insert(uid, summary::text(&s));
         }
         out
     })

@@ -246,7 +246,7 @@ impl Github {
             ev,
         );
         let text = match input.summary {
-            Some(s) => relay_core::summary::render(s, input.template)
+            Some(s) => relay_core::summary::render(s, input)
                 .map_err(|e| Verdict::permanent(format!("template: {e}")))?,
             None => String::new(),
         };
