@@ -123,7 +123,7 @@ impl ProviderFactory for JiraFactory {
             .is_some_and(|h| h.ends_with(".atlassian.net"));
         if base.path().contains("/rest/")
             || base.path().contains("/browse")
-            || (cloud_site && base.path().trim_end_matches('/') != "")
+            || (cloud_site && !base.path().trim_end_matches('/').is_empty())
         {
             errs.push((
                 "baseURL".into(),
