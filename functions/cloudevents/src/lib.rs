@@ -158,8 +158,8 @@ impl Cloudevents {
     }
 
     fn original(&self, ev: &RunEvent, data: Option<Value>) -> Result<Event, ProviderError> {
-        if ev.format == EventFormat::Cdevents && data.is_none() {
-            // It arrived as a CDEvent: send it as one, with its own id.
+        if ev.format == EventFormat::Cdevents && data.is_none() && cdevent::mapping(ev).is_ok() {
+            // It arrived as a CDEvent: send it as one (spec 0.4), with its own id.
             return self.cdevent(ev, &resource::path(ev), None);
         }
         let data = data.unwrap_or_else(|| original::data(ev));

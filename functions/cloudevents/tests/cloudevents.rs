@@ -215,6 +215,30 @@ async fn a_flux_event_is_forwarded_as_a_cloudevent() {
     assert_eq!(back.annotations, want.annotations);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cdevent_received_is_forwarded_as_a_cdevent() {
+    let sink = Receiver::start().await;
+    let relay = Relay::start(&sink, "", "").await;
+    let f = fixture("cdevents/006-cdevent-v04-pipelinerun-finished-failure.json");
+    relay.send(&f).await;
+    let r = only_request(&sink);
+    assert_eq!(r.headers["ce-id"], f.headers["Ce-Id"].as_str());
+    assert_eq!(
+        r.headers["ce-type"],
+        "dev.cdevents.pipelinerun.finished.0.2.0"
+    );
+    let b = r.json();
+    cdevent(&b);
+    assert_eq!(b["context"]["id"], f.body["context"]["id"]);
+    assert_eq!(b["subject"]["content"]["outcome"], "failure");
+    assert_eq!(
+        b["customData"]["pipelinesascode.tekton.dev/sha"],
+        f.body["customData"]["pipelinesascode.tekton.dev/sha"]
+    );
+    let (back, want) = (decoded(&r.headers, r.body.to_vec()), decoded_fixture(&f));
+    assert_eq!((back.state, &back.scm), (want.state, &want.scm));
+}
+
 /// A CDEvent as the SDK reads it, and its JSON, checked against the
 /// spec 0.4 envelope.
 fn cdevent(v: &Value) -> cdevents_sdk::CDEvent {
