@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use relay_tests::fixtures::{RequestFile, Scenario};
 use relay_tests::process::{FunctionProcess, send};
@@ -628,6 +629,31 @@ async fn an_unknown_issue_is_permanent() {
     assert!(relay.dead_letters().contains("Issue does not exist"));
 }
 
+/// Starts the binary on `cfg`, which it must refuse: its stderr. A binary
+/// that accepted the config and serves is killed, failing the test.
+fn refused(cfg: &Path) -> String {
+    let err = cfg.with_extension("stderr");
+    let mut child = Command::new(BIN)
+        .env("RELAY_CONFIG", cfg)
+        .env("PORT", relay_tests::process::free_port().to_string())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the function accepted the config and is serving");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    std::fs::read_to_string(&err).unwrap()
+}
+
 /// The binary refuses a bad config at start, naming every error's path.
 #[test]
 fn config_errors_are_reported_with_their_paths() {
@@ -638,13 +664,7 @@ fn config_errors_are_reported_with_their_paths() {
         "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: jira}\nspec:\n  type: jira\n  jira:\n    baseURL: https://acme.atlassian.net/rest/api/3\n    email: ci@acme.dev\n    projects: [PAY, ops]\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: workflow}\nspec:\n  providerRef: {name: jira}\n  action: transition\n  params: {transitions: {finished: Done}}\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .env("RELAY_CONFIG", &cfg)
-        .env("PORT", relay_tests::process::free_port().to_string())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused(&cfg);
     for want in [
         "Provider/jira: spec.jira.baseURL: give the site root",
         "Provider/jira: spec.jira.projects[1]: \"ops\" is not a project key",
