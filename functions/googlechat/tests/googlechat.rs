@@ -233,6 +233,24 @@ async fn user_controlled_names_cannot_inject_markup() {
     );
 }
 
+/// A space takes about one webhook message a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_is_retried_then_delivered() {
+    let chat = Receiver::start().await;
+    chat.script(SPACE, &[(429, Some(0))]);
+    let relay = Relay::start(&chat, "", &[("chat", "")]).await;
+    let answer = relay
+        .send(&fixture(
+            "tekton-pipelinerun-success/017-pipelinerun-successful.json",
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let sent = chat.requests_on(SPACE);
+    let statuses: Vec<u16> = sent.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 200]);
+    assert_eq!(sent[0].body, sent[1].body, "the same message, sent again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_key_is_dead_lettered_without_the_credentials() {
     let chat = Receiver::start().await;

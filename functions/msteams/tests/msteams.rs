@@ -235,6 +235,26 @@ async fn user_controlled_names_cannot_inject_markup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_flow_is_retried_then_delivered() {
+    let teams = Receiver::start().await;
+    teams.script(&flow_path(), &[(429, Some(0)), (502, None), (202, None)]);
+    let relay = Relay::start(&teams, &[("chat", "")]).await;
+    let answer = relay
+        .send(&fixture(
+            "tekton-pipelinerun-success/017-pipelinerun-successful.json",
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let sent = teams.requests_on(&flow_path());
+    let statuses: Vec<u16> = sent.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 502, 202]);
+    assert!(
+        sent.iter()
+            .all(|r| r.body == sent[0].body && r.query == flow_query())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_sig_is_dead_lettered_without_the_secret() {
     let teams = Receiver::start().await;
     // The answer even echoes the URL: its secret must still not show.
