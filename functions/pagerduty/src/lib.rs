@@ -5,18 +5,19 @@
 pub mod event;
 pub mod key;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use http::{HeaderMap, StatusCode};
 use relay_core::RunState;
 use relay_core::chat::{StateStyle, template_text};
 use relay_core::config::ProviderDoc;
 use relay_core::model::RunEvent;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, delivery_params, parse_settings,
+    check_action_and_params, default_classify, delivery_params, parse_settings,
 };
-use relay_core::secret::SecretFile;
+use relay_core::secret::{Secret, SecretFile};
 use relay_core::transport::Http;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -73,6 +74,9 @@ pub struct Pagerduty {
     trigger_on: Vec<RunState>,
     kinds: Vec<String>,
     source: Option<String>,
+    /// The routing key last sent, to mask in answers that echo the body:
+    /// `classify` sees the answer before anything logs it (retries are).
+    sent_key: Mutex<Option<Secret>>,
 }
 
 pub struct PagerdutyFactory;
@@ -136,6 +140,7 @@ impl Pagerduty {
             trigger_on,
             kinds,
             source: s.source,
+            sent_key: Mutex::new(None),
         })
     }
 
@@ -211,6 +216,16 @@ impl Provider for Pagerduty {
         None
     }
 
+    /// As the default (202 accepted; 400 invalid event, permanent; 429 and
+    /// 5xx retried), with the routing key masked in the answer's text.
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+        let verdict = default_classify(status, headers, body);
+        match &*self.sent_key.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(key) => scrub(verdict, key.expose()),
+            None => verdict,
+        }
+    }
+
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let ev = input.event;
         let Some(action) = self.action(ev.state) else {
@@ -235,9 +250,8 @@ impl Provider for Pagerduty {
             .map_err(|e| Verdict::permanent(e.to_string()))?;
         body["routing_key"] = routing_key.expose().into();
         let req = OutboundRequest::post_json(self.enqueue.clone(), body.to_string());
-        http.send(&Outbound::Http(req))
-            .await
-            .map_err(|v| scrub(v, routing_key.expose()))?;
+        *self.sent_key.lock().unwrap_or_else(|e| e.into_inner()) = Some(routing_key);
+        http.send(&Outbound::Http(req)).await?;
         Ok(match action {
             Action::Trigger => format!("triggered {key}"),
             Action::Resolve => format!("resolved {key}"),

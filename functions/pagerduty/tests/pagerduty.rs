@@ -335,6 +335,34 @@ async fn a_throttled_event_is_retried() {
     assert_eq!(assert_event_request(&sent[1])["event_action"], "resolve");
 }
 
+/// Retries are logged as they happen, before the delivery ends: an answer
+/// echoing the key is masked there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_echoing_the_key_is_masked_in_retry_logs() {
+    let pd = Receiver::start().await;
+    pd.reply(
+        "POST",
+        ENQUEUE,
+        429,
+        json!({"status": "throttle event", "message": "Requests for this service are arriving too quickly",
+               "errors": [format!("routing_key {ROUTING_KEY}")]}),
+    );
+    let relay = Relay::start(&pd, "", "  filter: {}").await;
+    let f = fixture("tekton-pipelinerun-failure/012-pipelinerun-failed.json");
+    let (status, answer) = send(&relay.client, &format!("{}/", relay.base), &f).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["outcome"], "failed", "{answer}");
+    assert_eq!(pd.requests().len(), 4, "retried up to the attempts");
+    let log = relay.f.stderr();
+    assert!(log.contains("retrying"), "{log}");
+    assert!(log.contains("arriving too quickly"), "{log}");
+    assert!(!log.contains(ROUTING_KEY), "key in the log: {log}");
+    assert!(
+        !answer.to_string().contains(ROUTING_KEY),
+        "key in the answer"
+    );
+}
+
 #[test]
 fn config_errors_name_their_path() {
     let d = tempfile::tempdir().unwrap();
