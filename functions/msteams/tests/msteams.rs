@@ -311,6 +311,35 @@ async fn a_refusal_in_a_200_body_is_dead_lettered() {
     );
 }
 
+/// Runs the binary on `cfg`, which it must refuse: its stderr. A binary
+/// that accepted the config and serves is killed, failing the test.
+fn refused(cfg: &Path) -> String {
+    let child = std::process::Command::new(BIN)
+        .env("RELAY_CONFIG", cfg)
+        .env("PORT", relay_tests::process::free_port().to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(out) => {
+            let out = out.unwrap();
+            assert!(!out.status.success(), "the config was accepted");
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        }
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+            panic!("the function accepted the config and is serving");
+        }
+    }
+}
+
+/// The binary refuses a bad config at start, naming the error's path.
 #[test]
 fn config_errors_name_their_path() {
     let d = tempfile::tempdir().unwrap();
@@ -320,13 +349,7 @@ fn config_errors_name_their_path() {
         "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: teams}\nspec:\n  type: msteams\n  msteams: {urlFile: /u, webhookURL: https://x}\n",
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .env("RELAY_CONFIG", &cfg)
-        .env("PORT", relay_tests::process::free_port().to_string())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused(&cfg);
     assert!(
         stderr.contains("Provider/teams")
             && stderr.contains("spec.msteams")
