@@ -122,10 +122,12 @@ fn description(view: &ChatView) -> String {
     }
     let text = lines.join("\n");
     if text.chars().count() <= DESCRIPTION_MAX {
-        text
-    } else {
-        escape::one_line(&text, DESCRIPTION_MAX)
+        return text;
     }
+    // Cut, keeping the lines (`one_line` would join them).
+    let mut cut: String = text.chars().take(DESCRIPTION_MAX - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// `tekton`, the namespace, pipeline and repository, then the configured
@@ -220,6 +222,15 @@ mod tests {
             t.iter()
                 .all(|t| t.as_str().unwrap().chars().count() <= TAG_MAX)
         );
+    }
+
+    #[test]
+    fn a_long_description_is_cut_keeping_its_lines() {
+        let mut ev = relay_core::sample::run_event();
+        ev.scm.branch = Some("b".repeat(20_000));
+        let d = description(&ChatView::of(&ev));
+        assert_eq!(d.chars().count(), DESCRIPTION_MAX);
+        assert!(d.ends_with('…') && d.contains("\nPipeline: build-and-test\n"));
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn trigger(
         "summary": summary,
         "source": escape::one_line(&source, FIELD_MAX),
         "severity": severity,
-        "component": escape::one_line(component, FIELD_MAX),
+        "component": escape::one_line(&inert(component), FIELD_MAX),
         "group": escape::one_line(&ev.namespace, FIELD_MAX),
         "class": escape::one_line(&ev.kind, FIELD_MAX),
         "custom_details": details,
