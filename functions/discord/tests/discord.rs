@@ -231,6 +231,34 @@ async fn a_rate_limit_is_waited_out_then_delivered() {
     assert_eq!(sent[0].body, sent[1].body, "the same message, sent again");
 }
 
+/// A failing Discord whose answers echo the URL: retried, then handed back
+/// to the sender, and the token is in no log line of any attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_retried_and_never_logs_the_token() {
+    let dc = Receiver::start().await;
+    dc.reply(
+        "POST",
+        &hook_path(),
+        503,
+        json!({"message": format!("upstream down for {}", dc.url(&hook_path()))}),
+    );
+    let relay = Relay::start(&dc, "", "", &[("chat", "")]).await;
+    let f = fixture("tekton-pipelinerun-success/017-pipelinerun-successful.json");
+    let (status, answer) = send(&relay.client, &format!("{}/", relay.base), &f).await;
+    assert_eq!(status, 503, "the sender is told to retry: {answer}");
+    assert_eq!(answer["outcome"], "failed", "{answer}");
+    assert!(dc.requests().len() > 1, "retried before giving up");
+    let stderr = relay.f.stderr();
+    assert!(stderr.contains("retrying"), "{stderr}");
+    for secret in [TOKEN, WEBHOOK_ID] {
+        assert!(!stderr.contains(secret), "{secret} in the log: {stderr}");
+        assert!(
+            !answer.to_string().contains(secret),
+            "{secret} in the answer"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_webhook_is_dead_lettered_without_its_token() {
     let dc = Receiver::start().await;

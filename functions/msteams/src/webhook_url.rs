@@ -34,28 +34,19 @@ pub async fn read(file: &SecretFile) -> Result<url::Url, Verdict> {
 }
 
 /// The default classification, with the whole answer (as much as the
-/// transport read) in the message, so [`redact`] sees whole tokens before
-/// the message is cut.
+/// transport read) in a permanent failure's message, so [`redact`] sees
+/// whole tokens before the message is cut. A retryable failure names its
+/// status only: the transport logs it between attempts, before any mask.
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
-    let with_body = |m: String| match body.trim() {
-        "" => m,
-        b => format!("{m}: {b}"),
-    };
     match default_classify(status, headers, "") {
-        Verdict::Retryable {
-            status,
-            retry_after,
-            message,
-        } => Verdict::Retryable {
-            status,
-            retry_after,
-            message: with_body(message),
-        },
         Verdict::Permanent { status, message } => Verdict::Permanent {
             status,
-            message: with_body(message),
+            message: match body.trim() {
+                "" => message,
+                b => format!("{message}: {b}"),
+            },
         },
-        Verdict::Success => Verdict::Success,
+        other => other,
     }
 }
 
@@ -193,10 +184,19 @@ mod tests {
         );
         let mut h = HeaderMap::new();
         h.insert("retry-after", "3".parse().unwrap());
-        assert!(matches!(
-            classify(StatusCode::TOO_MANY_REQUESTS, &h, ""),
-            Verdict::Retryable { status: Some(429), retry_after: Some(d), .. } if d.as_secs() == 3
-        ));
+        assert_eq!(
+            classify(
+                StatusCode::TOO_MANY_REQUESTS,
+                &h,
+                "echo https://h/hooks/1/SeCrEt"
+            ),
+            Verdict::Retryable {
+                status: Some(429),
+                retry_after: Some(std::time::Duration::from_secs(3)),
+                message: "answered 429 Too Many Requests".into(),
+            },
+            "logged between attempts: no answer text"
+        );
         assert_eq!(classify(StatusCode::ACCEPTED, &h, ""), Verdict::Success);
     }
 
