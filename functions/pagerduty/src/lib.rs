@@ -155,26 +155,19 @@ impl Pagerduty {
     }
 }
 
-/// `v` with every occurrence of `secret` masked: an error answer may echo
-/// the body, which holds the routing key.
-fn scrub(v: Verdict, secret: &str) -> Verdict {
-    let mask = |m: String| m.replace(secret, "<redacted>");
-    match v {
-        Verdict::Permanent { status, message } => Verdict::Permanent {
-            status,
-            message: mask(message),
-        },
-        Verdict::Retryable {
-            status,
-            retry_after,
-            message,
-        } => Verdict::Retryable {
-            status,
-            retry_after,
-            message: mask(message),
-        },
-        Verdict::Success => Verdict::Success,
+/// `text` with every occurrence of `secret` masked, and its end too when
+/// it is the start of `secret`: an error answer may echo the body, which
+/// holds the routing key, and answers are cut before they are classified.
+fn mask(text: &str, secret: &str) -> String {
+    let mut out = text.replace(secret, "<redacted>");
+    let cut = (4..secret.len())
+        .rev()
+        .find(|&n| secret.is_char_boundary(n) && out.ends_with(&secret[..n]));
+    if let Some(n) = cut {
+        out.truncate(out.len() - n);
+        out.push_str("<redacted>");
     }
+    out
 }
 
 #[async_trait]
@@ -219,10 +212,9 @@ impl Provider for Pagerduty {
     /// As the default (202 accepted; 400 invalid event, permanent; 429 and
     /// 5xx retried), with the routing key masked in the answer's text.
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
-        let verdict = default_classify(status, headers, body);
         match &*self.sent_key.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(key) => scrub(verdict, key.expose()),
-            None => verdict,
+            Some(key) => default_classify(status, headers, &mask(body, key.expose())),
+            None => default_classify(status, headers, body),
         }
     }
 
@@ -365,20 +357,13 @@ mod tests {
     }
 
     #[test]
-    fn scrubbing_masks_the_key_in_messages() {
-        let v = scrub(
-            Verdict::Permanent {
-                status: Some(400),
-                message: "answered 400: bad routing_key R0UT1NG".into(),
-            },
-            "R0UT1NG",
-        );
+    fn the_key_is_masked_whole_and_cut_off() {
+        let key = "R0UT1NG-0123456789";
         assert_eq!(
-            v,
-            Verdict::Permanent {
-                status: Some(400),
-                message: "answered 400: bad routing_key <redacted>".into()
-            }
+            mask(&format!("bad key {key}, {key}!"), key),
+            "bad key <redacted>, <redacted>!"
         );
+        assert_eq!(mask("cut short: R0UT1NG-01", key), "cut short: <redacted>");
+        assert_eq!(mask("ends in R0U", key), "ends in R0U");
     }
 }
