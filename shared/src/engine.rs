@@ -372,7 +372,7 @@ impl Engine {
         let event = &event;
         let runs = join_all(selected.map(|n| async move {
             let started = Instant::now();
-            let run = self.run_one(n, event, summary).await;
+            let run = self.run_one(n, event, original, summary).await;
             self.metrics
                 .delivery_duration
                 .with_label_values(&[&n.name])
@@ -448,6 +448,7 @@ impl Engine {
         &self,
         n: &CompiledNotification,
         ev: &RunEvent,
+        original: &crate::ingress::Original,
         summary: Option<&crate::accumulator::RunSummary>,
     ) -> Run {
         match n.filter.evaluate(ev) {
@@ -509,7 +510,7 @@ impl Engine {
                 Err(e) => self.store_error(&e),
             }
         }
-        match self.deliver(n, ev, summary).await {
+        match self.deliver(n, ev, original, summary).await {
             Ok(detail) => {
                 for (key, held) in [(&keys.id, held_id), (&keys.semantic, held_sem)] {
                     if held && let Err(e) = self.store.complete(key, &owner, ttl).await {
@@ -542,11 +543,13 @@ impl Engine {
         &self,
         n: &CompiledNotification,
         ev: &RunEvent,
+        original: &crate::ingress::Original,
         summary: Option<&crate::accumulator::RunSummary>,
     ) -> Result<Option<String>, Failure> {
         let policy = &self.plan.settings.delivery;
         let input = DeliveryInput {
             event: ev,
+            original: Some(original),
             notification: &n.name,
             template: n.template.as_ref(),
             summary,

@@ -17,6 +17,9 @@ use crate::template::Template;
 /// What a provider is given for one event and Notification.
 pub struct DeliveryInput<'a> {
     pub event: &'a RunEvent,
+    /// The event as received (a replay: as dead-lettered), for providers
+    /// that forward it unchanged; `None` where there is none (unit tests).
+    pub original: Option<&'a crate::ingress::Original>,
     pub notification: &'a str,
     /// The Notification's template, when it has one.
     pub template: Option<&'a Template>,

@@ -4,7 +4,6 @@
 //! (`format: cdevents`), in binary or structured mode.
 
 pub mod cdevent;
-pub mod original;
 pub mod resource;
 pub mod wire;
 
@@ -12,11 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cloudevents::{Event, EventBuilder, EventBuilderV10};
+use cloudevents::{AttributesReader, Event};
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
-use relay_core::model::EventFormat;
+use relay_core::ingress::Original;
 use relay_core::provider::{
     DeliveryInput, Outbound, Provider, ProviderError, ProviderFactory, Verdict, parse_settings,
 };
@@ -32,7 +31,7 @@ pub const TYPE: &str = "cloudevents";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// The event as received (rebuilt: see [`original`]).
+    /// The event as received.
     #[default]
     Original,
     /// A CDEvent, spec 0.4 (TEP-0137).
@@ -157,35 +156,42 @@ impl Cloudevents {
         Event::try_from(cd).map_err(|e| permanent(format!("CDEvent as CloudEvent: {e}")))
     }
 
-    fn original(&self, ev: &RunEvent, data: Option<Value>) -> Result<Event, ProviderError> {
-        if ev.format == EventFormat::Cdevents && data.is_none() && cdevent::mapping(ev).is_ok() {
-            // It arrived as a CDEvent: send it as one (spec 0.4), with its own id.
-            return self.cdevent(ev, &resource::path(ev), None);
-        }
-        let data = data.unwrap_or_else(|| original::data(ev));
-        if ev.format == EventFormat::Flux {
-            // As the relay's ingress wraps Flux payloads: the same id,
-            // source and subject, so any relay downstream reads it alike.
-            return Ok(relay_core::decode::flux::to_cloudevent(ev, data));
-        }
-        let mut b = EventBuilderV10::new()
-            .id(ev.event_id.clone())
-            .ty(ev.event_type.clone())
-            .source(resource::path(ev))
-            .subject(ev.name.clone());
-        if let Some(t) = ev
-            .time
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        {
-            b = b.time(t.with_timezone(&chrono::Utc));
-        }
-        b = match data {
-            Value::String(s) => b.data("text/plain", s),
-            v => b.data("application/json", v),
+    /// The event as received (a replay: as dead-lettered), sent on
+    /// unchanged but for its data when a template replaces it. A Flux
+    /// payload travels as the CloudEvent the relay wraps it in.
+    fn original(
+        &self,
+        input: &DeliveryInput<'_>,
+        data: Option<Value>,
+    ) -> Result<Event, ProviderError> {
+        let mut event = match input.original {
+            Some(Original::CloudEvent(ce)) => (**ce).clone(),
+            Some(Original::Json(v)) if relay_core::decode::flux::is_flux(v) => {
+                relay_core::decode::flux::to_cloudevent(input.event, v.clone())
+            }
+            Some(Original::Json(v)) => relay_core::decode::wrappers::structured(v.clone())
+                .map_err(|e| permanent(format!("the event as received: {e}")))?,
+            None => return Err(permanent("the event as received is not available")),
         };
-        b.build()
-            .map_err(|e| permanent(format!("cannot build the CloudEvent: {e}")))
+        match data {
+            // JSON data as JSON (not base64) in structured mode too, however it arrived.
+            None => {
+                if let Ok(v) = relay_core::decode::data_json(&event) {
+                    let ct = event
+                        .datacontenttype()
+                        .unwrap_or("application/json")
+                        .to_string();
+                    event.set_data(ct, v);
+                }
+            }
+            Some(Value::String(s)) => {
+                event.set_data("text/plain", s);
+            }
+            Some(v) => {
+                event.set_data("application/json", v);
+            }
+        }
+        Ok(event)
     }
 
     async fn url(&self) -> Result<url::Url, ProviderError> {
@@ -218,7 +224,7 @@ impl Provider for Cloudevents {
         let ev = input.event;
         let data = template_data(input)?;
         let event = match self.settings.format {
-            Format::Original => self.original(ev, data)?,
+            Format::Original => self.original(input, data)?,
             Format::Cdevents => {
                 let path = resource::path(ev);
                 let source = self.settings.source.as_deref().unwrap_or(&path);

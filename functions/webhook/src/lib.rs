@@ -264,6 +264,7 @@ mod tests {
         let out = p
             .build(&DeliveryInput {
                 event: &ev,
+                original: None,
                 notification: "n",
                 template: None,
                 summary: None,
