@@ -5,6 +5,7 @@
 pub mod conformance;
 pub mod expect;
 pub mod fixtures;
+pub mod function;
 pub mod lambda_api;
 pub mod process;
 pub mod receiver;

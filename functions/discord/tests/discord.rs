@@ -3,12 +3,11 @@
 //! as message text, escaping of user-controlled names, a rate limit waited
 //! out, and a deleted webhook dead-lettered without its token.
 
-use std::path::{Path, PathBuf};
-
-use relay_tests::fixtures::RequestFile;
-use relay_tests::process::{FunctionProcess, send};
+use relay_tests::function::{
+    Function, Secrets, assert_absent, config, document, fixture, provider, refused,
+};
 use relay_tests::receiver::{Receiver, Recorded};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_relay-discord");
 const WEBHOOK_ID: &str = "112233445566778899";
@@ -18,59 +17,24 @@ fn hook_path() -> String {
     format!("/api/webhooks/{WEBHOOK_ID}/{TOKEN}")
 }
 
-/// A running function serving `notifications` against the mock Discord.
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _secrets: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
-impl Relay {
-    /// `query` is appended to the webhook URL (`?thread_id=…`).
-    async fn start(
-        dc: &Receiver,
-        query: &str,
-        settings: &str,
-        notifications: &[(&str, &str)],
-    ) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        let url_file = d.path().join("url");
-        // A trailing newline, as `kubectl create secret --from-file` leaves.
-        std::fs::write(&url_file, format!("{}{query}\n", dc.url(&hook_path()))).unwrap();
-        let mut cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: dc}}\nspec:\n  type: discord\n  discord: {{urlFile: {}{settings}}}\n",
-            url_file.display()
-        );
-        for (name, spec) in notifications {
-            cfg.push_str(&format!(
-                "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: dc}}\n{spec}\n"
-            ));
-        }
-        let env = [("RELAY_LOG".to_string(), "debug".to_string())];
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &env).await;
-        Relay {
-            f,
-            base,
-            _secrets: d,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    /// Sends one request file: the function's answer.
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body
-    }
-
-    fn dead_letters(&self) -> PathBuf {
-        self.f.dir.path().join("dl.jsonl")
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+/// A running function serving `notifications` against the mock Discord;
+/// `query` is appended to the webhook URL (`?thread_id=…`).
+async fn start(
+    dc: &Receiver,
+    query: &str,
+    settings: &str,
+    notifications: &[(&str, &str)],
+) -> Function {
+    let secrets = Secrets::new();
+    // A trailing newline, as `kubectl create secret --from-file` leaves.
+    let url_file = secrets.line("url", &format!("{}{query}", dc.url(&hook_path())));
+    let cfg = config(
+        "dc",
+        "discord",
+        &format!("{{urlFile: {url_file}{settings}}}"),
+        notifications,
+    );
+    Function::start(BIN, &cfg, secrets, &[("RELAY_LOG", "debug")]).await
 }
 
 fn only_request(dc: &Receiver) -> Recorded {
@@ -86,7 +50,7 @@ fn only_request(dc: &Receiver) -> Recorded {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_event_posts_one_embed() {
     let dc = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &dc,
         "",
         ", username: Tekton CI",
@@ -149,7 +113,7 @@ async fn a_run_event_posts_one_embed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_template_is_the_message_text_in_the_thread_named_by_the_url() {
     let dc = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &dc,
         "?thread_id=4455",
         "",
@@ -182,7 +146,7 @@ async fn the_template_is_the_message_text_in_the_thread_named_by_the_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_controlled_names_cannot_inject_markup() {
     let dc = Receiver::start().await;
-    let relay = Relay::start(&dc, "", "", &[("chat", "")]).await;
+    let relay = start(&dc, "", "", &[("chat", "")]).await;
     let answer = relay
         .send(&fixture("bad-input/008-markup-injection.json"))
         .await;
@@ -214,7 +178,7 @@ async fn user_controlled_names_cannot_inject_markup() {
 async fn a_rate_limit_is_waited_out_then_delivered() {
     let dc = Receiver::start().await;
     dc.script(&hook_path(), &[(429, Some(1))]);
-    let relay = Relay::start(&dc, "", "", &[("chat", "")]).await;
+    let relay = start(&dc, "", "", &[("chat", "")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -242,21 +206,18 @@ async fn an_outage_is_retried_and_never_logs_the_token() {
         503,
         json!({"message": format!("upstream down for {}", dc.url(&hook_path()))}),
     );
-    let relay = Relay::start(&dc, "", "", &[("chat", "")]).await;
+    let relay = start(&dc, "", "", &[("chat", "")]).await;
     let f = fixture("tekton-pipelinerun-success/017-pipelinerun-successful.json");
-    let (status, answer) = send(&relay.client, &format!("{}/", relay.base), &f).await;
+    let (status, answer) = relay.send_raw(&f).await;
     assert_eq!(status, 503, "the sender is told to retry: {answer}");
     assert_eq!(answer["outcome"], "failed", "{answer}");
     assert!(dc.requests().len() > 1, "retried before giving up");
     let stderr = relay.f.stderr();
     assert!(stderr.contains("retrying"), "{stderr}");
-    for secret in [TOKEN, WEBHOOK_ID] {
-        assert!(!stderr.contains(secret), "{secret} in the log: {stderr}");
-        assert!(
-            !answer.to_string().contains(secret),
-            "{secret} in the answer"
-        );
-    }
+    assert_absent(
+        &[TOKEN, WEBHOOK_ID],
+        &[("log", &stderr), ("answer", &answer.to_string())],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,7 +230,7 @@ async fn a_deleted_webhook_is_dead_lettered_without_its_token() {
         404,
         json!({"message": "Unknown Webhook", "code": 10015, "url": dc.url(&hook_path())}),
     );
-    let relay = Relay::start(&dc, "", "", &[("chat", "")]).await;
+    let relay = start(&dc, "", "", &[("chat", "")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -278,68 +239,22 @@ async fn a_deleted_webhook_is_dead_lettered_without_its_token() {
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
     assert_eq!(dc.requests().len(), 1, "permanent: asked once");
 
-    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    let entry = relay.only_dead_letter();
     assert_eq!(entry["provider_type"], "discord");
     assert_eq!(entry["cause"]["kind"], "permanent");
     assert_eq!(entry["cause"]["status"], 404);
+    let text = relay.dead_letter_text();
     assert!(text.contains("Unknown Webhook"), "{text}");
-    let stderr = relay.f.stderr();
-    assert!(!stderr.is_empty(), "the log is written");
-    for secret in [TOKEN, WEBHOOK_ID] {
-        assert!(
-            !text.contains(secret),
-            "{secret} in the dead letter: {text}"
-        );
-        assert!(!stderr.contains(secret), "{secret} in the log: {stderr}");
-        assert!(
-            !answer.to_string().contains(secret),
-            "{secret} in the answer"
-        );
-    }
-}
-
-/// Runs the binary on `cfg`, which it must refuse: its stderr. A binary
-/// that accepted the config and serves is killed, failing the test.
-fn refused(cfg: &Path) -> String {
-    let child = std::process::Command::new(BIN)
-        .env("RELAY_CONFIG", cfg)
-        .env("PORT", relay_tests::process::free_port().to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
-        Ok(out) => {
-            let out = out.unwrap();
-            assert!(!out.status.success(), "the config was accepted");
-            String::from_utf8_lossy(&out.stderr).into_owned()
-        }
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid])
-                .status();
-            panic!("the function accepted the config and is serving");
-        }
-    }
+    assert!(!relay.stderr().is_empty(), "the log is written");
+    relay.assert_secrets_absent(&[TOKEN, WEBHOOK_ID], &answer);
 }
 
 /// The binary refuses a bad config at start, naming the error's path.
 #[test]
 fn config_errors_name_their_path() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = d.path().join("relay.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: dc}\nspec:\n  type: discord\n  discord: {urlFile: /u, username: my discord bot}\n",
-    )
-    .unwrap();
-    let stderr = refused(&cfg);
+    let cfg = document("RelayConfig", "relay", "  {}")
+        + &provider("dc", "discord", "{urlFile: /u, username: my discord bot}");
+    let stderr = refused(BIN, &cfg);
     assert!(
         stderr.contains("Provider/dc") && stderr.contains("spec.discord.username"),
         "{stderr}"

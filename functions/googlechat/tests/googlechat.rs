@@ -4,11 +4,7 @@
 //! with mentions disarmed, escaping of user-controlled names, and a 403
 //! dead-lettered without the webhook's key or token.
 
-use std::path::{Path, PathBuf};
-
-use relay_tests::expect::outgoing;
-use relay_tests::fixtures::{RequestFile, Scenario};
-use relay_tests::process::{FunctionProcess, send};
+use relay_tests::function::{Function, Secrets, config, document, fixture, provider, refused};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
 
@@ -24,54 +20,16 @@ fn credentials() -> String {
 }
 
 /// A running function serving `notifications` against the mock Chat.
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _secrets: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
-impl Relay {
-    async fn start(chat: &Receiver, settings: &str, notifications: &[(&str, &str)]) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        let url_file = d.path().join("url");
-        std::fs::write(
-            &url_file,
-            format!("{}?{}\n", chat.url(SPACE), credentials()),
-        )
-        .unwrap();
-        let mut cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: chat}}\nspec:\n  type: googlechat\n  googlechat: {{urlFile: {}{settings}}}\n",
-            url_file.display()
-        );
-        for (name, spec) in notifications {
-            cfg.push_str(&format!(
-                "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: chat}}\n{spec}\n"
-            ));
-        }
-        let env = [("RELAY_LOG".to_string(), "debug".to_string())];
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &env).await;
-        Relay {
-            f,
-            base,
-            _secrets: d,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body
-    }
-
-    fn dead_letters(&self) -> PathBuf {
-        self.f.dir.path().join("dl.jsonl")
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+async fn start(chat: &Receiver, settings: &str, notifications: &[(&str, &str)]) -> Function {
+    let secrets = Secrets::new();
+    let url_file = secrets.line("url", &format!("{}?{}", chat.url(SPACE), credentials()));
+    let cfg = config(
+        "chat",
+        "googlechat",
+        &format!("{{urlFile: {url_file}{settings}}}"),
+        notifications,
+    );
+    Function::start(BIN, &cfg, secrets, &[("RELAY_LOG", "debug")]).await
 }
 
 fn assert_chat_request(r: &Recorded) {
@@ -101,7 +59,7 @@ fn widgets(body: &Value) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_event_posts_one_card() {
     let chat = Receiver::start().await;
-    let relay = Relay::start(&chat, "", &[("chat", "  filter: {kinds: [PipelineRun]}")]).await;
+    let relay = start(&chat, "", &[("chat", "  filter: {kinds: [PipelineRun]}")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -157,7 +115,7 @@ async fn a_run_event_posts_one_card() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_keeps_to_its_thread_and_the_template_is_the_text() {
     let chat = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &chat,
         ", threadPerRun: true",
         &[(
@@ -166,11 +124,7 @@ async fn a_run_keeps_to_its_thread_and_the_template_is_the_text() {
         )],
     )
     .await;
-    let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
-    for req in outgoing(&sc) {
-        let (status, body) = req.send(&relay.client, &format!("{}/", relay.base)).await;
-        assert_eq!(status, 200, "{}: {body}", req.file_name());
-    }
+    relay.scenario("tekton-pipelinerun-success").await;
     let sent = chat.requests();
     // The PipelineRun and its three TaskRuns, each started and succeeded.
     assert_eq!(sent.len(), 8, "{sent:?}");
@@ -206,7 +160,7 @@ async fn a_run_keeps_to_its_thread_and_the_template_is_the_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_controlled_names_cannot_inject_markup() {
     let chat = Receiver::start().await;
-    let relay = Relay::start(&chat, "", &[("chat", "")]).await;
+    let relay = start(&chat, "", &[("chat", "")]).await;
     let answer = relay
         .send(&fixture("bad-input/008-markup-injection.json"))
         .await;
@@ -238,7 +192,7 @@ async fn user_controlled_names_cannot_inject_markup() {
 async fn a_rate_limit_is_retried_then_delivered() {
     let chat = Receiver::start().await;
     chat.script(SPACE, &[(429, Some(0))]);
-    let relay = Relay::start(&chat, "", &[("chat", "")]).await;
+    let relay = start(&chat, "", &[("chat", "")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -262,7 +216,7 @@ async fn a_refused_key_is_dead_lettered_without_the_credentials() {
         json!({"error": {"code": 403, "status": "PERMISSION_DENIED",
             "message": format!("Invalid token for {}?{}", chat.url(SPACE), credentials())}}),
     );
-    let relay = Relay::start(&chat, ", threadPerRun: true", &[("chat", "")]).await;
+    let relay = start(&chat, ", threadPerRun: true", &[("chat", "")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -271,69 +225,27 @@ async fn a_refused_key_is_dead_lettered_without_the_credentials() {
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
     assert_eq!(chat.requests().len(), 1, "permanent: asked once");
 
-    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    let entry = relay.only_dead_letter();
     assert_eq!(entry["provider_type"], "googlechat");
     assert_eq!(entry["cause"]["kind"], "permanent");
     assert_eq!(entry["cause"]["status"], 403);
+    let text = relay.dead_letter_text();
     assert!(text.contains("PERMISSION_DENIED"), "{text}");
-    let stderr = relay.f.stderr();
-    assert!(!stderr.is_empty(), "the log is written");
+    assert!(!relay.stderr().is_empty(), "the log is written");
     let decoded_token = TOKEN.replace("%3D", "=");
-    for secret in [KEY, TOKEN, decoded_token.as_str()] {
-        assert!(
-            !text.contains(secret),
-            "{secret} in the dead letter: {text}"
-        );
-        assert!(!stderr.contains(secret), "{secret} in the log: {stderr}");
-        assert!(
-            !answer.to_string().contains(secret),
-            "{secret} in the answer"
-        );
-    }
-}
-
-/// Runs the binary on `cfg`, which it must refuse: its stderr. A binary
-/// that accepted the config and serves is killed, failing the test.
-fn refused(cfg: &Path) -> String {
-    let child = std::process::Command::new(BIN)
-        .env("RELAY_CONFIG", cfg)
-        .env("PORT", relay_tests::process::free_port().to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
-        Ok(out) => {
-            let out = out.unwrap();
-            assert!(!out.status.success(), "the config was accepted");
-            String::from_utf8_lossy(&out.stderr).into_owned()
-        }
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid])
-                .status();
-            panic!("the function accepted the config and is serving");
-        }
-    }
+    relay.assert_secrets_absent(&[KEY, TOKEN, decoded_token.as_str()], &answer);
 }
 
 /// The binary refuses a bad config at start, naming the error's path.
 #[test]
 fn config_errors_name_their_path() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = d.path().join("relay.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: chat}\nspec:\n  type: googlechat\n  googlechat: {urlFile: /u, threadPerRun: sometimes}\n",
-    )
-    .unwrap();
-    let stderr = refused(&cfg);
+    let cfg = document("RelayConfig", "relay", "  {}")
+        + &provider(
+            "chat",
+            "googlechat",
+            "{urlFile: /u, threadPerRun: sometimes}",
+        );
+    let stderr = refused(BIN, &cfg);
     assert!(
         stderr.contains("Provider/chat") && stderr.contains("spec.googlechat.threadPerRun"),
         "{stderr}"

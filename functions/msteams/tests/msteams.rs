@@ -4,10 +4,9 @@
 //! `sig` and a refusal hidden in a 200 — dead-lettered without the URL's
 //! secret.
 
-use std::path::{Path, PathBuf};
-
-use relay_tests::fixtures::RequestFile;
-use relay_tests::process::{FunctionProcess, send};
+use relay_tests::function::{
+    Function, Secrets, assert_absent, config, document, fixture, provider, refused,
+};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
 
@@ -24,72 +23,31 @@ fn flow_query() -> String {
 }
 
 /// A running function serving `notifications` against the mock Workflows.
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _secrets: tempfile::TempDir,
-    client: reqwest::Client,
+async fn start(teams: &Receiver, notifications: &[(&str, &str)]) -> Function {
+    let secrets = Secrets::new();
+    let url_file = secrets.line(
+        "url",
+        &format!("{}?{}", teams.url(&flow_path()), flow_query()),
+    );
+    let cfg = config(
+        "teams",
+        "msteams",
+        &format!("{{urlFile: {url_file}}}"),
+        notifications,
+    );
+    Function::start(BIN, &cfg, secrets, &[("RELAY_LOG", "debug")]).await
 }
 
-impl Relay {
-    async fn start(teams: &Receiver, notifications: &[(&str, &str)]) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        let url_file = d.path().join("url");
-        std::fs::write(
-            &url_file,
-            format!("{}?{}\n", teams.url(&flow_path()), flow_query()),
-        )
-        .unwrap();
-        let mut cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: teams}}\nspec:\n  type: msteams\n  msteams: {{urlFile: {}}}\n",
-            url_file.display()
-        );
-        for (name, spec) in notifications {
-            cfg.push_str(&format!(
-                "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: teams}}\n{spec}\n"
-            ));
-        }
-        let env = [("RELAY_LOG".to_string(), "debug".to_string())];
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &env).await;
-        Relay {
-            f,
-            base,
-            _secrets: d,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body
-    }
-
-    fn dead_letters(&self) -> PathBuf {
-        self.f.dir.path().join("dl.jsonl")
-    }
-
-    /// The dead letters, checked free of every part of the URL's secret
-    /// (and the log too).
-    fn secret_free_dead_letters(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dead_letters()).unwrap();
-        let stderr = self.f.stderr();
-        assert!(!stderr.is_empty(), "the log is written");
-        for secret in [SIG, WORKFLOW] {
-            assert!(
-                !text.contains(secret),
-                "{secret} in the dead letter: {text}"
-            );
-            assert!(!stderr.contains(secret), "{secret} in the log: {stderr}");
-        }
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+/// The dead letters, checked free of every part of the URL's secret (and
+/// the log too).
+fn secret_free_dead_letters(relay: &Function) -> Vec<Value> {
+    let stderr = relay.stderr();
+    assert!(!stderr.is_empty(), "the log is written");
+    assert_absent(
+        &[SIG, WORKFLOW],
+        &[("dead letter", &relay.dead_letter_text()), ("log", &stderr)],
+    );
+    relay.dead_letters()
 }
 
 fn only_request(teams: &Receiver) -> Recorded {
@@ -128,7 +86,7 @@ fn card(r: &Recorded) -> Value {
 async fn a_run_event_posts_one_card() {
     let teams = Receiver::start().await;
     teams.always(&flow_path(), Some((202, None)));
-    let relay = Relay::start(&teams, &[("chat", "  filter: {kinds: [PipelineRun]}")]).await;
+    let relay = start(&teams, &[("chat", "  filter: {kinds: [PipelineRun]}")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -173,7 +131,7 @@ async fn a_run_event_posts_one_card() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_template_is_the_card_text() {
     let teams = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &teams,
         &[(
             "chat",
@@ -200,7 +158,7 @@ async fn the_template_is_the_card_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_controlled_names_cannot_inject_markup() {
     let teams = Receiver::start().await;
-    let relay = Relay::start(&teams, &[("chat", "")]).await;
+    let relay = start(&teams, &[("chat", "")]).await;
     let answer = relay
         .send(&fixture("bad-input/008-markup-injection.json"))
         .await;
@@ -238,7 +196,7 @@ async fn user_controlled_names_cannot_inject_markup() {
 async fn a_throttled_flow_is_retried_then_delivered() {
     let teams = Receiver::start().await;
     teams.script(&flow_path(), &[(429, Some(0)), (502, None), (202, None)]);
-    let relay = Relay::start(&teams, &[("chat", "")]).await;
+    let relay = start(&teams, &[("chat", "")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -265,7 +223,7 @@ async fn a_bad_sig_is_dead_lettered_without_the_secret() {
         json!({"error": {"code": "DirectApiAuthorizationRequired",
             "message": format!("The request for {} must be authenticated", teams.url(&format!("{}?{}", flow_path(), flow_query())))}}),
     );
-    let relay = Relay::start(&teams, &[("chat", "")]).await;
+    let relay = start(&teams, &[("chat", "")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -273,7 +231,7 @@ async fn a_bad_sig_is_dead_lettered_without_the_secret() {
         .await;
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
     assert_eq!(teams.requests().len(), 1, "permanent: asked once");
-    let entries = relay.secret_free_dead_letters();
+    let entries = secret_free_dead_letters(&relay);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["provider_type"], "msteams");
     assert_eq!(entries[0]["cause"]["kind"], "permanent");
@@ -291,14 +249,14 @@ async fn a_refusal_in_a_200_body_is_dead_lettered() {
         200,
         json!("Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 413 with ContextId tcid=0,server=msgapi-production-eus-azsc2-4-170"),
     );
-    let relay = Relay::start(&teams, &[("chat", "")]).await;
+    let relay = start(&teams, &[("chat", "")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
         ))
         .await;
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
-    let entries = relay.secret_free_dead_letters();
+    let entries = secret_free_dead_letters(&relay);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["cause"]["status"], 413);
     assert!(
@@ -311,45 +269,12 @@ async fn a_refusal_in_a_200_body_is_dead_lettered() {
     );
 }
 
-/// Runs the binary on `cfg`, which it must refuse: its stderr. A binary
-/// that accepted the config and serves is killed, failing the test.
-fn refused(cfg: &Path) -> String {
-    let child = std::process::Command::new(BIN)
-        .env("RELAY_CONFIG", cfg)
-        .env("PORT", relay_tests::process::free_port().to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
-        Ok(out) => {
-            let out = out.unwrap();
-            assert!(!out.status.success(), "the config was accepted");
-            String::from_utf8_lossy(&out.stderr).into_owned()
-        }
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid])
-                .status();
-            panic!("the function accepted the config and is serving");
-        }
-    }
-}
-
 /// The binary refuses a bad config at start, naming the error's path.
 #[test]
 fn config_errors_name_their_path() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = d.path().join("relay.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: teams}\nspec:\n  type: msteams\n  msteams: {urlFile: /u, webhookURL: https://x}\n",
-    )
-    .unwrap();
-    let stderr = refused(&cfg);
+    let cfg = document("RelayConfig", "relay", "  {}")
+        + &provider("teams", "msteams", "{urlFile: /u, webhookURL: https://x}");
+    let stderr = refused(BIN, &cfg);
     assert!(
         stderr.contains("Provider/teams")
             && stderr.contains("spec.msteams")

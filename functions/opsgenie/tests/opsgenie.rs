@@ -4,11 +4,7 @@
 //! message; user text is bounded and inert; a 403 is dead-lettered without
 //! the API key; a 429 is retried; config errors name their path.
 
-use std::path::{Path, PathBuf};
-
-use relay_tests::expect::outgoing;
-use relay_tests::fixtures::{RequestFile, Scenario};
-use relay_tests::process::{FunctionProcess, send};
+use relay_tests::function::{Function, Secrets, config, document, fixture, provider, refused};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
 
@@ -18,55 +14,17 @@ const ALERTS: &str = "/v2/alerts";
 const ALIAS: &str = "tekton:ci:build-and-test:acme:widgets@main";
 const CLOSE: &str = "/v2/alerts/tekton%3Aci%3Abuild-and-test%3Aacme%3Awidgets%40main/close";
 
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _key_dir: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
-impl Relay {
-    /// A function whose Provider has `settings` (beside the API key and the
-    /// mock's URL) serving one Notification `alert` with `spec`.
-    async fn start(og: &Receiver, settings: &str, spec: &str) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        let key = d.path().join("api-key");
-        std::fs::write(&key, format!("{API_KEY}\n")).unwrap();
-        let cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: og}}\nspec:\n  type: opsgenie\n  opsgenie: {{baseURL: \"{}\", apiKeyFile: {}{settings}}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: alert}}\nspec:\n  providerRef: {{name: og}}\n{spec}\n",
-            og.url(""),
-            key.display()
-        );
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-        Relay {
-            f,
-            base,
-            _key_dir: d,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn scenario(&self, name: &str) {
-        let sc = Scenario::load(&relay_tests::fixtures::dir().join(name));
-        for req in outgoing(&sc) {
-            let (status, body) = req.send(&self.client, &format!("{}/", self.base)).await;
-            assert_eq!(status, 200, "{}: {body}", req.file_name());
-        }
-    }
-
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body
-    }
-
-    fn dead_letters(&self) -> PathBuf {
-        self.f.dir.path().join("dl.jsonl")
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+/// A function whose Provider has `settings` (beside the API key and the
+/// mock's URL) serving `notifications` (`alert` first).
+async fn start(og: &Receiver, settings: &str, notifications: &[(&str, &str)]) -> Function {
+    let secrets = Secrets::new();
+    let key = secrets.line("api-key", API_KEY);
+    let settings = format!(
+        "{{baseURL: \"{}\", apiKeyFile: {key}{settings}}}",
+        og.url("")
+    );
+    let cfg = config("og", "opsgenie", &settings, notifications);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 /// Opsgenie's answer to an accepted request (processed later).
@@ -88,7 +46,7 @@ fn assert_alert_request(r: &Recorded) -> Value {
 async fn a_failure_creates_and_the_next_success_closes_by_alias() {
     let og = Receiver::start().await;
     accept(&og);
-    let relay = Relay::start(&og, ", tags: [team:payments]", "  filter: {}").await;
+    let relay = start(&og, ", tags: [team:payments]", &[("alert", "  filter: {}")]).await;
 
     relay.scenario("tekton-pipelinerun-failure").await;
     // TaskRun events and non-terminal states send nothing: one creation.
@@ -144,10 +102,10 @@ async fn a_failure_creates_and_the_next_success_closes_by_alias() {
 async fn states_that_neither_create_nor_close_are_filtered_with_a_reason() {
     let og = Receiver::start().await;
     accept(&og);
-    let relay = Relay::start(
+    let relay = start(
         &og,
         ", priority: P4, source: ci-east",
-        "  params: {priority: P1}",
+        &[("alert", "  params: {priority: P1}")],
     )
     .await;
     let answer = relay
@@ -182,8 +140,13 @@ async fn states_that_neither_create_nor_close_are_filtered_with_a_reason() {
 async fn user_text_is_bounded_and_cannot_mention() {
     let og = Receiver::start().await;
     accept(&og);
-    let templated = "  filter: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: templated}\nspec:\n  providerRef: {name: og}\n  template: \"{{ event.name }} {{ event.message }} in {{ notification }}\"";
-    let relay = Relay::start(&og, "", templated).await;
+    let templated = "  template: \"{{ event.name }} {{ event.message }} in {{ notification }}\"";
+    let relay = start(
+        &og,
+        "",
+        &[("alert", "  filter: {}"), ("templated", templated)],
+    )
+    .await;
     let answer = relay
         .send(&fixture("bad-input/008-markup-injection.json"))
         .await;
@@ -240,7 +203,7 @@ async fn a_403_is_dead_lettered_without_the_api_key() {
         403,
         json!({"message": "You are not authorized for this request", "took": 0.001, "requestId": "r"}),
     );
-    let relay = Relay::start(&og, "", "  filter: {}").await;
+    let relay = start(&og, "", &[("alert", "  filter: {}")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-failure/012-pipelinerun-failed.json",
@@ -249,24 +212,19 @@ async fn a_403_is_dead_lettered_without_the_api_key() {
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
     assert_eq!(og.requests().len(), 1, "permanent: never retried");
 
-    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    let entry = relay.only_dead_letter();
     assert_eq!(entry["notification"], "alert");
     assert_eq!(entry["provider_type"], "opsgenie");
     assert_eq!(entry["cause"]["kind"], "permanent");
     assert_eq!(entry["cause"]["status"], 403);
-    assert!(!text.contains(API_KEY), "key in the dead letter: {text}");
-    assert!(!relay.f.stderr().contains(API_KEY), "key in the log");
-    assert!(!answer.to_string().contains(API_KEY), "key in the answer");
+    relay.assert_secrets_absent(&[API_KEY], &answer);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_close_is_retried() {
     let og = Receiver::start().await;
     og.script(CLOSE, &[(429, Some(0))]);
-    let relay = Relay::start(&og, "", "  filter: {}").await;
+    let relay = start(&og, "", &[("alert", "  filter: {}")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -286,20 +244,9 @@ async fn a_throttled_close_is_retried() {
 
 #[test]
 fn config_errors_name_their_path() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = d.path().join("relay.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: og}\nspec:\n  type: opsgenie\n  opsgenie: {apiKeyFile: /k, priority: P9}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .env("RELAY_CONFIG", &cfg)
-        .env("PORT", relay_tests::process::free_port().to_string())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let cfg = document("RelayConfig", "relay", "  {}")
+        + &provider("og", "opsgenie", "{apiKeyFile: /k, priority: P9}");
+    let err = refused(BIN, &cfg);
     assert!(err.contains("spec.opsgenie.priority"), "{err}");
     assert!(err.contains("unknown variant `P9`"), "{err}");
 }

@@ -4,11 +4,9 @@
 //! the summary; user text is bounded and inert; a 400 is dead-lettered
 //! without the routing key; a 429 is retried; config errors name their path.
 
-use std::path::{Path, PathBuf};
-
-use relay_tests::expect::outgoing;
-use relay_tests::fixtures::{RequestFile, Scenario};
-use relay_tests::process::{FunctionProcess, send};
+use relay_tests::function::{
+    Function, Secrets, assert_absent, config, document, fixture, provider, refused,
+};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
 
@@ -17,55 +15,17 @@ const ROUTING_KEY: &str = "R0UT1NG-k3y-0123456789abcdef0123";
 const ENQUEUE: &str = "/v2/enqueue";
 const DEDUP_KEY: &str = "tekton/ci/build-and-test/acme/widgets@main";
 
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _key_dir: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
-impl Relay {
-    /// A function whose Provider has `settings` (beside the routing key and
-    /// the mock's URL) serving one Notification `page` with `spec`.
-    async fn start(pd: &Receiver, settings: &str, spec: &str) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        let key = d.path().join("routing-key");
-        std::fs::write(&key, format!("{ROUTING_KEY}\n")).unwrap();
-        let cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: pd}}\nspec:\n  type: pagerduty\n  pagerduty: {{baseURL: \"{}\", routingKeyFile: {}{settings}}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: page}}\nspec:\n  providerRef: {{name: pd}}\n{spec}\n",
-            pd.url(""),
-            key.display()
-        );
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-        Relay {
-            f,
-            base,
-            _key_dir: d,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn scenario(&self, name: &str) {
-        let sc = Scenario::load(&relay_tests::fixtures::dir().join(name));
-        for req in outgoing(&sc) {
-            let (status, body) = req.send(&self.client, &format!("{}/", self.base)).await;
-            assert_eq!(status, 200, "{}: {body}", req.file_name());
-        }
-    }
-
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body
-    }
-
-    fn dead_letters(&self) -> PathBuf {
-        self.f.dir.path().join("dl.jsonl")
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+/// A function whose Provider has `settings` (beside the routing key and the
+/// mock's URL) serving `notifications` (`page` first).
+async fn start(pd: &Receiver, settings: &str, notifications: &[(&str, &str)]) -> Function {
+    let secrets = Secrets::new();
+    let key = secrets.line("routing-key", ROUTING_KEY);
+    let settings = format!(
+        "{{baseURL: \"{}\", routingKeyFile: {key}{settings}}}",
+        pd.url("")
+    );
+    let cfg = config("pd", "pagerduty", &settings, notifications);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 /// PagerDuty's answer to an accepted event.
@@ -94,7 +54,7 @@ fn assert_event_request(r: &Recorded) -> Value {
 async fn a_failure_triggers_and_the_next_success_resolves() {
     let pd = Receiver::start().await;
     accept(&pd);
-    let relay = Relay::start(&pd, "", "  filter: {}").await;
+    let relay = start(&pd, "", &[("page", "  filter: {}")]).await;
 
     relay.scenario("tekton-pipelinerun-failure").await;
     // TaskRun events and non-terminal states send nothing: one trigger.
@@ -150,7 +110,12 @@ async fn a_failure_triggers_and_the_next_success_resolves() {
 async fn a_timeout_triggers_and_other_states_are_filtered_with_a_reason() {
     let pd = Receiver::start().await;
     accept(&pd);
-    let relay = Relay::start(&pd, ", severity: warning", "  params: {severity: critical}").await;
+    let relay = start(
+        &pd,
+        ", severity: warning",
+        &[("page", "  params: {severity: critical}")],
+    )
+    .await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/002-pipelinerun-running.json",
@@ -193,10 +158,10 @@ async fn a_timeout_triggers_and_other_states_are_filtered_with_a_reason() {
 async fn the_template_is_the_summary() {
     let pd = Receiver::start().await;
     accept(&pd);
-    let relay = Relay::start(
+    let relay = start(
         &pd,
         "",
-        "  template: \"{{ event.pipeline }} {{ event.state }} on {{ event.scm.branch }} ({{ notification }})\"",
+        &[("page", "  template: \"{{ event.pipeline }} {{ event.state }} on {{ event.scm.branch }} ({{ notification }})\"")],
     )
     .await;
     relay
@@ -223,8 +188,8 @@ async fn user_text_is_bounded_and_cannot_mention() {
     accept(&pd);
     // A second Notification whose template says far more than PagerDuty's
     // 1024-character summary.
-    let long = "  filter: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: long}\nspec:\n  providerRef: {name: pd}\n  template: \"{% for i in range(100) %}{{ event.name }} {{ event.message }}\\n{% endfor %}\"";
-    let relay = Relay::start(&pd, "", long).await;
+    let long = "  template: \"{% for i in range(100) %}{{ event.name }} {{ event.message }}\\n{% endfor %}\"";
+    let relay = start(&pd, "", &[("page", "  filter: {}"), ("long", long)]).await;
     let answer = relay
         .send(&fixture("bad-input/008-markup-injection.json"))
         .await;
@@ -284,7 +249,7 @@ async fn a_rejected_event_is_dead_lettered_without_the_routing_key() {
         json!({"status": "invalid event", "message": "Event object is invalid",
                "errors": [format!("routing_key {ROUTING_KEY} is not an integration key")]}),
     );
-    let relay = Relay::start(&pd, "", "  filter: {}").await;
+    let relay = start(&pd, "", &[("page", "  filter: {}")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-failure/012-pipelinerun-failed.json",
@@ -293,10 +258,7 @@ async fn a_rejected_event_is_dead_lettered_without_the_routing_key() {
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
     assert_eq!(pd.requests().len(), 1, "permanent: never retried");
 
-    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    let entry = relay.only_dead_letter();
     assert_eq!(entry["notification"], "page");
     assert_eq!(entry["provider_type"], "pagerduty");
     assert_eq!(entry["cause"]["kind"], "permanent");
@@ -304,22 +266,14 @@ async fn a_rejected_event_is_dead_lettered_without_the_routing_key() {
     let message = entry["cause"]["message"].as_str().unwrap();
     assert!(message.contains("Event object is invalid"), "{message}");
     assert!(message.contains("<redacted>"), "{message}");
-    assert!(
-        !text.contains(ROUTING_KEY),
-        "key in the dead letter: {text}"
-    );
-    assert!(!relay.f.stderr().contains(ROUTING_KEY), "key in the log");
-    assert!(
-        !answer.to_string().contains(ROUTING_KEY),
-        "key in the answer"
-    );
+    relay.assert_secrets_absent(&[ROUTING_KEY], &answer);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_event_is_retried() {
     let pd = Receiver::start().await;
     pd.script(ENQUEUE, &[(429, Some(0))]);
-    let relay = Relay::start(&pd, "", "  filter: {}").await;
+    let relay = start(&pd, "", &[("page", "  filter: {}")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -347,38 +301,26 @@ async fn an_answer_echoing_the_key_is_masked_in_retry_logs() {
         json!({"status": "throttle event", "message": "Requests for this service are arriving too quickly",
                "errors": [format!("routing_key {ROUTING_KEY}")]}),
     );
-    let relay = Relay::start(&pd, "", "  filter: {}").await;
+    let relay = start(&pd, "", &[("page", "  filter: {}")]).await;
     let f = fixture("tekton-pipelinerun-failure/012-pipelinerun-failed.json");
-    let (status, answer) = send(&relay.client, &format!("{}/", relay.base), &f).await;
+    let (status, answer) = relay.send_raw(&f).await;
     assert_eq!(status, 503, "{answer}");
     assert_eq!(answer["outcome"], "failed", "{answer}");
     assert_eq!(pd.requests().len(), 4, "retried up to the attempts");
     let log = relay.f.stderr();
     assert!(log.contains("retrying"), "{log}");
     assert!(log.contains("arriving too quickly"), "{log}");
-    assert!(!log.contains(ROUTING_KEY), "key in the log: {log}");
-    assert!(
-        !answer.to_string().contains(ROUTING_KEY),
-        "key in the answer"
+    assert_absent(
+        &[ROUTING_KEY],
+        &[("log", &log), ("answer", &answer.to_string())],
     );
 }
 
 #[test]
 fn config_errors_name_their_path() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = d.path().join("relay.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: pd}\nspec:\n  type: pagerduty\n  pagerduty: {routingKeyFile: /k, severity: fatal}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .env("RELAY_CONFIG", &cfg)
-        .env("PORT", relay_tests::process::free_port().to_string())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let cfg = document("RelayConfig", "relay", "  {}")
+        + &provider("pd", "pagerduty", "{routingKeyFile: /k, severity: fatal}");
+    let err = refused(BIN, &cfg);
     assert!(err.contains("spec.pagerduty.severity"), "{err}");
     assert!(err.contains("unknown variant `fatal`"), "{err}");
 }
