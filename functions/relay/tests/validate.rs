@@ -181,7 +181,10 @@ fn every_provider_validates_notification_templates() {
             let name = n["metadata"]["name"].as_str().unwrap();
             let ptype = &types_of[n["spec"]["providerRef"]["name"].as_str().unwrap()];
             for (template, ok) in [
-                ("{{ event.name }} is {{ event.state }} ({{ notification }})", true),
+                (
+                    "{{ event.name }} is {{ event.state }} ({{ notification }})",
+                    true,
+                ),
                 ("{{ event.nmae }}", false),
                 ("{% if %}", false),
             ] {
@@ -193,7 +196,11 @@ fn every_provider_validates_notification_templates() {
                     .map(|d| serde_yaml_ng::to_string(d).unwrap())
                     .collect();
                 std::fs::write(&file, yaml.join("---\n")).unwrap();
-                let out = Command::new(BIN).arg("validate").arg(&file).output().unwrap();
+                let out = Command::new(BIN)
+                    .arg("validate")
+                    .arg(&file)
+                    .output()
+                    .unwrap();
                 let stdout = String::from_utf8_lossy(&out.stdout);
                 assert_eq!(
                     out.status.success(),
@@ -244,4 +251,42 @@ fn summary_templates_validate_against_a_sample_summary() {
     let (ok, out) = write("{{ summary.taks }}");
     assert!(!ok, "{out}");
     assert!(out.contains("Notification/pr: spec.template: "), "{out}");
+}
+
+/// The README's YAML: every block parses, and every block of relay
+/// documents (a Provider with its Notifications, say) passes `relay validate`,
+/// so the docs never show a config the relay would refuse.
+#[test]
+fn yaml_in_the_readme_parses_and_relay_configs_in_it_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = Vec::new();
+    for (i, block) in readme.split("```yaml\n").skip(1).enumerate() {
+        let block = block.split("```").next().unwrap();
+        let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(block)
+            .map(|d| {
+                serde::Deserialize::deserialize(d)
+                    .unwrap_or_else(|e| panic!("README yaml block {i}: {e}\n{block}"))
+            })
+            .filter(|d: &serde_json::Value| !d.is_null())
+            .collect();
+        assert!(!docs.is_empty(), "README yaml block {i} is empty");
+        if docs
+            .iter()
+            .all(|d| d["apiVersion"] == "relay.tekton.dev/v1alpha1")
+        {
+            let f = dir.path().join(format!("readme-{i:02}.yaml"));
+            std::fs::write(&f, block).unwrap();
+            configs.push(f);
+        }
+    }
+    assert!(configs.len() >= 15, "{configs:?}");
+    let out = Command::new(BIN)
+        .arg("validate")
+        .args(&configs)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
 }
