@@ -21,6 +21,7 @@ pub mod replay;
 pub mod runtime;
 pub mod sample;
 pub mod secret;
+pub mod secret_url;
 pub mod server;
 pub mod store;
 pub mod summary;

@@ -3,7 +3,6 @@
 //! Notification's template as the message text, and no mention allowed.
 
 pub mod embed;
-pub mod webhook_url;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, parse_settings,
 };
 use relay_core::secret::SecretFile;
+use relay_core::secret_url;
 use relay_core::transport::Http;
 use serde::Deserialize;
 
@@ -110,18 +110,18 @@ impl Provider for Discord {
             text.as_deref(),
             &self.sender,
         );
-        let url = execute_url(webhook_url::read(&self.url_file).await?);
+        let url = execute_url(secret_url::read(&self.url_file, "urlFile").await?);
         let req = OutboundRequest::post_json(url.clone(), body.to_string());
         http.send(&Outbound::Http(req))
             .await
-            .map_err(|v| webhook_url::redact(v, &url))?;
+            .map_err(|v| secret_url::redact(v, &url))?;
         Ok(format!("message posted ({})", ev.state))
     }
 
     /// A 429 says how long to wait in its body (`retry_after`, seconds,
     /// fractional), more precisely than its `Retry-After` header.
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
-        match webhook_url::classify(status, headers, body) {
+        match secret_url::classify(status, headers, body) {
             Verdict::Retryable {
                 status: Some(429),
                 retry_after,

@@ -3,7 +3,6 @@
 //! thread.
 
 pub mod card;
-pub mod webhook_url;
 
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, parse_settings,
 };
 use relay_core::secret::SecretFile;
+use relay_core::secret_url;
 use relay_core::transport::Http;
 use serde::Deserialize;
 
@@ -99,11 +99,11 @@ impl Provider for Googlechat {
             text.as_deref(),
             key.as_deref(),
         );
-        let url = webhook_url::read(&self.settings.url_file).await?;
+        let url = secret_url::read(&self.settings.url_file, "urlFile").await?;
         let req = OutboundRequest::post_json(post_url(url.clone(), threaded), body.to_string());
         http.send(&Outbound::Http(req))
             .await
-            .map_err(|v| webhook_url::redact(v, &url))?;
+            .map_err(|v| secret_url::redact(v, &url))?;
         Ok(match key {
             Some(_) => format!("card posted in the run's thread ({})", ev.state),
             None => format!("card posted ({})", ev.state),
@@ -115,7 +115,7 @@ impl Provider for Googlechat {
     /// (a space takes about one message a second) and 5xx retried: the
     /// default classification, with the whole answer kept until masked.
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
-        webhook_url::classify(status, headers, body)
+        secret_url::classify(status, headers, body)
     }
 }
 

@@ -14,6 +14,7 @@ use relay_core::provider::{
     notification_params, parse_settings,
 };
 use relay_core::secret::SecretFile;
+use relay_core::secret_url;
 use relay_core::transport::Http;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -106,33 +107,6 @@ fn custom_text(input: &DeliveryInput<'_>) -> Result<Option<String>, Verdict> {
         .map_err(|e| Verdict::permanent(format!("template: {e}")))
 }
 
-/// `v` with the hook URL and its path cut out of the message (an answer
-/// that echoes the request, say).
-fn scrub(v: Verdict, secrets: &[&str]) -> Verdict {
-    let clean = |mut m: String| {
-        for s in secrets.iter().filter(|s| s.len() > 1) {
-            m = m.replace(s, "<redacted>");
-        }
-        m
-    };
-    match v {
-        Verdict::Retryable {
-            status,
-            retry_after,
-            message,
-        } => Verdict::Retryable {
-            status,
-            retry_after,
-            message: clean(message),
-        },
-        Verdict::Permanent { status, message } => Verdict::Permanent {
-            status,
-            message: clean(message),
-        },
-        Verdict::Success => Verdict::Success,
-    }
-}
-
 #[async_trait]
 impl Provider for Mattermost {
     fn type_name(&self) -> &'static str {
@@ -172,19 +146,11 @@ impl Provider for Mattermost {
             poster.channel = params.channel;
         }
         let body = payload::body(input.event, &poster, custom.as_deref());
-        let secret = self
-            .url
-            .read()
-            .await
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
-        let url = url::Url::parse(secret.expose().trim())
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| Verdict::permanent("urlFile does not hold an http(s) URL"))?;
+        let url = secret_url::read(&self.url, "urlFile").await?;
         let req = OutboundRequest::post_json(url.clone(), body.to_string());
         http.send(&Outbound::Http(req))
             .await
-            .map_err(|v| scrub(v, &[secret.expose(), url.as_str(), url.path()]))?;
+            .map_err(|v| secret_url::redact(v, &url))?;
         Ok(match &poster.channel {
             Some(c) => format!("posted to {c}"),
             None => "posted to the hook's channel".into(),
@@ -258,17 +224,5 @@ mod tests {
             .check_notification(None, &params(json!({"channel": ""})))
             .unwrap_err();
         assert_eq!(errs[0].0, "params.channel");
-    }
-
-    #[test]
-    fn the_hook_is_scrubbed_from_failures() {
-        let v = scrub(
-            Verdict::permanent("answered 400: unknown hook /hooks/abc123"),
-            &["/hooks/abc123"],
-        );
-        assert_eq!(
-            v,
-            Verdict::permanent("answered 400: unknown hook <redacted>")
-        );
     }
 }

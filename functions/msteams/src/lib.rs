@@ -3,7 +3,6 @@
 //! received" → "Post card in a chat or channel").
 
 pub mod card;
-pub mod webhook_url;
 
 use std::sync::Arc;
 
@@ -15,6 +14,7 @@ use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, parse_settings,
 };
 use relay_core::secret::SecretFile;
+use relay_core::secret_url;
 use relay_core::transport::Http;
 use serde::Deserialize;
 
@@ -56,14 +56,14 @@ impl Provider for Msteams {
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let text = template_text(input)?;
         let body = card::message(&ChatView::of(input.event), text.as_deref());
-        let url = webhook_url::read(&self.url_file).await?;
+        let url = secret_url::read(&self.url_file, "urlFile").await?;
         let req = OutboundRequest::post_json(url.clone(), body.to_string());
         let resp = http
             .send(&Outbound::Http(req))
             .await
-            .map_err(|v| webhook_url::redact(v, &url))?;
+            .map_err(|v| secret_url::redact(v, &url))?;
         if let Some(v) = failure_in_body(&resp.body) {
-            return Err(webhook_url::redact(v, &url));
+            return Err(secret_url::redact(v, &url));
         }
         Ok(format!("card posted ({})", input.event.state))
     }
@@ -73,7 +73,7 @@ impl Provider for Msteams {
     /// flow, 429 when throttled: the default classification, with the
     /// whole answer kept until masked.
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
-        webhook_url::classify(status, headers, body)
+        secret_url::classify(status, headers, body)
     }
 }
 

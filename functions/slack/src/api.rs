@@ -6,6 +6,7 @@
 use http::HeaderValue;
 use relay_core::provider::{Outbound, OutboundRequest, Verdict, retry_after};
 use relay_core::secret::SecretFile;
+use relay_core::secret_url;
 use relay_core::transport::Http;
 use serde_json::{Value, json};
 
@@ -129,7 +130,7 @@ impl WebApi<'_, '_> {
             .http
             .send(&Outbound::Http(req))
             .await
-            .map_err(|v| ApiError::Failed(scrub(v, &[token.expose()])))?;
+            .map_err(|v| ApiError::Failed(secret_url::scrub(v, &[token.expose()])))?;
         let answer: Value = resp.json().map_err(ApiError::Failed)?;
         if answer["ok"].as_bool() == Some(true) {
             return Ok(answer);
@@ -207,48 +208,14 @@ pub async fn post_webhook(
     http: &Http<'_>,
     msg: &Message,
 ) -> Result<(), Verdict> {
-    let secret = file
-        .read()
-        .await
-        .map_err(|e| Verdict::permanent(e.to_string()))?;
-    let url = url::Url::parse(secret.expose().trim())
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| Verdict::permanent("webhookURLFile does not hold an http(s) URL"))?;
+    let url = secret_url::read(file, "webhookURLFile").await?;
     let mut body = json!({"unfurl_links": false, "unfurl_media": false});
     msg.fill(&mut body);
     let req = OutboundRequest::post_json(url.clone(), body.to_string());
     http.send(&Outbound::Http(req))
         .await
         .map(|_| ())
-        .map_err(|v| scrub(v, &[secret.expose(), url.as_str(), url.path()]))
-}
-
-/// `v` with every secret string cut out of its message (an answer that
-/// echoes the request, say).
-pub fn scrub(v: Verdict, secrets: &[&str]) -> Verdict {
-    let clean = |mut m: String| {
-        for s in secrets.iter().filter(|s| s.len() > 1) {
-            m = m.replace(s, "<redacted>");
-        }
-        m
-    };
-    match v {
-        Verdict::Retryable {
-            status,
-            retry_after,
-            message,
-        } => Verdict::Retryable {
-            status,
-            retry_after,
-            message: clean(message),
-        },
-        Verdict::Permanent { status, message } => Verdict::Permanent {
-            status,
-            message: clean(message),
-        },
-        Verdict::Success => Verdict::Success,
-    }
+        .map_err(|v| secret_url::redact(v, &url))
 }
 
 #[cfg(test)]
@@ -295,17 +262,12 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_and_secrets_are_scrubbed() {
+    fn records_round_trip() {
         let p = Posted {
             channel: "C0123".into(),
             ts: "1700000000.000100".into(),
         };
         assert_eq!(Posted::parse(&p.record()).unwrap(), p);
         assert!(Posted::parse("nothing").is_err());
-        let v = scrub(
-            Verdict::permanent("answered 404: /services/T1/B2/s3cret not found"),
-            &["/services/T1/B2/s3cret"],
-        );
-        assert_eq!(v, Verdict::permanent("answered 404: <redacted> not found"));
     }
 }

@@ -1,23 +1,27 @@
-//! The webhook URL is the credential (its path or query carries the
-//! token): read from `urlFile` on every use, and kept out of every message
-//! even when an answer echoes it back.
+//! A webhook URL that is itself the credential (its path or query carries
+//! the token, as Discord's, Teams', Google Chat's, Slack's and Mattermost's
+//! incoming webhooks do): read from its file on every use, and kept out of
+//! every message even when an answer echoes it back.
 
 use http::{HeaderMap, StatusCode};
-use relay_core::escape::one_line;
-use relay_core::provider::{Verdict, default_classify};
-use relay_core::secret::SecretFile;
+
+use crate::escape::one_line;
+use crate::provider::{Verdict, default_classify};
+use crate::secret::SecretFile;
 
 /// Parts of a URL shorter than this are not worth masking (`api`, `v1`).
 const SECRET_MIN: usize = 8;
 /// A lowercase word this long or longer might still be a token.
 const WORD_MAX: usize = 16;
 /// How much of an answer a failure message keeps, once masked.
-const MESSAGE_MAX: usize = 400;
-/// A secret's cut-off start at the end of a message is masked from this long.
+pub const MESSAGE_MAX: usize = 400;
+/// A secret's cut-off start at the end of a text is masked from this long.
 const PREFIX_MIN: usize = 4;
+const MASK: &str = "<redacted>";
 
-/// Reads and checks the URL; errors name the file, never its content.
-pub async fn read(file: &SecretFile) -> Result<url::Url, Verdict> {
+/// Reads and checks the URL in `file`, the value of the setting `setting`
+/// (`urlFile`, `webhookURLFile`); errors name the file, never its content.
+pub async fn read(file: &SecretFile, setting: &str) -> Result<url::Url, Verdict> {
     let secret = file
         .read()
         .await
@@ -27,7 +31,7 @@ pub async fn read(file: &SecretFile) -> Result<url::Url, Verdict> {
         .filter(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
         .ok_or_else(|| {
             Verdict::permanent(format!(
-                "urlFile {} does not hold an http(s) URL",
+                "{setting} {} does not hold an http(s) URL",
                 file.0.display()
             ))
         })
@@ -50,10 +54,13 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict 
     }
 }
 
-/// `v` with every part of `url` that may be secret (path segments, query
-/// values, raw or percent-decoded) masked in its message.
+/// `v` with every part of `url` that may be secret (the whole URL, its
+/// path, path segments and query values, raw or percent-decoded) masked in
+/// its message, which is then cut to one line of [`MESSAGE_MAX`].
 pub fn redact(v: Verdict, url: &url::Url) -> Verdict {
-    let mut parts: Vec<String> = vec![url.as_str().to_string()];
+    // The whole path too: its segments may be too short to mask alone
+    // (Slack's `/services/T0001/B0002/…`), yet together name the hook.
+    let mut parts: Vec<String> = vec![url.as_str().to_string(), url.path().to_string()];
     if let Some(segs) = url.path_segments() {
         parts.extend(segs.flat_map(|s| [s.to_string(), percent_decoded(s)]));
     }
@@ -68,23 +75,41 @@ pub fn redact(v: Verdict, url: &url::Url) -> Verdict {
     parts.retain(|p| {
         p.len() >= SECRET_MIN && (p.len() >= WORD_MAX || !p.chars().all(|c| c.is_ascii_lowercase()))
     });
-    parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    let mask = |m: String| {
-        let mut m = parts
-            .iter()
-            .fold(m, |m, p| m.replace(p.as_str(), "<redacted>"));
-        // An answer cut short may end in the start of a secret.
-        for p in &parts {
-            if let Some(k) = (PREFIX_MIN..p.len())
-                .rev()
-                .find(|k| p.is_char_boundary(*k) && m.ends_with(&p[..*k]))
-            {
-                m.truncate(m.len() - k);
-                m.push_str("<redacted>");
-            }
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    map_message(v, |m| one_line(&mask(&m, &parts), MESSAGE_MAX))
+}
+
+/// `v` with each of `secrets` (a token, say) masked in its message, whole
+/// or cut off at its end; the message is otherwise kept as it is.
+pub fn scrub(v: Verdict, secrets: &[&str]) -> Verdict {
+    map_message(v, |m| mask(&m, secrets))
+}
+
+/// `text` with every occurrence of each of `secrets` masked, and its end
+/// too when that is the start of one: an answer is cut before it is
+/// classified, so an echoed secret may be cut short. Empty and one-character
+/// secrets are passed over (masking them would mask everything).
+pub fn mask(text: &str, secrets: &[&str]) -> String {
+    let mut secrets: Vec<&str> = secrets.iter().copied().filter(|s| s.len() > 1).collect();
+    // Longest first, so a secret holding another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = secrets
+        .iter()
+        .fold(text.to_string(), |m, s| m.replace(s, MASK));
+    for s in &secrets {
+        if let Some(k) = (PREFIX_MIN..s.len())
+            .rev()
+            .find(|k| s.is_char_boundary(*k) && out.ends_with(&s[..*k]))
+        {
+            out.truncate(out.len() - k);
+            out.push_str(MASK);
         }
-        one_line(&m, MESSAGE_MAX)
-    };
+    }
+    out
+}
+
+/// `v` with `f` applied to its message.
+fn map_message(v: Verdict, f: impl FnOnce(String) -> String) -> Verdict {
     match v {
         Verdict::Retryable {
             status,
@@ -93,11 +118,11 @@ pub fn redact(v: Verdict, url: &url::Url) -> Verdict {
         } => Verdict::Retryable {
             status,
             retry_after,
-            message: mask(message),
+            message: f(message),
         },
         Verdict::Permanent { status, message } => Verdict::Permanent {
             status,
-            message: mask(message),
+            message: f(message),
         },
         Verdict::Success => Verdict::Success,
     }
@@ -157,6 +182,19 @@ mod tests {
     }
 
     #[test]
+    fn a_path_of_short_segments_is_masked_whole() {
+        let u = url::Url::parse("https://h.example/services/T0001/B0002/h00kS3cretPart").unwrap();
+        let v = redact(
+            Verdict::permanent("answered 404: no hook /services/T0001/B0002/h00kS3cretPart"),
+            &u,
+        );
+        assert_eq!(v, Verdict::permanent("answered 404: no hook <redacted>"));
+        // Alone, a plain word stays readable and a secret segment does not.
+        let v = redact(Verdict::permanent("services: h00kS3cretPart unknown"), &u);
+        assert_eq!(v, Verdict::permanent("services: <redacted> unknown"));
+    }
+
+    #[test]
     fn a_cut_off_secret_is_masked_and_the_message_bounded() {
         let u = url::Url::parse("https://h.example/hooks/1/SeCrEtToKeN-0123456789").unwrap();
         let v = redact(
@@ -169,6 +207,39 @@ mod tests {
             panic!()
         };
         assert_eq!(message.chars().count(), MESSAGE_MAX);
+    }
+
+    #[test]
+    fn secrets_are_masked_whole_and_cut_off() {
+        let key = "R0UT1NG-0123456789";
+        assert_eq!(
+            mask(&format!("bad key {key}, {key}!"), &[key]),
+            "bad key <redacted>, <redacted>!"
+        );
+        assert_eq!(
+            mask("cut short: R0UT1NG-01", &[key]),
+            "cut short: <redacted>"
+        );
+        assert_eq!(mask("ends in R0U", &[key]), "ends in R0U");
+        assert_eq!(mask("a b", &["", "a"]), "a b", "too short to mask");
+        let v = scrub(
+            Verdict::Retryable {
+                status: Some(503),
+                retry_after: None,
+                message: format!("answered 503: Bearer {key}\nretry"),
+            },
+            &[key],
+        );
+        assert_eq!(
+            v,
+            Verdict::Retryable {
+                status: Some(503),
+                retry_after: None,
+                message: "answered 503: Bearer <redacted>\nretry".into(),
+            },
+            "masked, otherwise kept"
+        );
+        assert_eq!(scrub(Verdict::Success, &[key]), Verdict::Success);
     }
 
     #[test]
@@ -202,20 +273,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_url_file_is_named_not_shown() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("url");
+        let dir = std::env::temp_dir().join(format!("relay-secret-url-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("url");
         std::fs::write(&p, "ftp://h.example/secret-token-value\n").unwrap();
-        let Err(Verdict::Permanent { message, .. }) = read(&SecretFile(p.clone())).await else {
+        let Err(Verdict::Permanent { message, .. }) =
+            read(&SecretFile(p.clone()), "webhookURLFile").await
+        else {
             panic!("accepted ftp")
         };
         assert!(
-            message.contains("urlFile") && !message.contains("secret-token"),
+            message.starts_with("webhookURLFile ") && !message.contains("secret-token"),
             "{message}"
         );
         std::fs::write(&p, "https://h.example/x?token=t\n").unwrap();
         assert_eq!(
-            read(&SecretFile(p)).await.unwrap().as_str(),
+            read(&SecretFile(p), "urlFile").await.unwrap().as_str(),
             "https://h.example/x?token=t"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
