@@ -139,7 +139,10 @@ fn verify_flux_signature(key: &[u8], header: &str, body: &[u8]) -> Result<(), Au
         mac.update(body);
         mac.verify_slice(sig).is_ok()
     }
-    let (alg, hex_sig) = header.trim().split_once('=').ok_or(AuthError::Unauthorized)?;
+    let (alg, hex_sig) = header
+        .trim()
+        .split_once('=')
+        .ok_or(AuthError::Unauthorized)?;
     let sig = hex::decode(hex_sig).map_err(|_| AuthError::Unauthorized)?;
     let ok = match alg {
         "sha224" => check::<Hmac<sha2::Sha224>>(key, body, &sig),
@@ -148,7 +151,11 @@ fn verify_flux_signature(key: &[u8], header: &str, body: &[u8]) -> Result<(), Au
         "sha512" => check::<Hmac<sha2::Sha512>>(key, body, &sig),
         _ => false,
     };
-    if ok { Ok(()) } else { Err(AuthError::Unauthorized) }
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::Unauthorized)
+    }
 }
 
 #[cfg(test)]

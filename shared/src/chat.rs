@@ -75,10 +75,7 @@ impl ChatView {
             }
         };
         fact("Pipeline", ev.pipeline.clone());
-        fact(
-            "Task",
-            ev.pipeline_task.clone().or_else(|| ev.task.clone()),
-        );
+        fact("Task", ev.pipeline_task.clone().or_else(|| ev.task.clone()));
         fact("Namespace", Some(ev.namespace.clone()));
         fact(
             "Repository",

@@ -129,9 +129,7 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
     assert_eq!(r["statusCode"], 200, "{r}");
 
     // A Flux event goes on the bus as the CloudEvent it is wrapped in.
-    let flux = RequestFile::load(
-        &dir().join("flux-events/003-flux-kustomization-apps-error.json"),
-    );
+    let flux = RequestFile::load(&dir().join("flux-events/003-flux-kustomization-apps-error.json"));
     let r = api
         .invoke(function_url_event(
             &flux,
@@ -280,9 +278,7 @@ async fn flux_events_are_signature_checked_and_forwarded_as_cloudevents() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let ev = RequestFile::load(
-        &dir().join("flux-events/001-flux-gitrepository-widgets-info.json"),
-    );
+    let ev = RequestFile::load(&dir().join("flux-events/001-flux-gitrepository-widgets-info.json"));
     let body = ev.body_bytes();
     let send = |sig: Option<String>| {
         let mut req = client.post(&base).body(body.clone());
@@ -307,8 +303,14 @@ async fn flux_events_are_signature_checked_and_forwarded_as_cloudevents() {
     assert_eq!(got.headers["content-type"], "application/cloudevents+json");
     let structured: Value = serde_json::from_slice(&got.body).unwrap();
     assert_eq!(structured["type"], "io.fluxcd.notification.info");
-    assert_eq!(structured["source"], "/flux/GitRepository/flux-system/widgets");
-    assert_eq!(structured["data"], ev.body, "the Flux payload rides as data");
+    assert_eq!(
+        structured["source"],
+        "/flux/GitRepository/flux-system/widgets"
+    );
+    assert_eq!(
+        structured["data"], ev.body,
+        "the Flux payload rides as data"
+    );
     let ce = relay_core::decode::wrappers::structured(structured).unwrap();
     let relay_core::decode::Decoded::Run(run) = relay_core::decode::decode_cloudevent(&ce).unwrap()
     else {

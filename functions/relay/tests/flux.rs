@@ -72,7 +72,11 @@ async fn flux_events_are_verified_decoded_and_delivered_once() {
     let ce = relay_core::decode::flux::to_cloudevent(&ev, first.body.clone());
     let (status, body) =
         send_structured(&client, &relay.base, &serde_json::to_value(&ce).unwrap()).await;
-    assert_eq!((status, body["outcome"].as_str()), (200, Some("duplicate")), "{body}");
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("duplicate")),
+        "{body}"
+    );
 
     let all = rx.accepted_on("/all");
     assert_eq!(all.len(), sc.files.len());
@@ -80,7 +84,10 @@ async fn flux_events_are_verified_decoded_and_delivered_once() {
         .iter()
         .map(|r| {
             let p = r.json();
-            format!("{}/{}/{}:{}", p["kind"], p["namespace"], p["name"], p["state"])
+            format!(
+                "{}/{}/{}:{}",
+                p["kind"], p["namespace"], p["name"], p["state"]
+            )
         })
         .collect();
     assert!(
@@ -105,7 +112,11 @@ async fn flux_events_are_verified_decoded_and_delivered_once() {
             .filter(|p| p["kind"] == kind && p["namespace"] == ns && p["name"] == name)
             .collect();
         let label = counts.as_object().unwrap().keys().next().unwrap();
-        let state = if label == "success" { "succeeded" } else { "failed" };
+        let state = if label == "success" {
+            "succeeded"
+        } else {
+            "failed"
+        };
         assert_eq!(got.len(), 1, "{object}");
         assert_eq!(got[0]["state"], state, "{object}");
         assert_eq!(got[0]["sha"], "247aabb58d323d9e0d3be8ee03cc2f9b21460c5a");

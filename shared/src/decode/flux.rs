@@ -165,7 +165,10 @@ mod tests {
         let direct = decode(&raw, &body).unwrap();
         let ce = to_cloudevent(&direct, body);
         assert_eq!(ce.ty(), "io.fluxcd.notification.info");
-        assert_eq!(ce.source().to_string(), "/flux/GitRepository/flux-system/widgets");
+        assert_eq!(
+            ce.source().to_string(),
+            "/flux/GitRepository/flux-system/widgets"
+        );
         match super::super::decode_cloudevent(&ce).unwrap() {
             super::super::Decoded::Run(ev) => assert_eq!(*ev, direct),
             other => panic!("{other:?}"),

@@ -76,9 +76,7 @@ pub enum Decoded {
 
 /// Does this relay handle events of this type at all?
 pub fn is_handled_type(ty: &str) -> bool {
-    tekton::parse_type(ty).is_some()
-        || cdevents::parse_type(ty).is_some()
-        || flux::is_flux_type(ty)
+    tekton::parse_type(ty).is_some() || cdevents::parse_type(ty).is_some() || flux::is_flux_type(ty)
 }
 
 pub fn decode_cloudevent(ev: &Event) -> Result<Decoded, DecodeError> {
