@@ -4,10 +4,9 @@
 //! retries, a 4xx dead-lettered without the hook's secret path, and
 //! configuration errors.
 
-use std::path::{Path, PathBuf};
-
-use relay_tests::fixtures::RequestFile;
-use relay_tests::process::{FunctionProcess, send};
+use relay_tests::function::{
+    Function, Secrets, assert_absent, config, document, fixture, provider, refused,
+};
 use relay_tests::receiver::Receiver;
 use serde_json::{Value, json};
 
@@ -19,51 +18,18 @@ fn hook_path() -> String {
     format!("/hooks/{HOOK_ID}")
 }
 
-/// A running function serving `notifications` against the mock Mattermost.
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _secrets: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
-impl Relay {
-    /// `extra`: more settings of `spec.mattermost` (`channel: …`).
-    async fn start(mm: &Receiver, extra: &str, notifications: &[(&str, &str)]) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        let hook = d.path().join("url");
-        std::fs::write(&hook, format!("{}\n", mm.url(&hook_path()))).unwrap();
-        let mut cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: mm}}\nspec:\n  type: mattermost\n  mattermost: {{urlFile: {}{extra}}}\n",
-            hook.display()
-        );
-        for (name, spec) in notifications {
-            cfg.push_str(&format!(
-                "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: mm}}\n{spec}\n"
-            ));
-        }
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-        Relay {
-            f,
-            base,
-            _secrets: d,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body
-    }
-
-    fn dead_letters(&self) -> PathBuf {
-        self.f.dir.path().join("dl.jsonl")
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+/// A running function serving `notifications` against the mock Mattermost;
+/// `extra`: more settings of `spec.mattermost` (`channel: …`).
+async fn start(mm: &Receiver, extra: &str, notifications: &[(&str, &str)]) -> Function {
+    let secrets = Secrets::new();
+    let hook = secrets.line("url", &mm.url(&hook_path()));
+    let cfg = config(
+        "mm",
+        "mattermost",
+        &format!("{{urlFile: {hook}{extra}}}"),
+        notifications,
+    );
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 /// Every Markdown text of a posted body (not the plain-text fallback).
@@ -83,7 +49,7 @@ fn texts(body: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_is_posted_as_one_coloured_attachment() {
     let mm = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &mm,
         ", channel: builds, username: tekton, iconURL: \"https://example.com/tekton.png\"",
         &[
@@ -143,7 +109,7 @@ async fn a_run_is_posted_as_one_coloured_attachment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hooks_own_channel_is_used_by_default() {
     let mm = Receiver::start().await;
-    let relay = Relay::start(&mm, "", &[("runs", "")]).await;
+    let relay = start(&mm, "", &[("runs", "")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -177,7 +143,7 @@ async fn the_hooks_own_channel_is_used_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_controlled_names_cannot_inject_markup_or_mentions() {
     let mm = Receiver::start().await;
-    let relay = Relay::start(&mm, "", &[("runs", "")]).await;
+    let relay = start(&mm, "", &[("runs", "")]).await;
     let answer = relay
         .send(&fixture("bad-input/008-markup-injection.json"))
         .await;
@@ -223,7 +189,7 @@ async fn user_controlled_names_cannot_inject_markup_or_mentions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_is_the_message_text() {
     let mm = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &mm,
         "",
         &[(
@@ -251,7 +217,7 @@ async fn a_template_is_the_message_text() {
 async fn server_errors_are_retried() {
     let mm = Receiver::start().await;
     mm.script(&hook_path(), &[(503, Some(0)), (429, Some(0))]);
-    let relay = Relay::start(&mm, "", &[("runs", "")]).await;
+    let relay = start(&mm, "", &[("runs", "")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -273,7 +239,7 @@ async fn a_4xx_is_dead_lettered_without_the_hook() {
         json!({"id": "web.incoming_webhook.invalid.app_error",
                "message": format!("Invalid webhook /hooks/{HOOK_ID}"), "status_code": 400}),
     );
-    let relay = Relay::start(&mm, "", &[("runs", "")]).await;
+    let relay = start(&mm, "", &[("runs", "")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -282,40 +248,35 @@ async fn a_4xx_is_dead_lettered_without_the_hook() {
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
     assert_eq!(mm.requests().len(), 1, "permanent: asked once");
 
-    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    let entry = relay.only_dead_letter();
     assert_eq!(entry["provider_type"], "mattermost");
     assert_eq!(entry["cause"]["kind"], "permanent");
     assert_eq!(entry["cause"]["status"], 400);
     let cause = entry["cause"]["message"].as_str().unwrap();
     assert!(cause.contains("Invalid webhook <redacted>"), "{cause}");
-    for secret in [HOOK_ID, "/hooks/"] {
-        assert!(
-            !text.contains(secret),
-            "{secret} in the dead letter: {text}"
-        );
-        assert!(!relay.f.stderr().contains(secret), "{secret} in the log");
-    }
+    assert_absent(
+        &[HOOK_ID, "/hooks/"],
+        &[
+            ("dead letter", &relay.dead_letter_text()),
+            ("log", &relay.stderr()),
+        ],
+    );
 }
 
 #[test]
 fn configuration_errors_name_their_path() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = d.path().join("relay.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {store: memory}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: mm}\nspec:\n  type: mattermost\n  mattermost: {urlFile: /h, iconURL: \"ftp://x/i.png\"}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: mm2}\nspec:\n  type: mattermost\n  mattermost: {url: \"https://chat.example.com/hooks/x\"}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .env("RELAY_CONFIG", &cfg)
-        .env("PORT", "0")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let cfg = document("RelayConfig", "relay", "  {store: memory}")
+        + &provider(
+            "mm",
+            "mattermost",
+            "{urlFile: /h, iconURL: \"ftp://x/i.png\"}",
+        )
+        + &provider(
+            "mm2",
+            "mattermost",
+            "{url: \"https://chat.example.com/hooks/x\"}",
+        );
+    let err = refused(BIN, &cfg);
     for want in [
         "Provider/mm: spec.mattermost.iconURL: scheme \"ftp\" is not http or https",
         "Provider/mm2: spec.mattermost.url: unknown field `url`",

@@ -4,11 +4,9 @@
 //! the name template; user text bounded and inert, names escaped in the
 //! path; a 401 dead-lettered without the token; config errors with paths.
 
-use std::path::{Path, PathBuf};
-
-use relay_tests::expect::outgoing;
-use relay_tests::fixtures::{RequestFile, Scenario};
-use relay_tests::process::{FunctionProcess, send};
+use relay_tests::function::{
+    Function, Secrets, assert_absent, config, document, fixture, notification, provider, refused,
+};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
 
@@ -22,55 +20,17 @@ fn deploys(version: &str) -> String {
     format!("{RELEASES}{version}/deploys/")
 }
 
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _token_dir: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
-impl Relay {
-    /// A function whose Provider (organization `acme`, project `widgets`)
-    /// has `settings` too, serving one Notification `deploys` with `spec`.
-    async fn start(sentry: &Receiver, settings: &str, spec: &str) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        let token = d.path().join("token");
-        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-        let cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: sentry}}\nspec:\n  type: sentry\n  sentry: {{baseURL: \"{}\", authTokenFile: {}, organization: acme, projects: [widgets]{settings}}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: deploys}}\nspec:\n  providerRef: {{name: sentry}}\n{spec}\n",
-            sentry.url(""),
-            token.display()
-        );
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-        Relay {
-            f,
-            base,
-            _token_dir: d,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn scenario(&self, name: &str) {
-        let sc = Scenario::load(&relay_tests::fixtures::dir().join(name));
-        for req in outgoing(&sc) {
-            let (status, body) = req.send(&self.client, &format!("{}/", self.base)).await;
-            assert_eq!(status, 200, "{}: {body}", req.file_name());
-        }
-    }
-
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body
-    }
-
-    fn dead_letters(&self) -> PathBuf {
-        self.f.dir.path().join("dl.jsonl")
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+/// A function whose Provider (organization `acme`, project `widgets`) has
+/// `settings` too, serving one Notification `deploys` with `spec`.
+async fn start(sentry: &Receiver, settings: &str, spec: &str) -> Function {
+    let secrets = Secrets::new();
+    let token = secrets.line("token", TOKEN);
+    let settings = format!(
+        "{{baseURL: \"{}\", authTokenFile: {token}, organization: acme, projects: [widgets]{settings}}}",
+        sentry.url("")
+    );
+    let cfg = config("sentry", "sentry", &settings, &[("deploys", spec)]);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 fn assert_sentry_request(r: &Recorded) -> Value {
@@ -91,7 +51,7 @@ async fn a_succeeded_run_records_a_deploy_of_its_commit() {
         201,
         json!({"id": "1234", "environment": "production"}),
     );
-    let relay = Relay::start(&sentry, ", environment: production", "  filter: {}").await;
+    let relay = start(&sentry, ", environment: production", "  filter: {}").await;
     relay.scenario("tekton-pipelinerun-success").await;
     relay.scenario("tekton-pipelinerun-failure").await;
 
@@ -117,7 +77,7 @@ async fn an_unknown_release_is_created_then_deployed() {
     let sentry = Receiver::start().await;
     sentry.script(&deploys(SHA), &[(404, None)]);
     sentry.reply("POST", RELEASES, 201, json!({"version": SHA}));
-    let relay = Relay::start(&sentry, "", "  params: {environment: staging}").await;
+    let relay = start(&sentry, "", "  params: {environment: staging}").await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -148,7 +108,7 @@ async fn an_unknown_release_is_created_then_deployed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_version_and_name_come_from_templates() {
     let sentry = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &sentry,
         ", environment: production, version: \"widgets@1.0+{{ event.scm.sha[:7] }}\"",
         "  template: \"{{ event.pipeline }} #{{ event.scm.pull_request }} by {{ notification }}\"",
@@ -172,7 +132,7 @@ async fn the_version_and_name_come_from_templates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_text_is_bounded_inert_and_kept_out_of_the_path() {
     let sentry = Receiver::start().await;
-    let relay = Relay::start(&sentry, ", environment: production", "  filter: {}").await;
+    let relay = start(&sentry, ", environment: production", "  filter: {}").await;
     let failed = fixture("bad-input/008-markup-injection.json");
     let answer = relay.send(&failed).await;
     assert_eq!(answer["deliveries"][0]["outcome"], "filtered", "{answer}");
@@ -218,7 +178,7 @@ async fn user_text_is_bounded_inert_and_kept_out_of_the_path() {
     );
 
     // A version from the name would hold `</script>`'s slash: refused.
-    let relay = Relay::start(
+    let relay = start(
         &sentry,
         ", environment: production, version: \"{{ event.name }}\"",
         "  filter: {}",
@@ -230,12 +190,7 @@ async fn user_text_is_bounded_inert_and_kept_out_of_the_path() {
         .insert("Ce-Id".into(), "markup-injection-version".into());
     let answer = relay.send(&again).await;
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
-    let entry: Value = serde_json::from_str(
-        std::fs::read_to_string(relay.dead_letters())
-            .unwrap()
-            .trim(),
-    )
-    .unwrap();
+    let entry = relay.only_dead_letter();
     assert!(
         entry["cause"]["message"]
             .as_str()
@@ -255,7 +210,7 @@ async fn a_401_is_dead_lettered_without_the_token() {
         401,
         json!({"detail": "Invalid token"}),
     );
-    let relay = Relay::start(&sentry, ", environment: production", "  filter: {}").await;
+    let relay = start(&sentry, ", environment: production", "  filter: {}").await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -268,23 +223,25 @@ async fn a_401_is_dead_lettered_without_the_token() {
         "permanent, and not a 404: no release created"
     );
 
-    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    let entry = relay.only_dead_letter();
     assert_eq!(entry["notification"], "deploys");
     assert_eq!(entry["provider_type"], "sentry");
     assert_eq!(entry["cause"]["kind"], "permanent");
     assert_eq!(entry["cause"]["status"], 401);
-    assert!(!text.contains(TOKEN), "token in the dead letter: {text}");
-    assert!(!relay.f.stderr().contains(TOKEN), "token in the log");
+    assert_absent(
+        &[TOKEN],
+        &[
+            ("dead letter", &relay.dead_letter_text()),
+            ("log", &relay.stderr()),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_deploy_is_retried() {
     let sentry = Receiver::start().await;
     sentry.script(&deploys(SHA), &[(429, Some(0)), (503, None)]);
-    let relay = Relay::start(&sentry, ", environment: production", "  filter: {}").await;
+    let relay = start(&sentry, ", environment: production", "  filter: {}").await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -297,20 +254,14 @@ async fn a_throttled_deploy_is_retried() {
 
 #[test]
 fn config_errors_name_their_path() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = d.path().join("relay.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: sentry}\nspec:\n  type: sentry\n  sentry: {authTokenFile: /t, organization: acme, environment: prod/eu}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: deploys}\nspec:\n  providerRef: {name: sentry}\n  params: {environmnt: x}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .env("RELAY_CONFIG", &cfg)
-        .env("PORT", relay_tests::process::free_port().to_string())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let cfg = document("RelayConfig", "relay", "  {}")
+        + &provider(
+            "sentry",
+            "sentry",
+            "{authTokenFile: /t, organization: acme, environment: prod/eu}",
+        )
+        + &notification("deploys", "sentry", "  params: {environmnt: x}");
+    let err = refused(BIN, &cfg);
     assert!(err.contains("spec.sentry.environment"), "{err}");
     assert!(err.contains("no `/`"), "{err}");
 }
