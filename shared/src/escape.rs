@@ -118,6 +118,14 @@ pub fn one_line(s: &str, max: usize) -> String {
     cut
 }
 
+/// Text from the event, made inert where a service passes it on to chat
+/// (PagerDuty's and Opsgenie's Slack and Teams extensions, Sentry's Slack
+/// notifications): no `@channel`, `<!here>` or `<@U…>` can fire. Those
+/// services show such fields as plain text, so nothing else is escaped.
+pub fn inert(s: &str) -> String {
+    s.replace('@', "@\u{2060}").replace("<!", "<\u{2060}!")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +187,14 @@ mod tests {
         assert_ne!(key, bounded_key(&format!("{long}-2"), 40));
         assert_eq!(path_segment("a b/c").unwrap(), "a%20b%2Fc");
         assert_eq!(path_segment(".."), None);
+    }
+
+    #[test]
+    fn inert_text_fires_no_mention() {
+        let s = inert("@channel <!here> <@U0123> a@b");
+        for bad in ["@channel", "<!here>", "<@U0123>"] {
+            assert!(!s.contains(bad), "{bad} in {s}");
+        }
+        assert_eq!(s.replace('\u{2060}', ""), "@channel <!here> <@U0123> a@b");
     }
 }

@@ -10,6 +10,7 @@ pub mod deadletter;
 pub mod decode;
 pub mod engine;
 pub mod escape;
+pub mod incident;
 pub mod ingress;
 pub mod lambda;
 pub mod message;

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use relay_core::chat::ChatView;
-use relay_core::escape;
+use relay_core::escape::{self, inert};
 use relay_core::model::RunEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -149,14 +149,6 @@ fn tags(ev: &RunEvent, extra: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Text from the event, made inert where Opsgenie passes it on (its Slack
-/// and Teams integrations): no `@channel`, `<!here>` or `<@U…>` can fire.
-/// Opsgenie shows these fields as text, and JSON encoding keeps the body
-/// whole, so nothing else needs escaping.
-pub fn inert(s: &str) -> String {
-    s.replace('@', "@\u{2060}").replace("<!", "<\u{2060}!")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,13 +234,5 @@ mod tests {
             b,
             json!({"source": "Tekton", "note": "PipelineRun build-and-test-abcde succeeded: https://tekton.example/#/namespaces/ci/pipelineruns/build-and-test-abcde"})
         );
-    }
-
-    #[test]
-    fn mentions_cannot_fire() {
-        let s = inert("@channel <!here> <@U0123>");
-        for bad in ["@channel", "<!here>", "<@U0123>"] {
-            assert!(!s.contains(bad), "{bad} in {s}");
-        }
     }
 }

@@ -3,7 +3,6 @@
 //! successful run there closes it by that alias.
 
 pub mod alert;
-pub mod key;
 
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use relay_core::RunState;
 use relay_core::chat::{StateStyle, template_text};
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
+use relay_core::incident::{self, KeyFormat};
 use relay_core::model::RunEvent;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
@@ -28,6 +28,14 @@ pub use alert::Priority;
 pub const TYPE: &str = "opsgenie";
 const DEFAULT_BASE_URL: &str = "https://api.opsgenie.com";
 const DEFAULT_SOURCE: &str = "Tekton";
+/// The alert's `alias`: the PagerDuty provider's `dedup_key` with `:` for
+/// `/` (closing by alias puts it in the URL path, and an encoded slash may
+/// not survive there), a task after `+`, within Opsgenie's 512 characters.
+pub const ALIAS_FORMAT: KeyFormat = KeyFormat {
+    separator: ':',
+    task_separator: '+',
+    max: 512,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -222,7 +230,7 @@ impl Provider for Opsgenie {
             return Ok(String::new());
         };
         let params: OpsgenieParams = delivery_params(input)?;
-        let alias = key::alias(ev);
+        let alias = incident::key(ev, &ALIAS_FORMAT);
         let (url, body) = match action {
             Action::Create => (
                 self.url(None)?,

@@ -2,7 +2,7 @@
 //! what is built here can be shown in tests and errors).
 
 use relay_core::chat::ChatView;
-use relay_core::escape;
+use relay_core::escape::{self, inert};
 use relay_core::model::RunEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -114,14 +114,6 @@ fn summary(view: &ChatView) -> String {
     s
 }
 
-/// Text from the event, made inert where PagerDuty passes it on (its Slack
-/// and Teams extensions): no `@channel`, `<!here>` or `<@U…>` can fire.
-/// PagerDuty itself shows these fields as plain text, so nothing else needs
-/// escaping, and JSON encoding keeps the body whole.
-pub fn inert(s: &str) -> String {
-    s.replace('@', "@\u{2060}").replace("<!", "<\u{2060}!")
-}
-
 /// When it happened, as ISO 8601 (PagerDuty rejects anything else).
 fn timestamp(ev: &RunEvent) -> Option<String> {
     [&ev.completed_at, &ev.time]
@@ -174,15 +166,6 @@ mod tests {
         assert_eq!(s.chars().count(), SUMMARY_MAX);
         assert!(s.starts_with("é é") && !s.contains('\n'));
         assert_eq!(b["payload"]["source"], "prod-ci");
-    }
-
-    #[test]
-    fn mentions_cannot_fire() {
-        let s = inert("@channel <!here> <@U0123> a@b");
-        for bad in ["@channel", "<!here>", "<@U0123>"] {
-            assert!(!s.contains(bad), "{bad} in {s}");
-        }
-        assert_eq!(s.replace('\u{2060}', ""), "@channel <!here> <@U0123> a@b");
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! (`dedup_key`), and the next successful run there resolves it.
 
 pub mod event;
-pub mod key;
 
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +11,7 @@ use http::{HeaderMap, StatusCode};
 use relay_core::RunState;
 use relay_core::chat::{StateStyle, template_text};
 use relay_core::config::ProviderDoc;
+use relay_core::incident::{self, KeyFormat};
 use relay_core::model::RunEvent;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
@@ -26,6 +26,13 @@ pub use event::Severity;
 
 pub const TYPE: &str = "pagerduty";
 const DEFAULT_BASE_URL: &str = "https://events.pagerduty.com";
+/// `dedup_key`: `tekton/<namespace>/<pipeline>/<owner>/<repo>@<branch>`, a
+/// task after `:`, within PagerDuty's 255 characters.
+pub const KEY_FORMAT: KeyFormat = KeyFormat {
+    separator: '/',
+    task_separator: ':',
+    max: 255,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -224,7 +231,7 @@ impl Provider for Pagerduty {
             return Ok(String::new());
         };
         let params: PagerdutyParams = delivery_params(input)?;
-        let key = key::incident_key(ev);
+        let key = incident::key(ev, &KEY_FORMAT);
         let mut body = match action {
             Action::Trigger => event::trigger(
                 ev,

@@ -1,7 +1,7 @@
 //! The Releases API bodies: a deploy, and a release to create when Sentry
 //! does not know the version yet.
 
-use relay_core::escape;
+use relay_core::escape::{self, inert};
 use relay_core::model::RunEvent;
 use serde_json::{Value, json};
 
@@ -69,11 +69,6 @@ pub fn release(ev: &RunEvent, version: &str, projects: &[String]) -> Value {
         body["ref"] = sha.clone().into();
     }
     body
-}
-
-/// No `@channel`, `<!here>` or `<@U…>` can fire where the text is shown.
-pub fn inert(s: &str) -> String {
-    s.replace('@', "@\u{2060}").replace("<!", "<\u{2060}!")
 }
 
 #[cfg(test)]
