@@ -80,12 +80,15 @@ pub fn relay_config() -> String {
 }
 
 /// A Provider `name` of type `kind` whose settings block (`spec.<kind>`) is
-/// `settings`: a flow mapping (`{url: …}`) or block lines, indented here.
+/// `settings`: a flow mapping (`{url: …}`) or block lines, as they stand
+/// under `<kind>:` but not indented (this indents them).
 pub fn provider(name: &str, kind: &str, settings: &str) -> String {
     let settings: String = settings
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| format!("\n    {l}"))
+        .map(|l| match l.trim().is_empty() {
+            true => "\n".to_string(),
+            false => format!("\n    {l}"),
+        })
         .collect();
     document(
         "Provider",

@@ -5,11 +5,9 @@
 //! token, and config errors reported with their paths.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use relay_tests::fixtures::{RequestFile, Scenario};
-use relay_tests::process::{FunctionProcess, send};
+use relay_tests::function::{Function, Secrets, config, document, fixture, provider, refused};
 use relay_tests::receiver::Receiver;
 use serde_json::{Value, json};
 
@@ -18,44 +16,17 @@ const TOKEN: &str = "glsa_5ecretServiceAccountToken_0123abcd";
 const ANNOTATIONS: &str = "/grafana/api/annotations";
 const RUN_URL: &str = "https://tekton.acme.dev/#/namespaces/ci/pipelineruns/build-and-test-vjcdr";
 
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _secrets: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
-impl Relay {
-    /// A function whose Provider points at the mock under `/grafana`, with
-    /// one Notification (`spec` lines).
-    async fn start(grafana: &Receiver, spec: &str) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        let token = d.path().join("token");
-        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-        let cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: grafana}}\nspec:\n  type: grafana\n  grafana:\n    baseURL: \"{}\"\n    tokenFile: {}\n    orgId: 3\n    tags: [\"env:prod\"]\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: annotations}}\nspec:\n  providerRef: {{name: grafana}}\n{spec}\n",
-            grafana.url("/grafana/"),
-            token.display()
-        );
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-        Relay {
-            f,
-            base,
-            _secrets: d,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    /// Sends one request file: what became of its one Notification.
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body["deliveries"][0].clone()
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+/// A function whose Provider points at the mock under `/grafana`, with one
+/// Notification (`spec` lines).
+async fn start(grafana: &Receiver, spec: &str) -> Function {
+    let secrets = Secrets::new();
+    let token = secrets.line("token", TOKEN);
+    let settings = format!(
+        "baseURL: \"{}\"\ntokenFile: {token}\norgId: 3\ntags: [\"env:prod\"]",
+        grafana.url("/grafana/")
+    );
+    let cfg = config("grafana", "grafana", &settings, &[("annotations", spec)]);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 fn succeeded() -> RequestFile {
@@ -65,7 +36,7 @@ fn succeeded() -> RequestFile {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_pipeline_run_is_one_tagged_region() {
     let grafana = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &grafana,
         "  params: {dashboardUID: ci-overview, panelId: 4, tags: [\"team:payments\"]}",
     )
@@ -73,7 +44,7 @@ async fn a_finished_pipeline_run_is_one_tagged_region() {
     let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
     let mut outcomes = Vec::new();
     for f in &sc.files {
-        let d = relay.send(f).await;
+        let d = relay.delivery(f).await;
         outcomes.push((d["outcome"].clone(), d["detail"].clone()));
     }
     assert_eq!(
@@ -137,12 +108,12 @@ async fn a_finished_pipeline_run_is_one_tagged_region() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_notification_template_is_the_text() {
     let grafana = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &grafana,
         "  template: |\n    Deployed {{ event.scm.sha[:7] }} <b>{{ event.state }}</b>\n    from {{ event.scm.branch }}",
     )
     .await;
-    let d = relay.send(&succeeded()).await;
+    let d = relay.delivery(&succeeded()).await;
     assert_eq!(d["outcome"], "delivered", "{d}");
     let sent = grafana.requests_on(ANNOTATIONS);
     assert_eq!(sent.len(), 1);
@@ -160,9 +131,9 @@ async fn the_notification_template_is_the_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_controlled_names_cannot_inject_markup_or_mentions() {
     let grafana = Receiver::start().await;
-    let relay = Relay::start(&grafana, "").await;
+    let relay = start(&grafana, "").await;
     let d = relay
-        .send(&fixture("bad-input/008-markup-injection.json"))
+        .delivery(&fixture("bad-input/008-markup-injection.json"))
         .await;
     assert_eq!(d["outcome"], "delivered", "{d}");
     let sent = grafana.requests_on(ANNOTATIONS);
@@ -203,8 +174,8 @@ async fn user_controlled_names_cannot_inject_markup_or_mentions() {
 async fn a_rate_limit_is_retried_after_the_wait_it_names() {
     let grafana = Receiver::start().await;
     grafana.script(ANNOTATIONS, &[(429, Some(0)), (503, Some(0))]);
-    let relay = Relay::start(&grafana, "").await;
-    let d = relay.send(&succeeded()).await;
+    let relay = start(&grafana, "").await;
+    let d = relay.delivery(&succeeded()).await;
     assert_eq!(d["outcome"], "delivered", "{d}");
     let statuses: Vec<u16> = grafana
         .requests_on(ANNOTATIONS)
@@ -223,66 +194,31 @@ async fn a_403_is_dead_lettered_without_the_token() {
         403,
         json!({"accessErrorId": "ACE0123", "message": "You'll need additional permissions to perform this action. Permissions needed: annotations:create"}),
     );
-    let relay = Relay::start(&grafana, "").await;
-    let d = relay.send(&succeeded()).await;
+    let relay = start(&grafana, "").await;
+    let d = relay.delivery(&succeeded()).await;
     assert_eq!(d["outcome"], "dead_lettered", "{d}");
     let sent = grafana.requests_on(ANNOTATIONS);
     assert_eq!(sent.len(), 1, "a 403 is not retried");
     assert_eq!(sent[0].headers["authorization"], format!("Bearer {TOKEN}"));
-    let dead = std::fs::read_to_string(relay.f.dir.path().join("dl.jsonl")).unwrap();
+    let dead = relay.dead_letter_text();
     let entry: Value = serde_json::from_str(dead.lines().next().unwrap()).unwrap();
     assert_eq!(entry["provider_type"], "grafana");
     assert_eq!(entry["cause"]["kind"], "permanent");
     assert_eq!(entry["cause"]["status"], 403);
     assert!(dead.contains("annotations:create"), "{dead}");
-    for (what, text) in [
-        ("dead letter", dead),
-        ("stderr", relay.f.stderr()),
-        ("answer", d.to_string()),
-    ] {
-        assert!(
-            !text.contains(TOKEN),
-            "the token leaked into the {what}: {text}"
-        );
-    }
-}
-
-/// Starts the binary on `cfg`, which it must refuse: its stderr. A binary
-/// that accepted the config and serves is killed, failing the test.
-fn refused(cfg: &Path) -> String {
-    let err = cfg.with_extension("stderr");
-    let mut child = Command::new(BIN)
-        .env("RELAY_CONFIG", cfg)
-        .env("PORT", relay_tests::process::free_port().to_string())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the function accepted the config and is serving");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(!status.success());
-    std::fs::read_to_string(&err).unwrap()
+    relay.assert_secrets_absent(&[TOKEN], &d);
 }
 
 /// The binary refuses a bad config at start, naming every error's path.
 #[test]
 fn config_errors_are_reported_with_their_paths() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = d.path().join("relay.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: grafana}\nspec:\n  type: grafana\n  grafana:\n    baseURL: https://grafana.example.com/api/annotations\n    tokenFile: /var/run/secrets/relay/grafana/token\n    tags: [ci, \"\"]\n",
-    )
-    .unwrap();
-    let stderr = refused(&cfg);
+    let cfg = document("RelayConfig", "relay", "  {}")
+        + &provider(
+            "grafana",
+            "grafana",
+            "baseURL: https://grafana.example.com/api/annotations\ntokenFile: /var/run/secrets/relay/grafana/token\ntags: [ci, \"\"]",
+        );
+    let stderr = refused(BIN, &cfg);
     for want in [
         "Provider/grafana: spec.grafana.tags[1]: must not be empty",
         "Provider/grafana: spec.grafana.baseURL: expected Grafana's root URL",

@@ -6,11 +6,11 @@
 //! reported with their paths by the binary itself.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use relay_tests::fixtures::{RequestFile, Scenario};
-use relay_tests::process::{FunctionProcess, send};
+use relay_tests::function::{
+    Function, Secrets, config, document, fixture, notification, provider, refused,
+};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
 
@@ -31,71 +31,30 @@ enum Auth {
     OAuth2,
 }
 
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _secrets: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
-impl Relay {
-    /// A function with one Provider (`extra` settings lines appended) and
-    /// `notifications` (`name`, spec lines).
-    async fn start(
-        jira: &Receiver,
-        auth: Auth,
-        extra: &str,
-        notifications: &[(&str, &str)],
-    ) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        let token = d.path().join("token");
-        let secret = match auth {
-            Auth::ApiToken => API_TOKEN,
-            Auth::Pat | Auth::OAuth2 => PAT,
-        };
-        std::fs::write(&token, format!("{secret}\n")).unwrap();
-        let credentials = match auth {
-            // The mock's host is not Atlassian's: Cloud is said explicitly.
-            Auth::ApiToken => format!(
-                "email: {EMAIL}\n    apiTokenFile: {}\n    apiVersion: 3",
-                token.display()
-            ),
-            // Data Center: API v2 by default on a host of one's own.
-            Auth::Pat => format!("tokenFile: {}", token.display()),
-            Auth::OAuth2 => "apiVersion: 3".to_string(),
-        };
-        let mut cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: jira}}\nspec:\n  type: jira\n  jira:\n    baseURL: \"{}\"\n    {credentials}\n{extra}",
-            jira.url("/"),
-        );
-        for (name, spec) in notifications {
-            cfg.push_str(&format!(
-                "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: jira}}\n{spec}\n"
-            ));
-        }
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-        Relay {
-            f,
-            base,
-            _secrets: d,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    /// Sends one request file: the function's answer for its one Notification.
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body["deliveries"][0].clone()
-    }
-
-    fn dead_letters(&self) -> String {
-        std::fs::read_to_string(self.f.dir.path().join("dl.jsonl")).unwrap_or_default()
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+/// A function with one Provider (`extra` settings lines appended, not
+/// indented) and `notifications` (`name`, spec lines).
+async fn start(
+    jira: &Receiver,
+    auth: Auth,
+    extra: &str,
+    notifications: &[(&str, &str)],
+) -> Function {
+    let secrets = Secrets::new();
+    let secret = match auth {
+        Auth::ApiToken => API_TOKEN,
+        Auth::Pat | Auth::OAuth2 => PAT,
+    };
+    let token = secrets.line("token", secret);
+    let credentials = match auth {
+        // The mock's host is not Atlassian's: Cloud is said explicitly.
+        Auth::ApiToken => format!("email: {EMAIL}\napiTokenFile: {token}\napiVersion: 3"),
+        // Data Center: API v2 by default on a host of one's own.
+        Auth::Pat => format!("tokenFile: {token}"),
+        Auth::OAuth2 => "apiVersion: 3".to_string(),
+    };
+    let settings = format!("baseURL: \"{}\"\n{credentials}\n{extra}", jira.url("/"));
+    let cfg = config("jira", "jira", &settings, notifications);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 /// `f` with annotations set on its run (a PipelineRun or TaskRun).
@@ -150,12 +109,12 @@ async fn a_finished_run_comments_on_the_annotated_issue_in_adf() {
         201,
         json!({"id": "10001"}),
     );
-    let relay = Relay::start(&jira, Auth::ApiToken, "", &[("comments", "")]).await;
+    let relay = start(&jira, Auth::ApiToken, "", &[("comments", "")]).await;
     let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
     let mut details = Vec::new();
     for f in &sc.files {
         let d = relay
-            .send(&annotated(f.clone(), &[(ANNOTATION, "PAY-123")]))
+            .delivery(&annotated(f.clone(), &[(ANNOTATION, "PAY-123")]))
             .await;
         details.push((d["outcome"].clone(), d["detail"].clone()));
     }
@@ -229,17 +188,17 @@ async fn the_key_comes_from_the_branch_within_the_projects() {
         201,
         json!({"id": "1"}),
     );
-    let relay = Relay::start(
+    let relay = start(
         &jira,
         Auth::ApiToken,
-        "    projects: [PAY, OPS]\n",
+        "projects: [PAY, OPS]",
         &[("comments", "")],
     )
     .await;
     let branch = "pipelinesascode.tekton.dev/source-branch";
 
     let d = relay
-        .send(&annotated(
+        .delivery(&annotated(
             succeeded(),
             &[(branch, "feature/PAY-77-pagination")],
         ))
@@ -260,7 +219,7 @@ async fn the_key_comes_from_the_branch_within_the_projects() {
         let mut f = annotated(succeeded(), &[(branch, value)]);
         f.headers
             .insert("Ce-Id".into(), format!("other-branch-{value}"));
-        let d = relay.send(&f).await;
+        let d = relay.delivery(&f).await;
         assert_eq!(
             (d["outcome"].as_str(), d["detail"].as_str()),
             (Some("filtered"), Some(why)),
@@ -289,7 +248,7 @@ async fn a_transition_is_found_by_name_then_posted() {
         ]}),
     );
     jira.reply("POST", &transitions, 204, Value::Null);
-    let relay = Relay::start(
+    let relay = start(
         &jira,
         Auth::Pat,
         "",
@@ -303,14 +262,14 @@ async fn a_transition_is_found_by_name_then_posted() {
         fixture("tekton-pipelinerun-success/001-pipelinerun-started.json"),
         &[(ANNOTATION, "PAY-123")],
     );
-    let d = relay.send(&started).await;
+    let d = relay.delivery(&started).await;
     // The transition is matched by the status it leads to, too.
     assert_eq!(
         d["detail"], "no comment when started; PAY-123 transitioned by \"Start work\"",
         "{d}"
     );
     let d = relay
-        .send(&annotated(succeeded(), &[(ANNOTATION, "PAY-123")]))
+        .delivery(&annotated(succeeded(), &[(ANNOTATION, "PAY-123")]))
         .await;
     assert_eq!(
         d["detail"], "comment on PAY-123; PAY-123 transitioned by \"Done\"",
@@ -366,7 +325,7 @@ async fn a_missing_transition_is_permanent_and_names_the_available_ones() {
         200,
         json!({"key": "PAY-123", "fields": {"status": {"name": "Backlog"}}}),
     );
-    let relay = Relay::start(
+    let relay = start(
         &jira,
         Auth::ApiToken,
         "",
@@ -377,7 +336,7 @@ async fn a_missing_transition_is_permanent_and_names_the_available_ones() {
     )
     .await;
     let d = relay
-        .send(&annotated(succeeded(), &[(ANNOTATION, "PAY-123")]))
+        .delivery(&annotated(succeeded(), &[(ANNOTATION, "PAY-123")]))
         .await;
     assert_eq!(d["outcome"], "dead_lettered", "{d}");
     let issue = jira.requests_on(ISSUE);
@@ -387,7 +346,7 @@ async fn a_missing_transition_is_permanent_and_names_the_available_ones() {
         jira.requests().iter().all(|r| r.method == "GET"),
         "nothing posted"
     );
-    let dead = relay.dead_letters();
+    let dead = relay.dead_letter_text();
     assert!(
         dead.contains(r#"issue PAY-123 (status \"Backlog\") has no transition \"Done\"; available: [\"Start work\", \"Reject\"]"#),
         "{dead}"
@@ -402,7 +361,7 @@ async fn a_missing_transition_is_permanent_and_names_the_available_ones() {
     );
     let mut again = annotated(succeeded(), &[(ANNOTATION, "PAY-123")]);
     again.headers.insert("Ce-Id".into(), "replayed".into());
-    let d = relay.send(&again).await;
+    let d = relay.delivery(&again).await;
     assert_eq!(
         (d["outcome"].as_str(), d["detail"].as_str()),
         (Some("delivered"), Some("PAY-123 already \"done\"")),
@@ -413,7 +372,7 @@ async fn a_missing_transition_is_permanent_and_names_the_available_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_notification_template_is_the_comment() {
     let jira = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &jira,
         Auth::ApiToken,
         "",
@@ -424,7 +383,7 @@ async fn the_notification_template_is_the_comment() {
     )
     .await;
     let d = relay
-        .send(&annotated(succeeded(), &[(ANNOTATION, "PAY-123")]))
+        .delivery(&annotated(succeeded(), &[(ANNOTATION, "PAY-123")]))
         .await;
     assert_eq!(d["outcome"], "delivered", "{d}");
     let sent = jira.requests_on(&format!("{ISSUE}/comment"));
@@ -447,12 +406,12 @@ async fn the_notification_template_is_the_comment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_controlled_names_cannot_inject_markup_or_mentions() {
     let jira = Receiver::start().await;
-    let relay = Relay::start(&jira, Auth::ApiToken, "", &[("comments", "")]).await;
+    let relay = start(&jira, Auth::ApiToken, "", &[("comments", "")]).await;
     let f = annotated(
         fixture("bad-input/008-markup-injection.json"),
         &[(ANNOTATION, "PAY-123")],
     );
-    let d = relay.send(&f).await;
+    let d = relay.delivery(&f).await;
     assert_eq!(d["outcome"], "delivered", "{d}");
     let sent = jira.requests_on(&format!("{ISSUE}/comment"));
     assert_eq!(sent.len(), 1);
@@ -501,12 +460,12 @@ async fn user_controlled_names_cannot_inject_markup_or_mentions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiki_markup_is_escaped_on_data_center() {
     let jira = Receiver::start().await;
-    let relay = Relay::start(&jira, Auth::Pat, "", &[("comments", "")]).await;
+    let relay = start(&jira, Auth::Pat, "", &[("comments", "")]).await;
     let f = annotated(
         fixture("bad-input/008-markup-injection.json"),
         &[(ANNOTATION, "PAY-123")],
     );
-    let d = relay.send(&f).await;
+    let d = relay.delivery(&f).await;
     assert_eq!(d["outcome"], "delivered", "{d}");
     let sent = jira.requests_on("/rest/api/2/issue/PAY-123/comment");
     assert_eq!(sent.len(), 1);
@@ -544,17 +503,17 @@ async fn an_oauth2_service_account_token_is_fetched_once_and_used() {
     let secret = d.path().join("client-secret");
     std::fs::write(&secret, "svc-5ecret\n").unwrap();
     let extra = format!(
-        "    oauth2:\n      tokenURL: \"{}\"\n      clientId: svc-client\n      clientSecretFile: {}\n      clientAuth: body\n",
+        "oauth2:\n  tokenURL: \"{}\"\n  clientId: svc-client\n  clientSecretFile: {}\n  clientAuth: body\n",
         jira.url("/oauth/token"),
         secret.display()
     );
     // The OAuth2 credential instead of the email and API token.
-    let cfg_relay = Relay::start(&jira, Auth::OAuth2, &extra, &[("comments", "")]).await;
+    let cfg_relay = start(&jira, Auth::OAuth2, &extra, &[("comments", "")]).await;
     for id in ["first", "second"] {
         let mut f = annotated(succeeded(), &[(ANNOTATION, "PAY-123")]);
         f.headers.insert("Ce-Id".into(), id.into());
         f.body["pipelineRun"]["metadata"]["uid"] = format!("uid-{id}").into();
-        let d = cfg_relay.send(&f).await;
+        let d = cfg_relay.delivery(&f).await;
         assert_eq!(d["outcome"], "delivered", "{d}");
     }
     let tokens = jira.requests_on("/oauth/token");
@@ -580,9 +539,9 @@ async fn a_401_is_dead_lettered_without_the_token() {
         401,
         json!({"errorMessages": ["You are not authenticated."]}),
     );
-    let relay = Relay::start(&jira, Auth::ApiToken, "", &[("comments", "")]).await;
+    let relay = start(&jira, Auth::ApiToken, "", &[("comments", "")]).await;
     let d = relay
-        .send(&annotated(succeeded(), &[(ANNOTATION, "PAY-123")]))
+        .delivery(&annotated(succeeded(), &[(ANNOTATION, "PAY-123")]))
         .await;
     assert_eq!(d["outcome"], "dead_lettered", "{d}");
     let sent = jira.requests_on(&comment);
@@ -591,23 +550,12 @@ async fn a_401_is_dead_lettered_without_the_token() {
         sent[0].headers["authorization"], BASIC,
         "the secret was used"
     );
-    let dead = relay.dead_letters();
+    let dead = relay.dead_letter_text();
     let entry: Value = serde_json::from_str(dead.lines().next().unwrap()).unwrap();
     assert_eq!(entry["provider_type"], "jira");
     assert_eq!(entry["cause"]["kind"], "permanent");
     assert_eq!(entry["cause"]["status"], 401);
-    for (what, text) in [
-        ("dead letter", dead),
-        ("stderr", relay.f.stderr()),
-        ("answer", d.to_string()),
-    ] {
-        for secret in [API_TOKEN, BASIC.trim_start_matches("Basic ")] {
-            assert!(
-                !text.contains(secret),
-                "the secret leaked into the {what}: {text}"
-            );
-        }
-    }
+    relay.assert_secrets_absent(&[API_TOKEN, BASIC.trim_start_matches("Basic ")], &d);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -620,51 +568,30 @@ async fn an_unknown_issue_is_permanent() {
         404,
         json!({"errorMessages": ["Issue does not exist or you do not have permission to see it."]}),
     );
-    let relay = Relay::start(&jira, Auth::ApiToken, "", &[("comments", "")]).await;
+    let relay = start(&jira, Auth::ApiToken, "", &[("comments", "")]).await;
     let d = relay
-        .send(&annotated(succeeded(), &[(ANNOTATION, "OPS-404")]))
+        .delivery(&annotated(succeeded(), &[(ANNOTATION, "OPS-404")]))
         .await;
     assert_eq!(d["outcome"], "dead_lettered", "{d}");
     assert_eq!(jira.requests_on(comment).len(), 1);
-    assert!(relay.dead_letters().contains("Issue does not exist"));
-}
-
-/// Starts the binary on `cfg`, which it must refuse: its stderr. A binary
-/// that accepted the config and serves is killed, failing the test.
-fn refused(cfg: &Path) -> String {
-    let err = cfg.with_extension("stderr");
-    let mut child = Command::new(BIN)
-        .env("RELAY_CONFIG", cfg)
-        .env("PORT", relay_tests::process::free_port().to_string())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the function accepted the config and is serving");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(!status.success());
-    std::fs::read_to_string(&err).unwrap()
+    assert!(relay.dead_letter_text().contains("Issue does not exist"));
 }
 
 /// The binary refuses a bad config at start, naming every error's path.
 #[test]
 fn config_errors_are_reported_with_their_paths() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = d.path().join("relay.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: jira}\nspec:\n  type: jira\n  jira:\n    baseURL: https://acme.atlassian.net/rest/api/3\n    email: ci@acme.dev\n    projects: [PAY, ops]\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: workflow}\nspec:\n  providerRef: {name: jira}\n  action: transition\n  params: {transitions: {finished: Done}}\n",
-    )
-    .unwrap();
-    let stderr = refused(&cfg);
+    let cfg = document("RelayConfig", "relay", "  {}")
+        + &provider(
+            "jira",
+            "jira",
+            "baseURL: https://acme.atlassian.net/rest/api/3\nemail: ci@acme.dev\nprojects: [PAY, ops]",
+        )
+        + &notification(
+            "workflow",
+            "jira",
+            "  action: transition\n  params: {transitions: {finished: Done}}",
+        );
+    let stderr = refused(BIN, &cfg);
     for want in [
         "Provider/jira: spec.jira.baseURL: give the site root",
         "Provider/jira: spec.jira.projects[1]: \"ops\" is not a project key",
