@@ -69,7 +69,7 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
             return error(&e);
         }
     };
-    if let Err(resp) = authorize(&app, &parts.headers, &bytes).await {
+    if let Err(resp) = authorize(&app, crate::auth::Entry::Events, &parts.headers, &bytes).await {
         return resp;
     }
     let accepted = ingress::parse_request(&parts.headers, bytes).and_then(ingress::decode);
@@ -106,20 +106,26 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
 
 /// Checks `spec.inboundAuth`, if any: `401` for bad credentials, `503` when
 /// the secret cannot be read.
-pub async fn authorize(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<(), Response> {
+pub async fn authorize(
+    app: &App,
+    entry: crate::auth::Entry,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<(), Response> {
     let Some(auth) = &app.engine.plan.settings.inbound_auth else {
         return Ok(());
     };
-    auth_check(auth, headers, body, &app.engine.metrics).await
+    auth_check(auth, entry, headers, body, &app.engine.metrics).await
 }
 
 pub async fn auth_check(
     auth: &crate::auth::InboundAuth,
+    entry: crate::auth::Entry,
     headers: &http::HeaderMap,
     body: &[u8],
     metrics: &crate::metrics::Metrics,
 ) -> Result<(), Response> {
-    match crate::auth::verify(auth, headers, body).await {
+    match crate::auth::verify(auth, entry, headers, body).await {
         Ok(()) => Ok(()),
         Err(crate::auth::AuthError::Unauthorized) => {
             metrics
@@ -247,7 +253,7 @@ async fn dlq_list(
     headers: http::HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Err(r) = authorize(&app, &headers, b"").await {
+    if let Err(r) = authorize(&app, crate::auth::Entry::Api, &headers, b"").await {
         return r;
     }
     let DeadLetterTarget::Sink(sink) = &app.engine.dead_letters else {
@@ -270,7 +276,7 @@ async fn dlq_replay(
     headers: http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&app, &headers, &body).await {
+    if let Err(r) = authorize(&app, crate::auth::Entry::Api, &headers, &body).await {
         return r;
     }
     let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -298,7 +304,7 @@ async fn dlq_delete(
     headers: http::HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorize(&app, &headers, b"").await {
+    if let Err(r) = authorize(&app, crate::auth::Entry::Api, &headers, b"").await {
         return r;
     }
     let DeadLetterTarget::Sink(sink) = &app.engine.dead_letters else {

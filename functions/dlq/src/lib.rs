@@ -85,7 +85,7 @@ pub fn entry_for(mut ce: cloudevents::Event) -> DeadLetterEntry {
 
 async fn authorized(dl: &DeadLetters, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
     match &dl.auth {
-        Some(a) => auth_check(a, headers, body, &dl.metrics).await,
+        Some(a) => auth_check(a, relay_core::auth::Entry::Api, headers, body, &dl.metrics).await,
         None => Ok(()),
     }
 }

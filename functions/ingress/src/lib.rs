@@ -105,7 +105,14 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
         ));
     };
     if let Some(auth) = &ing.auth
-        && let Err(r) = auth_check(auth, &parts.headers, &bytes, &ing.metrics).await
+        && let Err(r) = auth_check(
+            auth,
+            relay_core::auth::Entry::Events,
+            &parts.headers,
+            &bytes,
+            &ing.metrics,
+        )
+        .await
     {
         return r;
     }
