@@ -27,12 +27,33 @@ impl MessageIds {
         MessageIds { store, ttl, lease }
     }
 
+    /// Where the record of `key` is kept in the store.
+    fn record_key(key: &str) -> String {
+        format!("msg/{key}")
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .store
-            .get(&format!("msg/{key}"))
+            .get(&Self::record_key(key))
             .await?
             .and_then(|r| String::from_utf8(r.value).ok()))
+    }
+
+    /// Replaces the record of `key` with `new` if it still holds `old`: the
+    /// message it named is gone and another was posted in its place. `false`
+    /// when there is no such record, or another replica changed it first
+    /// (its record is kept: it names a message too).
+    pub async fn replace(&self, key: &str, old: &str, new: &str) -> Result<bool, StoreError> {
+        let k = Self::record_key(key);
+        match self.store.get(&k).await? {
+            Some(r) if r.value == old.as_bytes() => Ok(self
+                .store
+                .put_if_version(&k, new.as_bytes(), Some(r.version), self.ttl)
+                .await?
+                .is_some()),
+            _ => Ok(false),
+        }
     }
 
     /// Updates the message recorded under `key`, or creates it when there
@@ -70,7 +91,7 @@ impl MessageIds {
             Claim::Acquired => match create().await {
                 Ok(id) => {
                     self.store
-                        .put_if_version(&format!("msg/{key}"), id.as_bytes(), None, self.ttl)
+                        .put_if_version(&Self::record_key(key), id.as_bytes(), None, self.ttl)
                         .await?;
                     self.store.complete(&guard, owner, self.ttl).await?;
                     Ok(MessageAction::Created(id))
@@ -254,4 +275,51 @@ where
     post().await?;
     last.record(&posted, MEMORY).await;
     Ok(format!("status {context} {state}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn a_record_is_replaced_only_while_it_holds_the_old_message() {
+        let ids = MessageIds::new(Arc::new(MemoryStore::default()), MEMORY, CREATE_LEASE);
+        assert!(
+            !ids.replace("k", "C1 1.0", "C1 2.0").await.unwrap(),
+            "none yet"
+        );
+        assert_eq!(ids.get("k").await.unwrap(), None);
+        let created = ids
+            .create_or_update(
+                "k",
+                "me",
+                || async { Ok::<_, ()>("C1 1.0".to_string()) },
+                |_| async { Ok(()) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(created, MessageAction::Created("C1 1.0".into()));
+        assert!(ids.replace("k", "C1 1.0", "C1 2.0").await.unwrap());
+        assert_eq!(ids.get("k").await.unwrap().as_deref(), Some("C1 2.0"));
+        // Another replica replaced it first: its record stays.
+        assert!(!ids.replace("k", "C1 1.0", "C1 3.0").await.unwrap());
+        assert_eq!(ids.get("k").await.unwrap().as_deref(), Some("C1 2.0"));
+        // Later events update the replacement.
+        let updated = ids
+            .create_or_update(
+                "k",
+                "me",
+                || async { Ok::<_, ()>("never".to_string()) },
+                |id| async move {
+                    assert_eq!(id, "C1 2.0");
+                    Ok(())
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(updated, MessageAction::Updated("C1 2.0".into()));
+    }
 }

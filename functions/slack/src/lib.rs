@@ -102,21 +102,6 @@ fn custom_text(input: &DeliveryInput<'_>) -> Result<Option<String>, Verdict> {
         .map_err(|e| Verdict::permanent(format!("template: {e}")))
 }
 
-/// Replaces the message record of `key` (relay-core's `MessageIds` keeps it
-/// under `msg/<key>`) when the message it names is gone; a lost race leaves
-/// the other replica's record.
-async fn replace_record(input: &DeliveryInput<'_>, key: &str, old: &str, new: &str) {
-    let k = format!("msg/{key}");
-    if let Ok(Some(r)) = input.store.get(&k).await
-        && r.value == old.as_bytes()
-    {
-        let _ = input
-            .store
-            .put_if_version(&k, new.as_bytes(), Some(r.version), MEMORY)
-            .await;
-    }
-}
-
 impl Slack {
     /// One message per run, updated in place (and, with `thread`, every
     /// later event as a reply under it).
@@ -135,7 +120,7 @@ impl Slack {
                 .await;
         };
         let msg = &run_message(ev, summary, custom);
-        let ids = MessageIds::new(input.store.clone(), MEMORY, CREATE_LEASE);
+        let ids = &MessageIds::new(input.store.clone(), MEMORY, CREATE_LEASE);
         let owner = uuid::Uuid::new_v4().to_string();
         // What the message shows, so an event that changes nothing in it
         // (a duplicate state, say) costs no chat.update.
@@ -165,7 +150,9 @@ impl Slack {
                             tracing::info!(notification = %input.notification,
                                 "the run's Slack message is gone; posting a new one");
                             posted = api.post(channel, msg, None, false).await?;
-                            replace_record(input, key, &record, &posted.record()).await;
+                            // Best effort: a lost race keeps the other replica's
+                            // record; one left stale costs one more repost.
+                            let _ = ids.replace(key, &record, &posted.record()).await;
                         }
                         Err(e) => return Err(e.into()),
                     }
@@ -370,6 +357,7 @@ mod tests {
             Arc::new(relay_core::store::memory::MemoryStore::default());
         let input = DeliveryInput {
             event: &ev,
+            original: None,
             notification: "n",
             template: None,
             summary: None,
