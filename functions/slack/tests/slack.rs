@@ -5,11 +5,9 @@
 //! `ratelimited`: retried), escaping of user-controlled names, templates and
 //! configuration errors.
 
-use std::path::{Path, PathBuf};
-
-use relay_tests::expect::outgoing;
-use relay_tests::fixtures::{RequestFile, Scenario};
-use relay_tests::process::{FunctionProcess, send};
+use relay_tests::function::{
+    Function, Secrets, assert_absent, config, document, fixture, notification, provider, refused,
+};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
 
@@ -20,14 +18,6 @@ const POST: &str = "/api/chat.postMessage";
 const UPDATE: &str = "/api/chat.update";
 const RUN_URL: &str = "https://tekton.acme.dev/#/namespaces/ci/pipelineruns/build-and-test-vjcdr";
 
-/// A running function serving `notifications` against the mock Slack.
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _secrets: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
 /// How the Provider reaches Slack.
 enum Via<'a> {
     Webhook,
@@ -35,69 +25,24 @@ enum Via<'a> {
     Token(&'a str),
 }
 
-impl Relay {
-    async fn start(slack: &Receiver, via: Via<'_>, notifications: &[(&str, &str)]) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        let settings = match via {
-            Via::Webhook => {
-                let hook = d.path().join("webhook-url");
-                std::fs::write(&hook, format!("{}\n", slack.url(HOOK))).unwrap();
-                format!("{{webhookURLFile: {}}}", hook.display())
-            }
-            Via::Token(extra) => {
-                let token = d.path().join("token");
-                std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-                format!(
-                    "{{tokenFile: {}, baseURL: \"{}\", {extra}}}",
-                    token.display(),
-                    slack.url("/api")
-                )
-            }
-        };
-        let mut cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: sl}}\nspec:\n  type: slack\n  slack: {settings}\n"
-        );
-        for (name, spec) in notifications {
-            cfg.push_str(&format!(
-                "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: sl}}\n{spec}\n"
-            ));
+/// A running function serving `notifications` against the mock Slack.
+async fn start(slack: &Receiver, via: Via<'_>, notifications: &[(&str, &str)]) -> Function {
+    let secrets = Secrets::new();
+    let settings = match via {
+        Via::Webhook => {
+            let hook = secrets.line("webhook-url", &slack.url(HOOK));
+            format!("{{webhookURLFile: {hook}}}")
         }
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-        Relay {
-            f,
-            base,
-            _secrets: d,
-            client: reqwest::Client::new(),
+        Via::Token(extra) => {
+            let token = secrets.line("token", TOKEN);
+            format!(
+                "{{tokenFile: {token}, baseURL: \"{}\", {extra}}}",
+                slack.url("/api")
+            )
         }
-    }
-
-    /// Sends every request of a scenario, each answered 200.
-    async fn scenario(&self, name: &str) {
-        let sc = Scenario::load(&relay_tests::fixtures::dir().join(name));
-        for req in outgoing(&sc) {
-            let (status, body) = req.send(&self.client, &format!("{}/", self.base)).await;
-            assert_eq!(status, 200, "{}: {body}", req.file_name());
-        }
-    }
-
-    /// Sends one request file: the function's status and answer.
-    async fn send_raw(&self, f: &RequestFile) -> (u16, Value) {
-        send(&self.client, &format!("{}/", self.base), f).await
-    }
-
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = self.send_raw(f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body
-    }
-
-    fn dead_letters(&self) -> PathBuf {
-        self.f.dir.path().join("dl.jsonl")
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+    };
+    let cfg = config("sl", "slack", &settings, notifications);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 fn posted(slack: &Receiver, channel: &str, ts: &str) {
@@ -137,7 +82,7 @@ fn block_texts(body: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incoming_webhook_gets_a_block_kit_message() {
     let slack = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &slack,
         Via::Webhook,
         &[("runs", "  filter: {kinds: [PipelineRun]}")],
@@ -192,7 +137,7 @@ async fn incoming_webhook_gets_a_block_kit_message() {
 async fn bot_token_posts_to_the_channel_of_each_notification() {
     let slack = Receiver::start().await;
     posted(&slack, "C0CHAN", "1700000000.000100");
-    let relay = Relay::start(
+    let relay = start(
         &slack,
         Via::Token("channel: \"#ci\""),
         &[
@@ -248,7 +193,7 @@ async fn update_mode_keeps_one_message_per_run() {
         200,
         json!({"ok": true, "channel": "C0CHAN", "ts": "1700000000.000100"}),
     );
-    let relay = Relay::start(
+    let relay = start(
         &slack,
         Via::Token("channel: \"#ci\", mode: update"),
         &[("run", "")],
@@ -299,7 +244,7 @@ async fn final_run_message(scenario: &str, extra: &str) -> (Receiver, Value) {
     let slack = Receiver::start().await;
     posted(&slack, "C0CHAN", "1700000000.000100");
     slack.reply("POST", UPDATE, 200, json!({"ok": true}));
-    let relay = Relay::start(&slack, Via::Token(extra), &[("run", "")]).await;
+    let relay = start(&slack, Via::Token(extra), &[("run", "")]).await;
     relay.scenario(scenario).await;
     let last = slack.requests_on(UPDATE).last().unwrap().json();
     (slack, last)
@@ -354,7 +299,7 @@ async fn update_mode_with_a_thread_replies_under_the_run_message() {
 async fn a_deleted_run_message_is_posted_anew() {
     let slack = Receiver::start().await;
     posted(&slack, "C0CHAN", "1.000001");
-    let relay = Relay::start(
+    let relay = start(
         &slack,
         Via::Token("channel: C0CHAN, mode: update"),
         &[("run", "")],
@@ -401,7 +346,7 @@ async fn a_deleted_run_message_is_posted_anew() {
 async fn thread_mode_replies_under_the_runs_first_message() {
     let slack = Receiver::start().await;
     posted(&slack, "C0CHAN", "1700000000.000100");
-    let relay = Relay::start(
+    let relay = start(
         &slack,
         Via::Token("channel: \"#ci\", thread: true"),
         &[("run", "")],
@@ -454,7 +399,7 @@ async fn slack_errors_are_dead_lettered_without_the_token() {
         200,
         json!({"ok": false, "error": "invalid_auth"}),
     );
-    let relay = Relay::start(&slack, Via::Token("channel: C0CHAN"), &[("ci", "")]).await;
+    let relay = start(&slack, Via::Token("channel: C0CHAN"), &[("ci", "")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -463,10 +408,7 @@ async fn slack_errors_are_dead_lettered_without_the_token() {
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
     assert_eq!(slack.requests().len(), 1, "permanent: asked once");
 
-    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    let entry = relay.only_dead_letter();
     assert_eq!(entry["provider_type"], "slack");
     assert_eq!(entry["cause"]["kind"], "permanent");
     assert_eq!(entry["cause"]["status"], 200);
@@ -477,13 +419,12 @@ async fn slack_errors_are_dead_lettered_without_the_token() {
             .contains("Slack chat.postMessage: invalid_auth"),
         "{entry}"
     );
-    assert!(
-        !text.contains(TOKEN) && !text.contains("s3cretT0ken"),
-        "token in the dead letter"
-    );
-    assert!(
-        !relay.f.stderr().contains("s3cretT0ken"),
-        "token in the log"
+    assert_absent(
+        &[TOKEN, "s3cretT0ken"],
+        &[
+            ("dead letter", &relay.dead_letter_text()),
+            ("log", &relay.stderr()),
+        ],
     );
 }
 
@@ -491,7 +432,7 @@ async fn slack_errors_are_dead_lettered_without_the_token() {
 async fn a_webhook_4xx_is_dead_lettered_without_the_url() {
     let slack = Receiver::start().await;
     slack.always(HOOK, Some((404, None)));
-    let relay = Relay::start(&slack, Via::Webhook, &[("ci", "")]).await;
+    let relay = start(&slack, Via::Webhook, &[("ci", "")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -499,15 +440,12 @@ async fn a_webhook_4xx_is_dead_lettered_without_the_url() {
         .await;
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
     assert_eq!(slack.requests().len(), 1);
-    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
+    let text = relay.dead_letter_text();
     assert!(text.contains("\"status\":404"), "{text}");
-    for secret in ["h00kS3cretPart", "/services/"] {
-        assert!(
-            !text.contains(secret),
-            "{secret} in the dead letter: {text}"
-        );
-        assert!(!relay.f.stderr().contains(secret), "{secret} in the log");
-    }
+    assert_absent(
+        &["h00kS3cretPart", "/services/"],
+        &[("dead letter", &text), ("log", &relay.stderr())],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -515,7 +453,7 @@ async fn rate_limits_are_retried() {
     let slack = Receiver::start().await;
     // The webhook's 429 is retried in place, after its Retry-After.
     slack.script(HOOK, &[(429, Some(0))]);
-    let hook = Relay::start(&slack, Via::Webhook, &[("ci", "")]).await;
+    let hook = start(&slack, Via::Webhook, &[("ci", "")]).await;
     let event = fixture("tekton-pipelinerun-success/017-pipelinerun-successful.json");
     let answer = hook.send(&event).await;
     assert_eq!(answer["outcome"], "delivered", "{answer}");
@@ -530,11 +468,11 @@ async fn rate_limits_are_retried() {
         200,
         json!({"ok": false, "error": "ratelimited"}),
     );
-    let bot = Relay::start(&slack, Via::Token("channel: C0CHAN"), &[("ci", "")]).await;
+    let bot = start(&slack, Via::Token("channel: C0CHAN"), &[("ci", "")]).await;
     let (status, answer) = bot.send_raw(&event).await;
     assert_eq!(status, 503, "{answer}");
     assert_eq!(answer["deliveries"][0]["outcome"], "failed", "{answer}");
-    assert!(!bot.dead_letters().exists());
+    assert!(!bot.dead_letter_path().exists());
     posted(&slack, "C0CHAN", "1.5");
     let answer = bot.send(&event).await;
     assert_eq!(answer["outcome"], "delivered", "{answer}");
@@ -547,7 +485,7 @@ async fn rate_limits_are_retried() {
 async fn user_controlled_names_cannot_inject_markup_or_mentions() {
     let slack = Receiver::start().await;
     posted(&slack, "C0CHAN", "1.1");
-    let relay = Relay::start(&slack, Via::Token("channel: C0CHAN"), &[("ci", "")]).await;
+    let relay = start(&slack, Via::Token("channel: C0CHAN"), &[("ci", "")]).await;
     let answer = relay
         .send(&fixture("bad-input/008-markup-injection.json"))
         .await;
@@ -595,7 +533,7 @@ async fn user_controlled_names_cannot_inject_markup_or_mentions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_is_the_message_text() {
     let slack = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &slack,
         Via::Webhook,
         &[(
@@ -616,7 +554,7 @@ async fn a_template_is_the_message_text() {
     assert_eq!(b["blocks"][0]["text"]["type"], "mrkdwn");
 
     // A template that renders nothing posts nothing.
-    let quiet = Relay::start(
+    let quiet = start(
         &slack,
         Via::Webhook,
         &[(
@@ -637,20 +575,15 @@ async fn a_template_is_the_message_text() {
 
 #[test]
 fn configuration_errors_name_their_path() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = d.path().join("relay.yaml");
-    std::fs::write(
-        &cfg,
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {store: memory}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: hook}\nspec:\n  type: slack\n  slack: {webhookURLFile: /h, mode: update, thread: true}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: bot}\nspec:\n  type: slack\n  slack: {tokenFile: /t}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: n}\nspec:\n  providerRef: {name: bot}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .env("RELAY_CONFIG", &cfg)
-        .env("PORT", "0")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let cfg = document("RelayConfig", "relay", "  {store: memory}")
+        + &provider(
+            "hook",
+            "slack",
+            "{webhookURLFile: /h, mode: update, thread: true}",
+        )
+        + &provider("bot", "slack", "{tokenFile: /t}")
+        + &notification("n", "bot", "");
+    let err = refused(BIN, &cfg);
     for want in [
         "Provider/hook: spec.slack.mode: `update` needs a bot token",
         "Provider/hook: spec.slack.thread: a thread needs a bot token",

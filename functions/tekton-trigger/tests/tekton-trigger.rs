@@ -5,11 +5,9 @@
 //! names carried as inert JSON, a 401 dead-lettered without the secrets,
 //! and config errors named by path.
 
-use std::path::{Path, PathBuf};
-
 use relay_tekton_trigger::{DEPTH_LABEL, SIGNATURE_HEADER};
 use relay_tests::fixtures::RequestFile;
-use relay_tests::process::{FunctionProcess, free_port, send};
+use relay_tests::function::{Function, Secrets, assert_absent, config, fixture, provider, refused};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::Value;
 
@@ -19,48 +17,18 @@ const HMAC: &str = "hm4c-5ecret-abcdef";
 const LISTENER: &str = "/el";
 const SUCCESS: &str = "tekton-pipelinerun-success/017-pipelinerun-successful.json";
 
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _secrets: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
-impl Relay {
-    /// A function whose Provider has `extra` settings and one Notification
-    /// with `spec` (YAML lines under `spec:`).
-    async fn start(el: &Receiver, extra: &str, spec: &str) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("token"), format!("{TOKEN}\n")).unwrap();
-        std::fs::write(d.path().join("hmac"), HMAC).unwrap();
-        let cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: el}}\nspec:\n  type: tekton-trigger\n  tekton-trigger:\n    url: \"{}\"\n    tokenFile: {}\n    hmacSecretFile: {}\n    headers: {{X-Team: ci}}\n{extra}---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: trigger}}\nspec:\n  providerRef: {{name: el}}\n{spec}\n",
-            el.url(LISTENER),
-            d.path().join("token").display(),
-            d.path().join("hmac").display(),
-        );
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-        Relay {
-            f,
-            base,
-            _secrets: d,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body
-    }
-
-    fn dead_letters(&self) -> PathBuf {
-        self.f.dir.path().join("dl.jsonl")
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+/// A function whose Provider has `extra` settings (lines, not indented) and
+/// one Notification with `spec` (YAML lines under `spec:`).
+async fn start(el: &Receiver, extra: &str, spec: &str) -> Function {
+    let secrets = Secrets::new();
+    let token = secrets.line("token", TOKEN);
+    let hmac = secrets.file("hmac", HMAC);
+    let settings = format!(
+        "url: \"{}\"\ntokenFile: {token}\nhmacSecretFile: {hmac}\nheaders: {{X-Team: ci}}\n{extra}",
+        el.url(LISTENER)
+    );
+    let cfg = config("el", "tekton-trigger", &settings, &[("trigger", spec)]);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 /// The successful PipelineRun as another run, started by a trigger at `depth`.
@@ -98,7 +66,7 @@ fn only_request(el: &Receiver) -> Recorded {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_triggered_runs_events_are_not_forwarded_again() {
     let el = Receiver::start().await;
-    let relay = Relay::start(&el, "", "  filter: {kinds: [PipelineRun]}").await;
+    let relay = start(&el, "", "  filter: {kinds: [PipelineRun]}").await;
 
     // A run nobody triggered: forwarded, the new run will be at depth 1.
     let answer = relay.send(&fixture(SUCCESS)).await;
@@ -136,7 +104,7 @@ async fn a_triggered_runs_events_are_not_forwarded_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deeper_chain_is_allowed_up_to_max_depth() {
     let el = Receiver::start().await;
-    let relay = Relay::start(&el, "    maxDepth: 2\n", "").await;
+    let relay = start(&el, "maxDepth: 2", "").await;
     let answer = relay.send(&triggered("1")).await;
     assert_eq!(answer["outcome"], "delivered", "{answer}");
     let r = only_request(&el);
@@ -151,7 +119,7 @@ async fn a_deeper_chain_is_allowed_up_to_max_depth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flux_revision_reaches_the_listener() {
     let el = Receiver::start().await;
-    let relay = Relay::start(&el, "", "").await;
+    let relay = start(&el, "", "").await;
     let answer = relay
         .send(&fixture(
             "flux-events/001-flux-gitrepository-widgets-info.json",
@@ -179,7 +147,7 @@ async fn a_flux_revision_reaches_the_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_writes_the_body() {
     let el = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &el,
         "",
         "  template: '{\"pipeline\": {{ event.pipeline | tojson }}, \"sha\": {{ event.scm.sha | tojson }}}'",
@@ -198,11 +166,11 @@ async fn a_template_writes_the_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_that_is_not_json_is_dead_lettered() {
     let el = Receiver::start().await;
-    let relay = Relay::start(&el, "", "  template: 'run {{ event.name }}'").await;
+    let relay = start(&el, "", "  template: 'run {{ event.name }}'").await;
     let answer = relay.send(&fixture(SUCCESS)).await;
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
     assert!(el.requests().is_empty());
-    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
+    let text = relay.dead_letter_text();
     assert!(text.contains("invalid JSON"), "{text}");
 }
 
@@ -212,7 +180,7 @@ async fn a_template_that_is_not_json_is_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_controlled_names_arrive_as_inert_json_strings() {
     let el = Receiver::start().await;
-    let relay = Relay::start(&el, "", "").await;
+    let relay = start(&el, "", "").await;
     let f = fixture("bad-input/008-markup-injection.json");
     let answer = relay.send(&f).await;
     assert_eq!(answer["outcome"], "delivered", "{answer}");
@@ -237,31 +205,30 @@ async fn user_controlled_names_arrive_as_inert_json_strings() {
 async fn a_401_is_dead_lettered_without_the_secrets() {
     let el = Receiver::start().await;
     el.always(LISTENER, Some((401, None)));
-    let relay = Relay::start(&el, "", "").await;
+    let relay = start(&el, "", "").await;
     let answer = relay.send(&fixture(SUCCESS)).await;
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
     assert_eq!(el.requests().len(), 1, "permanent: asked once");
 
-    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    let entry = relay.only_dead_letter();
     assert_eq!(entry["provider_type"], "tekton-trigger");
     assert_eq!(entry["cause"]["kind"], "permanent");
     assert_eq!(entry["cause"]["status"], 401);
     assert_eq!(entry["event"]["id"], "15fc899e-4fd5-4dbe-bbdc-968b7afb2c68");
-    let stderr = relay.f.stderr();
-    for secret in [TOKEN, HMAC] {
-        assert!(!text.contains(secret), "secret in the dead letter: {text}");
-        assert!(!stderr.contains(secret), "secret in the log");
-    }
+    assert_absent(
+        &[TOKEN, HMAC],
+        &[
+            ("dead letter", &relay.dead_letter_text()),
+            ("log", &relay.stderr()),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5xx_is_retried() {
     let el = Receiver::start().await;
     el.script(LISTENER, &[(503, Some(0))]);
-    let relay = Relay::start(&el, "", "").await;
+    let relay = start(&el, "", "").await;
     let answer = relay.send(&fixture(SUCCESS)).await;
     assert_eq!(answer["outcome"], "delivered", "{answer}");
     let sent = el.requests();
@@ -272,20 +239,12 @@ async fn a_5xx_is_retried() {
 
 #[test]
 fn config_errors_name_their_path() {
-    let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("relay.yaml");
-    std::fs::write(
-        &p,
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: el}\nspec:\n  type: tekton-trigger\n  tekton-trigger: {url: \"http://el:8080\", maxDepth: 0}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .env("RELAY_CONFIG", &p)
-        .env("PORT", free_port().to_string())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let cfg = provider(
+        "el",
+        "tekton-trigger",
+        "{url: \"http://el:8080\", maxDepth: 0}",
+    );
+    let stderr = refused(BIN, &cfg);
     assert!(
         stderr.contains("spec.tekton-trigger.maxDepth") && stderr.contains("at least 1"),
         "{stderr}"
