@@ -109,11 +109,16 @@ pub fn one_line(s: &str, max: usize) -> String {
         })
         .filter(|c| !c.is_control())
         .collect();
-    let clean = clean.trim();
-    if clean.chars().count() <= max {
-        return clean.to_string();
+    cut(clean.trim(), max)
+}
+
+/// `s` within `max` characters, cut on a character boundary with `…`; its
+/// lines are kept (services count characters, not bytes, in their limits).
+pub fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
     }
-    let mut cut: String = clean.chars().take(max.saturating_sub(1)).collect();
+    let mut cut: String = s.chars().take(max.saturating_sub(1)).collect();
     cut.push('…');
     cut
 }
@@ -159,6 +164,13 @@ mod tests {
         let cut = one_line(&long, 140);
         assert_eq!(cut.chars().count(), 140);
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn cut_keeps_lines_and_counts_characters() {
+        assert_eq!(cut("ééé", 3), "ééé");
+        assert_eq!(cut("éééé", 3), "éé…");
+        assert_eq!(cut("a\nb\nc", 4), "a\nb…");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! thread.
 
 use relay_core::chat::ChatView;
+use relay_core::escape::cut;
 use serde_json::{Map, Value, json};
 
 /// Chat refuses longer message text.
@@ -113,16 +114,6 @@ pub fn disarm_mentions(s: &str) -> String {
         }
     }
     out
-}
-
-/// `s` within `max` characters, cut on a character boundary with `…`.
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut c: String = s.chars().take(max - 1).collect();
-    c.push('…');
-    c
 }
 
 #[cfg(test)]

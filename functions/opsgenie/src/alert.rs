@@ -120,14 +120,8 @@ fn description(view: &ChatView) -> String {
     if let Some(u) = &view.url {
         lines.push(format!("Run: {u}"));
     }
-    let text = lines.join("\n");
-    if text.chars().count() <= DESCRIPTION_MAX {
-        return text;
-    }
     // Cut, keeping the lines (`one_line` would join them).
-    let mut cut: String = text.chars().take(DESCRIPTION_MAX - 1).collect();
-    cut.push('…');
-    cut
+    escape::cut(&lines.join("\n"), DESCRIPTION_MAX)
 }
 
 /// `tekton`, the namespace, pipeline and repository, then the configured

@@ -8,11 +8,12 @@
 use relay_core::RunEvent;
 use relay_core::accumulator::RunSummary;
 use relay_core::chat::{ChatView, Fact, StateStyle};
+use relay_core::escape::cut;
 use relay_core::model::RunState;
 use relay_core::summary::SummaryView;
 use serde_json::{Value, json};
 
-use crate::escape::{cut, mrkdwn};
+use crate::escape::mrkdwn;
 
 /// Slack's limit for a section's text.
 const SECTION_MAX: usize = 3000;

@@ -94,16 +94,6 @@ pub fn template_context(v: Value) -> Value {
     }
 }
 
-/// `s` within `max` characters, cut with `…` (Slack rejects longer texts).
-pub fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,11 +136,5 @@ mod tests {
             "&lt;!channel&gt;\u{2223}x @\u{2060}here"
         );
         assert_eq!(v["event"]["n"], 1);
-    }
-
-    #[test]
-    fn cut_counts_characters() {
-        assert_eq!(cut("ééé", 3), "ééé");
-        assert_eq!(cut("éééé", 3), "éé…");
     }
 }
