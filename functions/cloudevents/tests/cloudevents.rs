@@ -4,12 +4,10 @@
 //! CDEvents SDK; templates; hostile names kept valid on the wire; a 401
 //! dead-lettered without the token; config errors named by path.
 
-use std::path::{Path, PathBuf};
-
 use relay_core::RunEvent;
 use relay_core::ingress::{Accepted, decode, parse_request};
 use relay_tests::fixtures::RequestFile;
-use relay_tests::process::{FunctionProcess, free_port, send};
+use relay_tests::function::{Function, Secrets, assert_absent, config, fixture, provider, refused};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
 
@@ -23,46 +21,18 @@ const SUCCESS: &str = "tekton-pipelinerun-success/017-pipelinerun-successful.jso
 const FLUX: &str = "flux-events/001-flux-gitrepository-widgets-info.json";
 const RUN_PATH: &str = "/apis/tekton.dev/v1/namespaces/ci/pipelineruns/build-and-test-vjcdr";
 
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _secrets: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
-impl Relay {
-    /// A function whose Provider has `settings` (YAML lines under
-    /// `cloudevents:`) and one Notification with `spec` (lines under `spec:`).
-    async fn start(sink: &Receiver, settings: &str, spec: &str) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("token"), format!("{TOKEN}\n")).unwrap();
-        let cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: sink}}\nspec:\n  type: cloudevents\n  cloudevents:\n    url: \"{}\"\n    tokenFile: {}\n    headers: {{X-Team: ci}}\n{settings}---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: forward}}\nspec:\n  providerRef: {{name: sink}}\n{spec}\n",
-            sink.url(SINK),
-            d.path().join("token").display(),
-        );
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-        Relay {
-            f,
-            base,
-            _secrets: d,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body
-    }
-
-    fn dead_letters(&self) -> PathBuf {
-        self.f.dir.path().join("dl.jsonl")
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+/// A function whose Provider has `settings` (YAML lines under
+/// `cloudevents:`, not indented) and one Notification with `spec` (lines
+/// under `spec:`).
+async fn start(sink: &Receiver, settings: &str, spec: &str) -> Function {
+    let secrets = Secrets::new();
+    let token = secrets.line("token", TOKEN);
+    let settings = format!(
+        "url: \"{}\"\ntokenFile: {token}\nheaders: {{X-Team: ci}}\n{settings}",
+        sink.url(SINK)
+    );
+    let cfg = config("sink", "cloudevents", &settings, &[("forward", spec)]);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 /// A request as the relay's own ingress decodes it.
@@ -129,7 +99,7 @@ fn assert_same_run(got: &RunEvent, want: &RunEvent) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_original_event_in_binary_mode() {
     let sink = Receiver::start().await;
-    let relay = Relay::start(&sink, "", "").await;
+    let relay = start(&sink, "", "").await;
     let f = fixture(SUCCESS);
     let answer = relay.send(&f).await;
     assert_eq!(answer["outcome"], "delivered", "{answer}");
@@ -160,7 +130,7 @@ async fn the_original_event_in_binary_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_original_event_in_structured_mode() {
     let sink = Receiver::start().await;
-    let relay = Relay::start(&sink, "    mode: structured\n", "").await;
+    let relay = start(&sink, "mode: structured", "").await;
     let f = fixture(TASK_DONE);
     relay.send(&f).await;
     let r = only_request(&sink);
@@ -180,7 +150,7 @@ async fn the_original_event_in_structured_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flux_event_is_forwarded_as_a_cloudevent() {
     let sink = Receiver::start().await;
-    let relay = Relay::start(&sink, "", "").await;
+    let relay = start(&sink, "", "").await;
     let f = fixture(FLUX);
     relay.send(&f).await;
     let r = only_request(&sink);
@@ -218,7 +188,7 @@ async fn a_flux_event_is_forwarded_as_a_cloudevent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cdevent_received_is_forwarded_as_a_cdevent() {
     let sink = Receiver::start().await;
-    let relay = Relay::start(&sink, "", "").await;
+    let relay = start(&sink, "", "").await;
     let f = fixture("cdevents/006-cdevent-v04-pipelinerun-finished-failure.json");
     relay.send(&f).await;
     let r = only_request(&sink);
@@ -253,7 +223,7 @@ fn cdevent(v: &Value) -> cdevents_sdk::CDEvent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdevents_in_binary_mode() {
     let sink = Receiver::start().await;
-    let relay = Relay::start(&sink, "    format: cdevents\n", "").await;
+    let relay = start(&sink, "format: cdevents", "").await;
 
     let started = fixture(STARTED);
     relay.send(&started).await;
@@ -310,9 +280,9 @@ async fn cdevents_in_binary_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdevents_in_structured_mode_with_a_source() {
     let sink = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &sink,
-        "    format: cdevents\n    mode: structured\n    source: https://relay.example.com/tekton\n",
+        "format: cdevents\nmode: structured\nsource: https://relay.example.com/tekton",
         "",
     )
     .await;
@@ -341,7 +311,7 @@ async fn a_template_writes_the_data() {
     let sink = Receiver::start().await;
     let template =
         "  template: '{\"run\": {{ event.name | tojson }}, \"state\": {{ event.state | tojson }}}'";
-    let relay = Relay::start(&sink, "", template).await;
+    let relay = start(&sink, "", template).await;
     relay.send(&fixture(SUCCESS)).await;
     let r = only_request(&sink);
     assert_eq!(
@@ -356,9 +326,9 @@ async fn a_template_writes_the_data() {
 
     // For CDEvents it is the customData; text that is not JSON is a string.
     let sink = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &sink,
-        "    format: cdevents\n",
+        "format: cdevents",
         "  template: 'done: {{ event.name }}'",
     )
     .await;
@@ -374,7 +344,7 @@ async fn a_template_writes_the_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_names_stay_valid_on_the_wire() {
     let sink = Receiver::start().await;
-    let relay = Relay::start(&sink, "", "").await;
+    let relay = start(&sink, "", "").await;
     let f = fixture("bad-input/008-markup-injection.json");
     let answer = relay.send(&f).await;
     assert_eq!(answer["outcome"], "delivered", "{answer}");
@@ -399,27 +369,29 @@ async fn hostile_names_stay_valid_on_the_wire() {
 async fn a_401_is_dead_lettered_without_the_token() {
     let sink = Receiver::start().await;
     sink.always(SINK, Some((401, None)));
-    let relay = Relay::start(&sink, "", "").await;
+    let relay = start(&sink, "", "").await;
     let answer = relay.send(&fixture(SUCCESS)).await;
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
     assert_eq!(sink.requests().len(), 1, "permanent: asked once");
-    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    let entry = relay.only_dead_letter();
     assert_eq!(entry["provider_type"], "cloudevents");
     assert_eq!(entry["cause"]["kind"], "permanent");
     assert_eq!(entry["cause"]["status"], 401);
     assert_eq!(entry["event"]["id"], "15fc899e-4fd5-4dbe-bbdc-968b7afb2c68");
-    assert!(!text.contains(TOKEN), "token in the dead letter: {text}");
-    assert!(!relay.f.stderr().contains(TOKEN), "token in the log");
+    assert_absent(
+        &[TOKEN],
+        &[
+            ("dead letter", &relay.dead_letter_text()),
+            ("log", &relay.stderr()),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_is_retried() {
     let sink = Receiver::start().await;
     sink.script(SINK, &[(429, Some(0))]);
-    let relay = Relay::start(&sink, "", "").await;
+    let relay = start(&sink, "", "").await;
     let answer = relay.send(&fixture(SUCCESS)).await;
     assert_eq!(answer["outcome"], "delivered", "{answer}");
     let sent = sink.requests();
@@ -430,20 +402,12 @@ async fn a_429_is_retried() {
 
 #[test]
 fn config_errors_name_their_path() {
-    let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("relay.yaml");
-    std::fs::write(
-        &p,
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: sink}\nspec:\n  type: cloudevents\n  cloudevents: {url: \"http://sink:8080\", mode: batch}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .env("RELAY_CONFIG", &p)
-        .env("PORT", free_port().to_string())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let cfg = provider(
+        "sink",
+        "cloudevents",
+        "{url: \"http://sink:8080\", mode: batch}",
+    );
+    let stderr = refused(BIN, &cfg);
     assert!(
         stderr.contains("spec.cloudevents.mode") && stderr.contains("batch"),
         "{stderr}"
