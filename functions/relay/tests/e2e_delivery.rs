@@ -583,3 +583,63 @@ async fn inbound_auth_guards_events_and_the_dead_letter_api() {
         "{metrics}"
     );
 }
+
+/// A JWT guards events and the dead-letter API alike: a token with the
+/// configured audience and a future expiry passes; an expired one, or one
+/// for another audience, is a 401; a rotated signing secret applies to the
+/// next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_jwt_guards_events_and_the_dead_letter_api() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let rx = Receiver::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let key = secrets.path().join("jwt");
+    std::fs::write(&key, "first-jwt-secret").unwrap();
+    let cfg = head(&format!(
+        "{FAST}\n  inboundAuth: {{jwt: {{hs256SecretFile: {}, audience: tekton-relay}}}}",
+        key.display()
+    )) + &webhook("hook", &format!("{{url: \"{}\"}}", rx.url("/hook")));
+    let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
+    let client = reqwest::Client::new();
+    let now = chrono::Utc::now().timestamp();
+    let token = |aud: &str, exp: i64, secret: &[u8]| {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"aud": aud, "exp": exp, "sub": "tekton"}),
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let with = |t: String| {
+        let mut ev = fresh_event();
+        ev.headers
+            .insert("Authorization".into(), format!("Bearer {t}"));
+        ev
+    };
+    for bad in [
+        token("tekton-relay", now - 120, b"first-jwt-secret"),
+        token("another-service", now + 60, b"first-jwt-secret"),
+        token("tekton-relay", now + 60, b"guessed"),
+    ] {
+        let (status, body) = send(&client, &relay.base, &with(bad)).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    assert!(rx.requests().is_empty());
+    let good = token("tekton-relay", now + 60, b"first-jwt-secret");
+    assert_eq!(send(&client, &relay.base, &with(good.clone())).await.0, 200);
+    let dlq = |t: Option<&str>| {
+        let mut r = client.get(format!("{}/api/v1/dlq", relay.base));
+        if let Some(t) = t {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(dlq(None).await.unwrap().status(), 401);
+    assert_eq!(dlq(Some(&good)).await.unwrap().status(), 200);
+    // Rotation: the old secret's tokens stop working on the next request.
+    std::fs::write(&key, "second-jwt-secret").unwrap();
+    assert_eq!(dlq(Some(&good)).await.unwrap().status(), 401);
+    let rotated = token("tekton-relay", now + 60, b"second-jwt-secret");
+    assert_eq!(send(&client, &relay.base, &with(rotated)).await.0, 200);
+    assert_eq!(rx.accepted_on("/hook").len(), 2);
+}
