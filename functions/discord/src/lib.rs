@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use http::{HeaderMap, StatusCode};
 use relay_core::chat::{ChatView, template_text};
-use relay_core::config::ProviderDoc;
+use relay_core::config::{ProviderDoc, check};
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, parse_settings,
 };
@@ -65,13 +65,8 @@ impl ProviderFactory for DiscordFactory {
                 ));
             }
         }
-        if let Some(a) = &s.avatar_url
-            && !matches!(a.scheme(), "https" | "http")
-        {
-            errs.push((
-                "avatarURL".into(),
-                format!("scheme {:?} is not http or https", a.scheme()),
-            ));
+        if let Some(a) = &s.avatar_url {
+            errs.extend(check::http_url("avatarURL", a));
         }
         if !errs.is_empty() {
             return Err(errs);

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
 use relay_core::RunEvent;
 use relay_core::chat::{ChatView, template_text};
-use relay_core::config::ProviderDoc;
+use relay_core::config::{ProviderDoc, check};
 use relay_core::escape;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
@@ -67,16 +67,6 @@ pub struct Grafana {
 
 pub struct GrafanaFactory;
 
-fn blank_tags<'a>(
-    tags: &'a [String],
-    path: &'a str,
-) -> impl Iterator<Item = (String, String)> + 'a {
-    tags.iter()
-        .enumerate()
-        .filter(|(_, t)| t.trim().is_empty())
-        .map(move |(i, _)| (format!("{path}[{i}]"), "must not be empty".to_string()))
-}
-
 impl ProviderFactory for GrafanaFactory {
     fn type_name(&self) -> &'static str {
         TYPE
@@ -84,7 +74,7 @@ impl ProviderFactory for GrafanaFactory {
 
     fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
         let s: GrafanaSettings = parse_settings(doc)?;
-        let mut errs: Vec<(String, String)> = blank_tags(&s.tags, "tags").collect();
+        let mut errs: Vec<(String, String)> = check::blank_items("tags", &s.tags).collect();
         let mut url = s.base_url.clone();
         let path = url.path().trim_end_matches('/').to_string();
         if !matches!(url.scheme(), "http" | "https")
@@ -201,7 +191,7 @@ impl Provider for Grafana {
         match notification_params::<GrafanaParams>(params) {
             Err(e) => errs.push(e),
             Ok(p) => {
-                errs.extend(blank_tags(&p.tags, "params.tags"));
+                errs.extend(check::blank_items("params.tags", &p.tags));
                 if p.dashboard_uid
                     .as_deref()
                     .is_some_and(|d| d.trim().is_empty())

@@ -8,7 +8,7 @@ pub mod payload;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use relay_core::config::ProviderDoc;
+use relay_core::config::{ProviderDoc, check};
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, delivery_params,
     notification_params, parse_settings,
@@ -69,13 +69,8 @@ impl ProviderFactory for MattermostFactory {
                 errs.push((path.to_string(), "must not be empty".to_string()));
             }
         }
-        if let Some(u) = &s.icon_url
-            && !matches!(u.scheme(), "http" | "https")
-        {
-            errs.push((
-                "iconURL".into(),
-                format!("scheme {:?} is not http or https", u.scheme()),
-            ));
+        if let Some(u) = &s.icon_url {
+            errs.extend(check::http_url("iconURL", u));
         }
         if !errs.is_empty() {
             return Err(errs);

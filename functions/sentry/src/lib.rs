@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use http::{HeaderValue, StatusCode};
 use relay_core::RunState;
 use relay_core::chat::template_text;
-use relay_core::config::ProviderDoc;
+use relay_core::config::{ProviderDoc, check};
 use relay_core::engine::template_context;
 use relay_core::escape;
 use relay_core::model::RunEvent;
@@ -101,12 +101,7 @@ impl Sentry {
         let mut base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE_URL).expect("a valid URL"));
-        if !matches!(base.scheme(), "http" | "https") {
-            errs.push((
-                "baseURL".into(),
-                format!("scheme {:?} is not http or https", base.scheme()),
-            ));
-        }
+        errs.extend(check::http_url("baseURL", &base));
         base.set_query(None);
         if escape::path_segment(&s.organization).is_none() || s.organization.trim().is_empty() {
             errs.push((
@@ -114,11 +109,7 @@ impl Sentry {
                 "expected the organization's slug".into(),
             ));
         }
-        for (i, p) in s.projects.iter().enumerate() {
-            if p.trim().is_empty() {
-                errs.push((format!("projects[{i}]"), "must not be empty".into()));
-            }
-        }
+        errs.extend(check::blank_items("projects", &s.projects));
         if let Some(e) = s.environment.as_deref().and_then(environment_error) {
             errs.push(("environment".into(), e));
         }

@@ -1,5 +1,6 @@
 //! The `spec.slack` settings block and each Notification's `params`.
 
+use relay_core::config::check;
 use relay_core::secret::SecretFile;
 use serde::Deserialize;
 
@@ -76,13 +77,8 @@ impl SlackSettings {
                 }
             }
         }
-        if let Some(u) = &self.base_url
-            && !matches!(u.scheme(), "http" | "https")
-        {
-            err(
-                "baseURL",
-                &format!("scheme {:?} is not http or https", u.scheme()),
-            );
+        if let Some(u) = &self.base_url {
+            errs.extend(check::http_url("baseURL", u));
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }

@@ -1,6 +1,7 @@
 //! The configuration file: Kubernetes-style `RelayConfig`, `Provider` and
 //! `Notification` documents (DESIGN.md "Configuration").
 
+pub mod check;
 pub mod filter;
 
 use std::collections::BTreeMap;
