@@ -4,11 +4,7 @@
 //! updated in place, escaping of user-controlled names, and a 401 dead-lettered
 //! without the token.
 
-use std::path::{Path, PathBuf};
-
-use relay_tests::expect::outgoing;
-use relay_tests::fixtures::{RequestFile, Scenario};
-use relay_tests::process::{FunctionProcess, send};
+use relay_tests::function::{Function, Secrets, assert_absent, config, fixture};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
 
@@ -20,61 +16,13 @@ const REPO: &str = "/api/v1/repos/acme/widgets";
 const RUN_UID: &str = "6cad4a26-8d11-4ece-9738-f7d93d9c1724";
 
 /// A running function serving `notifications` against the mock Gitea.
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _token_dir: tempfile::TempDir,
-    client: reqwest::Client,
-}
-
-impl Relay {
-    async fn start(gt: &Receiver, notifications: &[(&str, &str)]) -> Relay {
-        let d = tempfile::tempdir().unwrap();
-        let token = d.path().join("token");
-        // A trailing newline, as `kubectl create secret --from-file` leaves.
-        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-        let mut cfg = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: gt}}\nspec:\n  type: gitea\n  gitea: {{baseURL: \"{}\", tokenFile: {}}}\n",
-            gt.url("/api/v1"),
-            token.display()
-        );
-        for (name, spec) in notifications {
-            cfg.push_str(&format!(
-                "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: gt}}\n{spec}\n"
-            ));
-        }
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-        Relay {
-            f,
-            base,
-            _token_dir: d,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    /// Sends every request of a scenario, each answered 200.
-    async fn scenario(&self, name: &str) {
-        let sc = Scenario::load(&relay_tests::fixtures::dir().join(name));
-        for req in outgoing(&sc) {
-            let (status, body) = req.send(&self.client, &format!("{}/", self.base)).await;
-            assert_eq!(status, 200, "{}: {body}", req.file_name());
-        }
-    }
-
-    /// Sends one request file: the function's answer.
-    async fn send(&self, f: &RequestFile) -> Value {
-        let (status, body) = send(&self.client, &format!("{}/", self.base), f).await;
-        assert_eq!(status, 200, "{}: {body}", f.file_name);
-        body
-    }
-
-    fn dead_letters(&self) -> PathBuf {
-        self.f.dir.path().join("dl.jsonl")
-    }
-}
-
-fn fixture(path: &str) -> RequestFile {
-    RequestFile::load(&relay_tests::fixtures::dir().join(path))
+async fn start(gt: &Receiver, notifications: &[(&str, &str)]) -> Function {
+    let secrets = Secrets::new();
+    // A trailing newline, as `kubectl create secret --from-file` leaves.
+    let token = secrets.line("token", TOKEN);
+    let settings = format!("{{baseURL: \"{}\", tokenFile: {token}}}", gt.url("/api/v1"));
+    let cfg = config("gt", "gitea", &settings, notifications);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 fn assert_gitea_headers(r: &Recorded) {
@@ -95,7 +43,7 @@ fn count(gt: &Receiver, method: &str, path: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_statuses_follow_the_run() {
     let gt = Receiver::start().await;
-    let relay = Relay::start(&gt, &[("status", "  action: status")]).await;
+    let relay = start(&gt, &[("status", "  action: status")]).await;
     relay.scenario("tekton-pipelinerun-success").await;
 
     let sent = gt.requests_on(&format!("{REPO}/statuses/{SHA}"));
@@ -156,7 +104,7 @@ async fn commit_statuses_follow_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_status_is_not_posted_again() {
     let gt = Receiver::start().await;
-    let relay = Relay::start(
+    let relay = start(
         &gt,
         &[("status", "  action: status\n  params: {context: ci/tekton}")],
     )
@@ -217,7 +165,7 @@ async fn a_failed_run_ends_in_failure_with_its_summary() {
         200,
         json!({"id": 4242}),
     );
-    let relay = Relay::start(
+    let relay = start(
         &gt,
         &[
             ("status", "  action: status"),
@@ -269,7 +217,7 @@ async fn pr_comment_is_created_once_then_updated_in_place() {
     gt.reply("GET", &comments, 200, json!([]));
     gt.reply("POST", &comments, 201, json!({"id": 9001, "body": ""}));
     gt.reply("PATCH", &comment, 200, json!({"id": 9001}));
-    let relay = Relay::start(&gt, &[("summary", "  action: comment")]).await;
+    let relay = start(&gt, &[("summary", "  action: comment")]).await;
     relay.scenario("tekton-pipelinerun-success").await;
 
     let marker = format!("<!-- tekton-relay:summary:{RUN_UID} -->\n");
@@ -336,7 +284,7 @@ async fn an_existing_comment_on_page_two_is_adopted() {
         200,
         json!({"id": 88}),
     );
-    let relay = Relay::start(&gt, &[("summary", "  action: comment")]).await;
+    let relay = start(&gt, &[("summary", "  action: comment")]).await;
     relay.scenario("tekton-pipelinerun-success").await;
 
     assert!(
@@ -367,7 +315,7 @@ async fn an_unpaged_comment_list_is_not_read_over_and_over() {
         .collect();
     gt.reply("GET", &comments, 200, Value::Array(all));
     gt.reply("POST", &comments, 201, json!({"id": 9001}));
-    let relay = Relay::start(&gt, &[("summary", "  action: comment")]).await;
+    let relay = start(&gt, &[("summary", "  action: comment")]).await;
     relay
         .send(&fixture(
             "tekton-pipelinerun-success/001-pipelinerun-started.json",
@@ -380,7 +328,7 @@ async fn an_unpaged_comment_list_is_not_read_over_and_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_run_gets_no_comment() {
     let gt = Receiver::start().await;
-    let relay = Relay::start(&gt, &[("summary", "  action: comment")]).await;
+    let relay = start(&gt, &[("summary", "  action: comment")]).await;
     let answer = relay
         .send(&fixture("tekton-duplicates/001-pipelinerun-started.json"))
         .await;
@@ -400,7 +348,7 @@ async fn user_controlled_names_cannot_inject_markup() {
     let comments = format!("{REPO}/issues/67/comments");
     gt.reply("GET", &comments, 200, json!([]));
     gt.reply("POST", &comments, 201, json!({"id": 5}));
-    let relay = Relay::start(
+    let relay = start(
         &gt,
         &[
             ("status", "  action: status"),
@@ -468,7 +416,7 @@ async fn a_401_is_dead_lettered_without_the_token() {
         401,
         json!({"message": "token is required", "url": "https://gitea.example.com/api/swagger"}),
     );
-    let relay = Relay::start(&gt, &[("status", "  action: status")]).await;
+    let relay = start(&gt, &[("status", "  action: status")]).await;
     let answer = relay
         .send(&fixture(
             "tekton-pipelinerun-success/017-pipelinerun-successful.json",
@@ -478,10 +426,7 @@ async fn a_401_is_dead_lettered_without_the_token() {
     // Permanent: asked once, never retried.
     assert_eq!(gt.requests_on(&statuses).len(), 1);
 
-    let text = std::fs::read_to_string(relay.dead_letters()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let entry: Value = serde_json::from_str(lines[0]).unwrap();
+    let entry = relay.only_dead_letter();
     assert_eq!(entry["notification"], "status");
     assert_eq!(entry["provider"], "gt");
     assert_eq!(entry["provider_type"], "gitea");
@@ -492,6 +437,11 @@ async fn a_401_is_dead_lettered_without_the_token() {
         entry["event"]["id"], "15fc899e-4fd5-4dbe-bbdc-968b7afb2c68",
         "the original event is kept for replay: {entry}"
     );
-    assert!(!text.contains(TOKEN), "token in the dead letter: {text}");
-    assert!(!relay.f.stderr().contains(TOKEN), "token in the log");
+    assert_absent(
+        &[TOKEN],
+        &[
+            ("dead letter", &relay.dead_letter_text()),
+            ("log", &relay.stderr()),
+        ],
+    );
 }
