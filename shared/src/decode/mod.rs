@@ -3,6 +3,7 @@
 
 pub mod cdevents;
 pub mod flux;
+pub mod fuzz;
 pub mod scm;
 pub mod tekton;
 pub mod wrappers;

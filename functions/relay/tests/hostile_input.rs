@@ -1,0 +1,288 @@
+//! Hostile input through a real `relay serve` process and `relay validate`:
+//! oversized, deeply nested and malformed requests get a clear 4xx (with the
+//! rejection counted) and the process keeps answering; configs built to
+//! exhaust the parser are refused; templates cannot read files or the
+//! environment, neither at validate nor at render.
+
+use std::path::Path;
+use std::process::Command;
+
+use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::process::{RelayProcess, send};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_relay");
+
+/// A 16 MiB body limit, and a `log` Notification whose template reads a
+/// file only for a run named `hostile-include` (the sample run `relay
+/// validate` renders is not, so the config validates).
+const CONFIG: &str = r#"apiVersion: relay.tekton.dev/v1alpha1
+kind: RelayConfig
+metadata: {name: relay}
+spec:
+  deadLetter: file://$DIR/dead-letters.jsonl
+  limits: {maxBodyBytes: 16777216}
+---
+apiVersion: relay.tekton.dev/v1alpha1
+kind: Provider
+metadata: {name: stdout}
+spec:
+  type: log
+---
+apiVersion: relay.tekton.dev/v1alpha1
+kind: Notification
+metadata: {name: everything}
+spec:
+  providerRef: {name: stdout}
+  template: "{% if event.name == 'hostile-include' %}{% include '/etc/passwd' %}{% endif %}{{ event.name }}"
+"#;
+
+const LIMIT: usize = 16 * 1024 * 1024;
+
+async fn relay() -> RelayProcess {
+    RelayProcess::start(Path::new(BIN), CONFIG).await
+}
+
+/// A successful-PipelineRun event with a fresh id and uid.
+fn event(tag: &str) -> RequestFile {
+    let mut f = RequestFile::load(
+        &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
+    );
+    f.headers.insert("Ce-Id".into(), format!("hostile-{tag}"));
+    f.body["pipelineRun"]["metadata"]["uid"] = Value::String(format!("uid-hostile-{tag}"));
+    f
+}
+
+/// `POST /` with these headers and body: `(status, body)`.
+async fn post(
+    base: &str,
+    headers: &[(&str, &[u8])],
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().post(format!("{base}/")).body(body);
+    for (k, v) in headers {
+        req = req.header(*k, reqwest::header::HeaderValue::from_bytes(v).unwrap());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Binary-mode headers of a Tekton PipelineRun event.
+fn binary_headers(id: &'static [u8]) -> Vec<(&'static str, &'static [u8])> {
+    vec![
+        ("ce-specversion", b"1.0"),
+        ("ce-id", id),
+        (
+            "ce-source",
+            b"/apis/tekton.dev/v1/namespaces/ci/pipelineruns/p",
+        ),
+        ("ce-type", b"dev.tekton.event.pipelinerun.successful.v1"),
+        ("content-type", b"application/json"),
+    ]
+}
+
+async fn metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn rejected(metrics: &str, code: &str) -> u64 {
+    let prefix = format!("relay_requests_rejected_total{{code=\"{code}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// The process is alive and serving: `/healthz` answers, and a normal event
+/// is still delivered.
+async fn still_serving(relay: &RelayProcess, tag: &str) {
+    let r = reqwest::get(format!("{}/healthz", relay.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "stderr:\n{}", relay.stderr());
+    let (status, body) = send(&reqwest::Client::new(), &relay.base, &event(tag)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "delivered", "{body}");
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_413_and_counted() {
+    let relay = relay().await;
+    let (status, body) = post(&relay.base, &binary_headers(b"big"), vec![b' '; LIMIT + 1]).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "body_too_large");
+    assert_eq!(rejected(&metrics(&relay.base).await, "body_too_large"), 1);
+    still_serving(&relay, "after-413").await;
+}
+
+#[tokio::test]
+async fn ten_megabytes_of_data_under_the_limit_is_delivered() {
+    let relay = relay().await;
+    let mut f = event("ten-mb");
+    f.body["pipelineRun"]["spec"]["padding"] = Value::String("x".repeat(10 * 1024 * 1024));
+    let (status, body) = send(&reqwest::Client::new(), &relay.base, &f).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "delivered", "{body}");
+    still_serving(&relay, "after-ten-mb").await;
+}
+
+#[tokio::test]
+async fn json_nested_100k_deep_is_400() {
+    let relay = relay().await;
+    let mut deep = vec![b'['; 100_000];
+    deep.extend(vec![b']'; 100_000]);
+    // Structured mode: the whole event is the deep document.
+    let (status, body) = post(
+        &relay.base,
+        &[("content-type", b"application/cloudevents+json")],
+        deep.clone(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_json", "{body}");
+    // Binary mode: the data is the deep document.
+    let mut data = b"{\"pipelineRun\": ".to_vec();
+    data.extend_from_slice(&deep);
+    data.push(b'}');
+    let (status, body) = post(&relay.base, &binary_headers(b"deep"), data).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_json", "{body}");
+    assert_eq!(rejected(&metrics(&relay.base).await, "invalid_json"), 2);
+    still_serving(&relay, "after-deep").await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_body_and_headers_is_400() {
+    let relay = relay().await;
+    let junk: &[u8] = b"\xff\xfe\xc3(\x80";
+    let (status, body) = post(&relay.base, &binary_headers(b"utf8-body"), junk).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_json", "{body}");
+    let (status, body) = post(
+        &relay.base,
+        &[("content-type", b"application/cloudevents+json")],
+        junk,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_json", "{body}");
+    // An id that is not UTF-8 cannot become a CloudEvent attribute.
+    let data = serde_json::to_vec(&event("utf8-header").body).unwrap();
+    let (status, body) = post(&relay.base, &binary_headers(b"\xff\xfe"), data).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_cloudevent", "{body}");
+    // Not UTF-8 in the content type: not a CloudEvent, not a Flux payload.
+    let (status, body) = post(
+        &relay.base,
+        &[("content-type", b"application/\xffjson")],
+        junk,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "not_a_cloudevent", "{body}");
+    still_serving(&relay, "after-utf8").await;
+}
+
+#[tokio::test]
+async fn a_huge_number_of_headers_is_431() {
+    let relay = relay().await;
+    let names: Vec<String> = (0..10_000).map(|i| format!("x-hostile-{i}")).collect();
+    let mut headers = binary_headers(b"many-headers");
+    headers.extend(names.iter().map(|n| (n.as_str(), &b"v"[..])));
+    let data = serde_json::to_vec(&event("many-headers").body).unwrap();
+    let (status, _) = post(&relay.base, &headers, data).await;
+    assert_eq!(status, 431);
+    still_serving(&relay, "after-headers").await;
+}
+
+#[tokio::test]
+async fn a_template_cannot_include_a_file_at_render() {
+    let relay = relay().await;
+    let mut f = event("include");
+    f.body["pipelineRun"]["metadata"]["name"] = Value::String("hostile-include".into());
+    let (status, body) = send(&reqwest::Client::new(), &relay.base, &f).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "dead_lettered", "{body}");
+    let detail = body["deliveries"][0]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("template"), "{body}");
+    let dead = std::fs::read_to_string(relay.path("dead-letters.jsonl")).unwrap();
+    assert_eq!(dead.lines().count(), 1);
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let first = passwd.lines().next().unwrap_or("root:x:0:0");
+    assert!(!dead.contains(first) && !relay.stdout().contains(first));
+    still_serving(&relay, "after-include").await;
+}
+
+/// `relay validate` on one file: `(success, output)`.
+fn validate(text: &str) -> (bool, String) {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("relay.yaml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_yaml_alias_bomb_is_refused() {
+    let mut bomb = String::from(
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
+    for i in 1..10 {
+        let p = i - 1;
+        bomb += &format!(
+            "  a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        );
+    }
+    let (ok, out) = validate(&bomb);
+    assert!(!ok, "{out}");
+    assert!(out.contains("repetition limit exceeded"), "{out}");
+}
+
+#[test]
+fn deeply_nested_yaml_is_refused() {
+    for deep in [
+        "[".repeat(5_000),
+        "{a: ".repeat(5_000),
+        "- ".repeat(5_000) + "x",
+    ] {
+        let (ok, out) = validate(&deep);
+        assert!(!ok, "{out}");
+        assert!(out.contains("recursion limit exceeded"), "{out}");
+    }
+}
+
+#[test]
+fn templates_cannot_read_files_or_the_environment() {
+    // No loader and no env function: each is an error naming the template.
+    let head = "apiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: stdout}\nspec: {type: log}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: n}\nspec:\n  providerRef: {name: stdout}\n  template: ";
+    for template in [
+        r#""{% include '/etc/passwd' %}""#,
+        r#""{% import '/etc/passwd' as p %}{{ p }}""#,
+        r#""{% from '/etc/passwd' import x %}{{ x }}""#,
+        r#""{% extends '/etc/passwd' %}""#,
+        r#""{{ env.HOME }}""#,
+        r#""{{ env('HOME') }}""#,
+        r#""{{ lookup('env', 'HOME') }}""#,
+        r#""{{ range(10) | map('env') | list }}""#,
+    ] {
+        let (ok, out) = validate(&format!("{head}{template}\n"));
+        assert!(!ok, "{template} validated:\n{out}");
+        assert!(
+            out.contains("Notification/n") && out.contains("spec.template"),
+            "{template}:\n{out}"
+        );
+        assert!(!out.contains("root:"), "{out}");
+    }
+}
