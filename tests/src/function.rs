@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use relay_core::config::RelayConfig;
+use relay_core::engine::Plan;
+use relay_core::provider::Registry;
 use serde_json::Value;
 
 use crate::expect::outgoing;
@@ -23,6 +26,19 @@ const REFUSE_WITHIN: Duration = Duration::from_secs(30);
 /// A request file of the fixtures, by its path below the fixtures folder.
 pub fn fixture(path: &str) -> RequestFile {
     RequestFile::load(&crate::fixtures::dir().join(path))
+}
+
+/// The example config `examples/<name>.yaml` of the repository.
+pub fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}.yaml"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// What `relay validate` says of a config with `registry`'s providers.
+pub fn validate(text: &str, registry: &Registry) -> Result<(), String> {
+    RelayConfig::parse(text)
+        .and_then(|cfg| Plan::compile(&cfg, registry).map(|_| ()))
+        .map_err(|e| e.to_string())
 }
 
 /// Secret files in a temporary folder, kept as long as the function runs.

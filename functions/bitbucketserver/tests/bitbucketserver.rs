@@ -4,11 +4,9 @@
 //! and cancelled runs, escaping of user-controlled names, and a 401
 //! dead-lettered without the secret.
 
-use std::path::Path;
-
 use relay_tests::expect::outgoing;
-use relay_tests::fixtures::{RequestFile, Scenario};
-use relay_tests::process::FunctionProcess;
+use relay_tests::fixtures::Scenario;
+use relay_tests::function::{Function, Secrets, config, example, fixture};
 use relay_tests::receiver::{Receiver, Recorded};
 
 const BIN: &str = env!("CARGO_BIN_EXE_relay-bitbucketserver");
@@ -17,44 +15,15 @@ const FAILURE_SHA: &str = "7a86f7a243c71b9abd87a86557b6fb7ebfeaa155";
 const CANCELLED_SHA: &str = "f21201e4eaa3556c35b7e44863087e5244c6b895";
 const TOKEN: &str = "bbs-http-access-token-test";
 
-struct Server {
-    _secrets: tempfile::TempDir,
-    f: FunctionProcess,
-    base: String,
-}
-
-impl Server {
-    async fn start(bbs: &Receiver, notifications: &str) -> Server {
-        let secrets = tempfile::tempdir().unwrap();
-        let token = secrets.path().join("token");
-        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-        let config = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: bbs}}\nspec:\n  type: bitbucketserver\n  bitbucketserver: {{baseURL: \"{}\", tokenFile: {}}}\n{notifications}",
-            bbs.url("/bitbucket/"),
-            token.display()
-        );
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &config, &[]).await;
-        Server {
-            _secrets: secrets,
-            f,
-            base,
-        }
-    }
-
-    async fn send_scenario(&self, name: &str) {
-        let client = reqwest::Client::new();
-        let sc = Scenario::load(&relay_tests::fixtures::dir().join(name));
-        for req in outgoing(&sc) {
-            let (status, body) = req.send(&client, &format!("{}/", self.base)).await;
-            assert_eq!(status, 200, "{}: {body}", req.file_name());
-        }
-    }
-}
-
-fn notification(name: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: bbs}}\n{spec}\n"
-    )
+async fn start(bbs: &Receiver, notifications: &[(&str, &str)]) -> Function {
+    let secrets = Secrets::new();
+    let token = secrets.line("token", TOKEN);
+    let settings = format!(
+        "{{baseURL: \"{}\", tokenFile: {token}}}",
+        bbs.url("/bitbucket/")
+    );
+    let cfg = config("bbs", "bitbucketserver", &settings, notifications);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 /// The build-status path, answered 204 No Content as Bitbucket does.
@@ -74,8 +43,8 @@ fn field(rs: &[Recorded], name: &str) -> Vec<String> {
 async fn build_statuses_for_a_successful_run() {
     let bbs = Receiver::start().await;
     let path = statuses(&bbs, SUCCESS_SHA);
-    let f = Server::start(&bbs, &notification("status", "  action: status")).await;
-    f.send_scenario("tekton-pipelinerun-success").await;
+    let f = start(&bbs, &[("status", "  action: status")]).await;
+    f.scenario("tekton-pipelinerun-success").await;
     let sent = bbs.requests_on(&path);
     assert_eq!(bbs.requests().len(), sent.len(), "nothing else is called");
     for r in &sent {
@@ -110,9 +79,9 @@ async fn failed_and_cancelled_runs_are_failed() {
     let bbs = Receiver::start().await;
     let failed = statuses(&bbs, FAILURE_SHA);
     let cancelled = statuses(&bbs, CANCELLED_SHA);
-    let f = Server::start(&bbs, &notification("status", "  params: {context: ci}")).await;
-    f.send_scenario("tekton-pipelinerun-failure").await;
-    f.send_scenario("tekton-cancelled").await;
+    let f = start(&bbs, &[("status", "  params: {context: ci}")]).await;
+    f.scenario("tekton-pipelinerun-failure").await;
+    f.scenario("tekton-cancelled").await;
 
     let failed = bbs.requests_on(&failed);
     assert_eq!(
@@ -138,12 +107,9 @@ async fn failed_and_cancelled_runs_are_failed() {
 async fn user_controlled_names_cannot_inject_markup() {
     let bbs = Receiver::start().await;
     let path = statuses(&bbs, "280f005d84949aabf044c0326655b9f00aadacf0");
-    let f = Server::start(&bbs, &notification("status", "  action: status")).await;
-    let file = RequestFile::load(
-        &relay_tests::fixtures::dir().join("bad-input/008-markup-injection.json"),
-    );
-    let (status, body) =
-        relay_tests::process::send(&reqwest::Client::new(), &format!("{}/", f.base), &file).await;
+    let f = start(&bbs, &[("status", "  action: status")]).await;
+    let file = fixture("bad-input/008-markup-injection.json");
+    let (status, body) = f.send_raw(&file).await;
     assert_eq!(status, 200, "{body}");
     let sent = bbs.requests_on(&path);
     assert_eq!(field(&sent, "state"), ["FAILED"]);
@@ -165,11 +131,9 @@ async fn unauthorized_is_dead_lettered_without_the_secret() {
     let bbs = Receiver::start().await;
     let path = format!("/bitbucket/rest/build-status/1.0/commits/{SUCCESS_SHA}");
     bbs.always(&path, Some((401, None)));
-    let f = Server::start(&bbs, &notification("status", "  action: status")).await;
+    let f = start(&bbs, &[("status", "  action: status")]).await;
     let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
-    let (status, body) = outgoing(&sc)[0]
-        .send(&reqwest::Client::new(), &format!("{}/", f.base))
-        .await;
+    let (status, body) = outgoing(&sc)[0].send(&f.client, &f.url()).await;
     assert_eq!(
         (status, body["outcome"].as_str()),
         (200, Some("dead_lettered")),
@@ -181,39 +145,22 @@ async fn unauthorized_is_dead_lettered_without_the_secret() {
         sent[0].headers["authorization"],
         format!("Bearer {TOKEN}").as_str()
     );
-    let dead = std::fs::read_to_string(f.f.dir.path().join("dl.jsonl")).unwrap();
+    let dead = f.dead_letter_text();
     assert!(dead.contains("401"), "{dead}");
-    for (what, text) in [
-        ("dead letter", dead),
-        ("stderr", f.f.stderr()),
-        ("answer", body.to_string()),
-    ] {
-        assert!(
-            !text.contains(TOKEN),
-            "the token leaked into the {what}: {text}"
-        );
-    }
+    f.assert_secrets_absent(&[TOKEN], &body);
 }
 
 /// What `relay validate` says of a config, with this provider registered.
 fn validate(text: &str) -> Result<(), String> {
-    use relay_core::config::RelayConfig;
-    use relay_core::engine::Plan;
-    use relay_core::provider::Registry;
-    let registry = Registry::new()
+    let registry = relay_core::provider::Registry::new()
         .with(relay_bitbucketserver::BitbucketServerFactory)
         .serving_only(relay_bitbucketserver::TYPE);
-    RelayConfig::parse(text)
-        .and_then(|cfg| Plan::compile(&cfg, &registry).map(|_| ()))
-        .map_err(|e| e.to_string())
+    relay_tests::function::validate(text, &registry)
 }
 
 #[test]
 fn the_example_validates_and_a_missing_base_url_does_not() {
-    let example = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bitbucketserver.yaml"),
-    )
-    .unwrap();
+    let example = example("bitbucketserver");
     validate(&example).unwrap();
     let err =
         validate(&example.replace("    baseURL: https://bitbucket.example.com\n", "")).unwrap_err();

@@ -4,10 +4,10 @@
 //! user-controlled names, a 429 retried, a 403 dead-lettered without the
 //! token, and config errors reported with their paths.
 
-use std::path::Path;
-
 use relay_tests::fixtures::{RequestFile, Scenario};
-use relay_tests::function::{Function, Secrets, config, document, fixture, provider, refused};
+use relay_tests::function::{
+    Function, Secrets, config, document, example, fixture, provider, refused, validate,
+};
 use relay_tests::receiver::Receiver;
 use serde_json::{Value, json};
 
@@ -229,21 +229,11 @@ fn config_errors_are_reported_with_their_paths() {
 
 #[test]
 fn the_example_validates_and_a_panel_needs_its_dashboard() {
-    use relay_core::config::RelayConfig;
-    use relay_core::engine::Plan;
-    use relay_core::provider::Registry;
-    let example = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/grafana.yaml"),
-    )
-    .unwrap();
-    let registry = Registry::new()
+    let example = example("grafana");
+    let registry = relay_core::provider::Registry::new()
         .with(relay_grafana::GrafanaFactory)
         .serving_only(relay_grafana::TYPE);
-    let check = |text: &str| {
-        RelayConfig::parse(text)
-            .and_then(|cfg| Plan::compile(&cfg, &registry).map(|_| ()))
-            .map_err(|e| e.to_string())
-    };
+    let check = |text: &str| validate(text, &registry);
     check(&example).unwrap();
     let broken = example.replace("dashboardUID: ci-overview, ", "");
     assert_ne!(broken, example);

@@ -5,11 +5,10 @@
 //! filtered, a 401 dead-lettered without the token, and config errors
 //! reported with their paths by the binary itself.
 
-use std::path::Path;
-
 use relay_tests::fixtures::{RequestFile, Scenario};
 use relay_tests::function::{
-    Function, Secrets, config, document, fixture, notification, provider, refused,
+    Function, Secrets, config, document, example, fixture, notification, provider, refused,
+    validate,
 };
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
@@ -603,21 +602,11 @@ fn config_errors_are_reported_with_their_paths() {
 
 #[test]
 fn notification_errors_are_reported_with_their_paths() {
-    use relay_core::config::RelayConfig;
-    use relay_core::engine::Plan;
-    use relay_core::provider::Registry;
-    let example = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/jira.yaml"),
-    )
-    .unwrap();
-    let registry = Registry::new()
+    let example = example("jira");
+    let registry = relay_core::provider::Registry::new()
         .with(relay_jira::JiraFactory)
         .serving_only(relay_jira::TYPE);
-    let check = |text: &str| {
-        RelayConfig::parse(text)
-            .and_then(|cfg| Plan::compile(&cfg, &registry).map(|_| ()))
-            .map_err(|e| e.to_string())
-    };
+    let check = |text: &str| validate(text, &registry);
     check(&example).unwrap();
     let broken = example.replace("succeeded: Done", "success: Done");
     assert_ne!(broken, example);
