@@ -317,7 +317,8 @@ impl Engine {
         let transport = Transport::new(
             Duration::from_secs_f64(plan.settings.delivery.request_timeout_seconds),
             metrics.clone(),
-        );
+        )
+        .with_outbound_limits(&plan.settings.limits.outbound);
         let accumulator = plan
             .notifications
             .iter()

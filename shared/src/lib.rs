@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod oauth2;
 pub mod provider;
+pub mod ratelimit;
 pub mod replay;
 pub mod runtime;
 pub mod sample;

@@ -12,6 +12,8 @@ pub struct Metrics {
     pub delivery_duration: HistogramVec,
     pub provider_requests: IntCounterVec,
     pub provider_rate_limited: IntCounterVec,
+    pub rate_limited: IntCounterVec,
+    pub rate_limit_waits: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub dead_letters_dropped: IntCounter,
     pub dead_letter_errors: IntCounter,
@@ -96,6 +98,18 @@ impl Metrics {
                 "relay_provider_rate_limited_total",
                 "Provider answers that were rate limits (429, or 403 classified retryable), by provider.",
                 &["provider"],
+            ),
+            rate_limited: counter(
+                &registry,
+                "relay_rate_limited_total",
+                "Requests refused by the relay's own rate limits: inbound (answered 429; key `source`) or outbound (the wait for a token would pass the delivery deadline; key the configured host or `default`).",
+                &["direction", "key"],
+            ),
+            rate_limit_waits: counter(
+                &registry,
+                "relay_rate_limit_waits_total",
+                "Provider requests that waited for an outbound rate-limit token, by configured host or `default`.",
+                &["key"],
             ),
             dead_letters: counter(
                 &registry,

@@ -60,7 +60,9 @@ pub async fn serve_router(
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    // The peer address is the inbound rate limit's source (ConnectInfo).
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new connections; draining in-flight events");
         let _ = tx.send(());

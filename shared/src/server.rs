@@ -26,15 +26,26 @@ pub struct App {
 pub type SharedApp = Arc<App>;
 
 pub fn router(app: SharedApp) -> Router {
-    Router::new()
+    let limited = Router::new()
         .route("/", post(receive))
+        .route("/api/v1/dlq", get(dlq_list))
+        .route("/api/v1/dlq/replay", post(dlq_replay))
+        .route("/api/v1/dlq/{id}", delete(dlq_delete));
+    // Probes and scrapes stay outside the limit: they come from a few
+    // trusted addresses and must not be starved by a noisy sender.
+    crate::ratelimit::limit_routes(limited, inbound_limiter(&app))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .route("/api/v1/dlq", get(dlq_list))
-        .route("/api/v1/dlq/replay", post(dlq_replay))
-        .route("/api/v1/dlq/{id}", delete(dlq_delete))
         .with_state(app)
+}
+
+/// The inbound limit of `spec.limits.inboundPerSource`, read once: its
+/// buckets live as long as the router.
+fn inbound_limiter(app: &App) -> Option<Arc<crate::ratelimit::InboundLimiter>> {
+    let engine = &app.engine;
+    let spec = engine.plan.settings.limits.inbound_per_source.as_ref()?;
+    Some(crate::ratelimit::InboundLimiter::new(spec, &engine.metrics))
 }
 
 pub fn error(e: &IngressError) -> Response {

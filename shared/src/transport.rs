@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
-use crate::config::DeliverySettings;
+use crate::config::{DeliverySettings, OutboundLimits};
 use crate::metrics::Metrics;
 use crate::provider::{Outbound, Provider, Verdict};
+use crate::ratelimit::OutboundLimiter;
 
 /// Most of an error body worth keeping for a message.
 const BODY_SNIPPET: usize = 4096;
@@ -19,6 +20,8 @@ const BODY_SNIPPET: usize = 4096;
 pub struct Transport {
     client: reqwest::Client,
     metrics: Arc<Metrics>,
+    /// Per-host token buckets, shared by every Notification using this transport.
+    outbound: Option<OutboundLimiter>,
 }
 
 /// A successful answer.
@@ -47,7 +50,26 @@ impl Transport {
             .user_agent(concat!("tekton-relay/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the TLS backend initialises");
-        Transport { client, metrics }
+        Transport {
+            client,
+            metrics,
+            outbound: None,
+        }
+    }
+
+    /// Limits requests per provider host (`spec.limits.outbound`).
+    pub fn with_outbound_limits(mut self, limits: &OutboundLimits) -> Transport {
+        self.outbound = OutboundLimiter::new(limits, self.metrics.clone());
+        self
+    }
+
+    /// Waits for `ob`'s host to allow one more request, at most until
+    /// `deadline` (a retryable failure if it would take longer).
+    pub async fn admit(&self, ob: &Outbound, deadline: Instant) -> Result<(), Verdict> {
+        match (&self.outbound, ob) {
+            (Some(limiter), Outbound::Http(req)) => limiter.acquire(&req.url, deadline).await,
+            _ => Ok(()),
+        }
     }
 
     /// One attempt: the answer if the provider classifies it a success.
@@ -153,6 +175,22 @@ impl Http<'_> {
     pub async fn send(&self, ob: &Outbound) -> Result<Response, Verdict> {
         let mut tries = 0;
         loop {
+            // Every request, retries too, spends a token of its host; a wait
+            // past the deadline is not an attempt and is not retried here.
+            if let Err(v) = self.transport.admit(ob, self.deadline).await {
+                return Err(match v {
+                    Verdict::Retryable {
+                        status,
+                        retry_after,
+                        message,
+                    } => Verdict::Retryable {
+                        status,
+                        retry_after,
+                        message: format!("{}: {message}", describe(ob)),
+                    },
+                    other => other,
+                });
+            }
             tries += 1;
             self.attempts.fetch_add(1, Ordering::Relaxed);
             let failure = match self

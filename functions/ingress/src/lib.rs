@@ -12,8 +12,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use relay_core::auth::InboundAuth;
+use relay_core::config::InboundLimit;
 use relay_core::ingress::{self, Accepted, IngressError, Original};
 use relay_core::metrics::Metrics;
+use relay_core::ratelimit::InboundLimiter;
 use relay_core::server::{auth_check, error};
 use serde_json::json;
 
@@ -35,6 +37,8 @@ pub struct Ingress {
     pub auth: Option<InboundAuth>,
     pub max_body_bytes: usize,
     pub metrics: Metrics,
+    /// `spec.limits.inboundPerSource`, off when `None`.
+    pub inbound_limit: Option<InboundLimit>,
 }
 
 /// EventBridge's limit on one entry.
@@ -75,13 +79,18 @@ impl Ingress {
             auth,
             max_body_bytes,
             metrics: Metrics::new(),
+            inbound_limit: None,
         })
     }
 }
 
 pub fn router(ingress: Arc<Ingress>) -> Router {
-    Router::new()
-        .route("/", post(receive))
+    // The same per-source limit as `relay serve`, on events only.
+    let limiter = ingress
+        .inbound_limit
+        .as_ref()
+        .map(|spec| InboundLimiter::new(spec, &ingress.metrics));
+    relay_core::ratelimit::limit_routes(Router::new().route("/", post(receive)), limiter)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route(

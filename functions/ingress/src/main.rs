@@ -24,11 +24,12 @@ async fn run() -> Result<(), String> {
     if let Some(Err((path, msg))) = cfg.settings.inbound_auth.as_ref().map(|a| a.check_config()) {
         return Err(format!("invalid config: spec.inboundAuth{path}: {msg}"));
     }
-    let ingress = relay_ingress::Ingress::from_env(
+    let mut ingress = relay_ingress::Ingress::from_env(
         cfg.settings.inbound_auth.clone(),
         cfg.settings.limits.max_body_bytes,
     )
     .await?;
+    ingress.inbound_limit = cfg.settings.limits.inbound_per_source;
     let router = relay_ingress::router(Arc::new(ingress));
     if relay_core::lambda::on_lambda() {
         return lambda_http::run(router).await.map_err(|e| e.to_string());

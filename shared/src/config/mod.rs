@@ -157,12 +157,129 @@ impl Default for RelaySettings {
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// Requests per source address on the event and dead-letter routes
+    /// (README "Rate limits"); off when absent.
+    pub inbound_per_source: Option<InboundLimit>,
+    /// Requests per provider host; off unless configured.
+    pub outbound: OutboundLimits,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 1024 * 1024,
+            inbound_per_source: None,
+            outbound: OutboundLimits::default(),
+        }
+    }
+}
+
+/// A token bucket's settings: `{ratePerSecond, burst}`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "RateSpec")]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RateSpec {
+    rate_per_second: f64,
+    /// Default: one second's worth, at least 1.
+    #[serde(default)]
+    burst: Option<u32>,
+}
+
+impl TryFrom<RateSpec> for Rate {
+    type Error = String;
+    fn try_from(s: RateSpec) -> Result<Rate, String> {
+        let r = s.rate_per_second;
+        if !(r.is_finite() && r > 0.0 && r <= 1e6) {
+            return Err(format!(
+                "ratePerSecond must be a number above 0 and at most 1000000, got {r}"
+            ));
+        }
+        let burst = s.burst.unwrap_or(r.ceil() as u32).max(1);
+        if s.burst == Some(0) || burst > 1_000_000 {
+            return Err(format!(
+                "burst must be between 1 and 1000000, got {}",
+                s.burst.unwrap_or(burst)
+            ));
+        }
+        Ok(Rate {
+            per_second: r,
+            burst,
+        })
+    }
+}
+
+/// `spec.limits.inboundPerSource`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "InboundLimitSpec")]
+pub struct InboundLimit {
+    pub rate: Rate,
+    /// Key on the first `X-Forwarded-For` hop rather than the peer: only
+    /// behind a proxy that sets the header (else senders choose their key).
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct InboundLimitSpec {
+    rate_per_second: f64,
+    #[serde(default)]
+    burst: Option<u32>,
+    #[serde(default)]
+    trust_forwarded_for: bool,
+}
+
+impl TryFrom<InboundLimitSpec> for InboundLimit {
+    type Error = String;
+    fn try_from(s: InboundLimitSpec) -> Result<InboundLimit, String> {
+        Ok(InboundLimit {
+            rate: Rate::try_from(RateSpec {
+                rate_per_second: s.rate_per_second,
+                burst: s.burst,
+            })?,
+            trust_forwarded_for: s.trust_forwarded_for,
+        })
+    }
+}
+
+/// `spec.limits.outbound`: `default` for every provider host (each its own
+/// bucket), `hosts` for named ones.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundLimits {
+    pub default: Option<Rate>,
+    pub hosts: BTreeMap<HostName, Rate>,
+}
+
+/// A host name as in a URL (`api.github.com`, `10.0.0.7`), lowercased.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HostName(String);
+
+impl HostName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for HostName {
+    type Error = String;
+    fn try_from(s: String) -> Result<HostName, String> {
+        // What the URL parser makes of it must be itself: a host, no more.
+        let lower = s.to_ascii_lowercase();
+        let parsed = url::Url::parse(&format!("http://{lower}/")).ok();
+        if !lower.is_empty() && parsed.as_ref().and_then(url::Url::host_str) == Some(lower.as_str())
+        {
+            Ok(HostName(lower))
+        } else {
+            Err(format!(
+                "{s:?} is not a host name: write the host alone (api.github.com), without scheme, port or path"
+            ))
         }
     }
 }
@@ -495,6 +612,77 @@ spec: {providerRef: {name: nope}}
             "Notification/n2: spec.providerRef.name: no Provider named \"nope\""
         );
         assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn rate_limits_parse_and_bad_ones_are_located() {
+        let doc = |limits: &str| {
+            format!(
+                "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: r}}\nspec:\n  limits: {limits}\n"
+            )
+        };
+        let cfg = RelayConfig::parse(&doc(
+            r#"{inboundPerSource: {ratePerSecond: 5, burst: 20, trustForwardedFor: true}, outbound: {default: {ratePerSecond: 2.5}, hosts: {"API.GitHub.com": {ratePerSecond: 1, burst: 10}}}}"#,
+        ))
+        .unwrap();
+        let l = &cfg.settings.limits;
+        let inbound = l.inbound_per_source.unwrap();
+        assert_eq!((inbound.rate.per_second, inbound.rate.burst), (5.0, 20));
+        assert!(inbound.trust_forwarded_for);
+        assert_eq!(
+            l.outbound.default.map(|r| r.burst),
+            Some(3),
+            "burst defaults to a second's worth"
+        );
+        let (host, rate) = l.outbound.hosts.iter().next().unwrap();
+        assert_eq!((host.as_str(), rate.burst), ("api.github.com", 10));
+        assert!(
+            RelayConfig::embedded_default()
+                .settings
+                .limits
+                .inbound_per_source
+                .is_none()
+        );
+
+        for (limits, path, msg) in [
+            (
+                "{inboundPerSource: {ratePerSecond: 0}}",
+                "spec.limits.inboundPerSource",
+                "ratePerSecond must be a number above 0",
+            ),
+            (
+                "{inboundPerSource: {ratePerSecond: 1, burst: 0}}",
+                "spec.limits.inboundPerSource",
+                "burst must be between 1",
+            ),
+            (
+                "{inboundPerSource: {ratePerSecond: 1, brust: 2}}",
+                "spec.limits.inboundPerSource",
+                "unknown field `brust`",
+            ),
+            (
+                "{outbound: {default: {ratePerSecond: -1}}}",
+                "spec.limits.outbound.default",
+                "ratePerSecond must be",
+            ),
+            (
+                r#"{outbound: {hosts: {"https://api.github.com": {ratePerSecond: 1}}}}"#,
+                "spec.limits.outbound.hosts",
+                "is not a host name",
+            ),
+            (
+                r#"{outbound: {hosts: {"api.github.com:443": {ratePerSecond: 1}}}}"#,
+                "spec.limits.outbound.hosts",
+                "is not a host name",
+            ),
+        ] {
+            let errs = RelayConfig::parse(&doc(limits)).unwrap_err();
+            let e = &errs.0[0];
+            assert!(
+                e.path.starts_with(path) && e.message.contains(msg),
+                "{limits}: {e}"
+            );
+        }
     }
 
     #[test]
