@@ -3,8 +3,9 @@
 //! the next success there resolves what a failure opened, whichever run it
 //! was.
 
-use crate::escape;
-use crate::model::{EventFormat, RunEvent};
+use crate::chat::{ChatView, StateStyle};
+use crate::escape::{self, inert};
+use crate::model::{EventFormat, RunEvent, RunState};
 
 /// How a service wants the key spelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,120 @@ fn subject(ev: &RunEvent, task_separator: char) -> String {
             }
         }
     }
+}
+
+/// What an event does to its incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Open,
+    Close,
+}
+
+/// A service's words for opening and closing an incident (`trigger` and
+/// `resolve`, `create` and `close`), for settings errors and declines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verbs {
+    pub open: &'static str,
+    pub close: &'static str,
+}
+
+/// Which events open an incident and which close it: the states that open
+/// one (default failed and timed out), a success closing it, and only the
+/// event kinds acted on (default PipelineRun: a task's failure is its
+/// pipeline's, paged once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lifecycle {
+    open_on: Vec<RunState>,
+    kinds: Vec<String>,
+    verbs: Verbs,
+}
+
+impl Lifecycle {
+    /// From the settings `open_setting` (`triggerOn`, `createOn`: its name
+    /// for errors) and `kinds`; each error is pushed onto `errs` with its
+    /// path.
+    pub fn new(
+        open_setting: &str,
+        open_on: Option<Vec<RunState>>,
+        kinds: Option<Vec<String>>,
+        verbs: Verbs,
+        errs: &mut Vec<(String, String)>,
+    ) -> Lifecycle {
+        let open_on = open_on.unwrap_or_else(|| vec![RunState::Failed, RunState::TimedOut]);
+        if open_on.is_empty() {
+            errs.push((open_setting.into(), "name at least one state".into()));
+        }
+        if let Some(i) = open_on.iter().position(|s| *s == RunState::Succeeded) {
+            errs.push((
+                format!("{open_setting}[{i}]"),
+                format!(
+                    "succeeded {}s the alert; it cannot {} one",
+                    verbs.close, verbs.open
+                ),
+            ));
+        }
+        let kinds = kinds.unwrap_or_else(|| vec!["PipelineRun".into()]);
+        if kinds.is_empty() {
+            errs.push(("kinds".into(), "name at least one kind".into()));
+        }
+        errs.extend(crate::config::check::blank_items("kinds", &kinds));
+        Lifecycle {
+            open_on,
+            kinds,
+            verbs,
+        }
+    }
+
+    /// What a run in `state` does, if anything.
+    pub fn step(&self, state: RunState) -> Option<Step> {
+        if self.open_on.contains(&state) {
+            Some(Step::Open)
+        } else if state == RunState::Succeeded {
+            Some(Step::Close)
+        } else {
+            None
+        }
+    }
+
+    /// Why provider type `provider` does not act on `ev`, if it does not:
+    /// another kind, or a state that neither opens nor closes (nothing is
+    /// claimed either, so a cancelled run leaves the incident as it was).
+    pub fn declines(&self, provider: &str, ev: &RunEvent) -> Option<String> {
+        if !self.kinds.contains(&ev.kind) {
+            return Some(format!(
+                "{provider} acts on {} events (settings kinds), not {}",
+                self.kinds.join(", "),
+                ev.kind
+            ));
+        }
+        if self.step(ev.state).is_none() {
+            return Some(format!(
+                "a {} run neither {}s nor {}s an alert",
+                StateStyle::of(ev.state).word,
+                self.verbs.open,
+                self.verbs.close
+            ));
+        }
+        None
+    }
+}
+
+/// `PipelineRun build-and-test-x7k2p failed (acme/widgets@main)`, each
+/// part from the event made inert: an incident's one-line title.
+pub fn headline(view: &ChatView) -> String {
+    let fact = |label| {
+        view.facts
+            .iter()
+            .find(|f| f.label == label)
+            .map(|f| inert(&f.value))
+    };
+    let mut s = inert(&view.title);
+    match (fact("Repository"), fact("Branch")) {
+        (Some(r), Some(b)) => s.push_str(&format!(" ({r}@{b})")),
+        (Some(r), None) => s.push_str(&format!(" ({r})")),
+        _ => {}
+    }
+    s
 }
 
 #[cfg(test)]
@@ -152,5 +267,93 @@ mod tests {
             ev.scm.branch = Some(format!("{}c", "b\n".repeat(399)));
             assert_ne!(k, key(&ev, &f));
         }
+    }
+
+    const VERBS: Verbs = Verbs {
+        open: "trigger",
+        close: "resolve",
+    };
+
+    #[test]
+    fn a_lifecycle_opens_on_its_states_and_closes_on_success() {
+        let mut errs = Vec::new();
+        let l = Lifecycle::new("triggerOn", None, None, VERBS, &mut errs);
+        assert!(errs.is_empty(), "{errs:?}");
+        for (state, step) in [
+            (RunState::Failed, Some(Step::Open)),
+            (RunState::TimedOut, Some(Step::Open)),
+            (RunState::Succeeded, Some(Step::Close)),
+            (RunState::Cancelled, None),
+            (RunState::Running, None),
+        ] {
+            assert_eq!(l.step(state), step, "{state}");
+        }
+        let mut ev = crate::sample::run_event();
+        assert_eq!(l.declines("pagerduty", &ev), None);
+        ev.state = RunState::Cancelled;
+        assert_eq!(
+            l.declines("pagerduty", &ev).unwrap(),
+            "a cancelled run neither triggers nor resolves an alert"
+        );
+        ev.state = RunState::Failed;
+        ev.kind = "TaskRun".into();
+        assert_eq!(
+            l.declines("pagerduty", &ev).unwrap(),
+            "pagerduty acts on PipelineRun events (settings kinds), not TaskRun"
+        );
+        let l = Lifecycle::new(
+            "triggerOn",
+            Some(vec![RunState::Cancelled]),
+            Some(vec!["TaskRun".into()]),
+            VERBS,
+            &mut errs,
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(l.step(RunState::Failed), None);
+        assert_eq!(l.step(RunState::Cancelled), Some(Step::Open));
+    }
+
+    #[test]
+    fn lifecycle_settings_errors_name_their_path() {
+        let mut errs = Vec::new();
+        Lifecycle::new(
+            "createOn",
+            Some(vec![RunState::Failed, RunState::Succeeded]),
+            Some(vec!["PipelineRun".into(), " ".into()]),
+            Verbs {
+                open: "create",
+                close: "close",
+            },
+            &mut errs,
+        );
+        assert_eq!(
+            errs,
+            [
+                (
+                    "createOn[1]".to_string(),
+                    "succeeded closes the alert; it cannot create one".to_string()
+                ),
+                ("kinds[1]".to_string(), "must not be empty".to_string()),
+            ]
+        );
+        errs.clear();
+        Lifecycle::new("triggerOn", Some(vec![]), Some(vec![]), VERBS, &mut errs);
+        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["triggerOn", "kinds"]);
+    }
+
+    #[test]
+    fn a_headline_names_the_run_repository_and_branch() {
+        let mut ev = crate::sample::run_event();
+        ev.scm.branch = Some("@here".into());
+        assert_eq!(
+            headline(&ChatView::of(&ev)),
+            "PipelineRun build-and-test-abcde failed (acme/widgets@@\u{2060}here)"
+        );
+        ev.scm = Default::default();
+        assert_eq!(
+            headline(&ChatView::of(&ev)),
+            "PipelineRun build-and-test-abcde failed"
+        );
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use relay_core::chat::ChatView;
 use relay_core::escape::{self, inert};
+use relay_core::incident;
 use relay_core::model::RunEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -41,7 +42,10 @@ pub struct Create<'a> {
 pub fn create(ev: &RunEvent, c: Create<'_>) -> Value {
     let view = ChatView::of(ev);
     // A template is the user's own text, sent as written.
-    let message = escape::one_line(&c.template.unwrap_or_else(|| message(&view)), MESSAGE_MAX);
+    let message = escape::one_line(
+        &c.template.unwrap_or_else(|| incident::headline(&view)),
+        MESSAGE_MAX,
+    );
     let mut details = Map::new();
     details.insert(
         "Run".into(),
@@ -86,23 +90,6 @@ pub fn close(ev: &RunEvent, source: &str) -> Value {
         "source": escape::one_line(source, SOURCE_MAX),
         "note": escape::one_line(&note, NOTE_MAX),
     })
-}
-
-/// `PipelineRun build-and-test-x7k2p failed (acme/widgets@main)`.
-fn message(view: &ChatView) -> String {
-    let fact = |label| {
-        view.facts
-            .iter()
-            .find(|f| f.label == label)
-            .map(|f| inert(&f.value))
-    };
-    let mut s = inert(&view.title);
-    match (fact("Repository"), fact("Branch")) {
-        (Some(r), Some(b)) => s.push_str(&format!(" ({r}@{b})")),
-        (Some(r), None) => s.push_str(&format!(" ({r})")),
-        _ => {}
-    }
-    s
 }
 
 /// The condition message, the facts and the run's link, as plain lines.

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use http::HeaderValue;
 use relay_core::RunState;
-use relay_core::chat::{StateStyle, template_text};
-use relay_core::config::ProviderDoc;
+use relay_core::chat::template_text;
+use relay_core::config::{ProviderDoc, check};
 use relay_core::escape;
-use relay_core::incident::{self, KeyFormat};
+use relay_core::incident::{self, KeyFormat, Lifecycle, Step, Verbs};
 use relay_core::model::RunEvent;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
@@ -35,6 +35,10 @@ pub const ALIAS_FORMAT: KeyFormat = KeyFormat {
     separator: ':',
     task_separator: '+',
     max: 512,
+};
+const VERBS: Verbs = Verbs {
+    open: "create",
+    close: "close",
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,18 +76,12 @@ pub struct OpsgenieParams {
     pub priority: Option<Priority>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Create,
-    Close,
-}
-
 pub struct Opsgenie {
     base: url::Url,
     api_key: SecretFile,
     priority: Priority,
-    create_on: Vec<RunState>,
-    kinds: Vec<String>,
+    /// `createOn` and `kinds`: what creates, what closes.
+    lifecycle: Lifecycle,
     tags: Vec<String>,
     source: String,
 }
@@ -106,34 +104,9 @@ impl Opsgenie {
         let mut base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE_URL).expect("a valid URL"));
-        if !matches!(base.scheme(), "http" | "https") {
-            errs.push((
-                "baseURL".into(),
-                format!("scheme {:?} is not http or https", base.scheme()),
-            ));
-        }
+        errs.extend(check::http_url("baseURL", &base));
         base.set_query(None);
-        let create_on = s
-            .create_on
-            .unwrap_or_else(|| vec![RunState::Failed, RunState::TimedOut]);
-        if create_on.is_empty() {
-            errs.push(("createOn".into(), "name at least one state".into()));
-        }
-        if let Some(i) = create_on.iter().position(|s| *s == RunState::Succeeded) {
-            errs.push((
-                format!("createOn[{i}]"),
-                "succeeded closes the alert; it cannot create one".into(),
-            ));
-        }
-        let kinds = s.kinds.unwrap_or_else(|| vec!["PipelineRun".into()]);
-        if kinds.is_empty() {
-            errs.push(("kinds".into(), "name at least one kind".into()));
-        }
-        for (i, k) in kinds.iter().enumerate() {
-            if k.trim().is_empty() {
-                errs.push((format!("kinds[{i}]"), "must not be empty".into()));
-            }
-        }
+        let lifecycle = Lifecycle::new("createOn", s.create_on, s.kinds, VERBS, &mut errs);
         for (i, t) in s.tags.iter().enumerate() {
             if t.trim().is_empty() || t.chars().count() > alert::TAG_MAX {
                 errs.push((
@@ -152,21 +125,10 @@ impl Opsgenie {
             base,
             api_key: s.api_key_file,
             priority: s.priority.unwrap_or(Priority::P3),
-            create_on,
-            kinds,
+            lifecycle,
             tags: s.tags,
             source: s.source.unwrap_or_else(|| DEFAULT_SOURCE.into()),
         })
-    }
-
-    fn action(&self, state: RunState) -> Option<Action> {
-        if self.create_on.contains(&state) {
-            Some(Action::Create)
-        } else if state == RunState::Succeeded {
-            Some(Action::Close)
-        } else {
-            None
-        }
     }
 
     /// `<base>/v2/alerts[/<alias>/close]`, the alias one encoded segment.
@@ -208,31 +170,18 @@ impl Provider for Opsgenie {
     /// Only create and close states are sent; nothing else is claimed
     /// either, so a cancelled run leaves the alert as it was.
     fn declines(&self, ev: &RunEvent) -> Option<String> {
-        if !self.kinds.contains(&ev.kind) {
-            return Some(format!(
-                "opsgenie acts on {} events (settings kinds), not {}",
-                self.kinds.join(", "),
-                ev.kind
-            ));
-        }
-        if self.action(ev.state).is_none() {
-            return Some(format!(
-                "a {} run neither creates nor closes an alert",
-                StateStyle::of(ev.state).word
-            ));
-        }
-        None
+        self.lifecycle.declines(TYPE, ev)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let ev = input.event;
-        let Some(action) = self.action(ev.state) else {
+        let Some(step) = self.lifecycle.step(ev.state) else {
             return Ok(String::new());
         };
         let params: OpsgenieParams = delivery_params(input)?;
         let alias = incident::key(ev, &ALIAS_FORMAT);
-        let (url, body) = match action {
-            Action::Create => (
+        let (url, body) = match step {
+            Step::Open => (
                 self.url(None)?,
                 alert::create(
                     ev,
@@ -245,7 +194,7 @@ impl Provider for Opsgenie {
                     },
                 ),
             ),
-            Action::Close => (self.url(Some(&alias))?, alert::close(ev, &self.source)),
+            Step::Close => (self.url(Some(&alias))?, alert::close(ev, &self.source)),
         };
         let mut req = OutboundRequest::post_json(url, body.to_string());
         req.headers.insert(
@@ -265,9 +214,9 @@ impl Provider for Opsgenie {
         http.send(&Outbound::Http(req)).await?;
         // Opsgenie answers 202 and processes the request later: a close of
         // an alias with no open alert is accepted and does nothing.
-        Ok(match action {
-            Action::Create => format!("created alert {alias}"),
-            Action::Close => format!("closed alert {alias}"),
+        Ok(match step {
+            Step::Open => format!("created alert {alias}"),
+            Step::Close => format!("closed alert {alias}"),
         })
     }
 }

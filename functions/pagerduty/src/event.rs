@@ -3,6 +3,7 @@
 
 use relay_core::chat::ChatView;
 use relay_core::escape::{self, inert};
+use relay_core::incident;
 use relay_core::model::RunEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -95,18 +96,7 @@ pub fn resolve(key: &str) -> Value {
 /// `PipelineRun build-and-test-x7k2p failed (acme/widgets@main): <message>`,
 /// each part from the event made inert.
 fn summary(view: &ChatView) -> String {
-    let fact = |label| {
-        view.facts
-            .iter()
-            .find(|f| f.label == label)
-            .map(|f| inert(&f.value))
-    };
-    let mut s = inert(&view.title);
-    match (fact("Repository"), fact("Branch")) {
-        (Some(r), Some(b)) => s.push_str(&format!(" ({r}@{b})")),
-        (Some(r), None) => s.push_str(&format!(" ({r})")),
-        _ => {}
-    }
+    let mut s = incident::headline(view);
     if let Some(m) = &view.message {
         s.push_str(": ");
         s.push_str(&inert(m));

@@ -9,15 +9,16 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use http::{HeaderMap, StatusCode};
 use relay_core::RunState;
-use relay_core::chat::{StateStyle, template_text};
-use relay_core::config::ProviderDoc;
-use relay_core::incident::{self, KeyFormat};
+use relay_core::chat::template_text;
+use relay_core::config::{ProviderDoc, check};
+use relay_core::incident::{self, KeyFormat, Lifecycle, Step, Verbs};
 use relay_core::model::RunEvent;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
     check_action_and_params, default_classify, delivery_params, parse_settings,
 };
 use relay_core::secret::{Secret, SecretFile};
+use relay_core::secret_url::mask;
 use relay_core::transport::Http;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -32,6 +33,10 @@ pub const KEY_FORMAT: KeyFormat = KeyFormat {
     separator: '/',
     task_separator: ':',
     max: 255,
+};
+const VERBS: Verbs = Verbs {
+    open: "trigger",
+    close: "resolve",
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,18 +73,12 @@ pub struct PagerdutyParams {
     pub severity: Option<Severity>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Trigger,
-    Resolve,
-}
-
 pub struct Pagerduty {
     enqueue: url::Url,
     routing_key: SecretFile,
     severity: Severity,
-    trigger_on: Vec<RunState>,
-    kinds: Vec<String>,
+    /// `triggerOn` and `kinds`: what triggers, what resolves.
+    lifecycle: Lifecycle,
     source: Option<String>,
     /// The routing key last sent, to mask in answers that echo the body:
     /// `classify` sees the answer before anything logs it (retries are).
@@ -104,36 +103,11 @@ impl Pagerduty {
         let base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE_URL).expect("a valid URL"));
-        if !matches!(base.scheme(), "http" | "https") {
-            errs.push((
-                "baseURL".into(),
-                format!("scheme {:?} is not http or https", base.scheme()),
-            ));
-        }
+        errs.extend(check::http_url("baseURL", &base));
         let mut enqueue = base.clone();
         enqueue.set_path(&format!("{}/v2/enqueue", base.path().trim_end_matches('/')));
         enqueue.set_query(None);
-        let trigger_on = s
-            .trigger_on
-            .unwrap_or_else(|| vec![RunState::Failed, RunState::TimedOut]);
-        if trigger_on.is_empty() {
-            errs.push(("triggerOn".into(), "name at least one state".into()));
-        }
-        if let Some(i) = trigger_on.iter().position(|s| *s == RunState::Succeeded) {
-            errs.push((
-                format!("triggerOn[{i}]"),
-                "succeeded resolves the alert; it cannot trigger one".into(),
-            ));
-        }
-        let kinds = s.kinds.unwrap_or_else(|| vec!["PipelineRun".into()]);
-        if kinds.is_empty() {
-            errs.push(("kinds".into(), "name at least one kind".into()));
-        }
-        for (i, k) in kinds.iter().enumerate() {
-            if k.trim().is_empty() {
-                errs.push((format!("kinds[{i}]"), "must not be empty".into()));
-            }
-        }
+        let lifecycle = Lifecycle::new("triggerOn", s.trigger_on, s.kinds, VERBS, &mut errs);
         if s.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
             errs.push(("source".into(), "must not be empty".into()));
         }
@@ -144,37 +118,11 @@ impl Pagerduty {
             enqueue,
             routing_key: s.routing_key_file,
             severity: s.severity.unwrap_or(Severity::Error),
-            trigger_on,
-            kinds,
+            lifecycle,
             source: s.source,
             sent_key: Mutex::new(None),
         })
     }
-
-    fn action(&self, state: RunState) -> Option<Action> {
-        if self.trigger_on.contains(&state) {
-            Some(Action::Trigger)
-        } else if state == RunState::Succeeded {
-            Some(Action::Resolve)
-        } else {
-            None
-        }
-    }
-}
-
-/// `text` with every occurrence of `secret` masked, and its end too when
-/// it is the start of `secret`: an error answer may echo the body, which
-/// holds the routing key, and answers are cut before they are classified.
-fn mask(text: &str, secret: &str) -> String {
-    let mut out = text.replace(secret, "<redacted>");
-    let cut = (4..secret.len())
-        .rev()
-        .find(|&n| secret.is_char_boundary(n) && out.ends_with(&secret[..n]));
-    if let Some(n) = cut {
-        out.truncate(out.len() - n);
-        out.push_str("<redacted>");
-    }
-    out
 }
 
 #[async_trait]
@@ -200,47 +148,34 @@ impl Provider for Pagerduty {
     /// Only trigger and resolve states are sent; nothing else is claimed
     /// either, so a cancelled run leaves the alert as it was.
     fn declines(&self, ev: &RunEvent) -> Option<String> {
-        if !self.kinds.contains(&ev.kind) {
-            return Some(format!(
-                "pagerduty acts on {} events (settings kinds), not {}",
-                self.kinds.join(", "),
-                ev.kind
-            ));
-        }
-        if self.action(ev.state).is_none() {
-            return Some(format!(
-                "a {} run neither triggers nor resolves an alert",
-                StateStyle::of(ev.state).word
-            ));
-        }
-        None
+        self.lifecycle.declines(TYPE, ev)
     }
 
     /// As the default (202 accepted; 400 invalid event, permanent; 429 and
     /// 5xx retried), with the routing key masked in the answer's text.
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
         match &*self.sent_key.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(key) => default_classify(status, headers, &mask(body, key.expose())),
+            Some(key) => default_classify(status, headers, &mask(body, &[key.expose()])),
             None => default_classify(status, headers, body),
         }
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let ev = input.event;
-        let Some(action) = self.action(ev.state) else {
+        let Some(step) = self.lifecycle.step(ev.state) else {
             return Ok(String::new());
         };
         let params: PagerdutyParams = delivery_params(input)?;
         let key = incident::key(ev, &KEY_FORMAT);
-        let mut body = match action {
-            Action::Trigger => event::trigger(
+        let mut body = match step {
+            Step::Open => event::trigger(
                 ev,
                 &key,
                 params.severity.unwrap_or(self.severity),
                 self.source.as_deref(),
                 template_text(input)?,
             ),
-            Action::Resolve => event::resolve(&key),
+            Step::Close => event::resolve(&key),
         };
         let routing_key = self
             .routing_key
@@ -251,9 +186,9 @@ impl Provider for Pagerduty {
         let req = OutboundRequest::post_json(self.enqueue.clone(), body.to_string());
         *self.sent_key.lock().unwrap_or_else(|e| e.into_inner()) = Some(routing_key);
         http.send(&Outbound::Http(req)).await?;
-        Ok(match action {
-            Action::Trigger => format!("triggered {key}"),
-            Action::Resolve => format!("resolved {key}"),
+        Ok(match step {
+            Step::Open => format!("triggered {key}"),
+            Step::Close => format!("resolved {key}"),
         })
     }
 }
@@ -361,16 +296,5 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(pd.enqueue.as_str(), "http://mock:8080/pd/v2/enqueue");
-    }
-
-    #[test]
-    fn the_key_is_masked_whole_and_cut_off() {
-        let key = "R0UT1NG-0123456789";
-        assert_eq!(
-            mask(&format!("bad key {key}, {key}!"), key),
-            "bad key <redacted>, <redacted>!"
-        );
-        assert_eq!(mask("cut short: R0UT1NG-01", key), "cut short: <redacted>");
-        assert_eq!(mask("ends in R0U", key), "ends in R0U");
     }
 }
