@@ -35,7 +35,8 @@ async fn process_cloudevent(
     app: &App,
     ce: cloudevents::Event,
 ) -> Result<EventResult, InvocationError> {
-    let metrics = &app.engine.metrics;
+    let engine = app.engine();
+    let metrics = &engine.metrics;
     match decode::decode_cloudevent(&ce).map_err(|e| InvocationError::Undecodable(e.to_string()))? {
         Decoded::Ignored { event_type } => {
             metrics.events_received.with_label_values(&["other"]).inc();
@@ -54,8 +55,7 @@ async fn process_cloudevent(
             let span = tracing::info_span!("event", ce_id = %ev.event_id, ce_type = %ev.event_type,
                 run = %ev.display_name(), state = %ev.state);
             let _g = span.enter();
-            let r = app
-                .engine
+            let r = engine
                 .process(*ev, &Original::CloudEvent(Box::new(ce)), Mode::Live)
                 .await;
             tracing::info!(outcome = r.outcome.as_str(), "event processed");

@@ -19,6 +19,7 @@ pub mod model;
 pub mod oauth2;
 pub mod provider;
 pub mod ratelimit;
+pub mod reload;
 pub mod replay;
 pub mod runtime;
 pub mod sample;

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub dead_letter_errors: IntCounter,
     pub replays: IntCounterVec,
     pub store_errors: IntCounterVec,
+    pub config_reloads: IntCounterVec,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -130,6 +131,12 @@ impl Metrics {
                 "relay_store_errors_total",
                 "Store operations that failed (the relay then fails open).",
                 &["backend", "op"],
+            ),
+            config_reloads: counter(
+                &registry,
+                "relay_config_reloads_total",
+                "Config reloads (file change or SIGHUP), by result: applied, or rejected (the old config stays).",
+                &["result"],
             ),
             registry,
         }

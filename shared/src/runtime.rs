@@ -15,25 +15,45 @@ use crate::server::{App, SharedApp, router};
 /// Builds the whole application; any config or startup error is reported
 /// with its document and path.
 pub async fn build_app(cfg: &RelayConfig, registry: &Registry) -> Result<SharedApp, ConfigErrors> {
+    Ok(Arc::new(App::new(build_engine(cfg, registry, None).await?)))
+}
+
+/// Compiles `cfg` into an Engine. With `previous` (a reload), its metrics are
+/// kept, and so are its store and dead-letter sink when their settings did
+/// not change: connections and the idempotency state of a memory store
+/// survive the reload.
+pub async fn build_engine(
+    cfg: &RelayConfig,
+    registry: &Registry,
+    previous: Option<&Engine>,
+) -> Result<Engine, ConfigErrors> {
     let plan = Plan::compile(cfg, registry)?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = previous.map_or_else(|| Arc::new(Metrics::new()), |p| p.metrics.clone());
     let mut errs = ConfigErrors::default();
-    let store = crate::store::open(&plan.settings.store)
+    let store = match previous {
+        Some(p) if p.plan.settings.store == plan.settings.store => Some(p.store.clone()),
+        _ => crate::store::open(&plan.settings.store)
+            .await
+            .map_err(|e| errs.push(&cfg.settings_document, "spec.store", e))
+            .ok(),
+    };
+    let same_dead_letters = previous.is_some_and(|p| {
+        p.plan.settings.dead_letter == plan.settings.dead_letter
+            && p.plan.settings.dead_letter_max_bytes == plan.settings.dead_letter_max_bytes
+    });
+    let dead_letters = match previous {
+        Some(p) if same_dead_letters => Some(p.dead_letters.clone()),
+        _ => crate::deadletter::open(
+            &plan.settings.dead_letter,
+            plan.settings.dead_letter_max_bytes,
+            metrics.clone(),
+        )
         .await
-        .map_err(|e| errs.push(&cfg.settings_document, "spec.store", e))
-        .ok();
-    let dead_letters = crate::deadletter::open(
-        &plan.settings.dead_letter,
-        plan.settings.dead_letter_max_bytes,
-        metrics.clone(),
-    )
-    .await
-    .map_err(|e| errs.push(&cfg.settings_document, "spec.deadLetter", e))
-    .ok();
+        .map_err(|e| errs.push(&cfg.settings_document, "spec.deadLetter", e))
+        .ok(),
+    };
     match (store, dead_letters) {
-        (Some(store), Some(dl)) => Ok(Arc::new(App {
-            engine: Engine::new(plan, store, dl, metrics),
-        })),
+        (Some(store), Some(dl)) => Ok(Engine::new(plan, store, dl, metrics)),
         _ => Err(errs),
     }
 }
@@ -45,7 +65,7 @@ pub async fn serve(
     drain: Duration,
 ) -> std::io::Result<()> {
     tracing::info!(
-        notifications = app.engine.plan.notifications.len(),
+        notifications = app.engine().plan.notifications.len(),
         "relay starting"
     );
     serve_router(router(app), listener, drain).await
@@ -125,19 +145,26 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<RelayConfig, Config
 }
 
 fn load_config_file(path: Option<&std::path::Path>) -> Result<RelayConfig, ConfigErrors> {
+    match config_path(path) {
+        Some(p) => RelayConfig::load(&p),
+        None => Ok(RelayConfig::embedded_default()),
+    }
+}
+
+/// The config file [`load_config`] reads (and a reload re-reads): `path`,
+/// else `$RELAY_CONFIG`, else `/etc/relay/relay.yaml` if it exists; `None`
+/// means the embedded default.
+pub fn config_path(path: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
     if let Some(p) = path {
-        return RelayConfig::load(p);
+        return Some(p.to_path_buf());
     }
     if let Ok(p) = std::env::var("RELAY_CONFIG")
         && !p.is_empty()
     {
-        return RelayConfig::load(std::path::Path::new(&p));
+        return Some(p.into());
     }
     let default = std::path::Path::new("/etc/relay/relay.yaml");
-    if default.exists() {
-        return RelayConfig::load(default);
-    }
-    Ok(RelayConfig::embedded_default())
+    default.exists().then(|| default.to_path_buf())
 }
 
 /// `RELAY_STORE` and `RELAY_DEAD_LETTER` replace `spec.store` and
@@ -161,6 +188,9 @@ pub async fn run_function(registry: Registry) -> anyhow_like::Result {
         .map_err(|e| e.to_string())?;
     if crate::lambda::on_lambda() {
         return crate::lambda::run(app).await;
+    }
+    if let Some(path) = config_path(None) {
+        crate::reload::watch(app.clone(), path, registry);
     }
     let listener = tokio::net::TcpListener::bind(listen_addr(None))
         .await

@@ -19,8 +19,38 @@ use crate::engine::{Engine, EventResult, Mode, Outcome};
 use crate::ingress::{self, Accepted, IngressError};
 use crate::replay;
 
+/// The function's state. The Engine (the compiled Notifications with their
+/// store, dead letters and metrics) is swapped whole on a config reload; each
+/// request takes its own `Arc` first, so an event in flight finishes on the
+/// engine it started with.
 pub struct App {
-    pub engine: Engine,
+    engine: std::sync::RwLock<Arc<Engine>>,
+}
+
+impl App {
+    pub fn new(engine: Engine) -> App {
+        App {
+            engine: std::sync::RwLock::new(Arc::new(engine)),
+        }
+    }
+
+    /// The current engine; hold it for the whole request.
+    pub fn engine(&self) -> Arc<Engine> {
+        // A poisoned lock still holds a complete Arc: the swap is one store.
+        self.engine
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes `engine` current; returns the one it replaced.
+    pub fn swap(&self, engine: Engine) -> Arc<Engine> {
+        let mut cur = self
+            .engine
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::replace(&mut *cur, Arc::new(engine))
+    }
 }
 
 pub type SharedApp = Arc<App>;
@@ -43,7 +73,7 @@ pub fn router(app: SharedApp) -> Router {
 /// The inbound limit of `spec.limits.inboundPerSource`, read once: its
 /// buckets live as long as the router.
 fn inbound_limiter(app: &App) -> Option<Arc<crate::ratelimit::InboundLimiter>> {
-    let engine = &app.engine;
+    let engine = app.engine();
     let spec = engine.plan.settings.limits.inbound_per_source.as_ref()?;
     Some(crate::ratelimit::InboundLimiter::new(spec, &engine.metrics))
 }
@@ -62,8 +92,9 @@ fn type_label(ty: &str) -> &str {
 }
 
 async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
-    let metrics = &app.engine.metrics;
-    let limit = app.engine.plan.settings.limits.max_body_bytes;
+    let engine = app.engine();
+    let metrics = &engine.metrics;
+    let limit = engine.plan.settings.limits.max_body_bytes;
     let (parts, body) = req.into_parts();
     let bytes = match read_limited(body, limit).await {
         Ok(b) => b,
@@ -80,7 +111,8 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
             return error(&e);
         }
     };
-    if let Err(resp) = authorize(&app, crate::auth::Entry::Events, &parts.headers, &bytes).await {
+    if let Err(resp) = authorize(&engine, crate::auth::Entry::Events, &parts.headers, &bytes).await
+    {
         return resp;
     }
     let accepted = ingress::parse_request(&parts.headers, bytes).and_then(ingress::decode);
@@ -106,27 +138,27 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
     let span = tracing::info_span!("event", ce_id = %event.event_id, ce_type = %event.event_type,
         run = %event.display_name(), state = %event.state);
     let result = async {
-        let r = app.engine.process(*event, &original, Mode::Live).await;
+        let r = engine.process(*event, &original, Mode::Live).await;
         tracing::info!(outcome = r.outcome.as_str(), "event processed");
         r
     }
     .instrument(span)
     .await;
-    answer(&app, result)
+    answer(&engine, result)
 }
 
 /// Checks `spec.inboundAuth`, if any: `401` for bad credentials, `503` when
 /// the secret cannot be read.
 pub async fn authorize(
-    app: &App,
+    engine: &Engine,
     entry: crate::auth::Entry,
     headers: &http::HeaderMap,
     body: &[u8],
 ) -> Result<(), Response> {
-    let Some(auth) = &app.engine.plan.settings.inbound_auth else {
+    let Some(auth) = &engine.plan.settings.inbound_auth else {
         return Ok(());
     };
-    auth_check(auth, entry, headers, body, &app.engine.metrics).await
+    auth_check(auth, entry, headers, body, &engine.metrics).await
 }
 
 pub async fn auth_check(
@@ -186,7 +218,7 @@ async fn read_limited(body: axum::body::Body, limit: usize) -> Result<bytes::Byt
 }
 
 /// DESIGN.md "HTTP contract": 200, 503 + Retry-After, or 422 for `respond`.
-fn answer(app: &App, r: EventResult) -> Response {
+fn answer(engine: &Engine, r: EventResult) -> Response {
     if let Some(wait) = r.retry_after {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(&r)).into_response();
@@ -200,7 +232,7 @@ fn answer(app: &App, r: EventResult) -> Response {
         .filter(|d| d.outcome == Outcome::Rejected)
         .filter_map(|d| d.detail.as_deref())
         .collect();
-    if !rejected.is_empty() && matches!(app.engine.dead_letters, DeadLetterTarget::Respond) {
+    if !rejected.is_empty() && matches!(engine.dead_letters, DeadLetterTarget::Respond) {
         let body = json!({
             "error": {"code": "permanent_failure", "message": rejected.join("; ")},
             "deliveries": r.deliveries,
@@ -211,15 +243,16 @@ fn answer(app: &App, r: EventResult) -> Response {
 }
 
 async fn ready(State(app): State<SharedApp>) -> Response {
-    let store = &app.engine.store;
+    let engine = app.engine();
+    let store = &engine.store;
     let store_ok = tokio::time::timeout(Duration::from_secs(2), store.ping())
         .await
         .is_ok_and(|r| r.is_ok());
     let body = json!({
         "status": if store_ok { "ready" } else { "degraded" },
         "store": {"backend": store.backend(), "status": if store_ok { "ok" } else { "unreachable" }},
-        "deadLetter": app.engine.dead_letters.describe(),
-        "notifications": app.engine.plan.notifications.iter().map(|n| json!({
+        "deadLetter": engine.dead_letters.describe(),
+        "notifications": engine.plan.notifications.iter().map(|n| json!({
             "name": n.name, "provider": n.provider_name, "type": n.provider_type,
         })).collect::<Vec<_>>(),
     });
@@ -230,7 +263,7 @@ async fn ready(State(app): State<SharedApp>) -> Response {
 async fn metrics(State(app): State<SharedApp>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.engine.metrics.render(),
+        app.engine().metrics.render(),
     )
         .into_response()
 }
@@ -264,10 +297,11 @@ async fn dlq_list(
     headers: http::HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Err(r) = authorize(&app, crate::auth::Entry::Api, &headers, b"").await {
+    let engine = app.engine();
+    if let Err(r) = authorize(&engine, crate::auth::Entry::Api, &headers, b"").await {
         return r;
     }
-    let DeadLetterTarget::Sink(sink) = &app.engine.dead_letters else {
+    let DeadLetterTarget::Sink(sink) = &engine.dead_letters else {
         return no_sink();
     };
     match sink.list(q.limit, q.notification.as_deref()).await {
@@ -287,7 +321,8 @@ async fn dlq_replay(
     headers: http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&app, crate::auth::Entry::Api, &headers, &body).await {
+    let engine = app.engine();
+    if let Err(r) = authorize(&engine, crate::auth::Entry::Api, &headers, &body).await {
         return r;
     }
     let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -301,10 +336,10 @@ async fn dlq_replay(
             }
         }
     };
-    let DeadLetterTarget::Sink(sink) = &app.engine.dead_letters else {
+    let DeadLetterTarget::Sink(sink) = &engine.dead_letters else {
         return no_sink();
     };
-    match replay::replay(&app.engine, sink.as_ref(), req.ids.as_deref()).await {
+    match replay::replay(&engine, sink.as_ref(), req.ids.as_deref()).await {
         Ok(summary) => Json(summary).into_response(),
         Err(e) => sink_error(e),
     }
@@ -315,10 +350,11 @@ async fn dlq_delete(
     headers: http::HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorize(&app, crate::auth::Entry::Api, &headers, b"").await {
+    let engine = app.engine();
+    if let Err(r) = authorize(&engine, crate::auth::Entry::Api, &headers, b"").await {
         return r;
     }
-    let DeadLetterTarget::Sink(sink) = &app.engine.dead_letters else {
+    let DeadLetterTarget::Sink(sink) = &engine.dead_letters else {
         return no_sink();
     };
     match sink.remove(&id).await {

@@ -151,9 +151,13 @@ async fn serve(
     relay_core::telemetry::init();
     let cfg = relay_core::runtime::load_config(config.as_deref())
         .map_err(|e| format!("invalid config:\n{e}"))?;
-    let app = relay_core::runtime::build_app(&cfg, &registry())
+    let registry = registry();
+    let app = relay_core::runtime::build_app(&cfg, &registry)
         .await
         .map_err(|e| format!("invalid config:\n{e}"))?;
+    if let Some(path) = relay_core::runtime::config_path(config.as_deref()) {
+        relay_core::reload::watch(app.clone(), path, registry);
+    }
     let addr = relay_core::runtime::listen_addr(listen.as_deref());
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -303,7 +307,7 @@ async fn sqs_replay(
         .map_err(|e| format!("invalid config:\n{e}"))?;
     let sink = relay_core::deadletter::sqs::SqsSink::open(&sqs_url(queue)).await?;
     let ids = (!ids.is_empty()).then_some(ids);
-    let summary = relay_core::replay::replay(&app.engine, &sink, ids)
+    let summary = relay_core::replay::replay(&app.engine(), &sink, ids)
         .await
         .map_err(|e| e.to_string())?;
     println!(

@@ -1,0 +1,131 @@
+//! Hot reload (HTTP mode): the config file is re-read when it changes and on
+//! SIGHUP. The new config is compiled whole before anything is swapped; if it
+//! is invalid the old engine keeps serving. Both outcomes are counted in
+//! `relay_config_reloads_total{result="applied"|"rejected"}`.
+//!
+//! The file is polled (its resolved path, inode, size and mtime) rather than
+//! watched with inotify: a Kubernetes ConfigMap mount changes by swapping the
+//! `..data` symlink, which an inotify watch on the file itself never sees,
+//! and a poll of one `stat` a second costs nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::config::{ConfigErrors, RelayConfig};
+use crate::provider::Registry;
+use crate::server::{App, SharedApp};
+
+/// How often the config file is checked for a change.
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// What identifies one version of the config file. The resolved path moves
+/// on a symlink swap, the inode on a rename over it, size and mtime on an
+/// in-place write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    resolved: PathBuf,
+    inode: (u64, u64),
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    let resolved = std::fs::canonicalize(path).ok()?;
+    let md = std::fs::metadata(&resolved).ok()?;
+    #[cfg(unix)]
+    let inode = {
+        use std::os::unix::fs::MetadataExt;
+        (md.dev(), md.ino())
+    };
+    #[cfg(not(unix))]
+    let inode = (0, 0);
+    Some(Fingerprint {
+        resolved,
+        inode,
+        len: md.len(),
+        modified: md.modified().ok(),
+    })
+}
+
+/// Re-reads `path` and makes its Notifications current. On any error the old
+/// engine stays. Events already in flight finish on the engine they started
+/// with (each request holds its own `Arc`); the store, dead-letter sink and
+/// metrics carry over unless their settings changed.
+pub async fn reload(app: &App, path: &Path, registry: &Registry) -> Result<usize, ConfigErrors> {
+    let current = app.engine();
+    let result = async {
+        let mut cfg = RelayConfig::load(path)?;
+        crate::runtime::apply_env_overrides(&mut cfg, |k| std::env::var(k).ok());
+        crate::runtime::build_engine(&cfg, registry, Some(&current)).await
+    }
+    .await;
+    let reloads = &current.metrics.config_reloads;
+    match result {
+        Ok(engine) => {
+            let n = engine.plan.notifications.len();
+            app.swap(engine);
+            reloads.with_label_values(&["applied"]).inc();
+            Ok(n)
+        }
+        Err(e) => {
+            reloads.with_label_values(&["rejected"]).inc();
+            Err(e)
+        }
+    }
+}
+
+/// Starts reloading `path` on change and on SIGHUP, for the life of the
+/// process. Call it before serving: from then on SIGHUP reloads rather than
+/// terminates.
+pub fn watch(app: SharedApp, path: PathBuf, registry: Registry) {
+    let reloads = &app.engine().metrics.config_reloads;
+    for result in ["applied", "rejected"] {
+        // Present at 0, so a dashboard sees the series before the first reload.
+        reloads.with_label_values(&[result]);
+    }
+    #[cfg(unix)]
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; reloading on file changes only");
+            None
+        }
+    };
+    let mut seen = fingerprint(&path);
+    tracing::info!(path = %path.display(), "watching the config file; SIGHUP reloads it");
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            #[cfg(unix)]
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<()>();
+            let trigger = tokio::select! {
+                () = hangup => "SIGHUP",
+                _ = tick.tick() => {
+                    if fingerprint(&path) == seen {
+                        continue;
+                    }
+                    "file changed"
+                }
+            };
+            // Taken before reading, so a write during the read is seen next time.
+            seen = fingerprint(&path);
+            match reload(&app, &path, &registry).await {
+                Ok(n) => tracing::info!(trigger, notifications = n, "config reloaded"),
+                Err(e) => tracing::error!(
+                    trigger,
+                    "config reload rejected; the previous config stays:\n{e}"
+                ),
+            }
+        }
+    });
+}
