@@ -149,9 +149,84 @@ pub fn template_text(input: &DeliveryInput<'_>) -> Result<Option<String>, Verdic
     .map_err(|e| Verdict::permanent(format!("template: {e}")))
 }
 
+/// As [`template_text`], every string of the context passed through
+/// `escape` first: for chats that render the result as markup (Slack,
+/// Mattermost), so no link or mention can come from a run name while the
+/// template's own markup still works.
+pub fn escaped_template_text(
+    input: &DeliveryInput<'_>,
+    escape: impl Fn(&str) -> String,
+) -> Result<Option<String>, Verdict> {
+    let Some(t) = input.template else {
+        return Ok(None);
+    };
+    let ctx = serde_json::to_value(crate::engine::template_context(
+        input.event,
+        input.notification,
+    ))
+    .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
+    t.render(map_strings(ctx, &escape))
+        .map(Some)
+        .map_err(|e| Verdict::permanent(format!("template: {e}")))
+}
+
+/// `v` with `f` applied to every string in it (not to object keys).
+fn map_strings(v: serde_json::Value, f: &impl Fn(&str) -> String) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(f(&s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(|v| map_strings(v, f)).collect()),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().map(|(k, v)| (k, map_strings(v, f))).collect())
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_string_of_a_context_is_mapped() {
+        let v = map_strings(
+            serde_json::json!({"event": {"url": "a<b", "n": [1, "<"], "ok": true}}),
+            &|s: &str| s.replace('<', "&lt;"),
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({"event": {"url": "a&lt;b", "n": [1, "&lt;"], "ok": true}})
+        );
+    }
+
+    #[test]
+    fn an_escaped_template_escapes_only_interpolated_values() {
+        let mut ev = crate::sample::run_event();
+        ev.name = "<!here>".into();
+        let store: crate::store::SharedStore =
+            std::sync::Arc::new(crate::store::memory::MemoryStore::default());
+        let t = crate::template::Template::compile("*{{ event.name }}*").unwrap();
+        let params = serde_json::Map::new();
+        let input = DeliveryInput {
+            event: &ev,
+            original: None,
+            notification: "n",
+            template: Some(&t),
+            summary: None,
+            action: None,
+            params: &params,
+            store: &store,
+        };
+        assert_eq!(
+            escaped_template_text(&input, |s| s.replace('<', "&lt;")).unwrap(),
+            Some("*&lt;!here>*".into())
+        );
+        let input = DeliveryInput {
+            template: None,
+            ..input
+        };
+        assert_eq!(escaped_template_text(&input, str::to_string).unwrap(), None);
+    }
 
     #[test]
     fn view_of_the_sample_event() {

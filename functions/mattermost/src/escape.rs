@@ -4,8 +4,6 @@
 //! and puts a word joiner after each `@`; the fallback (shown in
 //! notifications, unrendered) and template values get only what they need.
 
-use serde_json::Value;
-
 const WORD_JOINER: char = '\u{2060}';
 
 /// User text fit for Mattermost Markdown: no markup, link, HTML or mention.
@@ -40,20 +38,6 @@ pub fn template_value(s: &str) -> String {
     out
 }
 
-/// Every string of a template context passed through [`template_value`].
-pub fn template_context(v: Value) -> Value {
-    match v {
-        Value::String(s) => Value::String(template_value(&s)),
-        Value::Array(a) => Value::Array(a.into_iter().map(template_context).collect()),
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (k, template_context(v)))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,10 +61,6 @@ mod tests {
             template_value("@all see [logs](https://evil) <b>"),
             "@\u{2060}all see \\[logs\\](https://evil) &lt;b&gt;"
         );
-        let v = template_context(
-            serde_json::json!({"event": {"url": "https://t/x?a=1&b=2", "n": [1]}}),
-        );
-        assert_eq!(v["event"]["url"], "https://t/x?a=1&b=2");
-        assert_eq!(v["event"]["n"][0], 1);
+        assert_eq!(template_value("https://t/x?a=1&b=2"), "https://t/x?a=1&b=2");
     }
 }

@@ -8,6 +8,7 @@ pub mod payload;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use relay_core::chat::escaped_template_text;
 use relay_core::config::{ProviderDoc, check};
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, delivery_params,
@@ -89,17 +90,7 @@ impl ProviderFactory for MattermostFactory {
 /// The Notification's template over the event, every interpolated value
 /// neutralised; `None` without a template.
 fn custom_text(input: &DeliveryInput<'_>) -> Result<Option<String>, Verdict> {
-    let Some(t) = input.template else {
-        return Ok(None);
-    };
-    let ctx = serde_json::to_value(relay_core::engine::template_context(
-        input.event,
-        input.notification,
-    ))
-    .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
-    t.render(escape::template_context(ctx))
-        .map(Some)
-        .map_err(|e| Verdict::permanent(format!("template: {e}")))
+    escaped_template_text(input, escape::template_value)
 }
 
 #[async_trait]

@@ -6,8 +6,6 @@
 //! italic, strike or code becomes a look-alike (a zero-width space would
 //! *enable* the formatting: Slack reads it as a word boundary).
 
-use serde_json::Value;
-
 /// Invisible, not a word boundary: `@\u{2060}channel` is no mention.
 const WORD_JOINER: char = '\u{2060}';
 
@@ -80,20 +78,6 @@ pub fn template_value(s: &str) -> String {
     out
 }
 
-/// Every string of a template context passed through [`template_value`].
-pub fn template_context(v: Value) -> Value {
-    match v {
-        Value::String(s) => Value::String(template_value(&s)),
-        Value::Array(a) => Value::Array(a.into_iter().map(template_context).collect()),
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (k, template_context(v)))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,13 +112,9 @@ mod tests {
             template_value("https://t.example/?a=1&b=2"),
             "https://t.example/?a=1&amp;b=2"
         );
-        let v = template_context(
-            serde_json::json!({"event": {"message": "<!channel>|x @here", "n": 1}}),
-        );
         assert_eq!(
-            v["event"]["message"],
+            template_value("<!channel>|x @here"),
             "&lt;!channel&gt;\u{2223}x @\u{2060}here"
         );
-        assert_eq!(v["event"]["n"], 1);
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use relay_core::chat::escaped_template_text;
 use relay_core::config::ProviderDoc;
 use relay_core::message::{LastPosted, MEMORY, MessageIds, store_unavailable};
 use relay_core::provider::{
@@ -89,17 +90,7 @@ fn run_uid(input: &DeliveryInput<'_>) -> Option<String> {
 /// neutralised (no link or mention can come from a run name); `None` without
 /// a template.
 fn custom_text(input: &DeliveryInput<'_>) -> Result<Option<String>, Verdict> {
-    let Some(t) = input.template else {
-        return Ok(None);
-    };
-    let ctx = serde_json::to_value(relay_core::engine::template_context(
-        input.event,
-        input.notification,
-    ))
-    .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
-    t.render(escape::template_context(ctx))
-        .map(Some)
-        .map_err(|e| Verdict::permanent(format!("template: {e}")))
+    escaped_template_text(input, escape::template_value)
 }
 
 impl Slack {
