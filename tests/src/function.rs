@@ -13,7 +13,7 @@ use relay_core::engine::Plan;
 use relay_core::provider::Registry;
 use serde_json::Value;
 
-use crate::expect::outgoing;
+use crate::expect::{Outgoing, outgoing};
 use crate::fixtures::{RequestFile, Scenario};
 use crate::process::{FunctionProcess, free_port, send};
 
@@ -138,7 +138,8 @@ pub struct Function {
     pub f: FunctionProcess,
     pub base: String,
     pub client: reqwest::Client,
-    _secrets: Secrets,
+    /// The secret files it was started with (to rotate one, say).
+    pub secrets: Secrets,
 }
 
 impl Function {
@@ -159,7 +160,7 @@ impl Function {
             f,
             base,
             client: reqwest::Client::new(),
-            _secrets: secrets,
+            secrets,
         }
     }
 
@@ -188,10 +189,18 @@ impl Function {
     /// Sends every request of the fixture scenario `name`, each answered 200.
     pub async fn scenario(&self, name: &str) {
         let sc = Scenario::load(&crate::fixtures::dir().join(name));
-        for req in outgoing(&sc) {
+        self.send_all(&outgoing(&sc), 200).await;
+    }
+
+    /// Sends every request, each answered `want`: the answers.
+    pub async fn send_all(&self, reqs: &[Outgoing], want: u16) -> Vec<Value> {
+        let mut answers = Vec::new();
+        for req in reqs {
             let (status, body) = req.send(&self.client, &self.url()).await;
-            assert_eq!(status, 200, "{}: {body}", req.file_name());
+            assert_eq!(status, want, "{}: {body}", req.file_name());
+            answers.push(body);
         }
+        answers
     }
 
     pub fn stderr(&self) -> String {

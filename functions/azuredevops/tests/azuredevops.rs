@@ -4,11 +4,9 @@
 //! adopted and updated in place, a sign-in page (203) or a 401 dead-lettered
 //! without the PAT, and user-controlled names escaped.
 
-use std::path::Path;
-
 use relay_tests::expect::{Outgoing, outgoing};
 use relay_tests::fixtures::{RequestFile, Scenario};
-use relay_tests::process::FunctionProcess;
+use relay_tests::function::{Function, Secrets, config, fixture};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
 
@@ -22,20 +20,6 @@ const REPO_URL: &str = "https://dev.azure.com/acme/Widget%20Team/_git/widgets";
 const REPO: &str = "/tfs/acme/Widget%20Team/_apis/git/repositories/widgets";
 const PR: u64 = 9;
 const RUN_UID: &str = "6cad4a26-8d11-4ece-9738-f7d93d9c1724";
-
-fn config(ado: &Receiver, token: &Path, notifications: &str) -> String {
-    format!(
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: ado}}\nspec:\n  type: azuredevops\n  azuredevops: {{baseURL: \"{}\", tokenFile: {}}}\n{notifications}",
-        ado.url("/tfs"),
-        token.display()
-    )
-}
-
-fn notification(name: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: ado}}\n{spec}\n"
-    )
-}
 
 /// The fixtures name a GitHub repository: the relay annotations (which win
 /// over Pipelines-as-Code's) point every run at the Azure one instead.
@@ -73,31 +57,12 @@ fn sha_of(reqs: &[Outgoing]) -> String {
         .into()
 }
 
-struct Relay {
-    f: FunctionProcess,
-    base: String,
-    _token: tempfile::TempDir,
-}
-
-async fn start(ado: &Receiver, notifications: &str) -> Relay {
-    let d = tempfile::tempdir().unwrap();
-    let token = d.path().join("token");
-    std::fs::write(&token, format!("{PAT}\n")).unwrap();
-    let (f, base) =
-        FunctionProcess::start_http(Path::new(BIN), &config(ado, &token, notifications), &[]).await;
-    Relay { f, base, _token: d }
-}
-
-/// Sends every request, each answered `want`; returns the relay's answers.
-async fn send_all(relay: &Relay, reqs: &[Outgoing], want: u16) -> Vec<Value> {
-    let client = reqwest::Client::new();
-    let mut answers = Vec::new();
-    for req in reqs {
-        let (status, body) = req.send(&client, &format!("{}/", relay.base)).await;
-        assert_eq!(status, want, "{}: {body}", req.file_name());
-        answers.push(body);
-    }
-    answers
+async fn start(ado: &Receiver, notifications: &[(&str, &str)]) -> Function {
+    let secrets = Secrets::new();
+    let token = secrets.line("token", PAT);
+    let settings = format!("{{baseURL: \"{}\", tokenFile: {token}}}", ado.url("/tfs"));
+    let cfg = config("ado", "azuredevops", &settings, notifications);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 fn assert_azure_request(r: &Recorded) {
@@ -118,8 +83,10 @@ fn states(sent: &[Recorded]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_statuses_on_the_encoded_project() {
     let ado = Receiver::start().await;
-    let relay = start(&ado, &notification("status", "  action: status")).await;
-    send_all(&relay, &scenario("tekton-pipelinerun-success"), 200).await;
+    let relay = start(&ado, &[("status", "  action: status")]).await;
+    relay
+        .send_all(&scenario("tekton-pipelinerun-success"), 200)
+        .await;
     let sent = ado.requests_on(&format!("{REPO}/commits/{SHA}/statuses"));
     assert_eq!(
         ado.requests().len(),
@@ -151,14 +118,14 @@ async fn failed_and_cancelled_runs() {
     let ado = Receiver::start().await;
     let relay = start(
         &ado,
-        &notification(
+        &[(
             "status",
             "  action: status\n  params: {context: ci/build, genre: acme}",
-        ),
+        )],
     )
     .await;
     let reqs = scenario("tekton-pipelinerun-failure");
-    send_all(&relay, &reqs, 200).await;
+    relay.send_all(&reqs, 200).await;
     let sent = ado.requests_on(&format!("{REPO}/commits/{}/statuses", sha_of(&reqs)));
     let got = states(&sent);
     assert_eq!(got.first().map(String::as_str), Some("pending"), "{got:?}");
@@ -169,9 +136,9 @@ async fn failed_and_cancelled_runs() {
     );
 
     let ado = Receiver::start().await;
-    let relay = start(&ado, &notification("status", "  action: status")).await;
+    let relay = start(&ado, &[("status", "  action: status")]).await;
     let reqs = scenario("tekton-cancelled");
-    send_all(&relay, &reqs, 200).await;
+    relay.send_all(&reqs, 200).await;
     let sent = ado.requests_on(&format!("{REPO}/commits/{}/statuses", sha_of(&reqs)));
     let got = states(&sent);
     assert_eq!(got.first().map(String::as_str), Some("pending"), "{got:?}");
@@ -197,8 +164,10 @@ async fn pr_thread_is_created_once_then_updated_and_closed() {
         200,
         json!({"id": 31, "status": "closed"}),
     );
-    let relay = start(&ado, &notification("summary", "  action: thread")).await;
-    send_all(&relay, &scenario("tekton-pipelinerun-success"), 200).await;
+    let relay = start(&ado, &[("summary", "  action: thread")]).await;
+    relay
+        .send_all(&scenario("tekton-pipelinerun-success"), 200)
+        .await;
     for r in ado.requests() {
         assert_azure_request(&r);
     }
@@ -266,8 +235,10 @@ async fn a_marked_thread_is_found_and_updated_not_duplicated() {
         200,
         json!({"id": 4}),
     );
-    let relay = start(&ado, &notification("summary", "  action: thread")).await;
-    send_all(&relay, &scenario("tekton-pipelinerun-success"), 200).await;
+    let relay = start(&ado, &[("summary", "  action: thread")]).await;
+    relay
+        .send_all(&scenario("tekton-pipelinerun-success"), 200)
+        .await;
     assert!(
         ado.requests().iter().all(|r| r.method != "POST"),
         "no second thread"
@@ -295,28 +266,20 @@ async fn dead_lettered_without_retry(code: u16) {
     let ado = Receiver::start().await;
     let path = format!("{REPO}/commits/{SHA}/statuses");
     ado.always(&path, Some((code, None)));
-    let relay = start(&ado, &notification("status", "  action: status")).await;
+    let relay = start(&ado, &[("status", "  action: status")]).await;
     let first = scenario("tekton-pipelinerun-success").remove(0);
-    let answers = send_all(&relay, &[first], 200).await;
+    let answers = relay.send_all(&[first], 200).await;
     assert_eq!(
         answers[0]["outcome"], "dead_lettered",
         "{code}: {}",
         answers[0]
     );
     assert_eq!(ado.requests_on(&path).len(), 1, "{code} is not retried");
-    let dl = std::fs::read_to_string(relay.f.dir.path().join("dl.jsonl")).unwrap();
+    let dl = relay.dead_letter_text();
     let entry: Value = serde_json::from_str(dl.lines().next().unwrap()).unwrap();
     assert_eq!(entry["notification"], "status");
     assert!(dl.contains(&code.to_string()), "{dl}");
-    for secret in [PAT, BASIC.trim_start_matches("Basic ")] {
-        for (what, text) in [
-            ("dead letter", &dl),
-            ("stderr", &relay.f.stderr()),
-            ("answer", &answers[0].to_string()),
-        ] {
-            assert!(!text.contains(secret), "the PAT leaked into the {what}");
-        }
-    }
+    relay.assert_secrets_absent(&[PAT, BASIC.trim_start_matches("Basic ")], &answers[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,15 +305,15 @@ async fn user_controlled_names_cannot_inject_markup() {
     );
     let relay = start(
         &ado,
-        &(notification("status", "  action: status")
-            + &notification("summary", "  action: thread")),
+        &[
+            ("status", "  action: status"),
+            ("summary", "  action: thread"),
+        ],
     )
     .await;
-    let mut f = RequestFile::load(
-        &relay_tests::fixtures::dir().join("bad-input/008-markup-injection.json"),
-    );
+    let mut f = fixture("bad-input/008-markup-injection.json");
     retarget(&mut f);
-    let answers = send_all(&relay, &[Outgoing::File(f)], 200).await;
+    let answers = relay.send_all(&[Outgoing::File(f)], 200).await;
     assert_eq!(answers[0]["outcome"], "delivered", "{}", answers[0]);
 
     let status = ado.requests_on(&format!(

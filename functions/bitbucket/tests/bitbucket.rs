@@ -4,11 +4,9 @@
 //! updated in place, escaping of user-controlled names, and a 401
 //! dead-lettered without the secret.
 
-use std::path::{Path, PathBuf};
-
 use relay_tests::expect::outgoing;
-use relay_tests::fixtures::{RequestFile, Scenario};
-use relay_tests::process::FunctionProcess;
+use relay_tests::fixtures::Scenario;
+use relay_tests::function::{Function, Secrets, config, example, fixture};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
 
@@ -31,57 +29,22 @@ enum Auth {
     OAuth2(String),
 }
 
-struct Bitbucket {
-    _secrets: tempfile::TempDir,
-    f: FunctionProcess,
-    base: String,
-}
-
-impl Bitbucket {
-    async fn start(bb: &Receiver, auth: Auth, notifications: &str) -> Bitbucket {
-        let secrets = tempfile::tempdir().unwrap();
-        let file = |name: &str, value: &str| -> PathBuf {
-            let p = secrets.path().join(name);
-            std::fs::write(&p, format!("{value}\n")).unwrap();
-            p
-        };
-        let credentials = match auth {
-            Auth::AppPassword => format!(
-                "username: ci-bot, appPasswordFile: {}",
-                file("app-password", PASSWORD).display()
-            ),
-            Auth::Token => format!("tokenFile: {}", file("token", TOKEN).display()),
-            Auth::OAuth2(url) => format!(
-                "oauth2: {{tokenURL: \"{url}\", clientId: consumer-key, clientSecretFile: {}}}",
-                file("consumer-secret", "consumer-s3cret").display()
-            ),
-        };
-        let config = format!(
-            "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: bb}}\nspec:\n  type: bitbucket\n  bitbucket: {{baseURL: \"{}\", {credentials}}}\n{notifications}",
-            bb.url("/2.0"),
-        );
-        let (f, base) = FunctionProcess::start_http(Path::new(BIN), &config, &[]).await;
-        Bitbucket {
-            _secrets: secrets,
-            f,
-            base,
-        }
-    }
-
-    async fn send_scenario(&self, name: &str) {
-        let client = reqwest::Client::new();
-        let sc = Scenario::load(&relay_tests::fixtures::dir().join(name));
-        for req in outgoing(&sc) {
-            let (status, body) = req.send(&client, &format!("{}/", self.base)).await;
-            assert_eq!(status, 200, "{}: {body}", req.file_name());
-        }
-    }
-}
-
-fn notification(name: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: bb}}\n{spec}\n"
-    )
+async fn start(bb: &Receiver, auth: Auth, notifications: &[(&str, &str)]) -> Function {
+    let secrets = Secrets::new();
+    let credentials = match auth {
+        Auth::AppPassword => format!(
+            "username: ci-bot, appPasswordFile: {}",
+            secrets.line("app-password", PASSWORD)
+        ),
+        Auth::Token => format!("tokenFile: {}", secrets.line("token", TOKEN)),
+        Auth::OAuth2(url) => format!(
+            "oauth2: {{tokenURL: \"{url}\", clientId: consumer-key, clientSecretFile: {}}}",
+            secrets.line("consumer-secret", "consumer-s3cret")
+        ),
+    };
+    let settings = format!("{{baseURL: \"{}\", {credentials}}}", bb.url("/2.0"));
+    let cfg = config("bb", "bitbucket", &settings, notifications);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 fn statuses_path(sha: &str) -> String {
@@ -113,13 +76,8 @@ fn assert_headers(r: &Recorded, authorization: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_statuses_with_an_app_password() {
     let bb = Receiver::start().await;
-    let f = Bitbucket::start(
-        &bb,
-        Auth::AppPassword,
-        &notification("status", "  action: status"),
-    )
-    .await;
-    f.send_scenario("tekton-pipelinerun-success").await;
+    let f = start(&bb, Auth::AppPassword, &[("status", "  action: status")]).await;
+    f.scenario("tekton-pipelinerun-success").await;
     let sent = bb.requests_on(&statuses_path(SUCCESS_SHA));
     assert_eq!(bb.requests().len(), sent.len(), "nothing else is called");
     for r in &sent {
@@ -148,15 +106,17 @@ async fn build_statuses_with_an_app_password() {
 async fn failed_and_cancelled_runs_with_a_token() {
     let bb = Receiver::start().await;
     let long = "acme/widgets/tekton/build-and-test/pull-requests";
-    let f = Bitbucket::start(
+    let f = start(
         &bb,
         Auth::Token,
-        &(notification("status", "  action: status")
-            + &notification("long", &format!("  params: {{context: {long}}}"))),
+        &[
+            ("status", "  action: status"),
+            ("long", &format!("  params: {{context: {long}}}")),
+        ],
     )
     .await;
-    f.send_scenario("tekton-pipelinerun-failure").await;
-    f.send_scenario("tekton-cancelled").await;
+    f.scenario("tekton-pipelinerun-failure").await;
+    f.scenario("tekton-cancelled").await;
 
     let failed = bb.requests_on(&statuses_path(FAILURE_SHA));
     for r in &failed {
@@ -204,13 +164,8 @@ async fn pr_comment_is_created_once_then_updated() {
     );
     bb.reply("POST", &comments, 201, json!({"id": 31}));
     bb.reply("PUT", &format!("{comments}/31"), 200, json!({"id": 31}));
-    let f = Bitbucket::start(
-        &bb,
-        Auth::AppPassword,
-        &notification("summary", "  action: comment"),
-    )
-    .await;
-    f.send_scenario("tekton-pipelinerun-success").await;
+    let f = start(&bb, Auth::AppPassword, &[("summary", "  action: comment")]).await;
+    f.scenario("tekton-pipelinerun-success").await;
 
     let all = bb.requests();
     assert!(
@@ -268,13 +223,8 @@ async fn pr_comment_on_a_later_page_is_adopted() {
         ]}),
     );
     bb.reply("PUT", &format!("{comments}/88"), 200, json!({"id": 88}));
-    let f = Bitbucket::start(
-        &bb,
-        Auth::Token,
-        &notification("summary", "  action: comment"),
-    )
-    .await;
-    f.send_scenario("tekton-pipelinerun-success").await;
+    let f = start(&bb, Auth::Token, &[("summary", "  action: comment")]).await;
+    f.scenario("tekton-pipelinerun-success").await;
 
     assert!(
         bb.requests().iter().all(|r| r.method != "POST"),
@@ -309,18 +259,17 @@ async fn user_controlled_names_cannot_inject_markup() {
     let comments = comments_path(67);
     bb.reply("GET", &comments, 200, json!({"values": []}));
     bb.reply("POST", &comments, 201, json!({"id": 5}));
-    let f = Bitbucket::start(
+    let f = start(
         &bb,
         Auth::Token,
-        &(notification("status", "  action: status")
-            + &notification("summary", "  action: comment")),
+        &[
+            ("status", "  action: status"),
+            ("summary", "  action: comment"),
+        ],
     )
     .await;
-    let file = RequestFile::load(
-        &relay_tests::fixtures::dir().join("bad-input/008-markup-injection.json"),
-    );
-    let (status, body) =
-        relay_tests::process::send(&reqwest::Client::new(), &format!("{}/", f.base), &file).await;
+    let file = fixture("bad-input/008-markup-injection.json");
+    let (status, body) = f.send_raw(&file).await;
     assert_eq!(status, 200, "{body}");
 
     let status_posts = bb.requests_on(&statuses_path("280f005d84949aabf044c0326655b9f00aadacf0"));
@@ -359,16 +308,9 @@ async fn unauthorized_is_dead_lettered_without_the_secret() {
     let bb = Receiver::start().await;
     let path = statuses_path(SUCCESS_SHA);
     bb.always(&path, Some((401, None)));
-    let f = Bitbucket::start(
-        &bb,
-        Auth::AppPassword,
-        &notification("status", "  action: status"),
-    )
-    .await;
+    let f = start(&bb, Auth::AppPassword, &[("status", "  action: status")]).await;
     let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
-    let (status, body) = outgoing(&sc)[0]
-        .send(&reqwest::Client::new(), &format!("{}/", f.base))
-        .await;
+    let (status, body) = outgoing(&sc)[0].send(&f.client, &f.url()).await;
     assert_eq!(
         (status, body["outcome"].as_str()),
         (200, Some("dead_lettered")),
@@ -380,41 +322,22 @@ async fn unauthorized_is_dead_lettered_without_the_secret() {
         sent[0].headers["authorization"], BASIC,
         "the secret was used"
     );
-    let dead = std::fs::read_to_string(f.f.dir.path().join("dl.jsonl")).unwrap();
+    let dead = f.dead_letter_text();
     assert!(dead.contains("401"), "{dead}");
-    for (what, text) in [
-        ("dead letter", dead),
-        ("stderr", f.f.stderr()),
-        ("answer", body.to_string()),
-    ] {
-        for secret in [PASSWORD, BASIC.trim_start_matches("Basic ")] {
-            assert!(
-                !text.contains(secret),
-                "the secret leaked into the {what}: {text}"
-            );
-        }
-    }
+    f.assert_secrets_absent(&[PASSWORD, BASIC.trim_start_matches("Basic ")], &body);
 }
 
 /// What `relay validate` says of a config, with this provider registered.
 fn validate(text: &str) -> Result<(), String> {
-    use relay_core::config::RelayConfig;
-    use relay_core::engine::Plan;
-    use relay_core::provider::Registry;
-    let registry = Registry::new()
+    let registry = relay_core::provider::Registry::new()
         .with(relay_bitbucket::BitbucketFactory)
         .serving_only(relay_bitbucket::TYPE);
-    RelayConfig::parse(text)
-        .and_then(|cfg| Plan::compile(&cfg, &registry).map(|_| ()))
-        .map_err(|e| e.to_string())
+    relay_tests::function::validate(text, &registry)
 }
 
 #[test]
 fn the_example_validates_and_two_credentials_do_not() {
-    let example = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bitbucket.yaml"),
-    )
-    .unwrap();
+    let example = example("bitbucket");
     validate(&example).unwrap();
     let both = example.replace(
         "    username: ci-bot\n",
@@ -442,13 +365,13 @@ async fn oauth2_consumer_token_is_fetched_once_and_used() {
         200,
         json!({"access_token": "bb-oauth-1", "token_type": "bearer", "expires_in": 7200}),
     );
-    let b = Bitbucket::start(
+    let b = start(
         &bb,
         Auth::OAuth2(bb.url("/site/oauth2/access_token")),
-        &notification("status", "  action: status"),
+        &[("status", "  action: status")],
     )
     .await;
-    b.send_scenario("tekton-pipelinerun-success").await;
+    b.scenario("tekton-pipelinerun-success").await;
     let tokens = bb.requests_on("/site/oauth2/access_token");
     assert_eq!(tokens.len(), 1);
     // consumer-key:consumer-s3cret
