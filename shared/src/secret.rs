@@ -70,6 +70,25 @@ impl SecretFile {
         }
         Ok(Secret(value))
     }
+
+    /// Reads the credential now and sets `Authorization: <scheme> <it>`
+    /// (`Bearer`, `GenieKey`) on `req`, marked sensitive so it is never
+    /// logged. Errors name the file, never its content.
+    pub async fn authorize(
+        &self,
+        req: &mut crate::provider::OutboundRequest,
+        scheme: &str,
+    ) -> Result<(), crate::provider::ProviderError> {
+        use crate::provider::ProviderError;
+        let secret = self
+            .read()
+            .await
+            .map_err(|e| ProviderError::Permanent(e.to_string()))?;
+        req.sensitive_header(
+            http::header::AUTHORIZATION,
+            &format!("{scheme} {}", secret.expose()),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -91,5 +110,40 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let err = file.read().await.unwrap_err().to_string();
         assert!(err.contains("token") && !err.contains("s3cr3t"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn authorize_sets_a_sensitive_header() {
+        use crate::provider::OutboundRequest;
+        let dir = std::env::temp_dir().join(format!("relay-secret-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key");
+        std::fs::write(&path, "k3y\n").unwrap();
+        let u = url::Url::parse("https://h.example/x").unwrap();
+        let mut req = OutboundRequest::post_json(u.clone(), String::new());
+        SecretFile(path.clone())
+            .authorize(&mut req, "GenieKey")
+            .await
+            .unwrap();
+        assert_eq!(req.headers["authorization"], "GenieKey k3y");
+        assert!(req.headers["authorization"].is_sensitive());
+        std::fs::write(&path, "bad\nvalue").unwrap();
+        let err = SecretFile(path.clone())
+            .authorize(
+                &mut OutboundRequest::post_json(u.clone(), String::new()),
+                "Bearer",
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("bad"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        let err = SecretFile(path)
+            .authorize(&mut OutboundRequest::post_json(u, String::new()), "Bearer")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -244,15 +244,7 @@ impl Provider for Grafana {
             req.headers
                 .insert(HeaderName::from_static("x-grafana-org-id"), org.clone());
         }
-        let token = self
-            .token
-            .read()
-            .await
-            .map_err(|e| ProviderError::Permanent(e.to_string()))?;
-        req.sensitive_header(
-            http::header::AUTHORIZATION,
-            &format!("Bearer {}", token.expose()),
-        )?;
+        self.token.authorize(&mut req, "Bearer").await?;
         Ok(vec![Outbound::Http(req)])
     }
 }

@@ -201,16 +201,10 @@ impl Provider for Opsgenie {
             http::header::ACCEPT,
             HeaderValue::from_static("application/json"),
         );
-        let key = self
-            .api_key
-            .read()
+        self.api_key
+            .authorize(&mut req, "GenieKey")
             .await
             .map_err(|e| Verdict::permanent(e.to_string()))?;
-        req.sensitive_header(
-            http::header::AUTHORIZATION,
-            &format!("GenieKey {}", key.expose()),
-        )
-        .map_err(|e| Verdict::permanent(e.to_string()))?;
         http.send(&Outbound::Http(req)).await?;
         // Opsgenie answers 202 and processes the request later: a close of
         // an alias with no open alert is accepted and does nothing.

@@ -168,16 +168,10 @@ impl Sentry {
             http::header::ACCEPT,
             HeaderValue::from_static("application/json"),
         );
-        let token = self
-            .token
-            .read()
+        self.token
+            .authorize(&mut req, "Bearer")
             .await
             .map_err(|e| Verdict::permanent(e.to_string()))?;
-        req.sensitive_header(
-            http::header::AUTHORIZATION,
-            &format!("Bearer {}", token.expose()),
-        )
-        .map_err(|e| Verdict::permanent(e.to_string()))?;
         http.send(&Outbound::Http(req)).await
     }
 
