@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use relay_core::chat::escaped_template_text;
 use relay_core::config::{ProviderDoc, check};
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, delivery_params,
-    notification_params, parse_settings,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
+    check_action_and_params, delivery_params, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use relay_core::secret_url;
@@ -104,21 +104,12 @@ impl Provider for Mattermost {
         action: Option<&str>,
         params: &Map<String, Value>,
     ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
-        if let Some(a) = action {
-            errs.push((
-                "action".into(),
-                format!("mattermost providers take no action (got {a:?})"),
-            ));
-        }
-        match notification_params::<MattermostParams>(params) {
-            Err(e) => errs.push(e),
-            Ok(p) if p.channel.as_deref().is_some_and(|c| c.trim().is_empty()) => {
-                errs.push(("params.channel".into(), "must not be empty".into()))
-            }
-            Ok(_) => {}
-        }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        let action = match action {
+            None => Ok(()),
+            Some(a) => Err(format!("mattermost providers take no action (got {a:?})")),
+        };
+        // A blank channel is refused with the other blank params.
+        check_action_and_params::<MattermostParams>(action, params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
