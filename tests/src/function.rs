@@ -75,6 +75,10 @@ impl Secrets {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 /// A YAML document: `kind` with `metadata: {name}` and `spec` (YAML lines
@@ -88,10 +92,17 @@ pub fn document(kind: &str, name: &str, spec: &str) -> String {
 /// A RelayConfig dead-lettering to [`DEAD_LETTERS`] in the function's folder
 /// (`$DIR`), retrying quickly.
 pub fn relay_config() -> String {
+    relay_config_with("")
+}
+
+/// As [`relay_config`], with more lines of its spec (`  store: …`).
+pub fn relay_config_with(more: &str) -> String {
     document(
         "RelayConfig",
         "relay",
-        "  deadLetter: file://$DIR/dl.jsonl\n  delivery: {initialBackoffMs: 10, maxBackoffMs: 20}",
+        &format!(
+            "  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n{more}"
+        ),
     )
 }
 
@@ -123,14 +134,19 @@ pub fn notification(name: &str, provider: &str, spec: &str) -> String {
     )
 }
 
-/// The whole config: [`relay_config`], the Provider `name` of type `kind`
-/// with `settings`, and `notifications` (`name`, spec lines) of it.
-pub fn config(name: &str, kind: &str, settings: &str, notifications: &[(&str, &str)]) -> String {
-    let mut cfg = relay_config() + &provider(name, kind, settings);
+/// The Provider `name` of type `kind` with `settings`, and `notifications`
+/// (`name`, spec lines) of it.
+pub fn served(name: &str, kind: &str, settings: &str, notifications: &[(&str, &str)]) -> String {
+    let mut docs = provider(name, kind, settings);
     for (n, spec) in notifications {
-        cfg.push_str(&notification(n, name, spec));
+        docs.push_str(&notification(n, name, spec));
     }
-    cfg
+    docs
+}
+
+/// The whole config: [`relay_config`] and what [`served`] gives.
+pub fn config(name: &str, kind: &str, settings: &str, notifications: &[(&str, &str)]) -> String {
+    relay_config() + &served(name, kind, settings, notifications)
 }
 
 /// A function binary serving HTTP on a free port, its secrets kept beside it.

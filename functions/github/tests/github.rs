@@ -7,7 +7,9 @@ use std::path::Path;
 
 use relay_tests::expect::outgoing;
 use relay_tests::fixtures::Scenario;
-use relay_tests::process::FunctionProcess;
+use relay_tests::function::{
+    Function, Secrets, config, provider, refused, relay_config_with, served,
+};
 use relay_tests::receiver::{Receiver, Recorded};
 use relay_tests::servers::ValkeyServer;
 use serde_json::{Value, json};
@@ -15,34 +17,25 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_relay-github");
 const SHA: &str = "0c5c7fd0a6a3a4506513270e269e0d37f2a74de4";
 
-fn config(gh: &Receiver, token: &Path, store: &str, notifications: &str) -> String {
-    format!(
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  store: \"{store}\"\n  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: gh}}\nspec:\n  type: github\n  github: {{baseURL: \"{}\", tokenFile: {}}}\n{notifications}",
-        gh.url("/api/v3"),
-        token.display()
-    )
+/// A config with the test token (written to `secrets`) and `store`,
+/// serving `notifications`.
+fn token_config(
+    gh: &Receiver,
+    secrets: &Secrets,
+    store: &str,
+    notifications: &[(&str, &str)],
+) -> String {
+    let token = secrets.line("token", "ghp_test_token");
+    let settings = format!("{{baseURL: \"{}\", tokenFile: {token}}}", gh.url("/api/v3"));
+    relay_config_with(&format!("  store: \"{store}\""))
+        + &served("gh", "github", &settings, notifications)
 }
 
-fn notification(name: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: gh}}\n{spec}\n"
-    )
-}
-
-async fn send_scenario(base: &str, name: &str) {
-    let client = reqwest::Client::new();
-    let sc = Scenario::load(&relay_tests::fixtures::dir().join(name));
-    for req in outgoing(&sc) {
-        let (status, body) = req.send(&client, &format!("{base}/")).await;
-        assert_eq!(status, 200, "{}: {body}", req.file_name());
-    }
-}
-
-fn token_file() -> (tempfile::TempDir, std::path::PathBuf) {
-    let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("token");
-    std::fs::write(&p, "ghp_test_token\n").unwrap();
-    (d, p)
+/// A function with the test token on `store`, serving `notifications`.
+async fn start(gh: &Receiver, store: &str, notifications: &[(&str, &str)]) -> Function {
+    let secrets = Secrets::new();
+    let cfg = token_config(gh, &secrets, store, notifications);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 fn assert_github_headers(r: &Recorded) {
@@ -57,19 +50,19 @@ fn assert_github_headers(r: &Recorded) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_statuses_per_run_and_per_task() {
     let gh = Receiver::start().await;
-    let (_d, token) = token_file();
-    let cfg = config(
+    let f = start(
         &gh,
-        &token,
         "memory",
-        &(notification("status", "  action: status")
-            + &notification(
+        &[
+            ("status", "  action: status"),
+            (
                 "per-task",
                 "  action: status\n  params: {context: ci, perTask: true}",
-            )),
-    );
-    let (_f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-    send_scenario(&base, "tekton-pipelinerun-success").await;
+            ),
+        ],
+    )
+    .await;
+    f.scenario("tekton-pipelinerun-success").await;
     let statuses = gh.requests_on(&format!("/api/v3/repos/acme/widgets/statuses/{SHA}"));
     for r in &statuses {
         assert_eq!(r.method, "POST");
@@ -131,16 +124,16 @@ async fn pr_comment_and_check_run_are_created_once_and_updated() {
         200,
         json!({"id": 55}),
     );
-    let (_d, token) = token_file();
-    let cfg = config(
+    let f = start(
         &gh,
-        &token,
         "memory",
-        &(notification("summary", "  action: comment")
-            + &notification("checks", "  action: checkRun")),
-    );
-    let (_f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-    send_scenario(&base, "tekton-pipelinerun-success").await;
+        &[
+            ("summary", "  action: comment"),
+            ("checks", "  action: checkRun"),
+        ],
+    )
+    .await;
+    f.scenario("tekton-pipelinerun-success").await;
 
     let created = gh
         .requests()
@@ -220,15 +213,8 @@ async fn an_existing_comment_on_a_later_page_is_adopted() {
         200,
         json!({"id": 777}),
     );
-    let (_d, token) = token_file();
-    let cfg = config(
-        &gh,
-        &token,
-        "memory",
-        &notification("summary", "  action: comment"),
-    );
-    let (_f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-    send_scenario(&base, "tekton-pipelinerun-success").await;
+    let f = start(&gh, "memory", &[("summary", "  action: comment")]).await;
+    f.scenario("tekton-pipelinerun-success").await;
     assert!(
         gh.requests().iter().all(|r| r.method != "POST"),
         "never created a second comment"
@@ -244,18 +230,9 @@ async fn secondary_rate_limit_is_waited_out() {
     let gh = Receiver::start().await;
     let path = format!("/api/v3/repos/acme/widgets/statuses/{SHA}");
     gh.script(&path, &[(403, Some(1))]);
-    let (_d, token) = token_file();
-    let cfg = config(
-        &gh,
-        &token,
-        "memory",
-        &notification("status", "  action: status"),
-    );
-    let (_f, base) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
+    let f = start(&gh, "memory", &[("status", "  action: status")]).await;
     let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
-    let (status, body) = outgoing(&sc)[0]
-        .send(&reqwest::Client::new(), &format!("{base}/"))
-        .await;
+    let (status, body) = outgoing(&sc)[0].send(&f.client, &f.url()).await;
     assert_eq!(
         (status, body["outcome"].as_str()),
         (200, Some("delivered")),
@@ -266,7 +243,7 @@ async fn secondary_rate_limit_is_waited_out() {
         sent.iter().map(|r| r.status).collect::<Vec<_>>(),
         [403, 200]
     );
-    let metrics = reqwest::get(format!("{base}/metrics"))
+    let metrics = reqwest::get(format!("{}/metrics", f.base))
         .await
         .unwrap()
         .text()
@@ -300,20 +277,21 @@ async fn two_replicas_create_one_comment() {
         &format!("{repo}/issues/47/comments"),
         std::time::Duration::from_millis(100),
     );
-    let (_d, token) = token_file();
-    let cfg = config(
+    let secrets = Secrets::new();
+    let cfg = token_config(
         &gh,
-        &token,
+        &secrets,
         &valkey.url("gh-replicas"),
-        &notification("summary", "  action: comment"),
+        &[("summary", "  action: comment")],
     );
-    let (_a, a) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
-    let (_b, b) = FunctionProcess::start_http(Path::new(BIN), &cfg, &[]).await;
+    // The first replica keeps the token file for both.
+    let a = Function::start(BIN, &cfg, secrets, &[]).await;
+    let b = Function::start(BIN, &cfg, Secrets::new(), &[]).await;
     let client = reqwest::Client::new();
     let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
     for req in outgoing(&sc) {
         // The same event at both replicas at once; a 503 is retried like the Broker would.
-        let sends = [&a, &b].map(|base| {
+        let sends = [&a.base, &b.base].map(|base| {
             let (client, req, url) = (client.clone(), req.clone(), format!("{base}/"));
             async move {
                 for _ in 0..200 {
@@ -373,20 +351,24 @@ fn app_jwt_claims(r: &Recorded, public: &[u8]) -> Value {
     .claims
 }
 
-fn app_config(gh: &Receiver, key: &Path, installation: &str) -> String {
-    format!(
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: gh}}\nspec:\n  type: github\n  github:\n    baseURL: \"{}\"\n    app: {{appId: 4321, privateKeyFile: {}{installation}}}\n{}",
+/// A function authenticating as App 4321 with the key `app.pem` of
+/// `secrets` (`installation`: more App settings), serving a status
+/// Notification.
+async fn start_app(gh: &Receiver, secrets: Secrets, installation: &str) -> Function {
+    let settings = format!(
+        "baseURL: \"{}\"\napp: {{appId: 4321, privateKeyFile: {}{installation}}}",
         gh.url("/api/v3"),
-        key.display(),
-        notification("status", "  action: status")
-    )
+        secrets.path("app.pem").display(),
+    );
+    let cfg = config("gh", "github", &settings, &[("status", "  action: status")]);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_app_installation_token_is_minted_once_and_cached() {
     let gh = Receiver::start().await;
-    let d = tempfile::tempdir().unwrap();
-    let (key, public) = rsa_key(d.path(), "app.pem");
+    let secrets = Secrets::new();
+    let (_, public) = rsa_key(secrets.dir(), "app.pem");
     gh.reply(
         "GET",
         "/api/v3/repos/acme/widgets/installation",
@@ -399,9 +381,8 @@ async fn github_app_installation_token_is_minted_once_and_cached() {
         201,
         json!({"token": "ghs_installation_1", "expires_at": rfc3339(chrono_now() + 3600)}),
     );
-    let (_f, base) =
-        FunctionProcess::start_http(Path::new(BIN), &app_config(&gh, &key, ""), &[]).await;
-    send_scenario(&base, "tekton-pipelinerun-success").await;
+    let f = start_app(&gh, secrets, "").await;
+    f.scenario("tekton-pipelinerun-success").await;
 
     let lookups = gh.requests_on("/api/v3/repos/acme/widgets/installation");
     let mints = gh.requests_on("/api/v3/app/installations/77/access_tokens");
@@ -433,8 +414,8 @@ async fn github_app_installation_token_is_minted_once_and_cached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiring_installation_token_is_refreshed_with_the_rotated_key() {
     let gh = Receiver::start().await;
-    let d = tempfile::tempdir().unwrap();
-    let (key, first_public) = rsa_key(d.path(), "app.pem");
+    let secrets = Secrets::new();
+    let (key, first_public) = rsa_key(secrets.dir(), "app.pem");
     // A token that expires now is due for refresh at every use.
     gh.reply(
         "POST",
@@ -442,24 +423,14 @@ async fn an_expiring_installation_token_is_refreshed_with_the_rotated_key() {
         201,
         json!({"token": "ghs_short", "expires_at": rfc3339(chrono_now())}),
     );
-    let (_f, base) = FunctionProcess::start_http(
-        Path::new(BIN),
-        &app_config(&gh, &key, ", installationId: 5"),
-        &[],
-    )
-    .await;
-    let client = reqwest::Client::new();
+    let f = start_app(&gh, secrets, ", installationId: 5").await;
     let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
     let events = outgoing(&sc);
-    let (status, _) = events[0].send(&client, &format!("{base}/")).await;
-    assert_eq!(status, 200);
+    f.send_all(&events[..1], 200).await;
     // The key is rotated (a Kubernetes Secret update): the next mint signs with the new one.
-    let (rotated, rotated_public) = rsa_key(d.path(), "rotated.pem");
+    let (rotated, rotated_public) = rsa_key(f.secrets.dir(), "rotated.pem");
     std::fs::rename(&rotated, &key).unwrap();
-    for req in &events[1..] {
-        let (status, body) = req.send(&client, &format!("{base}/")).await;
-        assert_eq!(status, 200, "{body}");
-    }
+    f.send_all(&events[1..], 200).await;
     let mints = gh.requests_on("/api/v3/app/installations/5/access_tokens");
     let statuses = gh.requests_on(&format!("/api/v3/repos/acme/widgets/statuses/{SHA}"));
     assert!(statuses.len() >= 2);
@@ -475,20 +446,11 @@ async fn an_expiring_installation_token_is_refreshed_with_the_rotated_key() {
 #[tokio::test]
 async fn tokens_and_apps_are_exclusive() {
     let gh = Receiver::start().await;
-    let cfg = format!(
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: gh}}\nspec:\n  type: github\n  github:\n    baseURL: \"{}\"\n    tokenFile: /t\n    app: {{appId: 1, privateKeyFile: /k}}\n",
+    let settings = format!(
+        "baseURL: \"{}\"\ntokenFile: /t\napp: {{appId: 1, privateKeyFile: /k}}",
         gh.url("/")
     );
-    let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("relay.yaml");
-    std::fs::write(&p, cfg).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay-github"))
-        .env("RELAY_CONFIG", &p)
-        .env("PORT", relay_tests::process::free_port().to_string())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = refused(BIN, &provider("gh", "github", &settings));
     assert!(stderr.contains("either tokenFile or app"), "{stderr}");
 }
 

@@ -2,11 +2,9 @@
 //! statuses (not re-posted), and one merge request note per run, found on
 //! any page, created once and updated in place.
 
-use std::path::Path;
-
 use relay_tests::expect::outgoing;
 use relay_tests::fixtures::Scenario;
-use relay_tests::process::FunctionProcess;
+use relay_tests::function::{Function, Secrets, config};
 use relay_tests::receiver::Receiver;
 use serde_json::{Value, json};
 
@@ -14,38 +12,20 @@ const BIN: &str = env!("CARGO_BIN_EXE_relay-gitlab");
 const SHA: &str = "0c5c7fd0a6a3a4506513270e269e0d37f2a74de4";
 const PROJECT: &str = "/api/v4/projects/acme%2Fwidgets";
 
-fn config(gl: &Receiver, token: &Path, notifications: &str) -> String {
-    format!(
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: gl}}\nspec:\n  type: gitlab\n  gitlab: {{baseURL: \"{}\", tokenFile: {}}}\n{notifications}",
-        gl.url("/api/v4"),
-        token.display()
-    )
-}
-
-fn notification(name: &str, spec: &str) -> String {
-    format!(
-        "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: {name}}}\nspec:\n  providerRef: {{name: gl}}\n{spec}\n"
-    )
-}
-
-async fn run(notifications: &str, gl: &Receiver) {
-    let d = tempfile::tempdir().unwrap();
-    let token = d.path().join("token");
-    std::fs::write(&token, "glpat-test\n").unwrap();
-    let (_f, base) =
-        FunctionProcess::start_http(Path::new(BIN), &config(gl, &token, notifications), &[]).await;
-    let client = reqwest::Client::new();
-    let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
-    for req in outgoing(&sc) {
-        let (status, body) = req.send(&client, &format!("{base}/")).await;
-        assert_eq!(status, 200, "{}: {body}", req.file_name());
-    }
+/// A function with a token serving `notifications`, sent the success scenario.
+async fn run(notifications: &[(&str, &str)], gl: &Receiver) {
+    let secrets = Secrets::new();
+    let token = secrets.line("token", "glpat-test");
+    let settings = format!("{{baseURL: \"{}\", tokenFile: {token}}}", gl.url("/api/v4"));
+    let cfg = config("gl", "gitlab", &settings, notifications);
+    let f = Function::start(BIN, &cfg, secrets, &[]).await;
+    f.scenario("tekton-pipelinerun-success").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_statuses() {
     let gl = Receiver::start().await;
-    run(&notification("status", "  action: status"), &gl).await;
+    run(&[("status", "  action: status")], &gl).await;
     let sent = gl.requests_on(&format!("{PROJECT}/statuses/{SHA}"));
     assert!(!sent.is_empty());
     for r in &sent {
@@ -75,7 +55,7 @@ async fn merge_request_note_is_found_on_any_page_or_created_once() {
     gl.reply("GET", &notes, 200, json!([]));
     gl.reply("POST", &notes, 201, json!({"id": 31}));
     gl.reply("PUT", &format!("{notes}/31"), 200, json!({"id": 31}));
-    run(&notification("summary", "  action: note"), &gl).await;
+    run(&[("summary", "  action: note")], &gl).await;
     let posted = gl
         .requests()
         .into_iter()
@@ -103,19 +83,23 @@ async fn merge_request_note_is_found_on_any_page_or_created_once() {
         json!([{"id": 88, "body": "<!-- tekton-relay:summary:6cad4a26-8d11-4ece-9738-f7d93d9c1724 -->\nold"}]),
     );
     gl.reply("PUT", &format!("{notes}/88"), 200, json!({"id": 88}));
-    run(&notification("summary", "  action: note"), &gl).await;
+    run(&[("summary", "  action: note")], &gl).await;
     assert!(gl.requests().iter().all(|r| r.method != "POST"));
     assert!(!gl.requests_on(&format!("{notes}/88")).is_empty());
 }
 
-fn oauth2_config(gl: &Receiver, secret: &Path) -> String {
-    format!(
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  deadLetter: file://$DIR/dl.jsonl\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: gl}}\nspec:\n  type: gitlab\n  gitlab:\n    baseURL: \"{}\"\n    oauth2: {{tokenURL: \"{}\", clientId: relay-app, clientSecretFile: {}, scopes: [api]}}\n{}",
+/// A function with OAuth2 client credentials (the client secret file
+/// holding `secret`) serving a status Notification.
+async fn start_oauth2(gl: &Receiver, secret: &str) -> Function {
+    let secrets = Secrets::new();
+    let secret = secrets.file("client-secret", secret);
+    let settings = format!(
+        "baseURL: \"{}\"\noauth2: {{tokenURL: \"{}\", clientId: relay-app, clientSecretFile: {secret}, scopes: [api]}}",
         gl.url("/api/v4"),
         gl.url("/oauth/token"),
-        secret.display(),
-        notification("status", "  action: status")
-    )
+    );
+    let cfg = config("gl", "gitlab", &settings, &[("status", "  action: status")]);
+    Function::start(BIN, &cfg, secrets, &[]).await
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -135,17 +119,8 @@ async fn oauth2_client_credentials_token_is_fetched_once_and_used() {
         200,
         json!({"access_token": "gl-oauth-1", "token_type": "Bearer", "expires_in": 7200}),
     );
-    let d = tempfile::tempdir().unwrap();
-    let secret = d.path().join("client-secret");
-    std::fs::write(&secret, "s3cret-one\n").unwrap();
-    let (_f, base) =
-        FunctionProcess::start_http(Path::new(BIN), &oauth2_config(&gl, &secret), &[]).await;
-    let client = reqwest::Client::new();
-    let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
-    for req in outgoing(&sc) {
-        let (status, body) = req.send(&client, &format!("{base}/")).await;
-        assert_eq!(status, 200, "{body}");
-    }
+    let f = start_oauth2(&gl, "s3cret-one\n").await;
+    f.scenario("tekton-pipelinerun-success").await;
     let tokens = gl.requests_on("/oauth/token");
     assert_eq!(tokens.len(), 1, "one token for the whole run");
     let t = &tokens[0];
@@ -176,21 +151,12 @@ async fn a_rotated_client_secret_is_used_at_the_next_refresh() {
         200,
         json!({"access_token": "gl-short", "expires_in": 0}),
     );
-    let d = tempfile::tempdir().unwrap();
-    let secret = d.path().join("client-secret");
-    std::fs::write(&secret, "s3cret-one").unwrap();
-    let (_f, base) =
-        FunctionProcess::start_http(Path::new(BIN), &oauth2_config(&gl, &secret), &[]).await;
-    let client = reqwest::Client::new();
+    let f = start_oauth2(&gl, "s3cret-one").await;
     let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
     let events = outgoing(&sc);
-    let (status, _) = events[0].send(&client, &format!("{base}/")).await;
-    assert_eq!(status, 200);
-    std::fs::write(&secret, "s3cret-two").unwrap();
-    for req in &events[1..] {
-        let (status, body) = req.send(&client, &format!("{base}/")).await;
-        assert_eq!(status, 200, "{body}");
-    }
+    f.send_all(&events[..1], 200).await;
+    f.secrets.file("client-secret", "s3cret-two");
+    f.send_all(&events[1..], 200).await;
     let tokens = gl.requests_on("/oauth/token");
     let statuses = gl.requests_on(&format!("{PROJECT}/statuses/{SHA}"));
     assert_eq!(tokens.len(), statuses.len(), "one fresh token per use");
@@ -213,24 +179,16 @@ async fn a_refused_client_is_dead_lettered_without_its_secret() {
         401,
         json!({"error": "invalid_client"}),
     );
-    let d = tempfile::tempdir().unwrap();
-    let secret = d.path().join("client-secret");
-    std::fs::write(&secret, "s3cret-never-shown").unwrap();
-    let (f, base) =
-        FunctionProcess::start_http(Path::new(BIN), &oauth2_config(&gl, &secret), &[]).await;
+    let f = start_oauth2(&gl, "s3cret-never-shown").await;
     let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
-    let (status, body) = outgoing(&sc)[0]
-        .send(&reqwest::Client::new(), &format!("{base}/"))
-        .await;
+    let (status, body) = outgoing(&sc)[0].send(&f.client, &f.url()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "dead_lettered", "{body}");
     let detail = body["deliveries"][0]["detail"].as_str().unwrap();
     assert!(detail.contains("OAuth2 token request"), "{detail}");
-    let dead = std::fs::read_to_string(f.dir.path().join("dl.jsonl")).unwrap();
+    let dead = f.dead_letter_text();
     assert!(dead.contains("invalid_client"), "{dead}");
-    for text in [dead, f.stderr(), body.to_string()] {
-        assert!(!text.contains("s3cret-never-shown"));
-    }
+    f.assert_secrets_absent(&["s3cret-never-shown"], &body);
     assert!(
         gl.requests_on(&format!("{PROJECT}/statuses/{SHA}"))
             .is_empty()
