@@ -74,32 +74,54 @@ pub async fn reload(app: &App, path: &Path, registry: &Registry) -> Result<usize
     }
 }
 
-/// Starts reloading `path` on change and on SIGHUP, for the life of the
-/// process. Call it before serving: from then on SIGHUP reloads rather than
-/// terminates.
-pub fn watch(app: SharedApp, path: PathBuf, registry: Registry) {
-    let reloads = &app.engine().metrics.config_reloads;
-    for result in ["applied", "rejected"] {
-        // Present at 0, so a dashboard sees the series before the first reload.
-        reloads.with_label_values(&[result]);
-    }
+/// Reloads the config file on change and on SIGHUP, for the life of the
+/// process.
+pub struct Watcher {
+    path: PathBuf,
+    seen: Option<Fingerprint>,
     #[cfg(unix)]
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot handle SIGHUP; reloading on file changes only");
-            None
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Watcher {
+    /// Create it before reading the config: a change made while the function
+    /// starts is then still seen, and from here on SIGHUP reloads rather than
+    /// terminates. Needs a Tokio runtime.
+    pub fn new(path: PathBuf) -> Watcher {
+        #[cfg(unix)]
+        let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGHUP; reloading on file changes only");
+                None
+            }
+        };
+        Watcher {
+            seen: fingerprint(&path),
+            path,
+            #[cfg(unix)]
+            hangup,
         }
-    };
-    let mut seen = fingerprint(&path);
-    tracing::info!(path = %path.display(), "watching the config file; SIGHUP reloads it");
-    tokio::spawn(async move {
+    }
+
+    /// Starts watching in the background for `app`.
+    pub fn start(self, app: SharedApp, registry: Registry) {
+        let reloads = &app.engine().metrics.config_reloads;
+        for result in ["applied", "rejected"] {
+            // Present at 0, so a dashboard sees the series before the first reload.
+            reloads.with_label_values(&[result]);
+        }
+        tracing::info!(path = %self.path.display(), "watching the config file; SIGHUP reloads it");
+        tokio::spawn(self.run(app, registry));
+    }
+
+    async fn run(mut self, app: SharedApp, registry: Registry) {
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             #[cfg(unix)]
             let hangup = async {
-                match hup.as_mut() {
+                match self.hangup.as_mut() {
                     Some(s) => {
                         s.recv().await;
                     }
@@ -111,15 +133,15 @@ pub fn watch(app: SharedApp, path: PathBuf, registry: Registry) {
             let trigger = tokio::select! {
                 () = hangup => "SIGHUP",
                 _ = tick.tick() => {
-                    if fingerprint(&path) == seen {
+                    if fingerprint(&self.path) == self.seen {
                         continue;
                     }
                     "file changed"
                 }
             };
             // Taken before reading, so a write during the read is seen next time.
-            seen = fingerprint(&path);
-            match reload(&app, &path, &registry).await {
+            self.seen = fingerprint(&self.path);
+            match reload(&app, &self.path, &registry).await {
                 Ok(n) => tracing::info!(trigger, notifications = n, "config reloaded"),
                 Err(e) => tracing::error!(
                     trigger,
@@ -127,5 +149,5 @@ pub fn watch(app: SharedApp, path: PathBuf, registry: Registry) {
                 ),
             }
         }
-    });
+    }
 }

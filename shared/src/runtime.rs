@@ -182,6 +182,12 @@ pub fn apply_env_overrides(cfg: &mut RelayConfig, env: impl Fn(&str) -> Option<S
 /// Runs a per-provider function: config from the environment, HTTP on `$PORT`.
 pub async fn run_function(registry: Registry) -> anyhow_like::Result {
     crate::telemetry::init();
+    // Lambda reads its config per cold start; HTTP mode reloads it.
+    let watcher = if crate::lambda::on_lambda() {
+        None
+    } else {
+        config_path(None).map(crate::reload::Watcher::new)
+    };
     let cfg = load_config(None).map_err(|e| e.to_string())?;
     let app = build_app(&cfg, &registry)
         .await
@@ -189,8 +195,8 @@ pub async fn run_function(registry: Registry) -> anyhow_like::Result {
     if crate::lambda::on_lambda() {
         return crate::lambda::run(app).await;
     }
-    if let Some(path) = config_path(None) {
-        crate::reload::watch(app.clone(), path, registry);
+    if let Some(w) = watcher {
+        w.start(app.clone(), registry);
     }
     let listener = tokio::net::TcpListener::bind(listen_addr(None))
         .await

@@ -149,14 +149,16 @@ async fn serve(
     drain: u64,
 ) -> Result<ExitCode, String> {
     relay_core::telemetry::init();
+    let watcher =
+        relay_core::runtime::config_path(config.as_deref()).map(relay_core::reload::Watcher::new);
     let cfg = relay_core::runtime::load_config(config.as_deref())
         .map_err(|e| format!("invalid config:\n{e}"))?;
     let registry = registry();
     let app = relay_core::runtime::build_app(&cfg, &registry)
         .await
         .map_err(|e| format!("invalid config:\n{e}"))?;
-    if let Some(path) = relay_core::runtime::config_path(config.as_deref()) {
-        relay_core::reload::watch(app.clone(), path, registry);
+    if let Some(w) = watcher {
+        w.start(app.clone(), registry);
     }
     let addr = relay_core::runtime::listen_addr(listen.as_deref());
     let listener = tokio::net::TcpListener::bind(&addr)
