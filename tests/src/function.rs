@@ -101,7 +101,7 @@ pub fn relay_config_with(more: &str) -> String {
         "RelayConfig",
         "relay",
         &format!(
-            "  deadLetter: file://$DIR/dl.jsonl\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n{more}"
+            "  deadLetter: file://$DIR/{DEAD_LETTERS}\n  delivery: {{initialBackoffMs: 10, maxBackoffMs: 20}}\n{more}"
         ),
     )
 }
@@ -247,6 +247,16 @@ impl Function {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1, "{text}");
         serde_json::from_str(lines[0]).unwrap()
+    }
+
+    /// The one dead letter there must be, of a permanent failure: by a
+    /// provider of type `provider_type`, answered `status`.
+    pub fn only_permanent_dead_letter(&self, provider_type: &str, status: u16) -> Value {
+        let entry = self.only_dead_letter();
+        assert_eq!(entry["provider_type"], provider_type, "{entry}");
+        assert_eq!(entry["cause"]["kind"], "permanent", "{entry}");
+        assert_eq!(entry["cause"]["status"], status, "{entry}");
+        entry
     }
 
     /// None of `secrets` is in the dead letters (if any), the log or `answer`.

@@ -248,10 +248,7 @@ async fn a_4xx_is_dead_lettered_without_the_hook() {
     assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
     assert_eq!(mm.requests().len(), 1, "permanent: asked once");
 
-    let entry = relay.only_dead_letter();
-    assert_eq!(entry["provider_type"], "mattermost");
-    assert_eq!(entry["cause"]["kind"], "permanent");
-    assert_eq!(entry["cause"]["status"], 400);
+    let entry = relay.only_permanent_dead_letter("mattermost", 400);
     let cause = entry["cause"]["message"].as_str().unwrap();
     assert!(cause.contains("Invalid webhook <redacted>"), "{cause}");
     assert_absent(
