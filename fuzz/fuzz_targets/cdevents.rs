@@ -1,0 +1,4 @@
+#![no_main]
+//! See `relay_core::decode::fuzz::cdevents`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::decode::fuzz::cdevents(data));

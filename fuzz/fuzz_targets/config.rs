@@ -1,0 +1,15 @@
+#![no_main]
+//! See `relay_core::decode::fuzz::config`; two real providers, so Provider
+//! documents are built too, and every Notification's filter and template.
+
+use std::sync::LazyLock;
+
+use relay_core::provider::Registry;
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+    Registry::new()
+        .with(relay_webhook::WebhookFactory)
+        .with(relay_log::LogFactory)
+});
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::decode::fuzz::config(data, &REGISTRY));
