@@ -90,7 +90,12 @@ fn decode_with_id(event_id: String, body: &Value) -> Result<RunEvent, DecodeErro
     let kind = need("kind")?;
     let name = need("name")?;
     let namespace = need("namespace")?;
-    let severity = str_at(body, &["severity"]).unwrap_or("info").to_string();
+    // An empty severity reads as missing: `io.fluxcd.notification.` is no
+    // Flux type, so the event would be ignored beyond the door (fuzz).
+    let severity = str_at(body, &["severity"])
+        .filter(|s| !s.is_empty())
+        .unwrap_or("info")
+        .to_string();
     let state = if severity == "error" {
         RunState::Failed
     } else {
@@ -175,6 +180,24 @@ mod tests {
         }
         assert!(is_flux_type("io.fluxcd.notification.error"));
         assert!(!is_flux_type("io.fluxcd.notification."));
+    }
+
+    /// Found by `scripts/fuzz` (target `flux`): accepted at the door, then
+    /// ignored beyond it as `io.fluxcd.notification.`.
+    #[test]
+    fn an_empty_severity_survives_the_trip_beyond_the_door() {
+        let raw = br#"{"involvedObject": {"kind": "Kustomization", "namespace": "flux-sy}tem", "name": "infrastructure", "uid": "338c4cb9-9efd-224"}, "severity": "", "timestamp": "2024-14-15Tation fn-cz2qd"}"#;
+        let body: Value = serde_json::from_slice(raw).unwrap();
+        assert!(is_flux(&body));
+        let direct = decode(raw, &body).unwrap();
+        assert_eq!(direct.event_type, "io.fluxcd.notification.info");
+        let ce = to_cloudevent(&direct, body);
+        match super::super::decode_cloudevent(&ce).unwrap() {
+            super::super::Decoded::Run(ev) => assert_eq!(*ev, direct),
+            other => panic!("{other:?}"),
+        }
+        // The relay's own fuzz target body agrees.
+        crate::decode::fuzz::flux(raw);
     }
 
     #[test]
