@@ -1,8 +1,9 @@
-//! Short-lived access tokens: fetched with the OAuth2 client-credentials
-//! grant, or minted by a provider (a GitHub App installation token), cached
-//! and refreshed before they expire. The long-lived secret behind a token is
-//! a file read at each refresh, so a rotated client secret or private key
-//! applies at the next refresh without a restart.
+//! Short-lived access tokens: fetched with the OAuth2 client-credentials or
+//! refresh-token grant, or minted by a provider (a GitHub App installation
+//! token), cached and refreshed before they expire. The long-lived secret
+//! behind a token is a file read at each refresh, so a rotated client
+//! secret, refresh token or private key applies at the next refresh without
+//! a restart.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -86,24 +87,77 @@ pub enum ClientAuth {
     Body,
 }
 
-/// `oauth2:` settings of a provider: the client-credentials grant.
+/// `oauth2:` settings of a provider: the client-credentials grant
+/// (`clientSecretFile`), or the refresh-token grant (`refreshTokenFile`,
+/// with `clientSecretFile` for a confidential client).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(try_from = "RawSettings")]
 pub struct ClientCredentialsSettings {
-    #[serde(rename = "tokenURL")]
     pub token_url: url::Url,
     pub client_id: String,
-    pub client_secret_file: SecretFile,
-    #[serde(default)]
+    pub client_secret_file: Option<SecretFile>,
+    pub refresh_token_file: Option<SecretFile>,
     pub scopes: Vec<String>,
-    #[serde(default)]
     pub client_auth: ClientAuth,
 }
 
-/// A client-credentials client with its cached token.
+/// The settings as written, checked into [`ClientCredentialsSettings`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSettings {
+    #[serde(rename = "tokenURL")]
+    token_url: url::Url,
+    #[serde(alias = "clientID")]
+    client_id: String,
+    #[serde(default)]
+    client_secret_file: Option<SecretFile>,
+    #[serde(default)]
+    refresh_token_file: Option<SecretFile>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    client_auth: ClientAuth,
+}
+
+impl TryFrom<RawSettings> for ClientCredentialsSettings {
+    type Error = String;
+
+    fn try_from(r: RawSettings) -> Result<Self, String> {
+        if r.client_secret_file.is_none() && r.refresh_token_file.is_none() {
+            return Err(
+                "give clientSecretFile (client-credentials grant) or refreshTokenFile \
+                 (refresh-token grant)"
+                    .into(),
+            );
+        }
+        if r.client_id.is_empty() {
+            return Err("clientId must not be empty".into());
+        }
+        Ok(ClientCredentialsSettings {
+            token_url: r.token_url,
+            client_id: r.client_id,
+            client_secret_file: r.client_secret_file,
+            refresh_token_file: r.refresh_token_file,
+            scopes: r.scopes,
+            client_auth: r.client_auth,
+        })
+    }
+}
+
+/// A refresh token the server issued in place of the one from the file
+/// (rotating refresh tokens), kept in memory while the file still holds
+/// `bootstrap`; a new file content starts over from the file.
+struct Rotated {
+    bootstrap: Secret,
+    current: Secret,
+}
+
+/// An OAuth2 client (client-credentials or refresh-token grant) with its
+/// cached access token.
 pub struct ClientCredentials {
     settings: ClientCredentialsSettings,
     cache: TokenCache,
+    rotated: std::sync::Mutex<Option<Rotated>>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +165,51 @@ struct TokenAnswer {
     access_token: String,
     #[serde(default)]
     expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// The refresh token to present: the one the server rotated to, unless the
+/// file changed since (an operator's new token wins).
+fn refresh_token_to_use(rotated: &Option<Rotated>, from_file: &Secret) -> Secret {
+    match rotated {
+        Some(r) if &r.bootstrap == from_file => r.current.clone(),
+        _ => from_file.clone(),
+    }
+}
+
+/// The token request's form body. `refresh_token`: the refresh-token grant,
+/// else client credentials. A client without a secret (a public client)
+/// names itself in the body.
+fn grant_form(
+    s: &ClientCredentialsSettings,
+    secret: Option<&Secret>,
+    refresh_token: Option<&Secret>,
+) -> String {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    match refresh_token {
+        Some(t) => {
+            form.append_pair("grant_type", "refresh_token");
+            form.append_pair("refresh_token", t.expose());
+        }
+        None => {
+            form.append_pair("grant_type", "client_credentials");
+        }
+    }
+    if !s.scopes.is_empty() {
+        form.append_pair("scope", &s.scopes.join(" "));
+    }
+    match secret {
+        Some(secret) if s.client_auth == ClientAuth::Body => {
+            form.append_pair("client_id", &s.client_id);
+            form.append_pair("client_secret", secret.expose());
+        }
+        None => {
+            form.append_pair("client_id", &s.client_id);
+        }
+        Some(_) => {}
+    }
+    form.finish()
 }
 
 impl ClientCredentials {
@@ -118,6 +217,7 @@ impl ClientCredentials {
         ClientCredentials {
             settings,
             cache: TokenCache::new(),
+            rotated: std::sync::Mutex::new(None),
         }
     }
 
@@ -134,24 +234,26 @@ impl ClientCredentials {
 
     async fn fetch(&self, http: &Http<'_>) -> Result<(Secret, Duration), Verdict> {
         let s = &self.settings;
-        let secret = s
-            .client_secret_file
-            .read()
-            .await
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
-        // The serializer is not Send: it must not live across an await.
-        let body = {
-            let mut form = url::form_urlencoded::Serializer::new(String::new());
-            form.append_pair("grant_type", "client_credentials");
-            if !s.scopes.is_empty() {
-                form.append_pair("scope", &s.scopes.join(" "));
+        let read = |f: &SecretFile| {
+            let f = f.clone();
+            async move {
+                f.read()
+                    .await
+                    .map_err(|e| Verdict::permanent(e.to_string()))
             }
-            if s.client_auth == ClientAuth::Body {
-                form.append_pair("client_id", &s.client_id);
-                form.append_pair("client_secret", secret.expose());
-            }
-            form.finish()
         };
+        let secret = match &s.client_secret_file {
+            Some(f) => Some(read(f).await?),
+            None => None,
+        };
+        let from_file = match &s.refresh_token_file {
+            Some(f) => Some(read(f).await?),
+            None => None,
+        };
+        let refresh_token = from_file
+            .as_ref()
+            .map(|f| refresh_token_to_use(&self.rotated.lock().unwrap(), f));
+        let body = grant_form(s, secret.as_ref(), refresh_token.as_ref());
         let mut req = OutboundRequest::post_json(s.token_url.clone(), body);
         req.headers.insert(
             http::header::CONTENT_TYPE,
@@ -162,7 +264,9 @@ impl ClientCredentials {
             HeaderValue::from_static("application/json"),
         );
         req.method = Method::POST;
-        if s.client_auth == ClientAuth::Basic {
+        if let Some(secret) = &secret
+            && s.client_auth == ClientAuth::Basic
+        {
             req.sensitive_header(
                 http::header::AUTHORIZATION,
                 &basic(&s.client_id, secret.expose()),
@@ -174,6 +278,15 @@ impl ClientCredentials {
             .await
             .map_err(|v| token_failure(v, &s.token_url))?
             .json()?;
+        if let (Some(bootstrap), Some(used), Some(new)) =
+            (from_file, refresh_token, answer.refresh_token)
+            && new != used.expose()
+        {
+            *self.rotated.lock().unwrap() = Some(Rotated {
+                bootstrap,
+                current: Secret::new(new),
+            });
+        }
         let lifetime = answer
             .expires_in
             .map_or(DEFAULT_LIFETIME, Duration::from_secs);
@@ -253,6 +366,91 @@ mod tests {
             .await;
         assert!(failed.is_err());
         assert_eq!(cache.get("d", || fetch(3600)).await.unwrap().expose(), "t6");
+    }
+
+    fn settings(extra: serde_json::Value) -> Result<ClientCredentialsSettings, String> {
+        let mut v =
+            serde_json::json!({"tokenURL": "https://auth.example/token", "clientId": "app"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn settings_take_one_grant_or_the_other() {
+        let err = settings(serde_json::json!({})).unwrap_err();
+        assert!(
+            err.contains("clientSecretFile") && err.contains("refreshTokenFile"),
+            "{err}"
+        );
+        let err = settings(serde_json::json!({"clientSecretFil": "/s"})).unwrap_err();
+        assert!(err.contains("unknown field `clientSecretFil`"), "{err}");
+        let s = settings(serde_json::json!({"refreshTokenFile": "/r"})).unwrap();
+        assert!(s.client_secret_file.is_none());
+        // `clientID` as the issue spells it is accepted too.
+        let s: ClientCredentialsSettings = serde_json::from_value(serde_json::json!({
+            "tokenURL": "https://auth.example/token", "clientID": "app2", "clientSecretFile": "/s"
+        }))
+        .unwrap();
+        assert_eq!(s.client_id, "app2");
+    }
+
+    fn form(body: &str) -> HashMap<String, String> {
+        url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    #[test]
+    fn grant_forms() {
+        let secret = Secret::new("sec");
+        let rt = Secret::new("rt-1");
+        let s =
+            settings(serde_json::json!({"clientSecretFile": "/s", "scopes": ["a", "b"]})).unwrap();
+        // Client credentials, secret in the Basic header (not the body).
+        let f = form(&grant_form(&s, Some(&secret), None));
+        assert_eq!(f["grant_type"], "client_credentials");
+        assert_eq!(f["scope"], "a b");
+        assert!(!f.contains_key("client_secret") && !f.contains_key("client_id"));
+        // Refresh token, secret in the body.
+        let s = settings(
+            serde_json::json!({"refreshTokenFile": "/r", "clientSecretFile": "/s",
+            "clientAuth": "body"}),
+        )
+        .unwrap();
+        let f = form(&grant_form(&s, Some(&secret), Some(&rt)));
+        assert_eq!(f["grant_type"], "refresh_token");
+        assert_eq!(f["refresh_token"], "rt-1");
+        assert_eq!(
+            (f["client_id"].as_str(), f["client_secret"].as_str()),
+            ("app", "sec")
+        );
+        // A public client names itself and sends no secret.
+        let s = settings(serde_json::json!({"refreshTokenFile": "/r"})).unwrap();
+        let f = form(&grant_form(&s, None, Some(&rt)));
+        assert_eq!(f["client_id"], "app");
+        assert!(!f.contains_key("client_secret"));
+    }
+
+    #[test]
+    fn a_rotated_refresh_token_is_used_until_the_file_changes() {
+        let file = Secret::new("from-file");
+        assert_eq!(refresh_token_to_use(&None, &file).expose(), "from-file");
+        let rotated = Some(Rotated {
+            bootstrap: file.clone(),
+            current: Secret::new("from-server"),
+        });
+        assert_eq!(
+            refresh_token_to_use(&rotated, &file).expose(),
+            "from-server"
+        );
+        // The operator wrote a new token to the file: it wins.
+        let new_file = Secret::new("new-from-file");
+        assert_eq!(
+            refresh_token_to_use(&rotated, &new_file).expose(),
+            "new-from-file"
+        );
     }
 
     #[test]
