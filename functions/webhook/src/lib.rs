@@ -1,7 +1,9 @@
 //! The `webhook` provider: POSTs the webhook payload v1 (or a rendered
 //! template) to a URL, with extra headers, an optional bearer token and an
-//! optional HMAC-SHA256 signature, each secret read from a file when used.
+//! optional HMAC-SHA256 signature, each secret read from a file when used;
+//! or a bearer token fetched with OAuth2 (see [`oauth`]).
 
+pub mod oauth;
 pub mod payload;
 
 use std::collections::BTreeMap;
@@ -11,8 +13,9 @@ use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use relay_core::config::ProviderDoc;
 use relay_core::engine::template_context;
+use relay_core::oauth2::ClientCredentialsSettings;
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
     parse_settings,
 };
 use relay_core::secret::SecretFile;
@@ -41,6 +44,10 @@ pub struct WebhookSettings {
     /// Sent as `Authorization: Bearer <token>`.
     #[serde(default)]
     pub token_file: Option<SecretFile>,
+    /// An OAuth2 access token (client-credentials or refresh-token grant),
+    /// sent as `Authorization: Bearer <token>`; instead of `tokenFile`.
+    #[serde(default)]
+    pub oauth2: Option<ClientCredentialsSettings>,
     /// Signs the body into `X-Relay-Signature-256`.
     #[serde(default)]
     pub hmac_secret_file: Option<SecretFile>,
@@ -61,6 +68,7 @@ pub struct Webhook {
     headers: Vec<(HeaderName, HeaderValue)>,
     content_type: HeaderValue,
     template: Option<Template>,
+    oauth: Option<oauth::OAuth>,
 }
 
 pub struct WebhookFactory;
@@ -92,6 +100,9 @@ impl ProviderFactory for WebhookFactory {
         let method = Method::from_bytes(s.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| errs.push(("method".into(), format!("invalid method {:?}", s.method))))
             .unwrap_or(Method::POST);
+        if s.token_file.is_some() && s.oauth2.is_some() {
+            errs.push(("oauth2".into(), "give tokenFile or oauth2, not both".into()));
+        }
         let mut headers = Vec::new();
         for (k, v) in &s.headers {
             match (
@@ -124,7 +135,9 @@ impl ProviderFactory for WebhookFactory {
         if !errs.is_empty() {
             return Err(errs);
         }
+        let oauth = s.oauth2.clone().map(oauth::OAuth::new);
         Ok(Arc::new(Webhook {
+            oauth,
             settings: s,
             method,
             headers,
@@ -192,6 +205,30 @@ impl Provider for Webhook {
         }
         Ok(vec![Outbound::Http(req)])
     }
+
+    async fn deliver(
+        &self,
+        input: &DeliveryInput<'_>,
+        http: &relay_core::transport::Http<'_>,
+    ) -> Result<String, Verdict> {
+        let outbounds = self.build(input).await.map_err(|e| match e {
+            ProviderError::Permanent(m) => Verdict::permanent(m),
+            ProviderError::Retryable(message) => Verdict::Retryable {
+                status: None,
+                retry_after: None,
+                message,
+            },
+        })?;
+        let mut done = Vec::new();
+        for ob in outbounds {
+            done.push(relay_core::transport::describe(&ob));
+            match (&self.oauth, ob) {
+                (Some(o), Outbound::Http(req)) => o.send(http, req).await.map(drop)?,
+                (_, ob) => http.send(&ob).await.map(drop)?,
+            }
+        }
+        Ok(done.join("; "))
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +278,29 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(errs[0].0, "template");
+        let oauth = serde_json::json!({"tokenURL": "http://a/t", "clientId": "c", "clientSecretFile": "/s"});
+        let errs = WebhookFactory
+            .build(&doc(
+                serde_json::json!({"url": "http://x", "tokenFile": "/t", "oauth2": oauth}),
+            ))
+            .err()
+            .unwrap();
+        assert_eq!(errs[0].0, "oauth2", "{errs:?}");
+        let errs = WebhookFactory
+            .build(&doc(
+                serde_json::json!({"url": "http://x", "oauth2": {"tokenURL": "http://a/t", "clientId": "c"}}),
+            ))
+            .err()
+            .unwrap();
+        assert!(errs[0].0.starts_with("oauth2"), "{errs:?}");
+        assert!(errs[0].1.contains("refreshTokenFile"), "{errs:?}");
+        assert!(
+            WebhookFactory
+                .build(&doc(
+                    serde_json::json!({"url": "http://x", "oauth2": oauth})
+                ))
+                .is_ok()
+        );
     }
 
     #[tokio::test]
