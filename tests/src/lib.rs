@@ -4,6 +4,7 @@
 
 pub mod conformance;
 pub mod expect;
+pub mod faulty;
 pub mod fixtures;
 pub mod function;
 pub mod lambda_api;
