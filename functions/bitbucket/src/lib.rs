@@ -142,7 +142,18 @@ impl Bitbucket {
             http::header::ACCEPT,
             HeaderValue::from_static("application/json"),
         );
-        http.send(&Outbound::Http(req)).await
+        let answer = http.send(&Outbound::Http(req)).await;
+        // A refused token is dropped, so the next attempt fetches a new one.
+        if let (
+            Err(Verdict::Permanent {
+                status: Some(401), ..
+            }),
+            crate::auth::Credential::OAuth2(client),
+        ) = (&answer, &self.credential)
+        {
+            client.invalidate().await;
+        }
+        answer
     }
 
     async fn status(

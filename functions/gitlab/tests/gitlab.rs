@@ -194,3 +194,52 @@ async fn a_refused_client_is_dead_lettered_without_its_secret() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_grant_and_a_refused_token_dropped_for_the_next_event() {
+    let gl = Receiver::start().await;
+    gl.reply(
+        "POST",
+        "/oauth/token",
+        200,
+        json!({"access_token": "gl-rt-1", "expires_in": 7200, "refresh_token": "rt-server"}),
+    );
+    let secrets = Secrets::new();
+    let refresh = secrets.line("refresh-token", "rt-file");
+    let settings = format!(
+        "baseURL: \"{}\"\noauth2: {{tokenURL: \"{}\", clientId: relay-app, refreshTokenFile: {refresh}}}",
+        gl.url("/api/v4"),
+        gl.url("/oauth/token"),
+    );
+    let cfg = config("gl", "gitlab", &settings, &[("status", "  action: status")]);
+    let f = Function::start(BIN, &cfg, secrets, &[]).await;
+    let sc = Scenario::load(&relay_tests::fixtures::dir().join("tekton-pipelinerun-success"));
+    let events = outgoing(&sc);
+    let statuses = format!("{PROJECT}/statuses/{SHA}");
+    // GitLab refuses the token once: that event is dead-lettered, and the
+    // next one fetches a new token with the server's rotated refresh token.
+    gl.script(&statuses, &[(401, None)]);
+    f.send_all(&events[..1], 200).await;
+    gl.reply(
+        "POST",
+        "/oauth/token",
+        200,
+        json!({"access_token": "gl-rt-2", "expires_in": 7200}),
+    );
+    f.send_all(&events[1..2], 200).await;
+    let tokens = gl.requests_on("/oauth/token");
+    assert_eq!(tokens.len(), 2, "{}", f.stderr());
+    let form = |r: &relay_tests::receiver::Recorded| -> Vec<(String, String)> {
+        url::form_urlencoded::parse(&r.body).into_owned().collect()
+    };
+    assert!(form(&tokens[0]).contains(&("refresh_token".into(), "rt-file".into())));
+    assert!(form(&tokens[0]).contains(&("client_id".into(), "relay-app".into())));
+    assert!(form(&tokens[1]).contains(&("refresh_token".into(), "rt-server".into())));
+    let sent = gl.requests_on(&statuses);
+    assert_eq!(sent[0].headers["authorization"], "Bearer gl-rt-1");
+    assert_eq!(
+        sent.last().unwrap().headers["authorization"],
+        "Bearer gl-rt-2"
+    );
+    f.assert_secrets_absent(&["rt-file", "rt-server", "gl-rt-1", "gl-rt-2"], &json!({}));
+}
