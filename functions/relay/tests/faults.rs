@@ -282,14 +282,22 @@ async fn provider_fault(store: String, pf: ProviderFault) -> Row {
         );
     }
     let resent = resend_delivered(pf.name, &events, |_| true, &sender, &provider).await;
-    let injected = format!("{} provider faults", provider.faults());
+    let abandoned = provider
+        .hits()
+        .iter()
+        .filter(|h| h.answered.is_none())
+        .count();
+    let injected = format!(
+        "{} provider faults ({abandoned} unanswered)",
+        provider.faults()
+    );
     assert!(provider.faults() > 0, "{}: no fault was injected", pf.name);
     account(pf.name, injected, &events, &sender, &provider, &dl, resent)
 }
 
 async fn store_killed(mut server: ValkeyServer) -> Row {
     let fault = "store killed+restarted";
-    let provider = FaultyServer::start(&[Behaviour::slow(200, ms(40))]).await;
+    let provider = FaultyServer::start(&[Behaviour::slow(200, ms(80))]).await;
     let tmp = tempfile::tempdir().unwrap();
     let dl = tmp.path().join("dl.jsonl");
     let relay = RelayProcess::start(
@@ -312,8 +320,9 @@ async fn store_killed(mut server: ValkeyServer) -> Row {
     tokio::task::block_in_place(|| server.stop());
     stream.await.unwrap();
     let text = metrics(&relay.base).await;
+    let store_errors = metric(&text, "relay_store_errors_total", &[]);
     assert!(
-        metric(&text, "relay_store_errors_total", &[]) > 0.0,
+        store_errors > 0.0,
         "{fault}: relay_store_errors_total did not move:\n{text}"
     );
     tokio::task::block_in_place(|| server.restart());
@@ -342,7 +351,7 @@ async fn store_killed(mut server: ValkeyServer) -> Row {
     .await;
     account(
         fault,
-        "1 kill; store down mid-stream".into(),
+        format!("1 kill; {store_errors} store errors"),
         &events,
         &sender,
         &provider,
@@ -482,7 +491,7 @@ async fn no_event_lost_or_duplicated_under_faults() {
         ProviderFault {
             name: "slow: 2xx after timeout",
             pattern: vec![
-                Behaviour::slow(200, ms(1500)),
+                Behaviour::slow(200, ms(1800)),
                 Behaviour::slow(200, ms(150)),
                 Behaviour::OK,
             ],
