@@ -110,6 +110,18 @@ pub enum ProviderError {
     Retryable(String),
 }
 
+/// A delivery failure met while building requests (a secret URL that does
+/// not read, a template that does not render) keeps its kind.
+impl From<Verdict> for ProviderError {
+    fn from(v: Verdict) -> ProviderError {
+        match v {
+            Verdict::Permanent { message, .. } => ProviderError::Permanent(message),
+            Verdict::Retryable { message, .. } => ProviderError::Retryable(message),
+            Verdict::Success => ProviderError::Permanent("unexpected success".into()),
+        }
+    }
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     fn type_name(&self) -> &'static str;

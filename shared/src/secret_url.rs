@@ -37,6 +37,19 @@ pub async fn read(file: &SecretFile, setting: &str) -> Result<url::Url, Verdict>
         })
 }
 
+/// The URL of a target given as `url`, or read from `urlFile` when the URL
+/// itself is a secret (checked at load: one of them is set).
+pub async fn resolve(
+    url: Option<&url::Url>,
+    file: Option<&SecretFile>,
+) -> Result<url::Url, Verdict> {
+    match (url, file) {
+        (Some(u), _) => Ok(u.clone()),
+        (None, Some(f)) => read(f, "urlFile").await,
+        (None, None) => Err(Verdict::permanent("no `url` or `urlFile` is set")),
+    }
+}
+
 /// The default classification, with the whole answer (as much as the
 /// transport read) in a permanent failure's message, so [`redact`] sees
 /// whole tokens before the message is cut. A retryable failure names its

@@ -17,7 +17,7 @@ use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::ingress::Original;
 use relay_core::provider::{
-    DeliveryInput, Outbound, Provider, ProviderError, ProviderFactory, Verdict, parse_settings,
+    DeliveryInput, Outbound, Provider, ProviderError, ProviderFactory, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use serde::Deserialize;
@@ -76,30 +76,11 @@ impl ProviderFactory for CloudeventsFactory {
     fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
         let s: CloudeventsSettings = parse_settings(doc)?;
         let mut errs = Vec::new();
-        match (&s.url, &s.url_file) {
-            (None, None) => errs.push((
-                String::new(),
-                "one of `url` or `urlFile` is required".into(),
-            )),
-            (Some(_), Some(_)) => {
-                errs.push(("urlFile".into(), "give `url` or `urlFile`, not both".into()))
-            }
-            (Some(u), None) if !matches!(u.scheme(), "http" | "https") => errs.push((
-                "url".into(),
-                format!("scheme {:?} is not http or https", u.scheme()),
-            )),
-            _ => {}
-        }
-        let mut headers = Vec::new();
-        for (k, v) in &s.headers {
-            match (
-                HeaderName::from_bytes(k.as_bytes()),
-                HeaderValue::from_str(v),
-            ) {
-                (Ok(n), Ok(v)) => headers.push((n, v)),
-                _ => errs.push((format!("headers.{k}"), "not a valid HTTP header".into())),
-            }
-        }
+        errs.extend(relay_core::config::check::url_or_file(
+            s.url.as_ref(),
+            s.url_file.as_ref(),
+        ));
+        let headers = relay_core::config::check::headers(&s.headers, &mut errs);
         if let Some(src) = &s.source
             && cdevents_sdk::UriReference::try_from(src.as_str()).is_err()
         {
@@ -121,10 +102,7 @@ fn permanent(e: impl ToString) -> ProviderError {
 
 /// The Notification's template, rendered: the user's data.
 fn template_data(input: &DeliveryInput<'_>) -> Result<Option<Value>, ProviderError> {
-    let text = relay_core::chat::template_text(input).map_err(|v| match v {
-        Verdict::Permanent { message, .. } => permanent(message),
-        other => permanent(format!("{other:?}")),
-    })?;
+    let text = relay_core::chat::template_text(input).map_err(ProviderError::from)?;
     // JSON stays JSON; anything else is sent as a JSON string.
     Ok(text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t))))
 }
@@ -195,15 +173,9 @@ impl Cloudevents {
     }
 
     async fn url(&self) -> Result<url::Url, ProviderError> {
-        match (&self.settings.url, &self.settings.url_file) {
-            (Some(u), _) => Ok(u.clone()),
-            (None, Some(f)) => {
-                let secret = f.read().await.map_err(permanent)?;
-                url::Url::parse(secret.expose().trim())
-                    .map_err(|_| permanent(format!("urlFile {:?} does not hold a valid URL", f.0)))
-            }
-            (None, None) => Err(permanent("cloudevents provider has no URL")),
-        }
+        relay_core::secret_url::resolve(self.settings.url.as_ref(), self.settings.url_file.as_ref())
+            .await
+            .map_err(ProviderError::from)
     }
 }
 

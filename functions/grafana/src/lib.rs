@@ -14,7 +14,7 @@ use relay_core::chat::{ChatView, template_text};
 use relay_core::config::{ProviderDoc, check};
 use relay_core::escape;
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory,
     delivery_params, notification_params, parse_settings,
 };
 use relay_core::secret::SecretFile;
@@ -162,14 +162,6 @@ pub fn body(ev: &RunEvent, text: String, tags: Vec<String>, params: &GrafanaPara
     b
 }
 
-fn permanent(v: Verdict) -> ProviderError {
-    match v {
-        Verdict::Permanent { message, .. } => ProviderError::Permanent(message),
-        Verdict::Retryable { message, .. } => ProviderError::Retryable(message),
-        Verdict::Success => ProviderError::Permanent("unexpected success".into()),
-    }
-}
-
 #[async_trait]
 impl Provider for Grafana {
     fn type_name(&self) -> &'static str {
@@ -229,8 +221,8 @@ impl Provider for Grafana {
 
     async fn build(&self, input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
         let ev = input.event;
-        let params: GrafanaParams = delivery_params(input).map_err(permanent)?;
-        let text = match template_text(input).map_err(permanent)? {
+        let params: GrafanaParams = delivery_params(input).map_err(ProviderError::from)?;
+        let text = match template_text(input).map_err(ProviderError::from)? {
             Some(t) => text::from_template(&t),
             None => text::default_text(&ChatView::of(ev)),
         };

@@ -20,7 +20,7 @@ use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::model::EventFormat;
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory, Verdict,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory,
     parse_settings,
 };
 use relay_core::secret::SecretFile;
@@ -77,36 +77,17 @@ impl ProviderFactory for TektonTriggerFactory {
     fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
         let s: TektonTriggerSettings = parse_settings(doc)?;
         let mut errs = Vec::new();
-        match (&s.url, &s.url_file) {
-            (None, None) => errs.push((
-                String::new(),
-                "one of `url` or `urlFile` is required".into(),
-            )),
-            (Some(_), Some(_)) => {
-                errs.push(("urlFile".into(), "give `url` or `urlFile`, not both".into()))
-            }
-            (Some(u), None) if !matches!(u.scheme(), "http" | "https") => errs.push((
-                "url".into(),
-                format!("scheme {:?} is not http or https", u.scheme()),
-            )),
-            _ => {}
-        }
+        errs.extend(relay_core::config::check::url_or_file(
+            s.url.as_ref(),
+            s.url_file.as_ref(),
+        ));
         if s.max_depth == 0 {
             errs.push((
                 "maxDepth".into(),
                 "must be at least 1 (0 would forward nothing)".into(),
             ));
         }
-        let mut headers = Vec::new();
-        for (k, v) in &s.headers {
-            match (
-                HeaderName::from_bytes(k.as_bytes()),
-                HeaderValue::from_str(v),
-            ) {
-                (Ok(n), Ok(v)) => headers.push((n, v)),
-                _ => errs.push((format!("headers.{k}"), "not a valid HTTP header".into())),
-            }
-        }
+        let headers = relay_core::config::check::headers(&s.headers, &mut errs);
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -140,15 +121,9 @@ fn permanent(e: impl ToString) -> ProviderError {
 
 impl TektonTrigger {
     async fn url(&self) -> Result<url::Url, ProviderError> {
-        match (&self.settings.url, &self.settings.url_file) {
-            (Some(u), _) => Ok(u.clone()),
-            (None, Some(f)) => {
-                let secret = f.read().await.map_err(permanent)?;
-                url::Url::parse(secret.expose().trim())
-                    .map_err(|_| permanent(format!("urlFile {:?} does not hold a valid URL", f.0)))
-            }
-            (None, None) => Err(permanent("tekton-trigger provider has no URL")),
-        }
+        relay_core::secret_url::resolve(self.settings.url.as_ref(), self.settings.url_file.as_ref())
+            .await
+            .map_err(ProviderError::from)
     }
 }
 
@@ -178,10 +153,7 @@ impl Provider for TektonTrigger {
         let ev = input.event;
         // `declines` ran first; a malformed label never gets here.
         let next = depth(ev).map_err(|_| permanent("malformed depth label"))? + 1;
-        let body = match relay_core::chat::template_text(input).map_err(|v| match v {
-            Verdict::Permanent { message, .. } => permanent(message),
-            other => permanent(format!("{other:?}")),
-        })? {
+        let body = match relay_core::chat::template_text(input).map_err(ProviderError::from)? {
             // An EventListener reads JSON: a template that renders
             // anything else is a mistake to surface, not to send.
             Some(text) => {

@@ -81,38 +81,17 @@ impl ProviderFactory for WebhookFactory {
     fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
         let s: WebhookSettings = parse_settings(doc)?;
         let mut errs = Vec::new();
-        match (&s.url, &s.url_file) {
-            (None, None) => errs.push((
-                String::new(),
-                "one of `url` or `urlFile` is required".into(),
-            )),
-            (Some(_), Some(_)) => {
-                errs.push(("urlFile".into(), "give `url` or `urlFile`, not both".into()))
-            }
-            (Some(u), None) if !matches!(u.scheme(), "http" | "https") => {
-                errs.push((
-                    "url".into(),
-                    format!("scheme {:?} is not http or https", u.scheme()),
-                ));
-            }
-            _ => {}
-        }
+        errs.extend(relay_core::config::check::url_or_file(
+            s.url.as_ref(),
+            s.url_file.as_ref(),
+        ));
         let method = Method::from_bytes(s.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| errs.push(("method".into(), format!("invalid method {:?}", s.method))))
             .unwrap_or(Method::POST);
         if s.token_file.is_some() && s.oauth2.is_some() {
             errs.push(("oauth2".into(), "give tokenFile or oauth2, not both".into()));
         }
-        let mut headers = Vec::new();
-        for (k, v) in &s.headers {
-            match (
-                HeaderName::from_bytes(k.as_bytes()),
-                HeaderValue::from_str(v),
-            ) {
-                (Ok(n), Ok(v)) => headers.push((n, v)),
-                _ => errs.push((format!("headers.{k}"), "not a valid HTTP header".into())),
-            }
-        }
+        let headers = relay_core::config::check::headers(&s.headers, &mut errs);
         let content_type = s.content_type.as_deref().unwrap_or("application/json");
         let content_type = HeaderValue::from_str(content_type).unwrap_or_else(|_| {
             errs.push(("contentType".into(), "not a valid header value".into()));
@@ -172,16 +151,12 @@ impl Provider for Webhook {
                 .map_err(|e| permanent(format!("template: {e}")))?,
             None => payload::v1(input.event).to_string(),
         };
-        let url = match (&self.settings.url, &self.settings.url_file) {
-            (Some(u), _) => u.clone(),
-            (None, Some(f)) => {
-                let secret = f.read().await.map_err(permanent)?;
-                url::Url::parse(secret.expose().trim()).map_err(|_| {
-                    permanent(format!("urlFile {:?} does not hold a valid URL", f.0))
-                })?
-            }
-            (None, None) => return Err(permanent("webhook has no URL")),
-        };
+        let url = relay_core::secret_url::resolve(
+            self.settings.url.as_ref(),
+            self.settings.url_file.as_ref(),
+        )
+        .await
+        .map_err(ProviderError::from)?;
         let mut req = OutboundRequest::post_json(url, body);
         req.method = self.method.clone();
         req.headers.insert(CONTENT_TYPE, self.content_type.clone());

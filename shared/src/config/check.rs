@@ -14,6 +14,42 @@ pub fn http_url(path: &str, url: &url::Url) -> Option<(String, String)> {
     })
 }
 
+/// The error, if any, of a target given as `url` or, when the URL itself is
+/// a secret, `urlFile`: exactly one, and an inline one http(s).
+pub fn url_or_file(
+    url: Option<&url::Url>,
+    file: Option<&crate::secret::SecretFile>,
+) -> Option<(String, String)> {
+    match (url, file) {
+        (None, None) => Some((
+            String::new(),
+            "one of `url` or `urlFile` is required".into(),
+        )),
+        (Some(_), Some(_)) => Some(("urlFile".into(), "give `url` or `urlFile`, not both".into())),
+        (Some(u), None) => http_url("url", u),
+        (None, Some(_)) => None,
+    }
+}
+
+/// The `headers` setting as header names and values; an error at
+/// `headers.<name>` for each that is not a valid HTTP header.
+pub fn headers(
+    map: &std::collections::BTreeMap<String, String>,
+    errs: &mut Vec<(String, String)>,
+) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let mut out = Vec::new();
+    for (k, v) in map {
+        match (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            (Ok(n), Ok(v)) => out.push((n, v)),
+            _ => errs.push((format!("headers.{k}"), "not a valid HTTP header".into())),
+        }
+    }
+    out
+}
+
 /// An error for each blank item of the list setting at `path` (`tags`,
 /// `kinds`, `projects`), at `path[i]`.
 pub fn blank_items<'a>(
@@ -30,6 +66,32 @@ pub fn blank_items<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_is_one_http_url_or_a_file_and_headers_are_valid() {
+        let u = url::Url::parse("ftp://x").unwrap();
+        let f = crate::secret::SecretFile("/f".into());
+        assert_eq!(url_or_file(None, None).unwrap().0, "");
+        assert_eq!(url_or_file(Some(&u), Some(&f)).unwrap().0, "urlFile");
+        assert_eq!(url_or_file(Some(&u), None).unwrap().0, "url");
+        assert_eq!(url_or_file(None, Some(&f)), None);
+        let mut errs = Vec::new();
+        let map = [
+            ("X-Team".to_string(), "ci".to_string()),
+            ("a b".into(), "c".into()),
+        ]
+        .into_iter()
+        .collect();
+        let h = headers(&map, &mut errs);
+        assert_eq!(h.len(), 1);
+        assert_eq!(
+            errs,
+            [(
+                "headers.a b".to_string(),
+                "not a valid HTTP header".to_string()
+            )]
+        );
+    }
 
     #[test]
     fn urls_must_be_http_and_list_items_not_blank() {
