@@ -399,6 +399,15 @@ pub struct StatusParams {
     pub context: Option<String>,
 }
 
+/// The action check of a provider that takes none: `what` says what it
+/// does instead, so the error tells the user why.
+pub fn no_action(provider: &str, action: Option<&str>, what: &str) -> Result<(), String> {
+    match action {
+        None => Ok(()),
+        Some(a) => Err(format!("{provider} takes no action (got {a:?}): {what}")),
+    }
+}
+
 /// `check_notification` for a provider with named actions and typed
 /// params: every error at once; a blank string param (a context, say) is
 /// an error too, since it would post an unnamed status.

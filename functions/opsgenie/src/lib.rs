@@ -16,7 +16,7 @@ use relay_core::incident::{self, KeyFormat, Lifecycle, Step, Verbs};
 use relay_core::model::RunEvent;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, delivery_params, parse_settings,
+    check_action_and_params, delivery_params, no_action, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -158,12 +158,7 @@ impl Provider for Opsgenie {
         action: Option<&str>,
         params: &Map<String, Value>,
     ) -> Result<(), Vec<(String, String)>> {
-        let action = match action {
-            None => Ok(()),
-            Some(a) => Err(format!(
-                "opsgenie takes no action (got {a:?}): failures create an alert, successes close it"
-            )),
-        };
+        let action = no_action(TYPE, action, "failures create an alert, successes close it");
         check_action_and_params::<OpsgenieParams>(action, params)
     }
 

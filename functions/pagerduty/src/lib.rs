@@ -15,7 +15,7 @@ use relay_core::incident::{self, KeyFormat, Lifecycle, Step, Verbs};
 use relay_core::model::RunEvent;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, default_classify, delivery_params, parse_settings,
+    check_action_and_params, default_classify, delivery_params, no_action, parse_settings,
 };
 use relay_core::secret::{Secret, SecretFile};
 use relay_core::secret_url::mask;
@@ -136,12 +136,7 @@ impl Provider for Pagerduty {
         action: Option<&str>,
         params: &Map<String, Value>,
     ) -> Result<(), Vec<(String, String)>> {
-        let action = match action {
-            None => Ok(()),
-            Some(a) => Err(format!(
-                "pagerduty takes no action (got {a:?}): failures trigger, successes resolve"
-            )),
-        };
+        let action = no_action(TYPE, action, "failures trigger, successes resolve");
         check_action_and_params::<PagerdutyParams>(action, params)
     }
 

@@ -16,7 +16,7 @@ use relay_core::escape;
 use relay_core::model::RunEvent;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, commit_sha, delivery_params, parse_settings,
+    check_action_and_params, commit_sha, delivery_params, no_action, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use relay_core::template::Template;
@@ -210,12 +210,7 @@ impl Provider for Sentry {
         action: Option<&str>,
         params: &Map<String, Value>,
     ) -> Result<(), Vec<(String, String)>> {
-        let action = match action {
-            None => Ok(()),
-            Some(a) => Err(format!(
-                "sentry takes no action (got {a:?}): a succeeded PipelineRun records a deploy"
-            )),
-        };
+        let action = no_action(TYPE, action, "a succeeded PipelineRun records a deploy");
         check_action_and_params::<SentryParams>(action, params)?;
         let env = params.get("environment").and_then(Value::as_str);
         let err = match (env, &self.environment) {
