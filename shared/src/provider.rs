@@ -51,10 +51,16 @@ pub struct OutboundRequest {
 }
 
 impl OutboundRequest {
+    /// A JSON request that expects JSON back (`Accept: application/json`;
+    /// a provider may set another `Accept`, as GitHub's media type).
     pub fn post_json(url: url::Url, body: impl Into<Bytes>) -> OutboundRequest {
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::ACCEPT,
             HeaderValue::from_static("application/json"),
         );
         OutboundRequest {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
@@ -171,10 +171,6 @@ impl AzureDevops {
             base64::engine::general_purpose::STANDARD.encode(format!(":{}", token.expose()));
         req.sensitive_header(http::header::AUTHORIZATION, &format!("Basic {basic}"))
             .map_err(|e| Verdict::permanent(e.to_string()))?;
-        req.headers.insert(
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
         http.send(&Outbound::Http(req)).await
     }
 

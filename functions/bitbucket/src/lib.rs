@@ -7,7 +7,7 @@ pub mod state;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::{HeaderValue, Method};
+use http::Method;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
@@ -138,10 +138,6 @@ impl Bitbucket {
         let authorization = self.credential.authorization(http).await?;
         req.sensitive_header(http::header::AUTHORIZATION, &authorization)
             .map_err(|e| Verdict::permanent(e.to_string()))?;
-        req.headers.insert(
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
         let answer = http.send(&Outbound::Http(req)).await;
         // A refused token is dropped, so the next attempt fetches a new one.
         if let (

@@ -6,7 +6,6 @@ pub mod state;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::HeaderValue;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
@@ -138,10 +137,6 @@ impl BitbucketServer {
                 &format!("Bearer {}", token.expose()),
             )
             .map_err(|e| Verdict::permanent(e.to_string()))?;
-            req.headers.insert(
-                http::header::ACCEPT,
-                HeaderValue::from_static("application/json"),
-            );
             // 204 No Content on success: nothing to read.
             http.send(&Outbound::Http(req)).await.map(|_| ())
         })

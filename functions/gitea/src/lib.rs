@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::{HeaderValue, Method};
+use http::Method;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
@@ -115,10 +115,6 @@ impl Gitea {
         let mut req =
             OutboundRequest::post_json(url, body.map(Value::to_string).unwrap_or_default());
         req.method = method;
-        req.headers.insert(
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
         let token = self
             .token
             .read()

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::{HeaderValue, Method};
+use http::Method;
 use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
@@ -141,10 +141,6 @@ impl Gitlab {
         };
         req.sensitive_header(name, &value)
             .map_err(|e| Verdict::permanent(e.to_string()))?;
-        req.headers.insert(
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
         let answer = http.send(&Outbound::Http(req)).await;
         // A refused token is dropped, so the next attempt fetches a new one.
         if let (

@@ -228,10 +228,6 @@ impl Provider for Grafana {
         };
         let b = body(ev, text, tags(ev, &self.tags, &params.tags), &params);
         let mut req = OutboundRequest::post_json(self.url.clone(), b.to_string());
-        req.headers.insert(
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
         if let Some(org) = &self.org_id {
             req.headers
                 .insert(HeaderName::from_static("x-grafana-org-id"), org.clone());

@@ -12,7 +12,7 @@ pub mod wiki;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::{HeaderValue, Method};
+use http::Method;
 use relay_core::RunEvent;
 use relay_core::chat::{ChatView, template_text};
 use relay_core::config::ProviderDoc;
@@ -209,10 +209,6 @@ impl Jira {
         let mut req =
             OutboundRequest::post_json(url, body.map(Value::to_string).unwrap_or_default());
         req.method = method;
-        req.headers.insert(
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
         let auth = self.credential.authorization(http).await?;
         req.sensitive_header(http::header::AUTHORIZATION, &auth)
             .map_err(|e| Verdict::permanent(e.to_string()))?;

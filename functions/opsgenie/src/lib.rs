@@ -7,7 +7,6 @@ pub mod alert;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::HeaderValue;
 use relay_core::RunState;
 use relay_core::chat::template_text;
 use relay_core::config::{ProviderDoc, check};
@@ -192,10 +191,6 @@ impl Provider for Opsgenie {
             Step::Close => (self.url(Some(&alias))?, alert::close(ev, &self.source)),
         };
         let mut req = OutboundRequest::post_json(url, body.to_string());
-        req.headers.insert(
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
         self.api_key
             .authorize(&mut req, "GenieKey")
             .await

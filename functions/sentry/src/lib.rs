@@ -7,7 +7,7 @@ pub mod deploy;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use relay_core::RunState;
 use relay_core::chat::template_text;
 use relay_core::config::{ProviderDoc, check};
@@ -164,10 +164,6 @@ impl Sentry {
         body: &Value,
     ) -> Result<Response, Verdict> {
         let mut req = OutboundRequest::post_json(url, body.to_string());
-        req.headers.insert(
-            http::header::ACCEPT,
-            HeaderValue::from_static("application/json"),
-        );
         self.token
             .authorize(&mut req, "Bearer")
             .await
