@@ -297,22 +297,7 @@ impl ClientCredentials {
 /// Says that it was the token endpoint that failed, keeping the verdict.
 fn token_failure(v: Verdict, url: &url::Url) -> Verdict {
     let host = url.host_str().unwrap_or("?");
-    match v {
-        Verdict::Permanent { status, message } => Verdict::Permanent {
-            status,
-            message: format!("OAuth2 token request to {host} failed: {message}"),
-        },
-        Verdict::Retryable {
-            status,
-            retry_after,
-            message,
-        } => Verdict::Retryable {
-            status,
-            retry_after,
-            message: format!("OAuth2 token request to {host} failed: {message}"),
-        },
-        Verdict::Success => Verdict::Success,
-    }
+    v.map_message(|m| format!("OAuth2 token request to {host} failed: {m}"))
 }
 
 /// An HTTP Basic `Authorization` value.

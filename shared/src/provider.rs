@@ -325,6 +325,27 @@ pub fn require_empty(doc: &ProviderDoc) -> Result<(), Vec<(String, String)>> {
 }
 
 impl Verdict {
+    /// The same verdict with `f` applied to its message (to add context,
+    /// or mask a secret), status and `Retry-After` kept.
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Verdict {
+        match self {
+            Verdict::Retryable {
+                status,
+                retry_after,
+                message,
+            } => Verdict::Retryable {
+                status,
+                retry_after,
+                message: f(message),
+            },
+            Verdict::Permanent { status, message } => Verdict::Permanent {
+                status,
+                message: f(message),
+            },
+            Verdict::Success => Verdict::Success,
+        }
+    }
+
     /// A permanent failure with no HTTP status (bad input, missing data).
     pub fn permanent(message: impl Into<String>) -> Verdict {
         Verdict::Permanent {

@@ -89,13 +89,13 @@ pub fn redact(v: Verdict, url: &url::Url) -> Verdict {
         p.len() >= SECRET_MIN && (p.len() >= WORD_MAX || !p.chars().all(|c| c.is_ascii_lowercase()))
     });
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    map_message(v, |m| one_line(&mask(&m, &parts), MESSAGE_MAX))
+    v.map_message(|m| one_line(&mask(&m, &parts), MESSAGE_MAX))
 }
 
 /// `v` with each of `secrets` (a token, say) masked in its message, whole
 /// or cut off at its end; the message is otherwise kept as it is.
 pub fn scrub(v: Verdict, secrets: &[&str]) -> Verdict {
-    map_message(v, |m| mask(&m, secrets))
+    v.map_message(|m| mask(&m, secrets))
 }
 
 /// `text` with every occurrence of each of `secrets` masked, and its end
@@ -119,26 +119,6 @@ pub fn mask(text: &str, secrets: &[&str]) -> String {
         }
     }
     out
-}
-
-/// `v` with `f` applied to its message.
-fn map_message(v: Verdict, f: impl FnOnce(String) -> String) -> Verdict {
-    match v {
-        Verdict::Retryable {
-            status,
-            retry_after,
-            message,
-        } => Verdict::Retryable {
-            status,
-            retry_after,
-            message: f(message),
-        },
-        Verdict::Permanent { status, message } => Verdict::Permanent {
-            status,
-            message: f(message),
-        },
-        Verdict::Success => Verdict::Success,
-    }
 }
 
 /// `%XX` sequences decoded (lossily: only for matching).

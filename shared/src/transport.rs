@@ -178,18 +178,7 @@ impl Http<'_> {
             // Every request, retries too, spends a token of its host; a wait
             // past the deadline is not an attempt and is not retried here.
             if let Err(v) = self.transport.admit(ob, self.deadline).await {
-                return Err(match v {
-                    Verdict::Retryable {
-                        status,
-                        retry_after,
-                        message,
-                    } => Verdict::Retryable {
-                        status,
-                        retry_after,
-                        message: format!("{}: {message}", describe(ob)),
-                    },
-                    other => other,
-                });
+                return Err(v.map_message(|m| format!("{}: {m}", describe(ob))));
             }
             tries += 1;
             self.attempts.fetch_add(1, Ordering::Relaxed);
