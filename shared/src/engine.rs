@@ -241,6 +241,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Not done: dead-lettered, or to be retried, or refused.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::DeadLettered | Outcome::Failed | Outcome::Rejected
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Delivered => "delivered",
@@ -345,6 +353,9 @@ impl Engine {
         original: &crate::ingress::Original,
         mode: Mode<'_>,
     ) -> EventResult {
+        let (traceparent, tracestate) = original.trace_context();
+        let parent = crate::otel::parent(traceparent.as_deref(), tracestate.as_deref());
+        let trace = event_span(&event, &parent, mode);
         if let Some(t) = &self.plan.dashboard {
             match t.render(dashboard_context(&event)) {
                 Ok(url) => event.url = Some(url),
@@ -371,20 +382,29 @@ impl Engine {
             Mode::Replay { notification } => n.name == notification,
         });
         let event = &event;
+        let trace = &trace;
         let runs = join_all(selected.map(|n| async move {
             let started = Instant::now();
-            let run = self.run_one(n, event, original, summary).await;
+            let span = crate::otel::start(
+                format!("deliver {}", n.name),
+                opentelemetry::trace::SpanKind::Internal,
+                trace,
+                vec![
+                    opentelemetry::KeyValue::new("relay.notification", n.name.clone()),
+                    opentelemetry::KeyValue::new("relay.provider", n.provider_name.clone()),
+                    opentelemetry::KeyValue::new("relay.provider_type", n.provider_type.clone()),
+                ],
+            );
+            let run = self.run_one(n, event, original, summary, &span).await;
             self.metrics
-                .delivery_duration
-                .with_label_values(&[&n.name])
-                .observe(started.elapsed().as_secs_f64());
-            (n, run)
+                .observe_delivery(&n.name, started.elapsed().as_secs_f64());
+            (n, run, span)
         }))
         .await;
 
         let mut deliveries = Vec::with_capacity(runs.len());
         let mut retry_after: Option<Duration> = None;
-        for (n, run) in runs {
+        for (n, run, span) in runs {
             let (outcome, detail) = match run {
                 Run::Done(o, d) => (o, d),
                 Run::Failed(f) if f.retryable => {
@@ -423,6 +443,12 @@ impl Engine {
                 .deliveries
                 .with_label_values(&[&n.name, outcome.as_str()])
                 .inc();
+            crate::otel::end(
+                &span,
+                "relay.outcome",
+                outcome.as_str(),
+                outcome.is_failure(),
+            );
             deliveries.push(DeliveryReport {
                 notification: n.name.clone(),
                 provider: n.provider_name.clone(),
@@ -430,8 +456,15 @@ impl Engine {
                 detail,
             });
         }
+        let outcome = summarize(&deliveries);
+        crate::otel::end(
+            trace,
+            "relay.outcome",
+            outcome.as_str(),
+            outcome.is_failure(),
+        );
         EventResult {
-            outcome: summarize(&deliveries),
+            outcome,
             deliveries,
             retry_after,
         }
@@ -451,6 +484,7 @@ impl Engine {
         ev: &RunEvent,
         original: &crate::ingress::Original,
         summary: Option<&crate::accumulator::RunSummary>,
+        trace: &opentelemetry::Context,
     ) -> Run {
         match n.filter.evaluate(ev) {
             FilterVerdict::Match => {}
@@ -511,7 +545,7 @@ impl Engine {
                 Err(e) => self.store_error(&e),
             }
         }
-        match self.deliver(n, ev, original, summary).await {
+        match self.deliver(n, ev, original, summary, trace).await {
             Ok(detail) => {
                 for (key, held) in [(&keys.id, held_id), (&keys.semantic, held_sem)] {
                     if held && let Err(e) = self.store.complete(key, &owner, ttl).await {
@@ -546,6 +580,7 @@ impl Engine {
         ev: &RunEvent,
         original: &crate::ingress::Original,
         summary: Option<&crate::accumulator::RunSummary>,
+        trace: &opentelemetry::Context,
     ) -> Result<Option<String>, Failure> {
         let policy = &self.plan.settings.delivery;
         let input = DeliveryInput {
@@ -565,6 +600,7 @@ impl Engine {
             policy,
             deadline: Instant::now() + Duration::from_secs_f64(policy.deadline_seconds),
             attempts: Default::default(),
+            trace: trace.clone(),
         };
         match n.provider.deliver(&input, &http).await {
             Ok(detail) => Ok((!detail.is_empty()).then_some(detail)),
@@ -589,6 +625,36 @@ impl Engine {
             Err(Verdict::Success) => Ok(None),
         }
     }
+}
+
+/// The event's span: a consumer of the event, under the context it carried
+/// (a replay is a new span of the same trace).
+fn event_span(
+    ev: &RunEvent,
+    parent: &opentelemetry::Context,
+    mode: Mode<'_>,
+) -> opentelemetry::Context {
+    use opentelemetry::KeyValue;
+    let mut attributes = vec![
+        KeyValue::new("cloudevents.event_id", ev.event_id.clone()),
+        KeyValue::new("cloudevents.event_type", ev.event_type.clone()),
+        KeyValue::new("relay.run", ev.display_name()),
+        KeyValue::new("relay.namespace", ev.namespace.clone()),
+        KeyValue::new("relay.state", ev.state.to_string()),
+    ];
+    let name = match mode {
+        Mode::Live => "process event",
+        Mode::Replay { notification } => {
+            attributes.push(KeyValue::new("relay.replay", notification.to_string()));
+            "replay dead letter"
+        }
+    };
+    crate::otel::start(
+        name,
+        opentelemetry::trace::SpanKind::Consumer,
+        parent,
+        attributes,
+    )
 }
 
 fn in_progress() -> Run {

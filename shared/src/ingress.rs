@@ -128,6 +128,45 @@ impl Original {
             Original::Json(v) => v.clone(),
         }
     }
+
+    /// The event's W3C trace context (`traceparent`, `tracestate`): the
+    /// CloudEvents distributed-tracing extension, also in a dead-lettered
+    /// structured event.
+    pub fn trace_context(&self) -> (Option<String>, Option<String>) {
+        use crate::otel::{TRACEPARENT, TRACESTATE};
+        match self {
+            Original::CloudEvent(ce) => {
+                let get = |k| ce.extension(k).map(|v| v.to_string());
+                (get(TRACEPARENT), get(TRACESTATE))
+            }
+            Original::Json(v) => {
+                let get = |k| v.get(k).and_then(Value::as_str).map(str::to_string);
+                (get(TRACEPARENT), get(TRACESTATE))
+            }
+        }
+    }
+
+    /// An event without the tracing extension takes a valid `traceparent`
+    /// (and `tracestate`) from the request headers into it, so the context
+    /// travels on with the event: over an event bus, into a dead letter, to
+    /// a replay.
+    pub fn adopt_trace_headers(&mut self, headers: &HeaderMap) {
+        use crate::otel::{TRACEPARENT, TRACESTATE};
+        let Original::CloudEvent(ce) = self else {
+            return;
+        };
+        if ce.extension(TRACEPARENT).is_some() {
+            return;
+        }
+        let header = |k| headers.get(k).and_then(|v| v.to_str().ok());
+        let Some(tp) = header(TRACEPARENT).filter(|tp| crate::otel::is_valid(tp)) else {
+            return;
+        };
+        ce.set_extension(TRACEPARENT, tp.trim().to_string());
+        if let Some(ts) = header(TRACESTATE).filter(|ts| !ts.is_empty()) {
+            ce.set_extension(TRACESTATE, ts.to_string());
+        }
+    }
 }
 
 /// A decoded request: the run event and the original kept for dead

@@ -114,14 +114,29 @@ pub async fn handle(app: &App, payload: Value) -> Result<Value, InvocationError>
 }
 
 /// Serves invocations until the runtime stops the process.
+/// After each invocation its metrics go out as EMF log lines and its spans
+/// are exported, before Lambda freezes the sandbox.
 pub async fn run(app: crate::server::SharedApp) -> Result<(), String> {
+    let emf = std::sync::Arc::new(crate::emf::Emf::from_env());
+    app.engine().metrics.keep_duration_samples();
     let handler = lambda_runtime::service_fn(move |ev: lambda_runtime::LambdaEvent<Value>| {
         let app = app.clone();
-        async move { handle(&app, ev.payload).await }
+        let emf = emf.clone();
+        async move {
+            let result = handle(&app, ev.payload).await;
+            after_invocation(&emf, &app.engine().metrics).await;
+            result
+        }
     });
     lambda_runtime::run(handler)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Writes the invocation's metrics as EMF and exports its spans.
+pub async fn after_invocation(emf: &crate::emf::Emf, metrics: &crate::metrics::Metrics) {
+    emf.flush(metrics);
+    let _ = tokio::task::spawn_blocking(crate::otel::flush).await;
 }
 
 /// Is this process running under the Lambda Runtime API?

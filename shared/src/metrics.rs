@@ -20,6 +20,8 @@ pub struct Metrics {
     pub replays: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    /// Delivery times since the last take, when kept (Lambda).
+    duration_samples: std::sync::Mutex<Option<Vec<(String, f64)>>>,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -138,8 +140,41 @@ impl Metrics {
                 "Config reloads (file change or SIGHUP), by result: applied, or rejected (the old config stays).",
                 &["result"],
             ),
+            duration_samples: Default::default(),
             registry,
         }
+    }
+
+    /// Records one Notification's delivery time.
+    pub fn observe_delivery(&self, notification: &str, seconds: f64) {
+        self.delivery_duration
+            .with_label_values(&[notification])
+            .observe(seconds);
+        if let Ok(mut samples) = self.duration_samples.lock()
+            && let Some(samples) = samples.as_mut()
+        {
+            samples.push((notification.to_string(), seconds));
+        }
+    }
+
+    /// Keeps each delivery time (not only the histogram) until
+    /// [`Metrics::take_duration_samples`]: CloudWatch EMF takes values.
+    pub fn keep_duration_samples(&self) {
+        if let Ok(mut samples) = self.duration_samples.lock() {
+            samples.get_or_insert_with(Vec::new);
+        }
+    }
+
+    pub fn take_duration_samples(&self) -> Vec<(String, f64)> {
+        self.duration_samples
+            .lock()
+            .ok()
+            .and_then(|mut s| s.as_mut().map(std::mem::take))
+            .unwrap_or_default()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The Prometheus text exposition.

@@ -94,13 +94,16 @@ pub async fn serve_router(
             std::future::pending::<()>().await;
         }
     };
-    tokio::select! {
+    let served = tokio::select! {
         r = server => r,
         () = drained => {
             tracing::warn!(?drain, "drain timeout reached; exiting with events still in flight");
             Ok(())
         }
-    }
+    };
+    // Spans still batched go out before the process ends.
+    let _ = tokio::task::spawn_blocking(crate::otel::shutdown).await;
+    served
 }
 
 async fn shutdown_signal() {

@@ -129,7 +129,13 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
                 .inc();
             return Json(json!({"outcome": Outcome::Ignored, "deliveries": []})).into_response();
         }
-        Ok(Accepted::Run { event, original }) => (event, original),
+        Ok(Accepted::Run {
+            event,
+            mut original,
+        }) => {
+            original.adopt_trace_headers(&parts.headers);
+            (event, original)
+        }
     };
     metrics
         .events_received

@@ -72,13 +72,17 @@ impl Transport {
         }
     }
 
-    /// One attempt: the answer if the provider classifies it a success.
+    /// One attempt: the answer if the provider classifies it a success. An
+    /// HTTP request is a client span under `trace`, whose context it carries
+    /// in `traceparent`.
     pub async fn exchange(
         &self,
         ob: &Outbound,
         provider: &dyn Provider,
         provider_name: &str,
+        trace: &opentelemetry::Context,
     ) -> Result<Response, Verdict> {
+        let mut span = None;
         let result = match ob {
             Outbound::Stdout(line) => {
                 let mut out = std::io::stdout().lock();
@@ -96,10 +100,14 @@ impl Transport {
                 }
             }
             Outbound::Http(req) => {
+                let cx = crate::otel::start_request(trace, &req.method, &req.url);
+                let mut headers = req.headers.clone();
+                crate::otel::inject(&cx, &mut headers);
+                span = Some(cx);
                 let sent = self
                     .client
                     .request(req.method.clone(), req.url.clone())
-                    .headers(req.headers.clone())
+                    .headers(headers)
                     .body(req.body.clone())
                     .send()
                     .await;
@@ -137,6 +145,16 @@ impl Transport {
             Err(Verdict::Retryable { .. }) => "retryable",
             Err(_) => "permanent",
         };
+        if let Some(cx) = &span {
+            let status = match &result {
+                Ok(r) => Some(r.status.as_u16()),
+                Err(Verdict::Retryable { status, .. } | Verdict::Permanent { status, .. }) => {
+                    *status
+                }
+                Err(Verdict::Success) => None,
+            };
+            crate::otel::end_request(cx, status, label, result.is_err());
+        }
         self.metrics
             .provider_requests
             .with_label_values(&[provider_name, label])
@@ -167,6 +185,8 @@ pub struct Http<'a> {
     pub(crate) policy: &'a DeliverySettings,
     pub(crate) deadline: Instant,
     pub(crate) attempts: AtomicU32,
+    /// The Notification's span: each request is a child of it.
+    pub(crate) trace: opentelemetry::Context,
 }
 
 impl Http<'_> {
@@ -184,7 +204,7 @@ impl Http<'_> {
             self.attempts.fetch_add(1, Ordering::Relaxed);
             let failure = match self
                 .transport
-                .exchange(ob, self.provider, self.provider_name)
+                .exchange(ob, self.provider, self.provider_name, &self.trace)
                 .await
             {
                 Ok(r) => return Ok(r),

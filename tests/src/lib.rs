@@ -8,6 +8,7 @@ pub mod faulty;
 pub mod fixtures;
 pub mod function;
 pub mod lambda_api;
+pub mod otlp;
 pub mod process;
 pub mod receiver;
 pub mod servers;

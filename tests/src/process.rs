@@ -191,6 +191,10 @@ impl FunctionProcess {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
     /// Starts a function in HTTP mode on a free `$PORT` and waits until
     /// `/healthz` answers; returns it and its base URL.
     pub async fn start_http(

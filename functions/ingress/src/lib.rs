@@ -1,6 +1,7 @@
 //! The ingress function: the authenticated front door for Tekton (and Flux)
 //! events. On AWS it puts each event on an EventBridge bus; on Knative it
-//! forwards it unchanged to `K_SINK` (a SinkBinding to the Broker).
+//! forwards it unchanged to `K_SINK` (a SinkBinding to the Broker). The
+//! W3C trace context it was sent with travels on in the event (`otel`).
 
 pub mod trim;
 
@@ -127,7 +128,7 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
     }
     // Decode at the door, so a malformed event is refused here, clearly.
     let accepted = ingress::parse_request(&parts.headers, bytes.clone()).and_then(ingress::decode);
-    let (event_type, flux, original) = match accepted {
+    let (event_type, rewrap, original) = match accepted {
         Err(e) => {
             ing.metrics
                 .requests_rejected
@@ -143,33 +144,50 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
             tracing::info!(%event_type, "ignored");
             return axum::Json(json!({"outcome": "ignored"})).into_response();
         }
-        Ok(Accepted::Run { event, original }) => {
+        Ok(Accepted::Run {
+            event,
+            mut original,
+        }) => {
             ing.metrics
                 .events_received
                 .with_label_values(&[&event.event_type])
                 .inc();
-            let flux = event.format == relay_core::model::EventFormat::Flux;
-            (event.event_type.clone(), flux, original)
+            let had_trace = original.trace_context().0.is_some();
+            original.adopt_trace_headers(&parts.headers);
+            // A Flux payload is no CloudEvent, and a CloudEvent that took the
+            // tracing extension from a header is no longer the bytes received:
+            // either goes on as the structured event it now is.
+            let rewrap = event.format == relay_core::model::EventFormat::Flux
+                || (!had_trace && original.trace_context().0.is_some());
+            (event.event_type.clone(), rewrap, original)
         }
     };
-    match &ing.forward {
+    let span = relay_core::otel::start_forward(&original, &event_type);
+    let answer = match &ing.forward {
         Forward::EventBridge {
             client,
             bus,
             source,
         } => to_eventbridge(client, bus, source, &event_type, &original).await,
-        // A Flux payload is no CloudEvent: the Broker gets the one it was wrapped in.
-        Forward::Sink { client, url } if flux => {
+        Forward::Sink { client, url } if rewrap => {
             let mut headers = HeaderMap::new();
             headers.insert(
                 axum::http::header::CONTENT_TYPE,
                 axum::http::HeaderValue::from_static("application/cloudevents+json"),
             );
             let body = bytes::Bytes::from(original.to_json().to_string());
-            to_sink(client, url, &headers, body).await
+            to_sink(client, url, &headers, body, &span).await
         }
-        Forward::Sink { client, url } => to_sink(client, url, &parts.headers, bytes).await,
-    }
+        Forward::Sink { client, url } => to_sink(client, url, &parts.headers, bytes, &span).await,
+    };
+    let failed = !answer.status().is_success();
+    relay_core::otel::end(
+        &span,
+        "relay.outcome",
+        if failed { "failed" } else { "forwarded" },
+        failed,
+    );
+    answer
 }
 
 async fn to_eventbridge(
@@ -237,14 +255,18 @@ async fn to_sink(
     url: &str,
     headers: &HeaderMap,
     body: bytes::Bytes,
+    span: &relay_core::otel::Context,
 ) -> Response {
-    let mut req = client.post(url).body(body);
+    let mut forwarded = HeaderMap::new();
     for (k, v) in headers {
         let name = k.as_str();
-        if name.starts_with("ce-") || name == "content-type" || name == "traceparent" {
-            req = req.header(k, v);
+        if name.starts_with("ce-") || name == "content-type" {
+            forwarded.append(k, v.clone());
         }
     }
+    // The hop's own context; the event's origin stays in its extension.
+    relay_core::otel::inject(span, &mut forwarded);
+    let req = client.post(url).body(body).headers(forwarded);
     match req.send().await {
         Ok(r) if r.status().is_success() => {
             axum::Json(json!({"outcome": "forwarded"})).into_response()

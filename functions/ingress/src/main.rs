@@ -30,8 +30,21 @@ async fn run() -> Result<(), String> {
     )
     .await?;
     ingress.inbound_limit = cfg.settings.limits.inbound_per_source;
-    let router = relay_ingress::router(Arc::new(ingress));
+    let ingress = Arc::new(ingress);
+    let router = relay_ingress::router(ingress.clone());
     if relay_core::lambda::on_lambda() {
+        // After each request: its metrics as EMF lines, its spans exported.
+        let emf = Arc::new(relay_core::emf::Emf::from_env());
+        let router = router.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let (ingress, emf) = (ingress.clone(), emf.clone());
+                async move {
+                    let answer = next.run(req).await;
+                    relay_core::lambda::after_invocation(&emf, &ingress.metrics).await;
+                    answer
+                }
+            },
+        ));
         return lambda_http::run(router).await.map_err(|e| e.to_string());
     }
     let addr = relay_core::runtime::listen_addr(None);

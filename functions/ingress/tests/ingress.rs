@@ -12,6 +12,7 @@ use relay_tests::servers::MotoServer;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_relay-ingress");
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn config(auth: &str) -> String {
     format!(
@@ -128,12 +129,16 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
         .unwrap();
     assert_eq!(r["statusCode"], 200, "{r}");
 
-    // A Flux event goes on the bus as the CloudEvent it is wrapped in.
+    // A Flux event goes on the bus as the CloudEvent it is wrapped in, with
+    // the trace context it was sent with in the tracing extension.
     let flux = RequestFile::load(&dir().join("flux-events/003-flux-kustomization-apps-error.json"));
     let r = api
         .invoke(function_url_event(
             &flux,
-            &[("authorization", "Bearer ingress-token")],
+            &[
+                ("authorization", "Bearer ingress-token"),
+                ("traceparent", TRACEPARENT),
+            ],
         ))
         .await
         .unwrap();
@@ -157,6 +162,7 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
         .iter()
         .find(|b| b["detail-type"] == "io.fluxcd.notification.error")
         .unwrap_or_else(|| panic!("no Flux event on the bus: {bodies:?}"));
+    assert_eq!(flux_entry["detail"]["traceparent"], TRACEPARENT);
     let ce = relay_core::decode::wrappers::from_eventbridge(flux_entry).unwrap();
     let relay_core::decode::Decoded::Run(run) = relay_core::decode::decode_cloudevent(&ce).unwrap()
     else {
@@ -190,6 +196,26 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
         .find(|b| b["detail"]["id"] == "big-one")
         .unwrap();
     assert_eq!(trimmed["detail"]["relaytrimmed"], "managedFields");
+    assert!(
+        first["detail"].get("traceparent").is_none(),
+        "none was sent"
+    );
+
+    // Each request's metrics went out as EMF lines: one refused, three accepted.
+    let emf: Vec<Value> = function
+        .stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|d| d.get("_aws").is_some())
+        .collect();
+    let sum = |metric: &str| -> f64 {
+        emf.iter()
+            .filter_map(|d| d.get(metric).and_then(Value::as_f64))
+            .sum()
+    };
+    assert_eq!(sum("relay_events_received_total"), 3.0, "{emf:#?}");
+    assert_eq!(sum("relay_requests_rejected_total"), 1.0, "{emf:#?}");
+    assert!(emf.iter().all(|d| d["function"] == "relay-ingress"));
     assert!(
         trimmed["detail"]["data"]["pipelineRun"]["metadata"]
             .get("managedFields")
@@ -245,6 +271,76 @@ async fn on_knative_events_go_to_k_sink_unchanged() {
     assert_eq!(
         got.headers["ce-type"],
         "dev.tekton.event.pipelinerun.started.v1"
+    );
+}
+
+/// The trace context a sender puts in the `traceparent` header travels on in
+/// the event (the tracing extension); the hop to the Broker is the ingress's
+/// own span, a child of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_knative_the_trace_context_travels_with_the_event() {
+    let rx = Receiver::start().await;
+    let port = free_port();
+    let env = vec![
+        ("K_SINK".to_string(), rx.url("/broker")),
+        ("PORT".to_string(), port.to_string()),
+    ];
+    let cfg = "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n";
+    let function = FunctionProcess::start(Path::new(BIN), cfg, &env);
+    let base = format!("http://127.0.0.1:{port}/");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client.get(format!("{base}healthz")).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ingress did not start\n{}",
+            function.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ev =
+        RequestFile::load(&dir().join("tekton-pipelinerun-success/001-pipelinerun-started.json"));
+    let send = |extra: &[(&str, &str)]| {
+        let mut req = client.post(&base).body(ev.body_bytes());
+        for (k, v) in ev.send_headers().into_iter().chain(extra.iter().copied()) {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let (trace, parent) = (&TRACEPARENT[3..35], &TRACEPARENT[36..52]);
+
+    // Header only: the event gains the extension, so it goes on structured.
+    assert_eq!(
+        send(&[("traceparent", TRACEPARENT)])
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let got = &rx.accepted_on("/broker")[0];
+    assert_eq!(got.headers["content-type"], "application/cloudevents+json");
+    let event = got.json();
+    assert_eq!(event["traceparent"], TRACEPARENT);
+    assert_eq!(event["id"], ev.headers["Ce-Id"].as_str());
+    let hop = got.headers["traceparent"].to_str().unwrap();
+    assert!(hop.contains(trace) && !hop.contains(parent), "{hop}");
+
+    // Already in the event: forwarded as received, extension untouched.
+    rx.clear();
+    let origin = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
+    let sent = send(&[("ce-traceparent", origin)]).await.unwrap();
+    assert_eq!(sent.status(), 200);
+    let got = &rx.accepted_on("/broker")[0];
+    assert_eq!(
+        got.body.as_ref(),
+        ev.body_bytes().as_slice(),
+        "body unchanged"
+    );
+    assert_eq!(got.headers["ce-traceparent"], origin);
+    let hop = got.headers["traceparent"].to_str().unwrap();
+    assert!(
+        hop.contains(trace) && !hop.contains("1111111111111111"),
+        "{hop}"
     );
 }
 

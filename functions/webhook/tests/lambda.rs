@@ -99,3 +99,87 @@ async fn webhook_function_on_lambda() {
     let e = api.invoke(json!({"hello": "world"})).await.unwrap_err();
     assert_eq!(e["errorType"], "UndecodableInvocation");
 }
+
+/// EMF documents on the function's stdout for `metric`.
+fn emf(stdout: &str, metric: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|d| d.get("_aws").is_some() && d.get(metric).is_some())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_lambda_traces_continue_and_metrics_are_emf_lines() {
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    let rx = Receiver::start().await;
+    let collector = Receiver::start().await;
+    let api = RuntimeApi::start().await;
+    let config = format!(
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: hook}}\nspec:\n  type: webhook\n  webhook: {{url: \"{}\"}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: hook}}\nspec:\n  providerRef: {{name: hook}}\n",
+        rx.url("/hook")
+    );
+    let mut env = api.env("relay-webhook-prod");
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.url("")));
+    let function = FunctionProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_relay-webhook")),
+        &config,
+        &env,
+    );
+
+    // The CloudEvent in the EventBridge detail carries the trace context.
+    let mut first = envelope("traced");
+    first["detail"]["traceparent"] = format!("00-{TRACE}-b7ad6b7169203331-01").into();
+    let r = api.invoke(first).await;
+    let r = r.unwrap_or_else(|e| panic!("{e}\n{}", function.stderr()));
+    assert_eq!(r["outcome"], "delivered");
+    let sent = rx.accepted_on("/hook")[0].headers["traceparent"].clone();
+    let (trace, span, _) = relay_tests::otlp::split_traceparent(sent.to_str().unwrap());
+    assert_eq!(trace, TRACE);
+
+    // Exported before the invocation answered: a frozen sandbox exports nothing.
+    let spans = relay_tests::otlp::spans(&collector);
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.span_id == span && s.name == "POST" && s.service == "relay-webhook"),
+        "{spans:#?}\n{}",
+        function.stderr()
+    );
+
+    // Metrics: the invocation's counts as EMF, dimensioned by function and labels.
+    let delivered = emf(&function.stdout(), "relay_deliveries_total");
+    assert_eq!(delivered.len(), 1, "{}", function.stdout());
+    let doc = &delivered[0];
+    assert_eq!(
+        doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["function", "notification", "outcome"]])
+    );
+    assert_eq!(
+        doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "TektonRelay"
+    );
+    assert_eq!(
+        (&doc["function"], &doc["notification"], &doc["outcome"]),
+        (
+            &json!("relay-webhook-prod"),
+            &json!("hook"),
+            &json!("delivered")
+        )
+    );
+    assert_eq!(doc["relay_deliveries_total"], 1.0);
+    let durations = emf(&function.stdout(), "relay_delivery_duration_seconds");
+    assert_eq!(
+        durations[0]["relay_delivery_duration_seconds"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The next invocation writes its own increase, not the running total.
+    api.invoke(envelope("second")).await.unwrap();
+    let delivered = emf(&function.stdout(), "relay_deliveries_total");
+    assert_eq!(delivered.len(), 2, "{}", function.stdout());
+    assert_eq!(delivered[1]["relay_deliveries_total"], 1.0);
+}

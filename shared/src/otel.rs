@@ -1,0 +1,333 @@
+//! Distributed tracing with OpenTelemetry. The W3C trace context an event
+//! carries (the CloudEvents distributed-tracing extension, or a
+//! `traceparent` header the relay adopts into it) is continued through the
+//! event's span, one span per Notification and one client span per provider
+//! request, whose context goes out in that request's `traceparent` header.
+//!
+//! Spans always get ids, so the context is continued whether or not anything
+//! is exported. Export is OTLP over HTTP and off unless an endpoint is set
+//! (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`);
+//! the other standard `OTEL_*` variables (service name, sampler, headers,
+//! protocol `http/protobuf` or `http/json`) apply.
+//!
+//! Span attributes never hold URLs, paths or messages: a webhook URL or an
+//! echoed answer may carry a secret. Provider requests are named by host.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+pub use opentelemetry::Context;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{KeyValue, global};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+
+/// The CloudEvents distributed-tracing extension's attributes (and the W3C
+/// header names).
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Whether spans leave the process, as [`init`] found the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Export {
+    Off,
+    Otlp { endpoint: String, protocol: String },
+}
+
+/// What [`init`] decides from the environment (`env` is `std::env::var`).
+pub fn export_from(env: impl Fn(&str) -> Option<String>) -> Result<Export, String> {
+    let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    if get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        || get("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"))
+    {
+        return Ok(Export::Off);
+    }
+    if let Some(e) = get("OTEL_TRACES_EXPORTER").filter(|v| !v.eq_ignore_ascii_case("otlp")) {
+        return Err(format!(
+            "OTEL_TRACES_EXPORTER={e} is not supported: use otlp or none"
+        ));
+    }
+    let endpoint = match (
+        get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ) {
+        (Some(e), _) => e,
+        (None, Some(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
+        (None, None) => return Ok(Export::Off),
+    };
+    let protocol = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_else(|| "http/protobuf".into());
+    match protocol.as_str() {
+        "http/protobuf" | "http/json" => Ok(Export::Otlp { endpoint, protocol }),
+        other => Err(format!(
+            "OTLP protocol {other:?} is not supported: use http/protobuf or http/json"
+        )),
+    }
+}
+
+/// Installs the tracer provider, once per process. `service` names the
+/// function unless `OTEL_SERVICE_NAME` does. A bad exporter setting is
+/// reported and leaves tracing on without export: losing spans must never
+/// stop events.
+pub fn init(service: &str) {
+    if PROVIDER.get().is_some() {
+        return;
+    }
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(service.to_string());
+    }
+    let mut builder = SdkTracerProvider::builder().with_resource(resource.build());
+    match export_from(|k| std::env::var(k).ok()).and_then(|e| exporter(&e)) {
+        Ok(Some(exporter)) => builder = builder.with_batch_exporter(exporter),
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "tracing export is off"),
+    }
+    let provider = builder.build();
+    if PROVIDER.set(provider.clone()).is_ok() {
+        global::set_tracer_provider(provider);
+    }
+}
+
+fn exporter(export: &Export) -> Result<Option<opentelemetry_otlp::SpanExporter>, String> {
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    let Export::Otlp { endpoint, protocol } = export else {
+        return Ok(None);
+    };
+    let protocol = if protocol == "http/json" {
+        Protocol::HttpJson
+    } else {
+        Protocol::HttpBinary
+    };
+    tracing::info!(%endpoint, "exporting traces over OTLP");
+    opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint.clone())
+        .with_protocol(protocol)
+        .build()
+        .map(Some)
+        .map_err(|e| format!("OTLP exporter: {e}"))
+}
+
+/// Exports the spans ended so far (Lambda, before the sandbox freezes). It
+/// blocks on the export, so async callers run it on a blocking thread.
+pub fn flush() {
+    if let Some(p) = PROVIDER.get()
+        && let Err(e) = p.force_flush()
+    {
+        tracing::warn!(error = %e, "spans could not be exported");
+    }
+}
+
+/// Flushes and stops export (process exit).
+pub fn shutdown() {
+    if let Some(p) = PROVIDER.get()
+        && let Err(e) = p.shutdown()
+    {
+        tracing::warn!(error = %e, "spans could not be exported at exit");
+    }
+}
+
+/// The context a `traceparent` (and optional `tracestate`) names; the empty
+/// context when absent or malformed, so a bad header starts a new trace
+/// rather than failing the event.
+pub fn parent(traceparent: Option<&str>, tracestate: Option<&str>) -> Context {
+    let Some(tp) = traceparent else {
+        return Context::new();
+    };
+    let mut carrier = HashMap::from([(TRACEPARENT.to_string(), tp.trim().to_string())]);
+    if let Some(ts) = tracestate {
+        carrier.insert(TRACESTATE.to_string(), ts.to_string());
+    }
+    TraceContextPropagator::new().extract(&carrier)
+}
+
+/// Is `traceparent` a valid W3C trace context?
+pub fn is_valid(traceparent: &str) -> bool {
+    parent(Some(traceparent), None)
+        .span()
+        .span_context()
+        .is_valid()
+}
+
+/// `traceparent` (and `tracestate`, if any) for `cx`'s span; empty for an
+/// invalid or empty context.
+pub fn headers_for(cx: &Context) -> Vec<(&'static str, String)> {
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    TraceContextPropagator::new().inject_context(cx, &mut carrier);
+    [TRACEPARENT, TRACESTATE]
+        .into_iter()
+        .filter_map(|k| Some((k, carrier.remove(k)?)))
+        .collect()
+}
+
+/// Sets `traceparent`/`tracestate` on an outgoing request for `cx`'s span.
+pub fn inject(cx: &Context, headers: &mut http::HeaderMap) {
+    for (k, v) in headers_for(cx) {
+        if let Ok(v) = http::HeaderValue::from_str(&v) {
+            headers.insert(k, v);
+        }
+    }
+}
+
+/// Starts a span under `parent` and returns the context holding it.
+pub fn start(
+    name: impl Into<std::borrow::Cow<'static, str>>,
+    kind: SpanKind,
+    parent: &Context,
+    attributes: Vec<KeyValue>,
+) -> Context {
+    let tracer = global::tracer("tekton-relay");
+    let span = tracer
+        .span_builder(name)
+        .with_kind(kind)
+        .with_attributes(attributes)
+        .start_with_context(&tracer, parent);
+    parent.with_span(span)
+}
+
+/// The ingress's span for an event it forwards, under the event's context.
+pub fn start_forward(original: &crate::ingress::Original, event_type: &str) -> Context {
+    let (tp, ts) = original.trace_context();
+    start(
+        "forward event",
+        SpanKind::Producer,
+        &parent(tp.as_deref(), ts.as_deref()),
+        vec![KeyValue::new(
+            "cloudevents.event_type",
+            event_type.to_string(),
+        )],
+    )
+}
+
+/// The client span of one provider request: named by method, attributed by
+/// host and port only.
+pub fn start_request(parent: &Context, method: &http::Method, url: &url::Url) -> Context {
+    let mut attributes = vec![KeyValue::new(
+        "http.request.method",
+        method.as_str().to_string(),
+    )];
+    if let Some(host) = url.host_str() {
+        attributes.push(KeyValue::new("server.address", host.to_string()));
+    }
+    if let Some(port) = url.port_or_known_default() {
+        attributes.push(KeyValue::new("server.port", i64::from(port)));
+    }
+    start(
+        method.as_str().to_string(),
+        SpanKind::Client,
+        parent,
+        attributes,
+    )
+}
+
+/// Ends `cx`'s span with an outcome attribute, as an error when `failed`.
+/// The description is a fixed word, never a message (messages may echo
+/// secrets).
+pub fn end(cx: &Context, key: &'static str, outcome: &str, failed: bool) {
+    let span = cx.span();
+    span.set_attribute(KeyValue::new(key, outcome.to_string()));
+    if failed {
+        span.set_status(Status::error(outcome.to_string()));
+    }
+    span.end();
+}
+
+/// Records a provider answer's status on a client span and ends it.
+pub fn end_request(cx: &Context, status: Option<u16>, outcome: &str, failed: bool) {
+    if let Some(s) = status {
+        cx.span()
+            .set_attribute(KeyValue::new("http.response.status_code", i64::from(s)));
+    }
+    end(cx, "relay.result", outcome, failed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn export_is_off_unless_an_endpoint_is_set() {
+        assert_eq!(export_from(env(&[])), Ok(Export::Off));
+        assert_eq!(
+            export_from(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")])),
+            Ok(Export::Otlp {
+                endpoint: "http://c:4318/v1/traces".into(),
+                protocol: "http/protobuf".into()
+            })
+        );
+        assert_eq!(
+            export_from(env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t/x"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ])),
+            Ok(Export::Otlp {
+                endpoint: "http://t/x".into(),
+                protocol: "http/json".into()
+            })
+        );
+        assert_eq!(
+            export_from(env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                ("OTEL_TRACES_EXPORTER", "none"),
+            ])),
+            Ok(Export::Off)
+        );
+        let grpc = export_from(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]));
+        assert!(grpc.unwrap_err().contains("http/protobuf or http/json"));
+        assert!(
+            export_from(env(&[("OTEL_TRACES_EXPORTER", "zipkin")]))
+                .unwrap_err()
+                .contains("zipkin")
+        );
+    }
+
+    #[test]
+    fn traceparent_is_parsed_or_ignored() {
+        assert!(is_valid(TP));
+        for bad in [
+            "",
+            "garbage",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            assert!(!is_valid(bad), "{bad:?}");
+        }
+        let cx = parent(Some(TP), Some("vendor=abc"));
+        let sc = cx.span().span_context().clone();
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(sc.is_remote() && sc.is_sampled());
+        // Passing the same context on, unchanged, writes the same header.
+        assert_eq!(
+            headers_for(&cx),
+            vec![
+                (TRACEPARENT, TP.to_string()),
+                (TRACESTATE, "vendor=abc".to_string())
+            ]
+        );
+        assert!(headers_for(&Context::new()).is_empty());
+    }
+}
