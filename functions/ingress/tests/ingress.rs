@@ -302,7 +302,7 @@ async fn on_knative_the_trace_context_travels_with_the_event() {
         RequestFile::load(&dir().join("tekton-pipelinerun-success/001-pipelinerun-started.json"));
     let send = |extra: &[(&str, &str)]| {
         let mut req = client.post(&base).body(ev.body_bytes());
-        for (k, v) in ev.send_headers().into_iter().chain(extra.iter().copied()) {
+        for (k, v) in ev.send_headers().chain(extra.iter().copied()) {
             req = req.header(k, v);
         }
         req.send()
