@@ -442,3 +442,47 @@ fn functions_manifests_and_terraform_agree() {
         assert!(main.contains(needle), "infra/ lacks {needle}");
     }
 }
+
+/// The Terraform hands the functions the tracing and metrics settings under
+/// the names the relay reads, export off by default.
+#[test]
+fn terraform_passes_tracing_and_metrics_settings_by_the_names_the_relay_reads() {
+    let vars = hcl(&root().join("infra/modules/relay/variables.tf"));
+    let default = |name: &str| {
+        vars["variable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|v| v.get(name))
+            .map(|v| match &v["default"] {
+                // python-hcl2 wraps a scalar in a one-element list.
+                Value::Array(a) if a.len() == 1 => a[0].clone(),
+                other => other.clone(),
+            })
+            .unwrap_or_else(|| panic!("no variable {name}"))
+    };
+    assert_eq!(default("otlp_endpoint"), "", "export is off by default");
+    assert_eq!(default("metrics_namespace"), "TektonRelay");
+    let module = hcl(&root().join("infra/modules/relay/main.tf"));
+    let environment = module["locals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|l| l.get("environment"))
+        .map(|v| attr(v).to_string())
+        .expect("locals.environment");
+    for (setting, variable) in [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "var.otlp_endpoint"),
+        ("RELAY_METRICS_NAMESPACE", "var.metrics_namespace"),
+    ] {
+        assert!(
+            environment.contains(setting) && environment.contains(variable),
+            "{setting} = {variable} missing from {environment}"
+        );
+    }
+    // The names are the ones the code reads.
+    let otel = std::fs::read_to_string(root().join("shared/src/otel.rs")).unwrap();
+    let emf = std::fs::read_to_string(root().join("shared/src/emf.rs")).unwrap();
+    assert!(otel.contains("\"OTEL_EXPORTER_OTLP_ENDPOINT\""));
+    assert!(emf.contains("\"RELAY_METRICS_NAMESPACE\""));
+}

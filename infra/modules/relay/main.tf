@@ -16,10 +16,17 @@ locals {
     source      = [var.event_source]
     detail-type = [{ prefix = "dev.tekton.event." }, { prefix = "dev.cdevents." }, { prefix = "io.fluxcd." }]
   })
-  environment = {
-    RELAY_CONFIG = "/var/task/relay.yaml"
-    RELAY_LOG    = "info"
-  }
+  # Tracing export is off unless an OTLP/HTTP endpoint is given (e.g. the
+  # ADOT collector extension at http://localhost:4318); metrics always go
+  # out as EMF log lines under metrics_namespace.
+  environment = merge(
+    {
+      RELAY_CONFIG            = "/var/task/relay.yaml"
+      RELAY_LOG               = "info"
+      RELAY_METRICS_NAMESPACE = var.metrics_namespace
+    },
+    var.otlp_endpoint == "" ? {} : { OTEL_EXPORTER_OTLP_ENDPOINT = var.otlp_endpoint },
+  )
 }
 
 data "aws_region" "current" {}

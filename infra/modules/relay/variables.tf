@@ -56,6 +56,18 @@ variable "ingress_token_ssm_parameter" {
   default     = ""
 }
 
+variable "otlp_endpoint" {
+  description = "OTLP/HTTP endpoint the functions export traces to (OTEL_EXPORTER_OTLP_ENDPOINT), e.g. http://localhost:4318 for the ADOT collector extension. Empty: no export (the trace context is still continued into provider calls)."
+  type        = string
+  default     = ""
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the metrics the functions write as embedded metric format log lines."
+  type        = string
+  default     = "TektonRelay"
+}
+
 variable "tags" {
   type    = map(string)
   default = {}
