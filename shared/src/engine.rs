@@ -356,6 +356,12 @@ impl Engine {
         let (traceparent, tracestate) = original.trace_context();
         let parent = crate::otel::parent(traceparent.as_deref(), tracestate.as_deref());
         let trace = event_span(&event, &parent, mode);
+        // Log lines of the event name its trace, to find it in a trace store.
+        {
+            use opentelemetry::trace::TraceContextExt;
+            let trace_id = trace.span().span_context().trace_id();
+            tracing::Span::current().record("trace_id", tracing::field::display(trace_id));
+        }
         if let Some(t) = &self.plan.dashboard {
             match t.render(dashboard_context(&event)) {
                 Ok(url) => event.url = Some(url),

@@ -53,7 +53,7 @@ async fn process_cloudevent(
                 .with_label_values(&[&ev.event_type])
                 .inc();
             let span = tracing::info_span!("event", ce_id = %ev.event_id, ce_type = %ev.event_type,
-                run = %ev.display_name(), state = %ev.state);
+                run = %ev.display_name(), state = %ev.state, trace_id = tracing::field::Empty);
             let _g = span.enter();
             let r = engine
                 .process(*ev, &Original::CloudEvent(Box::new(ce)), Mode::Live)

@@ -142,7 +142,7 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
         .with_label_values(&[type_label(&event.event_type)])
         .inc();
     let span = tracing::info_span!("event", ce_id = %event.event_id, ce_type = %event.event_type,
-        run = %event.display_name(), state = %event.state);
+        run = %event.display_name(), state = %event.state, trace_id = tracing::field::Empty);
     let result = async {
         let r = engine.process(*event, &original, Mode::Live).await;
         tracing::info!(outcome = r.outcome.as_str(), "event processed");

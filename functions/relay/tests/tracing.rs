@@ -109,6 +109,14 @@ async fn trace_context_is_continued_into_each_provider_request_and_exported() {
         assert_ne!(span, PARENT, "a child span, not the sender's");
     }
     assert_ne!(attempts[0].1, attempts[1].1, "one span per attempt");
+    // The event's log lines name its trace.
+    let processed = relay
+        .stderr()
+        .lines()
+        .find(|l| l.contains("event processed"))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .expect("a log line for the event");
+    assert_eq!(processed["span"]["trace_id"], TRACE);
 
     // SIGTERM ends the relay, and the spans still batched are exported.
     assert!(relay.terminate().success(), "{}", relay.stderr());
