@@ -280,24 +280,10 @@ async fn on_knative_events_go_to_k_sink_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_knative_the_trace_context_travels_with_the_event() {
     let rx = Receiver::start().await;
-    let port = free_port();
-    let env = vec![
-        ("K_SINK".to_string(), rx.url("/broker")),
-        ("PORT".to_string(), port.to_string()),
-    ];
+    let env = vec![("K_SINK".to_string(), rx.url("/broker"))];
     let cfg = "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n";
-    let function = FunctionProcess::start(Path::new(BIN), cfg, &env);
-    let base = format!("http://127.0.0.1:{port}/");
+    let (_function, base) = FunctionProcess::start_http(Path::new(BIN), cfg, &env).await;
     let client = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while client.get(format!("{base}healthz")).send().await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ingress did not start\n{}",
-            function.stderr()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
     let ev =
         RequestFile::load(&dir().join("tekton-pipelinerun-success/001-pipelinerun-started.json"));
     let send = |extra: &[(&str, &str)]| {
