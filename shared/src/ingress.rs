@@ -151,21 +151,26 @@ impl Original {
     /// travels on with the event: over an event bus, into a dead letter, to
     /// a replay.
     pub fn adopt_trace_headers(&mut self, headers: &HeaderMap) {
-        use crate::otel::{TRACEPARENT, TRACESTATE};
-        let Original::CloudEvent(ce) = self else {
-            return;
-        };
-        if ce.extension(TRACEPARENT).is_some() {
-            return;
+        if let Original::CloudEvent(ce) = self {
+            adopt_trace_headers(ce, headers);
         }
-        let header = |k| headers.get(k).and_then(|v| v.to_str().ok());
-        let Some(tp) = header(TRACEPARENT).filter(|tp| crate::otel::is_valid(tp)) else {
-            return;
-        };
-        ce.set_extension(TRACEPARENT, tp.trim().to_string());
-        if let Some(ts) = header(TRACESTATE).filter(|ts| !ts.is_empty()) {
-            ce.set_extension(TRACESTATE, ts.to_string());
-        }
+    }
+}
+
+/// `ce` without the tracing extension takes a valid `traceparent` (and
+/// `tracestate`) from the request headers into it.
+pub fn adopt_trace_headers(ce: &mut Event, headers: &HeaderMap) {
+    use crate::otel::{TRACEPARENT, TRACESTATE};
+    if ce.extension(TRACEPARENT).is_some() {
+        return;
+    }
+    let header = |k| headers.get(k).and_then(|v| v.to_str().ok());
+    let Some(tp) = header(TRACEPARENT).filter(|tp| crate::otel::is_valid(tp)) else {
+        return;
+    };
+    ce.set_extension(TRACEPARENT, tp.trim().to_string());
+    if let Some(ts) = header(TRACESTATE).filter(|ts| !ts.is_empty()) {
+        ce.set_extension(TRACESTATE, ts.to_string());
     }
 }
 
@@ -263,4 +268,63 @@ fn binary_event(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, cloudevents
         }
     }
     Ok(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudevents::EventBuilder;
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    http::HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn event() -> Original {
+        let ev = cloudevents::EventBuilderV10::new()
+            .id("1")
+            .source("/s")
+            .ty("t")
+            .build()
+            .unwrap();
+        Original::CloudEvent(Box::new(ev))
+    }
+
+    #[test]
+    fn a_valid_trace_header_is_adopted_into_an_event_without_one() {
+        let mut o = event();
+        o.adopt_trace_headers(&headers(&[("traceparent", TP), ("tracestate", "a=b")]));
+        assert_eq!(
+            o.trace_context(),
+            (Some(TP.to_string()), Some("a=b".to_string()))
+        );
+        // A dead letter (structured JSON) keeps it; a replay reads it back.
+        let replayed = Original::Json(o.to_json());
+        assert_eq!(replayed.trace_context(), o.trace_context());
+    }
+
+    #[test]
+    fn a_malformed_header_or_an_existing_extension_is_left_alone() {
+        let mut o = event();
+        o.adopt_trace_headers(&headers(&[("traceparent", "00-zz-01")]));
+        assert_eq!(o.trace_context(), (None, None));
+
+        let origin = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
+        o.adopt_trace_headers(&headers(&[("traceparent", origin)]));
+        o.adopt_trace_headers(&headers(&[("traceparent", TP)]));
+        assert_eq!(
+            o.trace_context().0.as_deref(),
+            Some(origin),
+            "the origin stays"
+        );
+    }
 }

@@ -99,7 +99,7 @@ async fn receive(State(dl): State<Arc<DeadLetters>>, req: Request) -> Response {
             "body over the limit",
         ));
     };
-    let ce = match ingress::parse_request(&parts.headers, bytes) {
+    let mut ce = match ingress::parse_request(&parts.headers, bytes) {
         Ok(Inbound::CloudEvent(ce)) => *ce,
         Ok(Inbound::Flux { .. }) => {
             return error(&IngressError::new(
@@ -110,6 +110,9 @@ async fn receive(State(dl): State<Arc<DeadLetters>>, req: Request) -> Response {
         }
         Err(e) => return error(&e),
     };
+    // The Broker sends the trace context as a header; kept in the event, a
+    // replay continues the trace.
+    ingress::adopt_trace_headers(&mut ce, &parts.headers);
     let entry = entry_for(ce);
     match dl.sink.put(&entry).await {
         Ok(()) => {

@@ -13,6 +13,8 @@ use relay_tests::servers::{MotoServer, ValkeyServer};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_relay-dlq");
+/// The fixture's `Traceparent` header, as the Broker sends it.
+const TRACEPARENT: &str = "00-0f4f2ff285030e2c59c266fba0cdb9f9-ab56532565378055-01";
 const CONFIG: &str =
     "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n";
 
@@ -65,6 +67,7 @@ async fn run(store: &str, mut env: Vec<(String, String)>) {
         e["event"].get("knativeerrorcode").is_none(),
         "kept as first sent"
     );
+    assert_eq!(e["event"]["traceparent"], TRACEPARENT, "the trace goes on");
 
     // Still failing: kept, replays + 1.
     subscriber.always("/relay-webhook", Some((500, None)));
@@ -105,6 +108,7 @@ async fn run(store: &str, mut env: Vec<(String, String)>) {
         "application/cloudevents+json"
     );
     assert_eq!(got[0].json()["id"], "83db6e3a-f635-4250-9f8f-f2ca3cd16876");
+    assert_eq!(got[0].json()["traceparent"], TRACEPARENT);
     assert!(got[0].json()["data"]["taskRun"].is_object());
     let list: Value = client
         .get(format!("{base}/api/v1/dlq"))
