@@ -8,7 +8,8 @@
 //! is exported. Export is OTLP over HTTP and off unless an endpoint is set
 //! (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`);
 //! the other standard `OTEL_*` variables (service name, sampler, headers,
-//! protocol `http/protobuf` or `http/json`) apply.
+//! protocol `http/protobuf` or `http/json`) apply, and `RELAY_OTLP_HEADERS_FILE`
+//! names a file of headers for a collector that wants credentials.
 //!
 //! Span attributes never hold URLs, paths or messages: a webhook URL or an
 //! echoed answer may carry a secret. Provider requests are named by host.
@@ -94,7 +95,7 @@ pub fn init(service: &str) {
 }
 
 fn exporter(export: &Export) -> Result<Option<opentelemetry_otlp::SpanExporter>, String> {
-    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
     let Export::Otlp { endpoint, protocol } = export else {
         return Ok(None);
     };
@@ -103,14 +104,59 @@ fn exporter(export: &Export) -> Result<Option<opentelemetry_otlp::SpanExporter>,
     } else {
         Protocol::HttpBinary
     };
-    tracing::info!(%endpoint, "exporting traces over OTLP");
+    let headers = match std::env::var_os(OTLP_HEADERS_FILE) {
+        Some(path) => headers_file(std::path::Path::new(&path))?,
+        None => HashMap::new(),
+    };
+    // The host only: an endpoint URL may carry credentials.
+    let host = url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    tracing::info!(%host, headers = headers.len(), "exporting traces over OTLP");
     opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_endpoint(endpoint.clone())
         .with_protocol(protocol)
+        .with_headers(headers)
         .build()
         .map(Some)
         .map_err(|e| format!("OTLP exporter: {e}"))
+}
+
+/// Names a file of headers for the OTLP endpoint (a collector's API key):
+/// secrets stay out of the environment, unlike `OTEL_EXPORTER_OTLP_HEADERS`.
+pub const OTLP_HEADERS_FILE: &str = "RELAY_OTLP_HEADERS_FILE";
+
+/// `name=value` pairs, one per line or comma-separated (the format of
+/// `OTEL_EXPORTER_OTLP_HEADERS`). Errors name the file and the entry's
+/// position, never its content.
+pub fn headers_file(path: &std::path::Path) -> Result<HashMap<String, String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{OTLP_HEADERS_FILE} {}: {}", path.display(), e.kind()))?;
+    let mut headers = HashMap::new();
+    let entries = text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    for (i, entry) in entries.enumerate() {
+        let parsed = entry
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .filter(|(k, v)| {
+                http::HeaderName::from_bytes(k.as_bytes()).is_ok()
+                    && http::HeaderValue::from_str(v).is_ok()
+            });
+        let Some((k, v)) = parsed else {
+            return Err(format!(
+                "{OTLP_HEADERS_FILE} {}: entry {} is not name=value",
+                path.display(),
+                i + 1
+            ));
+        };
+        headers.insert(k.to_string(), v.to_string());
+    }
+    Ok(headers)
 }
 
 /// Exports the spans ended so far (Lambda, before the sandbox freezes). It
@@ -298,6 +344,26 @@ mod tests {
             export_from(env(&[("OTEL_TRACES_EXPORTER", "zipkin")]))
                 .unwrap_err()
                 .contains("zipkin")
+        );
+    }
+
+    #[test]
+    fn otlp_headers_come_from_a_file_whose_errors_hide_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("headers");
+        std::fs::write(&f, "x-api-key = k3y-s3cret\nx-team=relay, x-env=prod\n").unwrap();
+        let h = headers_file(&f).unwrap();
+        assert_eq!(h.len(), 3);
+        assert_eq!(h["x-api-key"], "k3y-s3cret");
+        assert_eq!(h["x-env"], "prod");
+        std::fs::write(&f, "x-team=relay\nk3y-s3cret-without-a-name\n").unwrap();
+        let e = headers_file(&f).unwrap_err();
+        assert!(e.contains("entry 2 is not name=value"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        let e = headers_file(&dir.path().join("absent")).unwrap_err();
+        assert!(
+            e.contains("RELAY_OTLP_HEADERS_FILE") && e.contains("absent"),
+            "{e}"
         );
     }
 

@@ -83,11 +83,18 @@ async fn trace_context_is_continued_into_each_provider_request_and_exported() {
     let url_file = secrets.path().join("url");
     std::fs::write(&url_file, rx.url(path)).unwrap();
     let cfg = config(&format!("urlFile: \"{}\"", url_file.display()), "");
+    // The collector's API key, from a file.
+    let headers_file = secrets.path().join("otlp-headers");
+    std::fs::write(&headers_file, "x-api-key=k3y-0f-the-collector\n").unwrap();
     let endpoint = collector.url("");
+    let headers_path = headers_file.display().to_string();
     let mut relay = RelayProcess::start_with_env(
         Path::new(BIN),
         &cfg,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("RELAY_OTLP_HEADERS_FILE", headers_path.as_str()),
+        ],
     )
     .await;
 
@@ -152,6 +159,16 @@ async fn trace_context_is_continued_into_each_provider_request_and_exported() {
     assert_eq!(requests[0].status, 2, "a failed attempt is an error span");
     assert_eq!(requests[1].attributes["http.response.status_code"], "200");
 
+    let exports = collector.requests_on("/v1/traces");
+    assert!(
+        exports
+            .iter()
+            .all(|r| r.headers["x-api-key"] == "k3y-0f-the-collector")
+    );
+    assert!(
+        !relay.stderr().contains("k3y-0f"),
+        "the key reached the log"
+    );
     let exported: Vec<u8> = collector
         .requests_on("/v1/traces")
         .iter()
