@@ -26,6 +26,25 @@ impl Recorded {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
+
+    /// The request's W3C `traceparent` as (trace id, span id, flags); panics
+    /// unless there is a valid one, as every provider request carries.
+    pub fn traceparent(&self) -> (String, String, String) {
+        let tp = self
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{} {} has no traceparent", self.method, self.path));
+        let (trace, span, flags) = crate::otlp::split_traceparent(tp);
+        let hex = |s: &str, n: usize| {
+            s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit()) && s.chars().any(|c| c != '0')
+        };
+        assert!(
+            hex(&trace, 32) && hex(&span, 16) && flags.len() == 2,
+            "{tp}"
+        );
+        (trace, span, flags)
+    }
 }
 
 #[derive(Default)]

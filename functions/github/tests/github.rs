@@ -42,6 +42,7 @@ fn assert_github_headers(r: &Recorded) {
     assert_eq!(r.headers["authorization"], "Bearer ghp_test_token");
     assert_eq!(r.headers["accept"], "application/vnd.github+json");
     assert_eq!(r.headers["x-github-api-version"], "2022-11-28");
+    r.traceparent();
     if r.method != "GET" {
         assert_eq!(r.headers["content-type"], "application/json");
     }
