@@ -8,7 +8,7 @@
 //! is exported. Export is OTLP over HTTP and off unless an endpoint is set
 //! (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`);
 //! the other standard `OTEL_*` variables (service name, sampler, headers,
-//! protocol `http/protobuf` or `http/json`) apply, and `RELAY_OTLP_HEADERS_FILE`
+//! protocol `http/protobuf`) apply, and `RELAY_OTLP_HEADERS_FILE`
 //! names a file of headers for a collector that wants credentials.
 //!
 //! Span attributes never hold URLs, paths or messages: a webhook URL or an
@@ -35,7 +35,10 @@ static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Export {
     Off,
-    Otlp { endpoint: String, protocol: String },
+    /// OTLP/HTTP with protobuf, to this URL.
+    Otlp {
+        endpoint: String,
+    },
 }
 
 /// What [`init`] decides from the environment (`env` is `std::env::var`).
@@ -63,9 +66,9 @@ pub fn export_from(env: impl Fn(&str) -> Option<String>) -> Result<Export, Strin
         .or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"))
         .unwrap_or_else(|| "http/protobuf".into());
     match protocol.as_str() {
-        "http/protobuf" | "http/json" => Ok(Export::Otlp { endpoint, protocol }),
+        "http/protobuf" => Ok(Export::Otlp { endpoint }),
         other => Err(format!(
-            "OTLP protocol {other:?} is not supported: use http/protobuf or http/json"
+            "OTLP protocol {other:?} is not supported: use http/protobuf"
         )),
     }
 }
@@ -96,13 +99,8 @@ pub fn init(service: &str) {
 
 fn exporter(export: &Export) -> Result<Option<opentelemetry_otlp::SpanExporter>, String> {
     use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-    let Export::Otlp { endpoint, protocol } = export else {
+    let Export::Otlp { endpoint } = export else {
         return Ok(None);
-    };
-    let protocol = if protocol == "http/json" {
-        Protocol::HttpJson
-    } else {
-        Protocol::HttpBinary
     };
     let headers = match std::env::var_os(OTLP_HEADERS_FILE) {
         Some(path) => headers_file(std::path::Path::new(&path))?,
@@ -117,7 +115,7 @@ fn exporter(export: &Export) -> Result<Option<opentelemetry_otlp::SpanExporter>,
     opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_endpoint(endpoint.clone())
-        .with_protocol(protocol)
+        .with_protocol(Protocol::HttpBinary)
         .with_headers(headers)
         .build()
         .map(Some)
@@ -314,18 +312,16 @@ mod tests {
             export_from(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")])),
             Ok(Export::Otlp {
                 endpoint: "http://c:4318/v1/traces".into(),
-                protocol: "http/protobuf".into()
             })
         );
         assert_eq!(
             export_from(env(&[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
                 ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t/x"),
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ])),
             Ok(Export::Otlp {
                 endpoint: "http://t/x".into(),
-                protocol: "http/json".into()
             })
         );
         assert_eq!(
@@ -335,11 +331,13 @@ mod tests {
             ])),
             Ok(Export::Off)
         );
-        let grpc = export_from(env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-        ]));
-        assert!(grpc.unwrap_err().contains("http/protobuf or http/json"));
+        for protocol in ["grpc", "http/json"] {
+            let refused = export_from(env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ]));
+            assert!(refused.unwrap_err().contains("use http/protobuf"));
+        }
         assert!(
             export_from(env(&[("OTEL_TRACES_EXPORTER", "zipkin")]))
                 .unwrap_err()

@@ -1,6 +1,6 @@
 //! Reading what a relay exported over OTLP/HTTP to a [`Receiver`] standing
 //! in for a collector: the requests on `/v1/traces`, decoded from protobuf
-//! or JSON with the OpenTelemetry protocol crate, flattened to spans.
+//! with the OpenTelemetry protocol crate, flattened to spans.
 
 use std::collections::BTreeMap;
 
@@ -39,16 +39,9 @@ fn text(v: Option<&AnyValue>) -> String {
 pub fn spans(collector: &Receiver) -> Vec<CollectedSpan> {
     let mut out = Vec::new();
     for r in collector.requests_on("/v1/traces") {
-        let ct = r
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let req: ExportTraceServiceRequest = if ct.starts_with("application/json") {
-            serde_json::from_slice(&r.body).expect("OTLP/JSON decodes")
-        } else {
-            ExportTraceServiceRequest::decode(r.body.as_ref()).expect("OTLP protobuf decodes")
-        };
+        assert_eq!(r.headers["content-type"], "application/x-protobuf");
+        let req =
+            ExportTraceServiceRequest::decode(r.body.as_ref()).expect("OTLP protobuf decodes");
         for rs in req.resource_spans {
             let service = rs
                 .resource

@@ -188,7 +188,7 @@ async fn a_header_borne_context_survives_a_dead_letter_and_its_replay() {
         &cfg,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ],
     )
     .await;
@@ -258,7 +258,7 @@ async fn without_a_valid_context_a_new_trace_starts_and_nothing_is_exported() {
         Path::new(BIN),
         &cfg,
         // An exporter variable without an endpoint does not turn export on.
-        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
     )
     .await;
     let client = reqwest::Client::new();
