@@ -87,7 +87,7 @@ pub fn init(service: &str) {
     }
     let mut builder = SdkTracerProvider::builder().with_resource(resource.build());
     match export_from(|k| std::env::var(k).ok()).and_then(|e| exporter(&e)) {
-        Ok(Some(exporter)) => builder = builder.with_batch_exporter(exporter),
+        Ok(Some(exporter)) => builder = builder.with_batch_exporter(Logged(exporter)),
         Ok(None) => {}
         Err(e) => tracing::error!(error = %e, "tracing export is off"),
     }
@@ -120,6 +120,54 @@ fn exporter(export: &Export) -> Result<Option<opentelemetry_otlp::SpanExporter>,
         .build()
         .map(Some)
         .map_err(|e| format!("OTLP exporter: {e}"))
+}
+
+/// The OTLP exporter, its failures logged: the SDK's own diagnostics are
+/// not built in, and spans lost in silence would look like no traffic.
+#[derive(Debug)]
+struct Logged(opentelemetry_otlp::SpanExporter);
+
+impl opentelemetry_sdk::trace::SpanExporter for Logged {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        let spans = batch.len();
+        let result = self.0.export(batch).await;
+        if let Err(e) = &result {
+            // The error's text holds the endpoint URL and the collector's
+            // answer, either of which may carry a credential: the status only.
+            let status = answer_status(&e.to_string());
+            tracing::warn!(spans, status, "spans could not be exported");
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&mut self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
+/// The collector's HTTP status in an OTLP export error, if it answered: the
+/// exporter's own words (`Status Code: 503`) or its HTTP client's
+/// (`Status(503, …)`).
+fn answer_status(error: &str) -> Option<u16> {
+    ["Status Code: ", "Status("].iter().find_map(|marker| {
+        let rest = &error[error.find(marker)? + marker.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
 }
 
 /// Names a file of headers for the OTLP endpoint (a collector's API key):
@@ -362,6 +410,18 @@ mod tests {
         assert!(
             e.contains("RELAY_OTLP_HEADERS_FILE") && e.contains("absent"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn only_the_status_of_a_failed_export_is_kept() {
+        let e = "OpenTelemetry trace export failed. Url: https://u:pw@c/v1/traces, Status Code: 503, Response: b\"k3y\"";
+        assert_eq!(answer_status(e), Some(503));
+        let e = "reqwest::Error { kind: Status(429, None), url: \"http://t:pw@c/v1/traces\" }";
+        assert_eq!(answer_status(e), Some(429));
+        assert_eq!(
+            answer_status("reqwest::Error { kind: Request, url: \"https://c\" }"),
+            None
         );
     }
 

@@ -284,3 +284,53 @@ async fn without_a_valid_context_a_new_trace_starts_and_nothing_is_exported() {
         "export is off by default"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_collector_is_logged_without_its_credentials() {
+    let rx = Receiver::start().await;
+    let collector = Receiver::start().await;
+    collector.always("/v1/traces", Some((503, None)));
+    let secrets = tempfile::tempdir().unwrap();
+    let headers_file = secrets.path().join("otlp-headers");
+    std::fs::write(&headers_file, "x-api-key=k3y-0f-the-collector\n").unwrap();
+    let cfg = config(&format!("url: \"{}\"", rx.url("/hook")), "");
+    // Credentials in the endpoint URL too, as some collectors take them.
+    let endpoint = collector
+        .url("")
+        .replace("http://", "http://tenant:pa55w0rd@");
+    let headers_path = headers_file.display().to_string();
+    let mut relay = RelayProcess::start_with_env(
+        Path::new(BIN),
+        &cfg,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("RELAY_OTLP_HEADERS_FILE", headers_path.as_str()),
+        ],
+    )
+    .await;
+    let (status, body) = send(
+        &reqwest::Client::new(),
+        &relay.base,
+        &event("collector-down"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("delivered")),
+        "{body}"
+    );
+    assert!(relay.terminate().success());
+
+    assert!(!collector.requests_on("/v1/traces").is_empty());
+    let log = relay.stderr();
+    let failed = log
+        .lines()
+        .find(|l| l.contains("spans could not be exported"))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .unwrap_or_else(|| panic!("no export failure logged:\n{log}"));
+    assert_eq!(failed["fields"]["status"], 503, "{failed}\n{log}");
+    assert!(failed["fields"]["spans"].as_u64().unwrap() >= 3);
+    for secret in ["k3y-0f", "pa55w0rd"] {
+        assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
+    }
+}
