@@ -60,6 +60,23 @@ fn outgoing(rx: &Receiver, path: &str) -> Vec<String> {
         .collect()
 }
 
+/// `relay serve` exporting spans to `endpoint`, with the collector's API key
+/// (`k3y-0f-the-collector`) in a headers file in `secrets`.
+async fn exporting_relay(cfg: &str, endpoint: &str, secrets: &Path) -> RelayProcess {
+    let headers_file = secrets.join("otlp-headers");
+    std::fs::write(&headers_file, "x-api-key=k3y-0f-the-collector\n").unwrap();
+    let headers_path = headers_file.display().to_string();
+    RelayProcess::start_with_env(
+        Path::new(BIN),
+        cfg,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("RELAY_OTLP_HEADERS_FILE", headers_path.as_str()),
+        ],
+    )
+    .await
+}
+
 fn one(spans: &[CollectedSpan], what: impl Fn(&CollectedSpan) -> bool) -> &CollectedSpan {
     let found: Vec<_> = spans.iter().filter(|s| what(s)).collect();
     assert_eq!(found.len(), 1, "{spans:#?}");
@@ -79,20 +96,7 @@ async fn trace_context_is_continued_into_each_provider_request_and_exported() {
     let url_file = secrets.path().join("url");
     std::fs::write(&url_file, rx.url(path)).unwrap();
     let cfg = config(&format!("urlFile: \"{}\"", url_file.display()), "");
-    // The collector's API key, from a file.
-    let headers_file = secrets.path().join("otlp-headers");
-    std::fs::write(&headers_file, "x-api-key=k3y-0f-the-collector\n").unwrap();
-    let endpoint = collector.url("");
-    let headers_path = headers_file.display().to_string();
-    let mut relay = RelayProcess::start_with_env(
-        Path::new(BIN),
-        &cfg,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            ("RELAY_OTLP_HEADERS_FILE", headers_path.as_str()),
-        ],
-    )
-    .await;
+    let mut relay = exporting_relay(&cfg, &collector.url(""), secrets.path()).await;
 
     let mut ev = event("exported");
     ev.headers.insert("Ce-Traceparent".into(), traceparent());
@@ -291,23 +295,12 @@ async fn a_failing_collector_is_logged_without_its_credentials() {
     let collector = Receiver::start().await;
     collector.always("/v1/traces", Some((503, None)));
     let secrets = tempfile::tempdir().unwrap();
-    let headers_file = secrets.path().join("otlp-headers");
-    std::fs::write(&headers_file, "x-api-key=k3y-0f-the-collector\n").unwrap();
     let cfg = config(&format!("url: \"{}\"", rx.url("/hook")), "");
     // Credentials in the endpoint URL too, as some collectors take them.
     let endpoint = collector
         .url("")
         .replace("http://", "http://tenant:pa55w0rd@");
-    let headers_path = headers_file.display().to_string();
-    let mut relay = RelayProcess::start_with_env(
-        Path::new(BIN),
-        &cfg,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            ("RELAY_OTLP_HEADERS_FILE", headers_path.as_str()),
-        ],
-    )
-    .await;
+    let mut relay = exporting_relay(&cfg, &endpoint, secrets.path()).await;
     let (status, body) = send(
         &reqwest::Client::new(),
         &relay.base,
