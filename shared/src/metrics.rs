@@ -20,8 +20,9 @@ pub struct Metrics {
     pub replays: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
-    /// Delivery times since the last take, when kept (Lambda).
-    duration_samples: std::sync::Mutex<Option<Vec<(String, f64)>>>,
+    /// Delivery times since the last take, once asked to keep them
+    /// (Lambda); unset, a delivery takes no lock.
+    duration_samples: std::sync::OnceLock<std::sync::Mutex<Vec<(String, f64)>>>,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -150,8 +151,8 @@ impl Metrics {
         self.delivery_duration
             .with_label_values(&[notification])
             .observe(seconds);
-        if let Ok(mut samples) = self.duration_samples.lock()
-            && let Some(samples) = samples.as_mut()
+        if let Some(samples) = self.duration_samples.get()
+            && let Ok(mut samples) = samples.lock()
         {
             samples.push((notification.to_string(), seconds));
         }
@@ -160,16 +161,13 @@ impl Metrics {
     /// Keeps each delivery time (not only the histogram) until
     /// [`Metrics::take_duration_samples`]: CloudWatch EMF takes values.
     pub fn keep_duration_samples(&self) {
-        if let Ok(mut samples) = self.duration_samples.lock() {
-            samples.get_or_insert_with(Vec::new);
-        }
+        self.duration_samples.get_or_init(Default::default);
     }
 
     pub fn take_duration_samples(&self) -> Vec<(String, f64)> {
         self.duration_samples
-            .lock()
-            .ok()
-            .and_then(|mut s| s.as_mut().map(std::mem::take))
+            .get()
+            .and_then(|s| s.lock().ok().map(|mut s| std::mem::take(&mut *s)))
             .unwrap_or_default()
     }
 
