@@ -20,9 +20,10 @@ use std::sync::OnceLock;
 pub use opentelemetry::Context;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{KeyValue, global};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
 /// The CloudEvents distributed-tracing extension's attributes (and the W3C
 /// header names).
@@ -30,6 +31,8 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+/// The provider's tracer, made once rather than per span.
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// Whether spans leave the process, as [`init`] found the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +95,8 @@ pub fn init(service: &str) {
         Err(e) => tracing::error!(error = %e, "tracing export is off"),
     }
     let provider = builder.build();
-    if PROVIDER.set(provider.clone()).is_ok() {
-        global::set_tracer_provider(provider);
-    }
+    let _ = TRACER.set(provider.tracer("tekton-relay"));
+    let _ = PROVIDER.set(provider);
 }
 
 fn exporter(export: &Export) -> Result<Option<opentelemetry_otlp::SpanExporter>, String> {
@@ -266,19 +268,22 @@ pub fn inject(cx: &Context, headers: &mut http::HeaderMap) {
     }
 }
 
-/// Starts a span under `parent` and returns the context holding it.
+/// Starts a span under `parent` and returns the context holding it. Before
+/// [`init`] (a library caller, a unit test) `parent` passes through as is.
 pub fn start(
     name: impl Into<std::borrow::Cow<'static, str>>,
     kind: SpanKind,
     parent: &Context,
     attributes: Vec<KeyValue>,
 ) -> Context {
-    let tracer = global::tracer("tekton-relay");
+    let Some(tracer) = TRACER.get() else {
+        return parent.clone();
+    };
     let span = tracer
         .span_builder(name)
         .with_kind(kind)
         .with_attributes(attributes)
-        .start_with_context(&tracer, parent);
+        .start_with_context(tracer, parent);
     parent.with_span(span)
 }
 
