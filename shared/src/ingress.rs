@@ -149,29 +149,31 @@ impl Original {
     /// An event without the tracing extension takes a valid `traceparent`
     /// (and `tracestate`) from the request headers into it, so the context
     /// travels on with the event: over an event bus, into a dead letter, to
-    /// a replay.
-    pub fn adopt_trace_headers(&mut self, headers: &HeaderMap) {
-        if let Original::CloudEvent(ce) = self {
-            adopt_trace_headers(ce, headers);
+    /// a replay. Whether it took one.
+    pub fn adopt_trace_headers(&mut self, headers: &HeaderMap) -> bool {
+        match self {
+            Original::CloudEvent(ce) => adopt_trace_headers(ce, headers),
+            Original::Json(_) => false,
         }
     }
 }
 
 /// `ce` without the tracing extension takes a valid `traceparent` (and
-/// `tracestate`) from the request headers into it.
-pub fn adopt_trace_headers(ce: &mut Event, headers: &HeaderMap) {
+/// `tracestate`) from the request headers into it. Whether it took one.
+pub fn adopt_trace_headers(ce: &mut Event, headers: &HeaderMap) -> bool {
     use crate::otel::{TRACEPARENT, TRACESTATE};
     if ce.extension(TRACEPARENT).is_some() {
-        return;
+        return false;
     }
     let header = |k| headers.get(k).and_then(|v| v.to_str().ok());
     let Some(tp) = header(TRACEPARENT).filter(|tp| crate::otel::is_valid(tp)) else {
-        return;
+        return false;
     };
     ce.set_extension(TRACEPARENT, tp.trim().to_string());
     if let Some(ts) = header(TRACESTATE).filter(|ts| !ts.is_empty()) {
         ce.set_extension(TRACESTATE, ts.to_string());
     }
+    true
 }
 
 /// A decoded request: the run event and the original kept for dead
@@ -302,7 +304,7 @@ mod tests {
     #[test]
     fn a_valid_trace_header_is_adopted_into_an_event_without_one() {
         let mut o = event();
-        o.adopt_trace_headers(&headers(&[("traceparent", TP), ("tracestate", "a=b")]));
+        assert!(o.adopt_trace_headers(&headers(&[("traceparent", TP), ("tracestate", "a=b")])));
         assert_eq!(
             o.trace_context(),
             (Some(TP.to_string()), Some("a=b".to_string()))
@@ -315,12 +317,12 @@ mod tests {
     #[test]
     fn a_malformed_header_or_an_existing_extension_is_left_alone() {
         let mut o = event();
-        o.adopt_trace_headers(&headers(&[("traceparent", "00-zz-01")]));
+        assert!(!o.adopt_trace_headers(&headers(&[("traceparent", "00-zz-01")])));
         assert_eq!(o.trace_context(), (None, None));
 
         let origin = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
-        o.adopt_trace_headers(&headers(&[("traceparent", origin)]));
-        o.adopt_trace_headers(&headers(&[("traceparent", TP)]));
+        assert!(o.adopt_trace_headers(&headers(&[("traceparent", origin)])));
+        assert!(!o.adopt_trace_headers(&headers(&[("traceparent", TP)])));
         assert_eq!(
             o.trace_context().0.as_deref(),
             Some(origin),

@@ -152,13 +152,11 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
                 .events_received
                 .with_label_values(&[&event.event_type])
                 .inc();
-            let had_trace = original.trace_context().0.is_some();
-            original.adopt_trace_headers(&parts.headers);
             // A Flux payload is no CloudEvent, and a CloudEvent that took the
             // tracing extension from a header is no longer the bytes received:
             // either goes on as the structured event it now is.
-            let rewrap = event.format == relay_core::model::EventFormat::Flux
-                || (!had_trace && original.trace_context().0.is_some());
+            let adopted = original.adopt_trace_headers(&parts.headers);
+            let rewrap = event.format == relay_core::model::EventFormat::Flux || adopted;
             (event.event_type.clone(), rewrap, original)
         }
     };
