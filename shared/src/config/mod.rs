@@ -126,6 +126,10 @@ pub struct RelaySettings {
     /// Authentication required of requests from outside (events, dead-letter API).
     #[serde(default)]
     pub inbound_auth: Option<crate::auth::InboundAuth>,
+    /// Authentication of the dead-letter API (list, replay, delete), apart
+    /// from event senders': without it the API answers 404.
+    #[serde(default)]
+    pub api_auth: Option<crate::auth::InboundAuth>,
 }
 
 fn default_store() -> String {
@@ -149,6 +153,7 @@ impl Default for RelaySettings {
             delivery: DeliverySettings::default(),
             idempotency: IdempotencySettings::default(),
             inbound_auth: None,
+            api_auth: None,
         }
     }
 }
