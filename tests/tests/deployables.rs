@@ -185,6 +185,85 @@ fn kustomizations_build_and_their_output_validates() {
     }
 }
 
+/// The env value `name` of a Knative Service's first container.
+fn service_env<'a>(svc: &'a Value, name: &str) -> Option<&'a str> {
+    svc["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)?["value"]
+        .as_str()
+}
+
+/// Secure by default (SECURITY.md "Who can reach what"): only the ingress is
+/// reachable from outside the cluster, and it authenticates every request;
+/// every Service that runs without inbound auth (RELAY_INSECURE_NO_AUTH) is
+/// cluster-local; the dead-letter API has its own credential.
+#[test]
+fn only_the_authenticated_ingress_is_public() {
+    let docs = knative_docs();
+    let configmap = docs
+        .iter()
+        .find(|(f, d)| d["kind"] == "ConfigMap" && f.ends_with("knative/base/configmap.yaml"))
+        .map(|(_, d)| d.clone())
+        .expect("knative/base/configmap.yaml");
+    let config_of = |svc: &Value| -> Value {
+        let path = service_env(svc, "RELAY_CONFIG").expect("RELAY_CONFIG");
+        let key = path
+            .strip_prefix("/etc/relay/")
+            .expect("mounted at /etc/relay");
+        let text = configmap["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key}"));
+        let first = serde_yaml_ng::Deserializer::from_str(text).next().unwrap();
+        serde_json::to_value(serde_yaml_ng::Value::deserialize(first).unwrap()).unwrap()
+    };
+    let mut seen = BTreeSet::new();
+    for (file, svc) in &docs {
+        if svc["kind"] != "Service"
+            || svc["apiVersion"] != "serving.knative.dev/v1"
+            || !file.to_string_lossy().contains("knative/base")
+        {
+            continue;
+        }
+        let name = svc["metadata"]["name"].as_str().unwrap();
+        seen.insert(name.to_string());
+        let local =
+            svc["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local";
+        let insecure = service_env(svc, "RELAY_INSECURE_NO_AUTH") == Some("true");
+        let config = config_of(svc);
+        if name == "relay-ingress" {
+            assert!(!insecure, "{name} must authenticate");
+            assert!(
+                config["spec"]["inboundAuth"].is_object(),
+                "{name}: its config has no spec.inboundAuth"
+            );
+        } else {
+            assert!(local, "{name} must be cluster-local");
+        }
+        if insecure {
+            assert!(
+                local,
+                "{name} runs without auth, so it must be cluster-local"
+            );
+        }
+        if name == "relay-dlq" {
+            assert!(
+                config["spec"]["apiAuth"].is_object(),
+                "{name}: the dead-letter API needs spec.apiAuth"
+            );
+            assert!(
+                config["spec"]["inboundAuth"].is_null()
+                    || config["spec"]["inboundAuth"] != config["spec"]["apiAuth"],
+                "{name}: senders and the API share a credential"
+            );
+        }
+    }
+    assert!(
+        seen.contains("relay-ingress") && seen.contains("relay-dlq") && seen.len() > 2,
+        "{seen:?}"
+    );
+}
+
 #[test]
 fn knative_services_follow_the_operating_rules() {
     for (file, doc) in knative_docs() {

@@ -39,7 +39,9 @@ fn every_example_config_validates() {
     );
 }
 
-/// The relay configs inside Knative ConfigMaps (`data["relay.yaml"]`).
+/// The relay configs inside Knative ConfigMaps (every `data` key ending in
+/// `.yaml`: the provider functions', the ingress's and the dead-letter
+/// function's).
 #[test]
 fn configs_in_knative_configmaps_validate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -51,11 +53,13 @@ fn configs_in_knative_configmaps_validate() {
     ] {
         let text = std::fs::read_to_string(root.join(f)).unwrap();
         let cm: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
-        let config = cm["data"]["relay.yaml"].as_str().unwrap();
-        let out = dir.path().join(f.replace('/', "_"));
-        std::fs::write(&out, config).unwrap();
-        extracted.push(out);
+        for (key, config) in cm["data"].as_object().unwrap() {
+            let out = dir.path().join(format!("{}_{key}", f.replace('/', "_")));
+            std::fs::write(&out, config.as_str().unwrap()).unwrap();
+            extracted.push(out);
+        }
     }
+    assert!(extracted.len() >= 4, "{extracted:?}");
     let out = Command::new(BIN)
         .arg("validate")
         .args(&extracted)
