@@ -341,6 +341,15 @@ pub fn insecure_no_auth_env() -> Result<bool, String> {
     }
 }
 
+/// Does `auth` require a credential of every event? Bearer, HMAC or JWT
+/// do; `fluxHmacSecretFile` alone guards Flux payloads only, and lets
+/// CloudEvents through.
+pub fn guards_events(auth: Option<&crate::auth::InboundAuth>) -> bool {
+    auth.is_some_and(|a| {
+        a.bearer_token_file.is_some() || a.hmac_secret_file.is_some() || a.jwt.is_some()
+    })
+}
+
 /// Whether events may be served on `addr`: always on loopback; beyond it
 /// only with inbound auth, or when the operator said so (`switch`, the
 /// flag or variable that does, for the message).
@@ -356,7 +365,7 @@ pub fn door_check(
     }
     Err(format!(
         "refusing to serve events on {addr} without spec.inboundAuth: anyone who can reach it could send events. \
-         Set spec.inboundAuth (bearerTokenFile, hmacSecretFile or jwt), or listen on loopback only \
+         Set spec.inboundAuth (bearerTokenFile, hmacSecretFile or jwt; fluxHmacSecretFile alone leaves CloudEvents open), or listen on loopback only \
          (RELAY_LISTEN=127.0.0.1:8080), or, if a network policy or a private network keeps senders out, \
          start with {switch}"
     ))
@@ -414,7 +423,7 @@ pub async fn bind_app(
     let engine = app.engine();
     let (listener, door) = bind_checked(
         addr,
-        engine.plan.settings.inbound_auth.is_some(),
+        guards_events(engine.plan.settings.inbound_auth.as_ref()),
         insecure,
         switch,
         &engine.metrics,

@@ -74,7 +74,7 @@ impl App {
         let Some(d) = self.door.get() else {
             return Ok(());
         };
-        let has_auth = settings.inbound_auth.is_some();
+        let has_auth = crate::runtime::guards_events(settings.inbound_auth.as_ref());
         crate::runtime::door_check(
             &d.addr.to_string(),
             d.loopback,

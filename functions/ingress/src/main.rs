@@ -30,12 +30,12 @@ async fn run() -> Result<(), String> {
     )
     .await?;
     ingress.inbound_limit = cfg.settings.limits.inbound_per_source.clone();
-    let has_auth = ingress.auth.is_some();
+    let has_auth = relay_core::runtime::guards_events(ingress.auth.as_ref());
     let on_lambda = relay_core::lambda::on_lambda();
     // A Function URL is public: there is no network to keep senders out,
     // so no switch opens it.
     if on_lambda && !has_auth {
-        return Err("refusing to start on Lambda without spec.inboundAuth: the Function URL is public. Set spec.inboundAuth (bearerTokenFile, hmacSecretFile or jwt)".into());
+        return Err("refusing to start on Lambda without spec.inboundAuth: the Function URL is public. Set spec.inboundAuth (bearerTokenFile, hmacSecretFile or jwt; fluxHmacSecretFile alone leaves CloudEvents open)".into());
     }
     let ingress = Arc::new(ingress);
     let router = relay_ingress::router(ingress.clone());

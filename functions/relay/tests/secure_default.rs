@@ -120,6 +120,16 @@ async fn beyond_loopback_without_inbound_auth_the_relay_refuses_to_start() {
     let tokens = Tokens::new();
     let stderr = refused_to_serve(&config(&tokens.api(), "http://127.0.0.1:9/"), &[], &[]).await;
     assert!(stderr.contains("refusing to serve events"), "{stderr}");
+    // Flux's signature alone guards Flux payloads, not CloudEvents.
+    let flux = format!(
+        "  inboundAuth: {{fluxHmacSecretFile: {}}}\n",
+        tokens.dir.path().join("sender").display()
+    );
+    let stderr = refused_to_serve(&config(&flux, "http://127.0.0.1:9/"), &[], &[]).await;
+    assert!(
+        stderr.contains("fluxHmacSecretFile alone leaves CloudEvents open"),
+        "{stderr}"
+    );
     // A switch that is neither true nor false is not taken for either.
     let stderr = refused_to_serve(&cfg, &[], &[("RELAY_INSECURE_NO_AUTH", "yes")]).await;
     assert!(
