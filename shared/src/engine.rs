@@ -18,6 +18,55 @@ use crate::store::{Claim, SharedStore, StoreError};
 use crate::template::Template;
 use crate::transport::Transport;
 
+/// `spec.apiAuth`: a credential of its own (bearer token, HMAC or JWT),
+/// not one an event sender holds, and no Flux signature (Flux sends events,
+/// it does not administer dead letters).
+fn check_api_auth(s: &RelaySettings) -> Vec<(String, String)> {
+    let Some(api) = &s.api_auth else {
+        return Vec::new();
+    };
+    let at = |p: &str| {
+        if p.is_empty() {
+            "spec.apiAuth".to_string()
+        } else {
+            format!("spec.apiAuth.{p}")
+        }
+    };
+    let mut errs = Vec::new();
+    if api.flux_hmac_secret_file.is_some() {
+        errs.push((
+            at("fluxHmacSecretFile"),
+            "the dead-letter API takes bearerTokenFile, hmacSecretFile or jwt; Flux signatures are for events".to_string(),
+        ));
+    } else if let Err((p, m)) = api.check_config() {
+        errs.push((at(&p), m));
+    }
+    if let Some(inbound) = &s.inbound_auth {
+        let same_file = |a: &Option<crate::secret::SecretFile>,
+                         b: &Option<crate::secret::SecretFile>| {
+            matches!((a, b), (Some(x), Some(y)) if x == y)
+        };
+        let same_jwt = matches!((&api.jwt, &inbound.jwt), (Some(a), Some(b))
+            if a.audience == b.audience
+                && (same_file(&a.hs256_secret_file, &b.hs256_secret_file)
+                    || same_file(&a.rs256_public_key_file, &b.rs256_public_key_file)));
+        let shared = [
+            &inbound.bearer_token_file,
+            &inbound.hmac_secret_file,
+            &inbound.flux_hmac_secret_file,
+        ]
+        .iter()
+        .any(|i| same_file(&api.bearer_token_file, i) || same_file(&api.hmac_secret_file, i));
+        if shared || same_jwt {
+            errs.push((
+                at(""),
+                "uses the same credential as spec.inboundAuth: every event sender could administer dead letters; give the API its own secret (or, for jwt, its own audience)".to_string(),
+            ));
+        }
+    }
+    errs
+}
+
 /// One Notification, ready to run.
 pub struct CompiledNotification {
     pub name: String,
@@ -55,6 +104,9 @@ impl Plan {
             } else {
                 format!("spec.inboundAuth.{path}")
             };
+            errs.push(&cfg.settings_document, path, msg);
+        }
+        for (path, msg) in check_api_auth(&cfg.settings) {
             errs.push(&cfg.settings_document, path, msg);
         }
         let dashboard = match cfg.settings.dashboard_url.as_deref().map(Template::compile) {

@@ -183,4 +183,19 @@ impl Metrics {
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("text exposition is UTF-8")
     }
+
+    /// Shows `relay_insecure_no_auth 1`: this process serves events without
+    /// inbound auth beyond loopback, as its operator allowed. Absent
+    /// otherwise, so an alert on the series catches it.
+    pub fn set_insecure_no_auth(&self) {
+        let g = prometheus::IntGauge::new(
+            "relay_insecure_no_auth",
+            "1 when events are served without inbound auth beyond loopback (--insecure-no-auth, RELAY_INSECURE_NO_AUTH).",
+        )
+        .expect("valid metric");
+        // Registered once; a second call finds it there.
+        if self.registry.register(Box::new(g.clone())).is_ok() {
+            g.set(1);
+        }
+    }
 }

@@ -140,7 +140,7 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
 /// The inbound limit: one bucket per source address.
 pub struct InboundLimiter {
     rate: Rate,
-    trust_forwarded_for: bool,
+    trusted_proxies: Vec<ipnet::IpNet>,
     buckets: Buckets<IpAddr>,
     refused: IntCounter,
 }
@@ -157,7 +157,7 @@ impl InboundLimiter {
     ) -> Arc<InboundLimiter> {
         Arc::new(InboundLimiter {
             rate: spec.rate,
-            trust_forwarded_for: spec.trust_forwarded_for,
+            trusted_proxies: spec.trusted_proxies.clone(),
             buckets: Buckets::new(clock, MAX_KEYS),
             // The address is not a label: its cardinality is the attacker's choice.
             refused: metrics
@@ -166,15 +166,37 @@ impl InboundLimiter {
         })
     }
 
-    /// The request's source: the first `X-Forwarded-For` hop when trusted
-    /// (behind a proxy that sets it), else the peer address.
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The request's source: the peer address, unless the peer is a trusted
+    /// proxy; then the `X-Forwarded-For` hops are read from the right (each
+    /// proxy appends the address it received from) and the first one that
+    /// is not a trusted proxy is the source. Hops further left were written
+    /// by the sender and are never read, so a sender cannot pick its bucket.
+    /// A hop that is no address ends the walk at the last trusted one.
     pub fn source(&self, headers: &http::HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
-        let forwarded = self
-            .trust_forwarded_for
-            .then(|| headers.get("x-forwarded-for")?.to_str().ok())
-            .flatten()
-            .and_then(|v| v.split(',').next()?.trim().parse::<IpAddr>().ok());
-        forwarded.or(peer).map(bucket_key)
+        let peer = peer?;
+        let mut source = peer;
+        if self.is_trusted(peer) {
+            // Bytes, not `to_str`: a sender's non-ASCII hop on the same line
+            // must not hide the hops its proxies appended after it.
+            let hops: Vec<&[u8]> = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+                .collect();
+            for hop in hops.iter().rev() {
+                let Some(ip) = parse_hop(hop) else { break };
+                source = ip;
+                if !self.is_trusted(ip) {
+                    break;
+                }
+            }
+        }
+        Some(bucket_key(source))
     }
 
     /// `Err(retry_after)` when `source` is over its limit.
@@ -187,6 +209,16 @@ impl InboundLimiter {
             }
         }
     }
+}
+
+/// One `X-Forwarded-For` hop: an address, or one with a port
+/// (`192.0.2.1:4711`, `[2001:db8::1]:4711`), as some proxies write it.
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(hop).ok()?.trim();
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| s.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
 }
 
 /// IPv4 addresses by themselves; IPv6 by their /64, which one host can
@@ -426,23 +458,33 @@ mod tests {
         assert_eq!(buckets.len(), 1);
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn xff(values: &[&str]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
     #[test]
     fn inbound_sources_and_the_forwarded_header() {
         let metrics = Metrics::new();
-        let spec = |trust| InboundLimit {
+        let spec = |proxies: &[&str]| InboundLimit {
             rate: rate(1.0, 1),
-            trust_forwarded_for: trust,
+            trusted_proxies: proxies.iter().map(|p| p.parse().unwrap()).collect(),
         };
-        let mut h = http::HeaderMap::new();
-        h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.1".parse().unwrap());
-        let peer: IpAddr = "10.1.2.3".parse().unwrap();
-        let untrusted = InboundLimiter::with_clock(&spec(false), &metrics, Manual::new());
+        let h = xff(&["203.0.113.9, 10.0.0.1"]);
+        let peer = ip("10.1.2.3");
+        let untrusted = InboundLimiter::with_clock(&spec(&[]), &metrics, Manual::new());
         assert_eq!(untrusted.source(&h, Some(peer)), Some(peer));
         assert_eq!(untrusted.source(&h, None), None);
-        let trusted = InboundLimiter::with_clock(&spec(true), &metrics, Manual::new());
-        let first: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(trusted.source(&h, Some(peer)), Some(first));
-        h.insert("x-forwarded-for", "not an address".parse().unwrap());
+        let trusted = InboundLimiter::with_clock(&spec(&["10.0.0.0/8"]), &metrics, Manual::new());
+        assert_eq!(trusted.source(&h, Some(peer)), Some(ip("203.0.113.9")));
+        let h = xff(&["not an address"]);
         assert_eq!(trusted.source(&h, Some(peer)), Some(peer));
         // One IPv6 /64 is one source; IPv4-mapped is IPv4.
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
@@ -463,6 +505,61 @@ mod tests {
             metrics
                 .render()
                 .contains("relay_rate_limited_total{direction=\"inbound\",key=\"source\"} 1")
+        );
+    }
+
+    /// The attack: a sender behind the proxy writes hops of its own to the
+    /// left of what the proxy appends, a new one per request, to get a new
+    /// bucket each time. Only the hop the trusted proxy appended counts.
+    #[test]
+    fn spoofed_leftmost_forwarded_hops_do_not_choose_the_bucket() {
+        let metrics = Metrics::new();
+        let spec = InboundLimit {
+            rate: rate(0.001, 1),
+            trusted_proxies: vec![
+                "127.0.0.1/32".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap(),
+            ],
+        };
+        let l = InboundLimiter::with_clock(&spec, &metrics, Manual::new());
+        let proxy = Some(ip("127.0.0.1"));
+        let mut keys = Vec::new();
+        for i in 0..5 {
+            let h = xff(&[&format!("198.51.100.{i}, 192.0.2.77, 10.0.0.5")]);
+            keys.push(l.source(&h, proxy).unwrap());
+        }
+        assert!(keys.iter().all(|k| *k == ip("192.0.2.77")), "{keys:?}");
+        assert!(l.check(keys[0]).is_ok());
+        assert!(l.check(keys[1]).is_err(), "the same bucket");
+
+        // The same hops split over several header lines, and a sender's
+        // non-UTF-8 junk before them, change nothing.
+        let mut h = http::HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff\xfe, 192.0.2.77").unwrap(),
+        );
+        h.append("x-forwarded-for", "10.0.0.5".parse().unwrap());
+        assert_eq!(l.source(&h, proxy), Some(ip("192.0.2.77")));
+        // Hops with ports, as some proxies write them.
+        let h = xff(&["192.0.2.80:4711, [2001:db8::1]:80, 10.0.0.5:1"]);
+        assert_eq!(l.source(&h, proxy), Some(bucket_key(ip("2001:db8::1"))));
+        // Two senders behind the same proxy have their own buckets.
+        let a = l.source(&xff(&["192.0.2.1"]), proxy).unwrap();
+        let b = l.source(&xff(&["192.0.2.2"]), proxy).unwrap();
+        assert_ne!(a, b);
+        // A peer that is no trusted proxy is the source, whatever it writes.
+        let direct = Some(ip("192.0.2.9"));
+        assert_eq!(l.source(&xff(&["10.0.0.1"]), direct), direct);
+        // Every hop trusted: the leftmost is as far as the chain goes.
+        assert_eq!(
+            l.source(&xff(&["10.0.0.7, 10.0.0.5"]), proxy),
+            Some(ip("10.0.0.7"))
+        );
+        // IPv4-mapped peers match IPv4 proxies.
+        assert_eq!(
+            l.source(&xff(&["192.0.2.3"]), Some(ip("::ffff:127.0.0.1"))),
+            Some(ip("192.0.2.3"))
         );
     }
 

@@ -56,7 +56,14 @@ pub async fn reload(app: &App, path: &Path, registry: &Registry) -> Result<usize
     let result = async {
         let mut cfg = RelayConfig::load(path)?;
         crate::runtime::apply_env_overrides(&mut cfg, |k| std::env::var(k).ok());
-        crate::runtime::build_engine(&cfg, registry, Some(&current)).await
+        let engine = crate::runtime::build_engine(&cfg, registry, Some(&current)).await?;
+        // A reload must not open the door the start kept closed.
+        app.admits(&engine.plan.settings).map_err(|e| {
+            let mut errs = ConfigErrors::default();
+            errs.push(&cfg.settings_document, "spec.inboundAuth", e);
+            errs
+        })?;
+        Ok(engine)
     }
     .await;
     let reloads = &current.metrics.config_reloads;

@@ -25,13 +25,69 @@ use crate::replay;
 /// engine it started with.
 pub struct App {
     engine: std::sync::RwLock<Arc<Engine>>,
+    door: std::sync::OnceLock<Door>,
+}
+
+/// How the function's listener is exposed; set once, when it binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Door {
+    /// The address it listens on.
+    pub addr: std::net::SocketAddr,
+    /// It listens on loopback only: its callers are on this host, as
+    /// trusted as its log. Only then do answers carry provider detail and
+    /// `/readyz` the Notifications to a caller without credentials.
+    pub loopback: bool,
+    /// The operator allowed events without `spec.inboundAuth` beyond
+    /// loopback (`--insecure-no-auth`, `RELAY_INSECURE_NO_AUTH=true`).
+    pub insecure_no_auth: bool,
+    /// What the operator sets to allow that, for messages.
+    pub insecure_switch: &'static str,
 }
 
 impl App {
     pub fn new(engine: Engine) -> App {
         App {
             engine: std::sync::RwLock::new(Arc::new(engine)),
+            door: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Records how the listener is exposed (once; later calls are ignored).
+    pub fn set_door(&self, door: Door) {
+        let _ = self.door.set(door);
+    }
+
+    pub fn door(&self) -> Option<&Door> {
+        self.door.get()
+    }
+
+    /// Callers are local: the listener is on loopback. Not so without a
+    /// listener (Lambda) or before it binds.
+    pub fn is_local(&self) -> bool {
+        self.door.get().is_some_and(|d| d.loopback)
+    }
+
+    /// Whether a (reloaded) config may serve on this listener: one without
+    /// `spec.inboundAuth` may not open a door beyond loopback that was
+    /// started closed.
+    pub fn admits(&self, settings: &crate::config::RelaySettings) -> Result<(), String> {
+        let Some(d) = self.door.get() else {
+            return Ok(());
+        };
+        let has_auth = crate::runtime::guards_events(settings.inbound_auth.as_ref());
+        crate::runtime::door_check(
+            &d.addr.to_string(),
+            d.loopback,
+            has_auth,
+            d.insecure_no_auth,
+            d.insecure_switch,
+        )?;
+        if !d.loopback && !has_auth {
+            tracing::warn!(addr = %d.addr, switch = d.insecure_switch,
+                "INSECURE: the reloaded config has no spec.inboundAuth; anyone who can reach this address can send events");
+            self.engine().metrics.set_insecure_no_auth();
+        }
+        Ok(())
     }
 
     /// The current engine; hold it for the whole request.
@@ -98,17 +154,10 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let bytes = match read_limited(body, limit).await {
         Ok(b) => b,
-        Err(()) => {
-            metrics
-                .requests_rejected
-                .with_label_values(&["body_too_large"])
-                .inc();
-            let e = IngressError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("body is over the limit of {limit} bytes"),
-            );
-            return error(&e);
+        Err(e) => {
+            let e = e.into_error(limit);
+            metrics.requests_rejected.with_label_values(&[e.code]).inc();
+            return body_error(&e);
         }
     };
     if let Err(resp) = authorize(&engine, crate::auth::Entry::Events, &parts.headers, &bytes).await
@@ -146,25 +195,51 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
     let result = async {
         let r = engine.process(*event, &original, Mode::Live).await;
         tracing::info!(outcome = r.outcome.as_str(), "event processed");
+        // The operator's record of why (a caller beyond loopback is not
+        // told); dead-lettered ones are logged with their entry.
+        for d in &r.deliveries {
+            if matches!(d.outcome, Outcome::Failed | Outcome::Rejected) {
+                tracing::warn!(notification = %d.notification, provider = %d.provider,
+                    outcome = d.outcome.as_str(), detail = d.detail.as_deref().unwrap_or_default(),
+                    "delivery failed");
+            }
+        }
         r
     }
     .instrument(span)
     .await;
-    answer(&engine, result)
+    answer(&engine, result, app.is_local())
 }
 
-/// Checks `spec.inboundAuth`, if any: `401` for bad credentials, `503` when
-/// the secret cannot be read.
+/// Checks the credentials of a door: `spec.inboundAuth` for events (open
+/// without it), `spec.apiAuth` for the dead-letter API (`404`
+/// `api_disabled` without it: event senders' credentials never open it).
+/// `401` for bad credentials, `503` when the secret cannot be read.
 pub async fn authorize(
     engine: &Engine,
     entry: crate::auth::Entry,
     headers: &http::HeaderMap,
     body: &[u8],
 ) -> Result<(), Response> {
-    let Some(auth) = &engine.plan.settings.inbound_auth else {
-        return Ok(());
+    let auth = match entry {
+        crate::auth::Entry::Events => match &engine.plan.settings.inbound_auth {
+            Some(a) => a,
+            None => return Ok(()),
+        },
+        crate::auth::Entry::Api => match &engine.plan.settings.api_auth {
+            Some(a) => a,
+            None => return Err(api_disabled()),
+        },
     };
     auth_check(auth, entry, headers, body, &engine.metrics).await
+}
+
+fn api_disabled() -> Response {
+    error(&IngressError::new(
+        StatusCode::NOT_FOUND,
+        "api_disabled",
+        "the dead-letter API is off: it needs its own credential, spec.apiAuth",
+    ))
 }
 
 pub async fn auth_check(
@@ -198,17 +273,77 @@ pub async fn auth_check(
     }
 }
 
+/// Why a body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over the limit.
+    TooLarge,
+    /// Not all there within `spec.limits.bodyReadTimeoutSeconds`.
+    TimedOut,
+    /// The connection broke or the framing was invalid.
+    Unreadable,
+}
+
+impl BodyError {
+    /// From a body stream's error: the read deadline, else unreadable.
+    pub fn from_stream(e: &(dyn std::error::Error + 'static)) -> BodyError {
+        if crate::runtime::is_body_timeout(e) {
+            BodyError::TimedOut
+        } else {
+            BodyError::Unreadable
+        }
+    }
+
+    /// The answer, for a body limit of `limit` bytes.
+    pub fn into_error(self, limit: usize) -> IngressError {
+        match self {
+            BodyError::TooLarge => IngressError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("body is over the limit of {limit} bytes"),
+            ),
+            BodyError::TimedOut => IngressError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the body did not arrive in time (spec.limits.bodyReadTimeoutSeconds)",
+            ),
+            BodyError::Unreadable => IngressError::new(
+                StatusCode::BAD_REQUEST,
+                "body_unreadable",
+                "the body could not be read",
+            ),
+        }
+    }
+}
+
+/// The answer to a body that was not read; the connection is closed, as
+/// the rest of the body, if any, is not read.
+pub fn body_error(e: &IngressError) -> Response {
+    let mut r = error(e);
+    if e.status != StatusCode::PAYLOAD_TOO_LARGE {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
 /// Reads a body of at most `limit` bytes. Past the limit the rest is read and
 /// discarded (up to a bound), so a sender still writing gets the 413 rather
 /// than a reset connection.
-async fn read_limited(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ()> {
+pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, BodyError> {
     use futures::StreamExt;
     let drain_cap = limit.saturating_mul(4).max(8 << 20);
     let mut stream = body.into_data_stream();
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ())?;
+        let chunk = match chunk {
+            Ok(c) => c,
+            // Past the limit already, the 413 says more than why the rest
+            // did not come.
+            Err(_) if seen > limit => break,
+            Err(e) => return Err(BodyError::from_stream(&e)),
+        };
         seen += chunk.len();
         if seen <= limit {
             buf.extend_from_slice(&chunk);
@@ -217,14 +352,29 @@ async fn read_limited(body: axum::body::Body, limit: usize) -> Result<bytes::Byt
         }
     }
     if seen > limit {
-        Err(())
+        Err(BodyError::TooLarge)
     } else {
         Ok(buf.freeze())
     }
 }
 
 /// DESIGN.md "HTTP contract": 200, 503 + Retry-After, or 422 for `respond`.
-fn answer(engine: &Engine, r: EventResult) -> Response {
+/// Each delivery's outcome is in the answer, its `detail` (a provider's
+/// error text, hosts and ports) only for a `local` caller: others find it in
+/// the log and the dead letter. With `deadLetter: respond` the answer is
+/// the dead letter, so a permanent failure's text stays in its message.
+fn answer(engine: &Engine, mut r: EventResult, local: bool) -> Response {
+    let rejected: Vec<String> = r
+        .deliveries
+        .iter()
+        .filter(|d| d.outcome == Outcome::Rejected)
+        .filter_map(|d| d.detail.clone())
+        .collect();
+    if !local {
+        for d in &mut r.deliveries {
+            d.detail = None;
+        }
+    }
     if let Some(wait) = r.retry_after {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(&r)).into_response();
@@ -232,12 +382,6 @@ fn answer(engine: &Engine, r: EventResult) -> Response {
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return resp;
     }
-    let rejected: Vec<&str> = r
-        .deliveries
-        .iter()
-        .filter(|d| d.outcome == Outcome::Rejected)
-        .filter_map(|d| d.detail.as_deref())
-        .collect();
     if !rejected.is_empty() && matches!(engine.dead_letters, DeadLetterTarget::Respond) {
         let body = json!({
             "error": {"code": "permanent_failure", "message": rejected.join("; ")},
@@ -248,14 +392,36 @@ fn answer(engine: &Engine, r: EventResult) -> Response {
     Json(&r).into_response()
 }
 
-async fn ready(State(app): State<SharedApp>) -> Response {
+/// Does the caller prove it holds `spec.apiAuth`? Only asked of a caller
+/// that presents credentials, so probes without them are not counted as
+/// refused requests.
+async fn is_admin(engine: &Engine, headers: &http::HeaderMap) -> bool {
+    let Some(api) = &engine.plan.settings.api_auth else {
+        return false;
+    };
+    let presents = headers.contains_key(header::AUTHORIZATION)
+        || headers.contains_key(api.hmac_header.as_str());
+    presents
+        && authorize(engine, crate::auth::Entry::Api, headers, b"")
+            .await
+            .is_ok()
+}
+
+/// `ready` or `degraded` to anyone (probes); the store, dead letters and
+/// Notifications only to a local caller (loopback listener) or one with the
+/// `spec.apiAuth` credential: they name the deployment's providers.
+async fn ready(State(app): State<SharedApp>, headers: http::HeaderMap) -> Response {
     let engine = app.engine();
     let store = &engine.store;
     let store_ok = tokio::time::timeout(Duration::from_secs(2), store.ping())
         .await
         .is_ok_and(|r| r.is_ok());
+    let status = if store_ok { "ready" } else { "degraded" };
+    if !(app.is_local() || is_admin(&engine, &headers).await) {
+        return Json(json!({"status": status})).into_response();
+    }
     let body = json!({
-        "status": if store_ok { "ready" } else { "degraded" },
+        "status": status,
         "store": {"backend": store.backend(), "status": if store_ok { "ok" } else { "unreachable" }},
         "deadLetter": engine.dead_letters.describe(),
         "notifications": engine.plan.notifications.iter().map(|n| json!({
@@ -266,10 +432,19 @@ async fn ready(State(app): State<SharedApp>) -> Response {
     Json(body).into_response()
 }
 
-async fn metrics(State(app): State<SharedApp>) -> Response {
+/// Prometheus text. With `spec.apiAuth` set, only for its credential (a
+/// scraper's `authorization.credentials_file`); without it, for anyone who
+/// reaches the port: keep that port to the cluster, or set apiAuth.
+async fn metrics(State(app): State<SharedApp>, headers: http::HeaderMap) -> Response {
+    let engine = app.engine();
+    if engine.plan.settings.api_auth.is_some()
+        && let Err(r) = authorize(&engine, crate::auth::Entry::Api, &headers, b"").await
+    {
+        return r;
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.engine().metrics.render(),
+        engine.metrics.render(),
     )
         .into_response()
 }

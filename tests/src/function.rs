@@ -288,9 +288,13 @@ pub fn refused(bin: &str, config: &str) -> String {
     let d = tempfile::tempdir().unwrap();
     let cfg = d.path().join("relay.yaml");
     std::fs::write(&cfg, config).unwrap();
+    let port = free_port();
     let child = Command::new(bin)
         .env("RELAY_CONFIG", &cfg)
-        .env("PORT", free_port().to_string())
+        .env("PORT", port.to_string())
+        // Loopback: refused for what the config says, not for a listener
+        // beyond loopback without inbound auth.
+        .env("RELAY_LISTEN", format!("127.0.0.1:{port}"))
         .current_dir(d.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -6,6 +6,31 @@ use std::time::{Duration, Instant};
 
 use crate::fixtures::RequestFile;
 
+/// How [`RelayProcess::start_with`] starts `relay serve`.
+pub struct Serve<'a> {
+    /// The config (`$DIR`: the process's folder); none: the embedded default.
+    pub config: Option<&'a str>,
+    pub env: &'a [(&'a str, &'a str)],
+    /// More arguments after `serve --config … --listen …`.
+    pub args: &'a [&'a str],
+    /// The address to listen on (on a free port).
+    pub listen_ip: &'a str,
+    /// A command the binary is run under (`prlimit --nofile=64`).
+    pub wrapper: &'a [&'a str],
+}
+
+impl Default for Serve<'_> {
+    fn default() -> Self {
+        Serve {
+            config: None,
+            env: &[],
+            args: &[],
+            listen_ip: "127.0.0.1",
+            wrapper: &[],
+        }
+    }
+}
+
 pub struct RelayProcess {
     child: Child,
     pub base: String,
@@ -39,14 +64,44 @@ impl RelayProcess {
     }
 
     async fn spawn(binary: &Path, config: Option<&str>, env: &[(&str, &str)]) -> RelayProcess {
+        RelayProcess::start_with(
+            binary,
+            &Serve {
+                config,
+                env,
+                ..Serve::default()
+            },
+        )
+        .await
+    }
+
+    /// Starts `relay serve` as `how` says and waits until `/healthz`
+    /// answers on `127.0.0.1` (which reaches a wildcard listener too).
+    pub async fn start_with(binary: &Path, how: &Serve<'_>) -> RelayProcess {
+        let p = RelayProcess::launch(binary, how);
+        p.wait_healthy().await;
+        p
+    }
+
+    /// Starts `relay serve` as `how` says without waiting for it.
+    pub fn launch(binary: &Path, how: &Serve<'_>) -> RelayProcess {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut cmd = Command::new(binary);
-        cmd.envs(env.iter().copied());
+        let mut cmd = match how.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        cmd.env_remove("RELAY_INSECURE_NO_AUTH")
+            .env_remove("RELAY_LISTEN")
+            .envs(how.env.iter().copied());
         cmd.arg("serve")
             .env_remove("RELAY_CONFIG")
             .env("RELAY_LOG", "info");
-        if let Some(config) = config {
+        if let Some(config) = how.config {
             let config = config.replace("$DIR", &dir.path().display().to_string());
             let cfg_path = dir.path().join("relay.yaml");
             std::fs::write(&cfg_path, config).unwrap();
@@ -55,23 +110,37 @@ impl RelayProcess {
         let child = cmd
             .args([
                 "--listen",
-                &format!("127.0.0.1:{port}"),
+                &format!("{}:{port}", how.listen_ip),
                 "--drain-seconds",
                 "5",
             ])
+            .args(how.args)
             .current_dir(dir.path())
             .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
             .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
             .stdin(Stdio::null())
             .spawn()
             .expect("relay binary starts");
-        let p = RelayProcess {
+        RelayProcess {
             child,
             base: format!("http://127.0.0.1:{port}"),
             dir,
-        };
-        p.wait_healthy().await;
-        p
+        }
+    }
+
+    /// Waits (at most `within`) for the process to exit: its status, or
+    /// `None` if it is still running.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn wait_healthy(&self) {
@@ -205,6 +274,11 @@ impl FunctionProcess {
         let port = free_port();
         let mut env = env.to_vec();
         env.push(("PORT".into(), port.to_string()));
+        // Loopback, as a test has no network policy to keep others out:
+        // events need no inbound auth there (an env given wins).
+        if !env.iter().any(|(k, _)| k == "RELAY_LISTEN") {
+            env.push(("RELAY_LISTEN".into(), format!("127.0.0.1:{port}")));
+        }
         let f = FunctionProcess::start(binary, config, &env);
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();

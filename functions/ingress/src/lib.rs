@@ -99,20 +99,46 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
             get(|State(i): State<Arc<Ingress>>| async move { i.metrics.render() }),
         )
         .with_state(ingress)
+        .layer(axum::middleware::from_fn(lambda_source_ip))
+}
+
+/// On Lambda there is no peer address: the Function URL's request context
+/// has the caller's (`requestContext.http.sourceIp`, set by AWS from the
+/// connection, unlike `X-Forwarded-For`). It becomes the peer address the
+/// inbound limit keys on; without it every request would share no bucket
+/// at all (and so not be limited).
+async fn lambda_source_ip(mut req: Request, next: axum::middleware::Next) -> Response {
+    use axum::extract::ConnectInfo;
+    use lambda_http::request::RequestContext;
+    if req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .is_none()
+        && let Some(RequestContext::ApiGatewayV2(ctx)) = req.extensions().get::<RequestContext>()
+        && let Some(ip) = ctx
+            .http
+            .source_ip
+            .as_deref()
+            .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+    {
+        req.extensions_mut()
+            .insert(ConnectInfo(std::net::SocketAddr::new(ip, 0)));
+    }
+    next.run(req).await
 }
 
 async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, ing.max_body_bytes).await else {
-        ing.metrics
-            .requests_rejected
-            .with_label_values(&["body_too_large"])
-            .inc();
-        return error(&IngressError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("body is over the limit of {} bytes", ing.max_body_bytes),
-        ));
+    let bytes = match relay_core::server::read_limited(body, ing.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            let e = e.into_error(ing.max_body_bytes);
+            ing.metrics
+                .requests_rejected
+                .with_label_values(&[e.code])
+                .inc();
+            return relay_core::server::body_error(&e);
+        }
     };
     if let Some(auth) = &ing.auth
         && let Err(r) = auth_check(
@@ -236,12 +262,14 @@ async fn to_eventbridge(
     }
 }
 
+/// The sender learns that forwarding failed and to retry; why (AWS error
+/// text, the sink's address) goes to the log only.
 fn retryable(message: &str) -> Response {
     tracing::warn!(error = %message, "forward failed");
     let mut r = error(&IngressError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "forward_failed",
-        message,
+        "the event could not be forwarded; retry later",
     ));
     r.headers_mut().insert("retry-after", 1.into());
     r
@@ -269,11 +297,14 @@ async fn to_sink(
         Ok(r) if r.status().is_success() => {
             axum::Json(json!({"outcome": "forwarded"})).into_response()
         }
-        Ok(r) if r.status().is_client_error() => error(&IngressError::new(
-            StatusCode::BAD_REQUEST,
-            "sink_rejected",
-            format!("the sink refused the event: {}", r.status()),
-        )),
+        Ok(r) if r.status().is_client_error() => {
+            tracing::warn!(status = %r.status(), "the sink refused the event");
+            error(&IngressError::new(
+                StatusCode::BAD_REQUEST,
+                "sink_rejected",
+                format!("the sink refused the event: {}", r.status()),
+            ))
+        }
         Ok(r) => retryable(&format!("the sink answered {}", r.status())),
         Err(e) => retryable(&format!("the sink is unreachable: {}", e.without_url())),
     }

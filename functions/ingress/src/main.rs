@@ -29,10 +29,17 @@ async fn run() -> Result<(), String> {
         cfg.settings.limits.max_body_bytes,
     )
     .await?;
-    ingress.inbound_limit = cfg.settings.limits.inbound_per_source;
+    ingress.inbound_limit = cfg.settings.limits.inbound_per_source.clone();
+    let has_auth = relay_core::runtime::guards_events(ingress.auth.as_ref());
+    let on_lambda = relay_core::lambda::on_lambda();
+    // A Function URL is public: there is no network to keep senders out,
+    // so no switch opens it.
+    if on_lambda && !has_auth {
+        return Err("refusing to start on Lambda without spec.inboundAuth: the Function URL is public. Set spec.inboundAuth (bearerTokenFile, hmacSecretFile or jwt; fluxHmacSecretFile alone leaves CloudEvents open)".into());
+    }
     let ingress = Arc::new(ingress);
     let router = relay_ingress::router(ingress.clone());
-    if relay_core::lambda::on_lambda() {
+    if on_lambda {
         // After each request: its metrics as EMF lines, its spans exported.
         let emf = Arc::new(relay_core::emf::Emf::from_env());
         let router = router.layer(axum::middleware::from_fn(
@@ -47,11 +54,20 @@ async fn run() -> Result<(), String> {
         ));
         return lambda_http::run(router).await.map_err(|e| e.to_string());
     }
-    let addr = relay_core::runtime::listen_addr(None);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    relay_core::runtime::serve_router(router, listener, Duration::from_secs(30))
-        .await
-        .map_err(|e| e.to_string())
+    let (listener, _door) = relay_core::runtime::bind_checked(
+        &relay_core::runtime::listen_addr(None),
+        has_auth,
+        relay_core::runtime::insecure_no_auth_env()?,
+        "RELAY_INSECURE_NO_AUTH=true",
+        &ingress.metrics,
+    )
+    .await?;
+    relay_core::runtime::serve_router_with(
+        router,
+        listener,
+        Duration::from_secs(30),
+        relay_core::runtime::ConnectionLimits::from_settings(&cfg.settings.limits),
+    )
+    .await
+    .map_err(|e| e.to_string())
 }

@@ -30,9 +30,16 @@ enum Command {
         /// Config file; else $RELAY_CONFIG, else /etc/relay/relay.yaml, else the embedded default.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Listen address; else 0.0.0.0:$PORT, else 0.0.0.0:8080.
+        /// Listen address; else $RELAY_LISTEN, else 0.0.0.0:$PORT, else
+        /// 127.0.0.1:8080. Beyond loopback, events need spec.inboundAuth
+        /// (or --insecure-no-auth).
         #[arg(long)]
         listen: Option<String>,
+        /// Serve events without spec.inboundAuth on a non-loopback address
+        /// (only where a network policy or a private network keeps senders
+        /// out); logged as a warning. Also RELAY_INSECURE_NO_AUTH=true.
+        #[arg(long)]
+        insecure_no_auth: bool,
         /// How long in-flight events may take to finish after SIGTERM.
         #[arg(long, default_value_t = 30)]
         drain_seconds: u64,
@@ -69,7 +76,8 @@ enum DlqAction {
         limit: Option<usize>,
         #[arg(long)]
         notification: Option<String>,
-        /// Bearer token file, when the relay has spec.inboundAuth.
+        /// The dead-letter API's bearer token (spec.apiAuth.bearerTokenFile
+        /// of the relay): the API is off without apiAuth.
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
@@ -86,7 +94,8 @@ enum DlqAction {
         config: Option<PathBuf>,
         #[arg(long = "id")]
         ids: Vec<String>,
-        /// Bearer token file, when the relay has spec.inboundAuth.
+        /// The dead-letter API's bearer token (spec.apiAuth.bearerTokenFile
+        /// of the relay): the API is off without apiAuth.
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
@@ -128,8 +137,9 @@ async fn main() -> ExitCode {
         Command::Serve {
             config,
             listen,
+            insecure_no_auth,
             drain_seconds,
-        } => serve(config, listen, drain_seconds).await,
+        } => serve(config, listen, insecure_no_auth, drain_seconds).await,
         Command::Validate { files } => validate(&files),
         Command::Send { paths, to } => send::send(&paths, &to).await,
         Command::Dlq { action } => dlq(action).await,
@@ -146,6 +156,7 @@ async fn main() -> ExitCode {
 async fn serve(
     config: Option<PathBuf>,
     listen: Option<String>,
+    insecure_no_auth: bool,
     drain: u64,
 ) -> Result<ExitCode, String> {
     relay_core::telemetry::init();
@@ -157,13 +168,18 @@ async fn serve(
     let app = relay_core::runtime::build_app(&cfg, &registry)
         .await
         .map_err(|e| format!("invalid config:\n{e}"))?;
+    let insecure = insecure_no_auth || relay_core::runtime::insecure_no_auth_env()?;
+    let addr = relay_core::runtime::listen_addr(listen.as_deref());
+    let listener = relay_core::runtime::bind_app(
+        &app,
+        &addr,
+        insecure,
+        "--insecure-no-auth (or RELAY_INSECURE_NO_AUTH=true)",
+    )
+    .await?;
     if let Some(w) = watcher {
         w.start(app.clone(), registry);
     }
-    let addr = relay_core::runtime::listen_addr(listen.as_deref());
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     relay_core::runtime::serve(app, listener, Duration::from_secs(drain))
         .await
         .map_err(|e| e.to_string())?;

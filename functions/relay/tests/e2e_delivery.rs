@@ -59,6 +59,55 @@ async fn get(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
+/// The dead-letter API's own credential (`spec.apiAuth`, without which the
+/// API is off): a bearer token in a file of `dir`.
+struct Admin {
+    token_file: std::path::PathBuf,
+}
+
+const ADMIN_TOKEN: &str = "relay-admin-token-for-the-api";
+
+impl Admin {
+    fn new(dir: &Path) -> Admin {
+        let token_file = dir.join("api-token");
+        std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
+        Admin { token_file }
+    }
+
+    /// The `spec.apiAuth` line of a RelayConfig.
+    fn spec(&self) -> String {
+        format!(
+            "\n  apiAuth: {{bearerTokenFile: {}}}",
+            self.token_file.display()
+        )
+    }
+
+    async fn get(&self, url: &str) -> Value {
+        self.request(reqwest::Method::GET, url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn text(&self, url: &str) -> String {
+        let r = self
+            .request(reqwest::Method::GET, url)
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth(ADMIN_TOKEN)
+    }
+}
+
 #[tokio::test]
 async fn receiver_answering_500_then_200_gets_exactly_one_delivery() {
     let rx = Receiver::start().await;
@@ -96,9 +145,16 @@ async fn receiver_answering_500_then_200_gets_exactly_one_delivery() {
 async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
     let rx = Receiver::start().await;
     rx.always("/auth", Some((401, None)));
-    let cfg = head(FAST) + &webhook("auth", &format!("{{url: \"{}\"}}", rx.url("/auth")));
+    let secrets = tempfile::tempdir().unwrap();
+    let admin = Admin::new(secrets.path());
+    let cfg = head(&format!("{FAST}{}", admin.spec()))
+        + &webhook("auth", &format!("{{url: \"{}\"}}", rx.url("/auth")));
     let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
     let client = reqwest::Client::new();
+    let get = |url: String| {
+        let admin = &admin;
+        async move { admin.get(&url).await }
+    };
 
     // 401: dead letter, not retried.
     let a = fresh_event();
@@ -113,7 +169,7 @@ async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
         1,
         "permanent failures are not retried"
     );
-    let dlq = get(&format!("{}/api/v1/dlq", relay.base)).await;
+    let dlq = get(format!("{}/api/v1/dlq", relay.base)).await;
     assert_eq!(dlq["total"], 1);
     let entry = &dlq["entries"][0];
     assert_eq!(entry["notification"], "auth");
@@ -127,7 +183,8 @@ async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
 
     // The CLI lists it.
     let out = Command::new(BIN)
-        .args(["dlq", "list", "--url", &relay.base])
+        .args(["dlq", "list", "--url", &relay.base, "--token-file"])
+        .arg(&admin.token_file)
         .output()
         .await
         .unwrap();
@@ -137,6 +194,7 @@ async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
     // Replay while still broken: kept, replays + 1.
     let r: Value = client
         .post(format!("{}/api/v1/dlq/replay", relay.base))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap()
@@ -145,14 +203,15 @@ async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
         .unwrap();
     assert_eq!(r, json!({"replayed": 1, "succeeded": 0, "failed": 1}));
     assert_eq!(
-        get(&format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["replays"],
+        get(format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["replays"],
         1
     );
 
     // Fixed: the CLI replay delivers once and empties the queue.
     rx.always("/auth", None);
     let out = Command::new(BIN)
-        .args(["dlq", "replay", "--url", &relay.base])
+        .args(["dlq", "replay", "--url", &relay.base, "--token-file"])
+        .arg(&admin.token_file)
         .output()
         .await
         .unwrap();
@@ -165,7 +224,7 @@ async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
         relay.stderr()
     );
     assert_eq!(rx.accepted_on("/auth").len(), 1);
-    assert_eq!(get(&format!("{}/api/v1/dlq", relay.base)).await["total"], 0);
+    assert_eq!(get(format!("{}/api/v1/dlq", relay.base)).await["total"], 0);
 
     // An entry whose delivery succeeded meanwhile (the sender re-sent it) is
     // removed by replay without a second delivery.
@@ -182,8 +241,9 @@ async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
     );
     let r: Value = client
         .post(format!("{}/api/v1/dlq/replay", relay.base))
+        .bearer_auth(ADMIN_TOKEN)
         .json(
-            &json!({"ids": [get(&format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["id"]]}),
+            &json!({"ids": [get(format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["id"]]}),
         )
         .send()
         .await
@@ -198,34 +258,31 @@ async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
         .filter(|r| r.json()["event_id"] == ce_id(&b).as_str())
         .count();
     assert_eq!(delivered_b, 1);
-    assert_eq!(get(&format!("{}/api/v1/dlq", relay.base)).await["total"], 0);
+    assert_eq!(get(format!("{}/api/v1/dlq", relay.base)).await["total"], 0);
 
     // DELETE removes one entry.
     rx.always("/auth", Some((404, None)));
     send(&client, &relay.base, &fresh_event()).await;
-    let id = get(&format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["id"]
+    let id = get(format!("{}/api/v1/dlq", relay.base)).await["entries"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();
     let del = client
         .delete(format!("{}/api/v1/dlq/{id}", relay.base))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap();
     assert_eq!(del.status(), 204);
     let del = client
         .delete(format!("{}/api/v1/dlq/{id}", relay.base))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap();
     assert_eq!(del.status(), 404);
 
-    let metrics = reqwest::get(format!("{}/metrics", relay.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = admin.text(&format!("{}/metrics", relay.base)).await;
     assert!(
         metrics.contains(r#"relay_dead_letters_total{notification="auth"} 3"#),
         "{metrics}"
@@ -297,8 +354,12 @@ fn headers(f: &RequestFile) -> reqwest::header::HeaderMap {
 async fn respond_mode_answers_422_and_limits_are_configurable() {
     let rx = Receiver::start().await;
     rx.always("/gone", Some((410, None)));
-    let cfg = head("  deadLetter: respond\n  limits: {maxBodyBytes: 20000}")
-        + &webhook("gone", &format!("{{url: \"{}\"}}", rx.url("/gone")));
+    let secrets = tempfile::tempdir().unwrap();
+    let admin = Admin::new(secrets.path());
+    let cfg = head(&format!(
+        "  deadLetter: respond\n  limits: {{maxBodyBytes: 20000}}{}",
+        admin.spec()
+    )) + &webhook("gone", &format!("{{url: \"{}\"}}", rx.url("/gone")));
     let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
     let client = reqwest::Client::new();
     let mut small = fresh_event();
@@ -316,8 +377,8 @@ async fn respond_mode_answers_422_and_limits_are_configurable() {
     let (status, body) = send(&client, &relay.base, &big).await;
     assert_eq!(status, 413);
     assert_eq!(body["error"]["code"], "body_too_large");
-    let r = client
-        .get(format!("{}/api/v1/dlq", relay.base))
+    let r = admin
+        .request(reqwest::Method::GET, &format!("{}/api/v1/dlq", relay.base))
         .send()
         .await
         .unwrap();
@@ -341,7 +402,8 @@ async fn secrets_are_used_but_never_logged_or_dead_lettered() {
         secrets.path().join("token").display(),
         secrets.path().join("hmac").display()
     );
-    let cfg = head(FAST) + &webhook("signed", &settings);
+    let admin = Admin::new(secrets.path());
+    let cfg = head(&format!("{FAST}{}", admin.spec())) + &webhook("signed", &settings);
     let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
     let client = reqwest::Client::new();
     let (_, first) = send(&client, &relay.base, &fresh_event()).await;
@@ -360,18 +422,8 @@ async fn secrets_are_used_but_never_logged_or_dead_lettered() {
     assert_eq!(req.headers["x-relay-signature-256"], sig.as_str());
 
     // ...and appear nowhere else.
-    let dlq = reqwest::get(format!("{}/api/v1/dlq", relay.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let metrics = reqwest::get(format!("{}/metrics", relay.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let dlq = admin.text(&format!("{}/api/v1/dlq", relay.base)).await;
+    let metrics = admin.text(&format!("{}/metrics", relay.base)).await;
     let dead_letters = std::fs::read_to_string(relay.path("dead-letters.jsonl")).unwrap();
     assert!(dead_letters.contains("401"));
     for (what, text) in [
@@ -527,9 +579,12 @@ async fn inbound_auth_guards_events_and_the_dead_letter_api() {
     let secrets = tempfile::tempdir().unwrap();
     let token = secrets.path().join("token");
     std::fs::write(&token, "relay-inbound-token\n").unwrap();
+    // The dead-letter API has its own credential (spec.apiAuth).
+    let admin = Admin::new(secrets.path());
     let cfg = head(&format!(
-        "{FAST}\n  inboundAuth: {{bearerTokenFile: {}}}",
-        token.display()
+        "{FAST}\n  inboundAuth: {{bearerTokenFile: {}}}{}",
+        token.display(),
+        admin.spec()
     )) + &webhook("hook", &format!("{{url: \"{}\"}}", rx.url("/hook")));
     let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
     let client = reqwest::Client::new();
@@ -557,7 +612,7 @@ async fn inbound_auth_guards_events_and_the_dead_letter_api() {
     );
     let out = Command::new(BIN)
         .args(["dlq", "list", "--url", &relay.base, "--token-file"])
-        .arg(&token)
+        .arg(&admin.token_file)
         .output()
         .await
         .unwrap();
@@ -572,12 +627,7 @@ async fn inbound_auth_guards_events_and_the_dead_letter_api() {
         .await
         .unwrap();
     assert!(!out.status.success());
-    let metrics = reqwest::get(format!("{}/metrics", relay.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = admin.text(&format!("{}/metrics", relay.base)).await;
     assert!(
         metrics.contains(r#"relay_requests_rejected_total{code="unauthorized"} 3"#),
         "{metrics}"
@@ -595,8 +645,10 @@ async fn inbound_jwt_guards_events_and_the_dead_letter_api() {
     let secrets = tempfile::tempdir().unwrap();
     let key = secrets.path().join("jwt");
     std::fs::write(&key, "first-jwt-secret").unwrap();
+    // The dead-letter API takes tokens of the same issuer for its own
+    // audience (spec.apiAuth): an event sender's token does not open it.
     let cfg = head(&format!(
-        "{FAST}\n  inboundAuth: {{jwt: {{hs256SecretFile: {}, audience: tekton-relay}}}}",
+        "{FAST}\n  inboundAuth: {{jwt: {{hs256SecretFile: {0}, audience: tekton-relay}}}}\n  apiAuth: {{jwt: {{hs256SecretFile: {0}, audience: tekton-relay-admin}}}}",
         key.display()
     )) + &webhook("hook", &format!("{{url: \"{}\"}}", rx.url("/hook")));
     let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
@@ -634,11 +686,17 @@ async fn inbound_jwt_guards_events_and_the_dead_letter_api() {
         }
         r.send()
     };
+    let admin = token("tekton-relay-admin", now + 60, b"first-jwt-secret");
     assert_eq!(dlq(None).await.unwrap().status(), 401);
-    assert_eq!(dlq(Some(&good)).await.unwrap().status(), 200);
+    assert_eq!(dlq(Some(&admin)).await.unwrap().status(), 200);
+    assert_eq!(
+        dlq(Some(&good)).await.unwrap().status(),
+        401,
+        "an event sender's token is not the API's"
+    );
     // Rotation: the old secret's tokens stop working on the next request.
     std::fs::write(&key, "second-jwt-secret").unwrap();
-    assert_eq!(dlq(Some(&good)).await.unwrap().status(), 401);
+    assert_eq!(dlq(Some(&admin)).await.unwrap().status(), 401);
     let rotated = token("tekton-relay", now + 60, b"second-jwt-secret");
     assert_eq!(send(&client, &relay.base, &with(rotated)).await.0, 200);
     assert_eq!(rx.accepted_on("/hook").len(), 2);

@@ -145,11 +145,13 @@ async fn a_burst_past_the_inbound_limit_is_refused_per_source() {
     );
 }
 
+/// Behind trusted proxies (the test's client, 127.0.0.1, and 10/8) the
+/// source is the first hop from the right that no trusted proxy added.
 #[tokio::test]
-async fn a_trusted_forwarded_for_keys_on_its_first_hop() {
+async fn behind_trusted_proxies_the_forwarded_client_is_the_source() {
     let rx = Receiver::start().await;
     let cfg = config(
-        "{inboundPerSource: {ratePerSecond: 0.001, burst: 1, trustForwardedFor: true}}",
+        "{inboundPerSource: {ratePerSecond: 0.001, burst: 1, trustedProxies: [127.0.0.1, 10.0.0.0/8]}}",
         "{}",
         &[("hook", rx.url("/hook"))],
     );
@@ -163,6 +165,66 @@ async fn a_trusted_forwarded_for_keys_on_its_first_hop() {
     let other = Some("203.0.113.8, 10.0.0.1");
     assert_eq!(post(&c, &relay.base, &event("x3"), other).await.status, 200);
     assert_eq!(rx.accepted_on("/hook").len(), 2);
+}
+
+/// The attack: a sender behind the proxy writes a new `X-Forwarded-For`
+/// hop of its own on each request (the proxy appends the address it saw to
+/// the right), hoping for a fresh bucket each time. It does not get one;
+/// another sender behind the same proxy still has its own.
+#[tokio::test]
+async fn spoofed_forwarded_hops_do_not_buy_a_fresh_bucket() {
+    let rx = Receiver::start().await;
+    let cfg = config(
+        "{inboundPerSource: {ratePerSecond: 0.001, burst: 2, trustedProxies: [127.0.0.1]}}",
+        "{}",
+        &[("hook", rx.url("/hook"))],
+    );
+    let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
+    let proxy = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        // What the sender wrote, then what the proxy appended.
+        let xff = format!("198.51.100.{i}, 203.0.113.7");
+        statuses.push(
+            post(&proxy, &relay.base, &event(&format!("s{i}")), Some(&xff))
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    let other = post(&proxy, &relay.base, &event("t0"), Some("203.0.113.8")).await;
+    assert_eq!(
+        other.status, 200,
+        "another sender, its own bucket: {}",
+        other.body
+    );
+    assert_eq!(rx.accepted_on("/hook").len(), 3);
+}
+
+/// The former `trustForwardedFor: true` keyed on the first hop, the
+/// sender's to write: a config with it is refused with what to write now.
+#[tokio::test]
+async fn the_first_hop_setting_is_refused_with_its_replacement() {
+    let cfg = config(
+        "{inboundPerSource: {ratePerSecond: 1, trustForwardedFor: true}}",
+        "{}",
+        &[("hook", "http://127.0.0.1:9/".into())],
+    );
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("relay.yaml");
+    std::fs::write(&path, cfg.replace("$DIR", &d.path().display().to_string())).unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("spec.limits.inboundPerSource: trustForwardedFor is no longer supported")
+            && text.contains("trustedProxies"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

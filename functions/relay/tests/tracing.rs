@@ -185,7 +185,18 @@ async fn a_header_borne_context_survives_a_dead_letter_and_its_replay() {
     let rx = Receiver::start().await;
     let collector = Receiver::start().await;
     rx.always("/hook", Some((401, None)));
-    let cfg = config(&format!("url: \"{}\"", rx.url("/hook")), "");
+    // The dead-letter API is on with its own credential (spec.apiAuth).
+    let secrets = tempfile::tempdir().unwrap();
+    let api_token = secrets.path().join("api-token");
+    std::fs::write(&api_token, "tracing-admin-token").unwrap();
+    let cfg = config(&format!("url: \"{}\"", rx.url("/hook")), "").replacen(
+        "spec:\n",
+        &format!(
+            "spec:\n  apiAuth: {{bearerTokenFile: {}}}\n",
+            api_token.display()
+        ),
+        1,
+    );
     let endpoint = collector.url("");
     let mut relay = RelayProcess::start_with_env(
         Path::new(BIN),
@@ -223,6 +234,7 @@ async fn a_header_borne_context_survives_a_dead_letter_and_its_replay() {
     rx.clear();
     let r: Value = client
         .post(format!("{}/api/v1/dlq/replay", relay.base))
+        .bearer_auth("tracing-admin-token")
         .send()
         .await
         .unwrap()

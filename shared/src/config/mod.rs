@@ -167,6 +167,25 @@ pub struct Limits {
     pub inbound_per_source: Option<InboundLimit>,
     /// Requests per provider host; off unless configured.
     pub outbound: OutboundLimits,
+    /// A connection must send a request's headers within this many seconds
+    /// of being accepted (or of its previous answer, when kept alive), else
+    /// it is closed: a client that trickles headers, or sends nothing,
+    /// cannot hold a connection. Read when the listener starts.
+    #[serde(deserialize_with = "timeout_seconds")]
+    pub header_read_timeout_seconds: u64,
+    /// A request's body must have arrived within this many seconds of its
+    /// headers, else it is answered `408` (`request_timeout`) and the
+    /// connection closed. Processing the event is not included: deliveries
+    /// have `delivery.deadlineSeconds`. Read when the listener starts.
+    #[serde(deserialize_with = "timeout_seconds")]
+    pub body_read_timeout_seconds: u64,
+    /// Connections served at once. Past it the listener accepts no more
+    /// until one closes (new ones wait in the kernel's backlog), so a flood
+    /// of connections cannot exhaust the process's file descriptors; keep it
+    /// well under `ulimit -n`. Applied before any request is read, hence
+    /// before authentication. Read when the listener starts.
+    #[serde(deserialize_with = "max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -175,7 +194,34 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
             inbound_per_source: None,
             outbound: OutboundLimits::default(),
+            header_read_timeout_seconds: 10,
+            body_read_timeout_seconds: 30,
+            max_connections: 512,
         }
+    }
+}
+
+/// A timeout of 1 s to a day: zero would refuse every request, and a huge
+/// one is no timeout (and overflows a deadline).
+fn timeout_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = u64::deserialize(d)?;
+    if (1..=86_400).contains(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "must be between 1 and 86400 seconds, got {v}"
+        )))
+    }
+}
+
+fn max_connections<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let v = usize::deserialize(d)?;
+    if (1..=1_000_000).contains(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "must be between 1 and 1000000, got {v}"
+        )))
     }
 }
 
@@ -220,13 +266,19 @@ impl TryFrom<RateSpec> for Rate {
 }
 
 /// `spec.limits.inboundPerSource`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "InboundLimitSpec")]
 pub struct InboundLimit {
     pub rate: Rate,
-    /// Key on the first `X-Forwarded-For` hop rather than the peer: only
-    /// behind a proxy that sets the header (else senders choose their key).
-    pub trust_forwarded_for: bool,
+    /// The proxies in front of the relay (addresses or CIDRs, `10.0.0.0/8`,
+    /// `127.0.0.1`). A request whose peer is one of them is keyed on the
+    /// rightmost `X-Forwarded-For` hop that is not: the address the last
+    /// trusted proxy saw, which the sender cannot choose (hops to its left
+    /// are the sender's to write). Empty (the default): the peer address,
+    /// and the header is ignored. On Knative list the queue-proxy
+    /// (`127.0.0.1`) and the addresses of the ingress gateway and activator
+    /// (the pod network), else every request is keyed on the queue-proxy.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Deserialize)]
@@ -236,20 +288,41 @@ struct InboundLimitSpec {
     #[serde(default)]
     burst: Option<u32>,
     #[serde(default)]
+    trusted_proxies: Vec<String>,
+    /// Replaced by `trustedProxies`; `true` is refused with the reason.
+    #[serde(default)]
     trust_forwarded_for: bool,
 }
 
 impl TryFrom<InboundLimitSpec> for InboundLimit {
     type Error = String;
     fn try_from(s: InboundLimitSpec) -> Result<InboundLimit, String> {
+        if s.trust_forwarded_for {
+            // Its meaning (the first hop) was the sender's choice of bucket;
+            // silently giving it another meaning would hide the change.
+            return Err("trustForwardedFor is no longer supported: it keyed the limit on the first X-Forwarded-For hop, which any sender writes. List the proxies in front of the relay instead (trustedProxies: [10.0.0.0/8, 127.0.0.1]); the limit then keys on the rightmost hop they did not add".into());
+        }
+        let trusted_proxies = s
+            .trusted_proxies
+            .iter()
+            .map(|p| parse_net(p))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(InboundLimit {
             rate: Rate::try_from(RateSpec {
                 rate_per_second: s.rate_per_second,
                 burst: s.burst,
             })?,
-            trust_forwarded_for: s.trust_forwarded_for,
+            trusted_proxies,
         })
     }
+}
+
+/// `10.0.0.0/8`, `fd00::/8`, or one address (`127.0.0.1`, `::1`).
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let t = s.trim();
+    t.parse::<ipnet::IpNet>()
+        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("trustedProxies: {s:?} is neither an address nor a CIDR (10.0.0.0/8)"))
 }
 
 /// `spec.limits.outbound`: `default` for every provider host (each its own
@@ -627,13 +700,18 @@ spec: {providerRef: {name: nope}}
             )
         };
         let cfg = RelayConfig::parse(&doc(
-            r#"{inboundPerSource: {ratePerSecond: 5, burst: 20, trustForwardedFor: true}, outbound: {default: {ratePerSecond: 2.5}, hosts: {"API.GitHub.com": {ratePerSecond: 1, burst: 10}}}}"#,
+            r#"{inboundPerSource: {ratePerSecond: 5, burst: 20, trustedProxies: ["10.0.0.0/8", "127.0.0.1", "fd00::/8"]}, outbound: {default: {ratePerSecond: 2.5}, hosts: {"API.GitHub.com": {ratePerSecond: 1, burst: 10}}}}"#,
         ))
         .unwrap();
         let l = &cfg.settings.limits;
-        let inbound = l.inbound_per_source.unwrap();
+        let inbound = l.inbound_per_source.clone().unwrap();
         assert_eq!((inbound.rate.per_second, inbound.rate.burst), (5.0, 20));
-        assert!(inbound.trust_forwarded_for);
+        let proxies: Vec<String> = inbound
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"]);
         assert_eq!(
             l.outbound.default.map(|r| r.burst),
             Some(3),
@@ -647,6 +725,16 @@ spec: {providerRef: {name: nope}}
                 .limits
                 .inbound_per_source
                 .is_none()
+        );
+        let d = RelayConfig::embedded_default().settings.limits;
+        assert_eq!(
+            (
+                d.header_read_timeout_seconds,
+                d.body_read_timeout_seconds,
+                d.max_connections
+            ),
+            (10, 30, 512),
+            "the listener's limits are on by default"
         );
 
         for (limits, path, msg) in [
@@ -664,6 +752,31 @@ spec: {providerRef: {name: nope}}
                 "{inboundPerSource: {ratePerSecond: 1, brust: 2}}",
                 "spec.limits.inboundPerSource",
                 "unknown field `brust`",
+            ),
+            (
+                "{inboundPerSource: {ratePerSecond: 1, trustForwardedFor: true}}",
+                "spec.limits.inboundPerSource",
+                "trustForwardedFor is no longer supported",
+            ),
+            (
+                "{inboundPerSource: {ratePerSecond: 1, trustedProxies: [10.0.0.0/33]}}",
+                "spec.limits.inboundPerSource",
+                "\"10.0.0.0/33\" is neither an address nor a CIDR",
+            ),
+            (
+                "{headerReadTimeoutSeconds: 0}",
+                "spec.limits.headerReadTimeoutSeconds",
+                "must be between 1 and 86400 seconds, got 0",
+            ),
+            (
+                "{bodyReadTimeoutSeconds: 100000}",
+                "spec.limits.bodyReadTimeoutSeconds",
+                "must be between 1 and 86400 seconds",
+            ),
+            (
+                "{maxConnections: 0}",
+                "spec.limits.maxConnections",
+                "must be between 1 and 1000000, got 0",
             ),
             (
                 "{outbound: {default: {ratePerSecond: -1}}}",

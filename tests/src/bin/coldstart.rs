@@ -58,6 +58,8 @@ async fn http_once(bin: &Path, work: &Path, sink: &str, event: &RequestFile) -> 
     let mut child = Command::new(bin)
         .env("RELAY_CONFIG", config(work))
         .env("PORT", port.to_string())
+        // Loopback: no inbound auth needed to measure a start.
+        .env("RELAY_LISTEN", format!("127.0.0.1:{port}"))
         .env("K_SINK", sink)
         .env(
             "RELAY_DLQ_STORE",
