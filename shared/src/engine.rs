@@ -1,9 +1,11 @@
 //! The delivery engine: per Notification, filter → claim → order → deliver →
 //! classify (DESIGN.md "Delivery semantics").
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::future::join_all;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -375,10 +377,11 @@ impl Engine {
         metrics: Arc<Metrics>,
     ) -> Engine {
         let transport = Transport::new(
-            Duration::from_secs_f64(plan.settings.delivery.request_timeout_seconds),
+            crate::transport::seconds(plan.settings.delivery.request_timeout_seconds),
             metrics.clone(),
         )
         .with_outbound_limits(&plan.settings.limits.outbound);
+        store.count_evictions(metrics.store_evictions.clone());
         let accumulator = plan
             .notifications
             .iter()
@@ -453,7 +456,13 @@ impl Engine {
                     opentelemetry::KeyValue::new("relay.provider_type", n.provider_type.clone()),
                 ],
             );
-            let run = self.run_one(n, event, original, summary, &span).await;
+            // A panic anywhere else in this Notification's run (filter,
+            // store) fails it alone: the other Notifications of the event
+            // complete, and the failure is dead-lettered like any other.
+            let run = AssertUnwindSafe(self.run_one(n, event, original, summary, &span))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Run::Failed(panicked(n)));
             self.metrics
                 .observe_delivery(&n.name, started.elapsed().as_secs_f64());
             (n, run, span)
@@ -603,7 +612,14 @@ impl Engine {
                 Err(e) => self.store_error(&e),
             }
         }
-        match self.deliver(n, ev, original, summary, trace).await {
+        // A panic while delivering (a provider's bug met by odd input) is
+        // this delivery's failure: its claims are released below, so a
+        // retry runs again rather than waiting out the lease.
+        let delivered = AssertUnwindSafe(self.deliver(n, ev, original, summary, trace))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(panicked(n)));
+        match delivered {
             Ok(detail) => {
                 for (key, held) in [(&keys.id, held_id), (&keys.semantic, held_sem)] {
                     if held && let Err(e) = self.store.complete(key, &owner, ttl).await {
@@ -656,7 +672,9 @@ impl Engine {
             provider: n.provider.as_ref(),
             provider_name: &n.provider_name,
             policy,
-            deadline: Instant::now() + Duration::from_secs_f64(policy.deadline_seconds),
+            deadline: crate::transport::instant_after(crate::transport::seconds(
+                policy.deadline_seconds,
+            )),
             attempts: Default::default(),
             trace: trace.clone(),
         };
@@ -669,7 +687,13 @@ impl Engine {
             }) => Err(Failure {
                 retryable: true,
                 status,
-                retry_after: Some(retry_after.unwrap_or(Duration::from_secs(1))),
+                // A provider's own hint too (a rate-limit reset it read from
+                // a body) is held to the bound the transport applies.
+                retry_after: Some(
+                    retry_after
+                        .unwrap_or(Duration::from_secs(1))
+                        .min(crate::transport::MAX_RETRY_AFTER),
+                ),
                 message,
                 attempts: http.attempts(),
             }),
@@ -713,6 +737,24 @@ fn event_span(
         parent,
         attributes,
     )
+}
+
+/// The failure of a delivery that panicked. The panic's text (which may
+/// quote event data, or worse) stays in the process's log, where the panic
+/// hook wrote it; the dead letter says only what failed.
+fn panicked(n: &CompiledNotification) -> Failure {
+    tracing::error!(notification = %n.name, provider = %n.provider_name,
+        "internal error: the delivery panicked; failed without retrying");
+    Failure {
+        retryable: false,
+        status: None,
+        retry_after: None,
+        message: format!(
+            "internal error: the {} provider failed unexpectedly (see the relay's log)",
+            n.provider_type
+        ),
+        attempts: 0,
+    }
 }
 
 fn in_progress() -> Run {

@@ -5,6 +5,7 @@
 //! permanent failure is dead-lettered (to SQS) by the engine and succeeds.
 
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::decode::{self, Decoded, wrappers};
 use crate::engine::{EventResult, Mode};
@@ -50,15 +51,22 @@ async fn process_cloudevent(
         Decoded::Run(ev) => {
             metrics
                 .events_received
-                .with_label_values(&[&ev.event_type])
+                .with_label_values(&[crate::metrics::event_type_label(&ev.event_type)])
                 .inc();
             let span = tracing::info_span!("event", ce_id = %ev.event_id, ce_type = %ev.event_type,
                 run = %ev.display_name(), state = %ev.state, trace_id = tracing::field::Empty);
-            let _g = span.enter();
-            let r = engine
-                .process(*ev, &Original::CloudEvent(Box::new(ce)), Mode::Live)
-                .await;
-            tracing::info!(outcome = r.outcome.as_str(), "event processed");
+            // The span is entered for each poll, not held across the await
+            // (an `enter()` guard would stay on this thread while another
+            // task runs there, and be left on the wrong one).
+            let r = async {
+                let r = engine
+                    .process(*ev, &Original::CloudEvent(Box::new(ce)), Mode::Live)
+                    .await;
+                tracing::info!(outcome = r.outcome.as_str(), "event processed");
+                r
+            }
+            .instrument(span)
+            .await;
             if r.retry_after.is_some() {
                 return Err(InvocationError::Retryable(failures(&r)));
             }

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub dead_letter_errors: IntCounter,
     pub replays: IntCounterVec,
     pub store_errors: IntCounterVec,
+    pub store_evictions: IntCounter,
     pub config_reloads: IntCounterVec,
     /// Delivery times since the last take, once asked to keep them
     /// (Lambda); unset, a delivery takes no lock.
@@ -29,6 +30,34 @@ fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounte
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     reg.register(Box::new(c.clone())).expect("unique metric");
     c
+}
+
+/// The `type` label of an event: one of a fixed set whatever the sender
+/// writes, so no sender can make new series (each costs memory and every
+/// `/metrics` scrape). A Tekton type is only ever one of its twenty; a
+/// CDEvents type loses its version (any digits pass the decoder); a Flux
+/// severity is free text, so only `info` and `error` are kept.
+pub fn event_type_label(ty: &str) -> std::borrow::Cow<'_, str> {
+    use crate::decode::{cdevents, flux, tekton};
+    use std::borrow::Cow;
+    if tekton::parse_type(ty).is_some() {
+        return Cow::Borrowed(ty);
+    }
+    if let Some(t) = cdevents::parse_type(ty) {
+        return Cow::Owned(format!(
+            "dev.cdevents.{}.{}",
+            t.kind.to_ascii_lowercase(),
+            t.verb
+        ));
+    }
+    if flux::is_flux_type(ty) {
+        return Cow::Borrowed(match &ty[flux::TYPE_PREFIX.len()..] {
+            "info" => "io.fluxcd.notification.info",
+            "error" => "io.fluxcd.notification.error",
+            _ => "io.fluxcd.notification.other",
+        });
+    }
+    Cow::Borrowed("other")
 }
 
 impl Default for Metrics {
@@ -71,11 +100,19 @@ impl Metrics {
         registry
             .register(Box::new(dl_errors.clone()))
             .expect("unique metric");
+        let evictions = IntCounter::new(
+            "relay_store_evictions_total",
+            "Idempotency records the memory store dropped, least recently used first, to stay within its bounds (maxEntries, maxBytes).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(evictions.clone()))
+            .expect("unique metric");
         Metrics {
             events_received: counter(
                 &registry,
                 "relay_events_received_total",
-                "Events received, by CloudEvent type (other types as `other`).",
+                "Events received, by type: Tekton types as sent, CDEvents types without their version, Flux `io.fluxcd.notification.info`, `error` or `other`; anything else `other`.",
                 &["type"],
             ),
             requests_rejected: counter(
@@ -135,6 +172,7 @@ impl Metrics {
                 "Store operations that failed (the relay then fails open).",
                 &["backend", "op"],
             ),
+            store_evictions: evictions,
             config_reloads: counter(
                 &registry,
                 "relay_config_reloads_total",
@@ -197,5 +235,49 @@ impl Metrics {
         if self.registry.register(Box::new(g.clone())).is_ok() {
             g.set(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hundreds of distinct Flux severities, CDEvents versions and unknown
+    /// types make a handful of series, not hundreds: the label set is fixed.
+    #[test]
+    fn free_form_types_make_a_fixed_label_set() {
+        let m = Metrics::new();
+        for i in 0..350 {
+            for ty in [
+                format!("io.fluxcd.notification.sev{i}"),
+                format!("dev.cdevents.pipelinerun.finished.0.{i}.0"),
+                format!("dev.cdevents.taskrun.started.0.1.0-x{i}"),
+                format!("com.example.{i}"),
+                "dev.tekton.event.pipelinerun.failed.v1".to_string(),
+                "io.fluxcd.notification.error".to_string(),
+            ] {
+                m.events_received
+                    .with_label_values(&[&event_type_label(&ty)])
+                    .inc();
+            }
+        }
+        let text = m.render();
+        let labels: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("relay_events_received_total{type=\""))
+            .filter_map(|l| l.split('"').next())
+            .collect();
+        assert_eq!(
+            labels.into_iter().collect::<Vec<_>>(),
+            [
+                "dev.cdevents.pipelinerun.finished",
+                "dev.cdevents.taskrun.started",
+                "dev.tekton.event.pipelinerun.failed.v1",
+                "io.fluxcd.notification.error",
+                "io.fluxcd.notification.other",
+                "other",
+            ]
+        );
+        assert!(text.len() < 8 * 1024, "{} bytes of /metrics", text.len());
     }
 }

@@ -22,6 +22,10 @@ use crate::transport::Http;
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 /// Lifetime assumed when a token endpoint does not say (`expires_in`).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// The longest a token is kept, whatever lifetime its issuer gives: a day.
+/// The lifetime is remote input (`expires_in`, a GitHub App token's
+/// `expires_at`): unbounded, it could overflow the clock.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 struct Cached {
     token: Secret,
@@ -59,7 +63,7 @@ impl TokenCache {
             key.to_string(),
             Cached {
                 token: token.clone(),
-                refresh_at: Instant::now() + refresh_after(lifetime),
+                refresh_at: crate::transport::instant_after(refresh_after(lifetime)),
             },
         );
         Ok(token)
@@ -71,8 +75,10 @@ impl TokenCache {
     }
 }
 
-/// How long a token of `lifetime` is used before it is refreshed.
+/// How long a token of `lifetime` (at most [`MAX_LIFETIME`]) is used before
+/// it is refreshed.
 pub fn refresh_after(lifetime: Duration) -> Duration {
+    let lifetime = lifetime.min(MAX_LIFETIME);
     lifetime.saturating_sub((lifetime / 4).min(REFRESH_MARGIN))
 }
 
@@ -324,6 +330,32 @@ mod tests {
             Duration::from_secs(45)
         );
         assert_eq!(refresh_after(Duration::ZERO), Duration::ZERO);
+        // A lifetime from a hostile or broken issuer is held to a day.
+        assert_eq!(
+            refresh_after(Duration::from_secs(u64::MAX)),
+            MAX_LIFETIME - REFRESH_MARGIN
+        );
+        assert_eq!(refresh_after(Duration::MAX), MAX_LIFETIME - REFRESH_MARGIN);
+    }
+
+    /// `expires_in: 18446744073709551615` (or a GitHub App token expiring in
+    /// the year 9999) is cached, not a panic, and used for at most a day.
+    #[tokio::test]
+    async fn a_huge_token_lifetime_does_not_overflow_the_clock() {
+        let cache = TokenCache::new();
+        for (key, lifetime) in [
+            ("u64", Duration::from_secs(u64::MAX)),
+            ("max", Duration::MAX),
+            ("i64", Duration::from_secs(1 << 63)),
+        ] {
+            let t = cache
+                .get(key, || async { Ok((Secret::new("t"), lifetime)) })
+                .await
+                .unwrap();
+            assert_eq!(t.expose(), "t");
+            let refresh_at = cache.tokens.lock().await[key].refresh_at;
+            assert!(refresh_at <= Instant::now() + MAX_LIFETIME, "{key}");
+        }
     }
 
     #[tokio::test]

@@ -237,19 +237,21 @@ pub fn default_classify(status: StatusCode, headers: &HeaderMap, body: &str) -> 
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// `Retry-After` as seconds or an HTTP date, at most
+/// [`MAX_RETRY_AFTER`](crate::transport::MAX_RETRY_AFTER).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
+    let max = crate::transport::MAX_RETRY_AFTER;
     if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs).min(max));
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let delta = when.signed_duration_since(chrono::Utc::now());
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
+    Some(delta.to_std().unwrap_or(Duration::ZERO).min(max))
 }
 
 /// Builds a provider from its `Provider` document.
@@ -461,6 +463,26 @@ pub fn check_action_and_params<P: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A provider asking for a wait past what any clock holds gets an hour.
+    #[test]
+    fn retry_after_is_held_to_an_hour() {
+        let mut h = HeaderMap::new();
+        for (v, want) in [
+            ("18446744073709551615", 3600),
+            ("9223372036854775808", 3600),
+            ("120", 120),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", 3600),
+        ] {
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from_static(v));
+            assert_eq!(retry_after(&h), Some(Duration::from_secs(want)), "{v}");
+        }
+        h.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from_static("184467440737095516150"),
+        );
+        assert_eq!(retry_after(&h), None, "not a number, not a date");
+    }
 
     #[test]
     fn actions_and_params_are_checked_together() {

@@ -139,12 +139,8 @@ pub fn error(e: &IngressError) -> Response {
 }
 
 /// Event types are bounded for the metric label; others count as `other`.
-fn type_label(ty: &str) -> &str {
-    if crate::decode::is_handled_type(ty) {
-        ty
-    } else {
-        "other"
-    }
+fn type_label(ty: &str) -> std::borrow::Cow<'_, str> {
+    crate::metrics::event_type_label(ty)
 }
 
 async fn receive(State(app): State<SharedApp>, req: Request) -> Response {

@@ -16,6 +16,51 @@ use crate::ratelimit::OutboundLimiter;
 
 /// Most of an error body worth keeping for a message.
 const BODY_SNIPPET: usize = 4096;
+/// Most of a provider's answer that is read: the rest is never buffered
+/// (the connection is dropped), so a provider, or whatever a URL points
+/// at, cannot make the relay hold an answer of any size. Provider APIs
+/// answer a few kilobytes.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// The longest wait a provider's `Retry-After` (or rate-limit reset) is
+/// taken at: a larger one is an hour, so no answer can ask for a wait that
+/// overflows a clock or holds a sender back for ever.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The HTTP client every outbound request of the relay goes through
+/// (providers, token endpoints, the ingress's forwarding): redirects are
+/// never followed, since a redirect would carry the request's credentials
+/// (`PRIVATE-TOKEN`, `x-api-key`, signatures) to wherever the answer
+/// points; a 3xx is an answer like any other (a permanent failure).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tekton-relay/", env!("CARGO_PKG_VERSION")))
+}
+
+/// [`client_builder`] with a timeout for the whole exchange.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    client_builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// A number of seconds from configuration as a duration: negative or not a
+/// number is zero, too large for a duration is the largest.
+pub fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
+}
+
+/// The instant `d` from now, or far in the future when that is past what
+/// the clock holds (a duration from configuration or a remote answer must
+/// not overflow `Instant + Duration`).
+pub fn instant_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
 
 pub struct Transport {
     client: reqwest::Client,
@@ -29,11 +74,20 @@ pub struct Transport {
 pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// At most [`MAX_ANSWER_BYTES`] of the answer.
     pub body: Bytes,
+    /// The answer was longer than [`MAX_ANSWER_BYTES`]: `body` is its start.
+    pub truncated: bool,
 }
 
 impl Response {
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Verdict> {
+        if self.truncated {
+            return Err(Verdict::Permanent {
+                status: Some(self.status.as_u16()),
+                message: format!("the answer is over {MAX_ANSWER_BYTES} bytes: not read"),
+            });
+        }
         serde_json::from_slice(&self.body).map_err(|e| Verdict::Permanent {
             status: Some(self.status.as_u16()),
             message: format!("unexpected answer body: {e}"),
@@ -43,11 +97,10 @@ impl Response {
 
 impl Transport {
     pub fn new(timeout: Duration, metrics: Arc<Metrics>) -> Transport {
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("tekton-relay/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the TLS backend initialises");
         Transport {
@@ -91,6 +144,7 @@ impl Transport {
                         status: StatusCode::OK,
                         headers: HeaderMap::new(),
                         body: Bytes::new(),
+                        truncated: false,
                     }),
                     Err(e) => Err(Verdict::Retryable {
                         status: None,
@@ -115,7 +169,7 @@ impl Transport {
                     Ok(resp) => {
                         let status = resp.status();
                         let headers = resp.headers().clone();
-                        let body = resp.bytes().await.unwrap_or_default();
+                        let (body, truncated) = read_capped(resp, MAX_ANSWER_BYTES).await;
                         let text = if status.is_success() {
                             String::new()
                         } else {
@@ -127,8 +181,9 @@ impl Transport {
                                 status,
                                 headers,
                                 body,
+                                truncated,
                             }),
-                            other => Err(other),
+                            other => Err(clamp_retry_after(other)),
                         }
                     }
                     // No answer at all: connect errors, resets and timeouts are retried.
@@ -220,8 +275,13 @@ impl Http<'_> {
             else {
                 unreachable!()
             };
-            let wait = retry_after.unwrap_or_else(|| backoff(self.policy, tries));
-            if tries >= self.policy.max_attempts || Instant::now() + wait > self.deadline {
+            let wait = retry_after
+                .unwrap_or_else(|| backoff(self.policy, tries))
+                .min(MAX_RETRY_AFTER);
+            let past_deadline = Instant::now()
+                .checked_add(wait)
+                .is_none_or(|t| t > self.deadline);
+            if tries >= self.policy.max_attempts || past_deadline {
                 return Err(Verdict::Retryable {
                     status,
                     retry_after: Some(wait.max(Duration::from_secs(1))),
@@ -236,6 +296,42 @@ impl Http<'_> {
 
     pub fn attempts(&self) -> u32 {
         self.attempts.load(Ordering::Relaxed)
+    }
+}
+
+/// Reads at most `cap` bytes of an answer's body, as it arrives; the rest is
+/// left unread (dropping the answer closes its connection). `true` when
+/// there was more. A body that fails midway keeps what arrived.
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> (Bytes, bool) {
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = cap - buf.len();
+                if chunk.len() > room {
+                    buf.extend_from_slice(&chunk[..room]);
+                    return (buf.freeze(), true);
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) | Err(_) => return (buf.freeze(), false),
+        }
+    }
+}
+
+/// A provider's verdict with its `Retry-After` held to [`MAX_RETRY_AFTER`].
+fn clamp_retry_after(v: Verdict) -> Verdict {
+    match v {
+        Verdict::Retryable {
+            status,
+            retry_after,
+            message,
+        } => Verdict::Retryable {
+            status,
+            retry_after: retry_after.map(|w| w.min(MAX_RETRY_AFTER)),
+            message,
+        },
+        other => other,
     }
 }
 

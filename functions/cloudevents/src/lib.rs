@@ -100,11 +100,25 @@ fn permanent(e: impl ToString) -> ProviderError {
     ProviderError::Permanent(e.to_string())
 }
 
-/// The Notification's template, rendered: the user's data.
+/// The Notification's template, rendered: the user's data. A template that
+/// renders JSON is rendered with every value escaped for a JSON string, so
+/// event text cannot change its structure (add keys); anything else is
+/// rendered as text and sent as a JSON string.
 fn template_data(input: &DeliveryInput<'_>) -> Result<Option<Value>, ProviderError> {
-    let text = relay_core::chat::template_text(input).map_err(ProviderError::from)?;
-    // JSON stays JSON; anything else is sent as a JSON string.
-    Ok(text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t))))
+    let Some(t) = input.template else {
+        return Ok(None);
+    };
+    let ctx = relay_core::engine::template_context(input.event, input.notification);
+    let json = t
+        .render_json(&ctx)
+        .map_err(|e| permanent(format!("template: {e}")))?;
+    if let Ok(v) = serde_json::from_str(&json) {
+        return Ok(Some(v));
+    }
+    let text = t
+        .render(&ctx)
+        .map_err(|e| permanent(format!("template: {e}")))?;
+    Ok(Some(Value::String(text)))
 }
 
 /// The SCM context a receiving relay (or any CDEvents consumer) reads back:
@@ -269,5 +283,37 @@ mod tests {
             .build(&doc(serde_json::json!({"url": "http://x"})))
             .unwrap();
         assert_eq!(p.declines(&ev), None, "original takes every event");
+    }
+
+    /// A run name built to add a key to the data keeps the template's keys;
+    /// a text template stays text.
+    #[test]
+    fn a_run_name_cannot_add_keys_to_the_data() {
+        let mut ev = relay_core::sample::run_event();
+        ev.name = r#"x", "admin": true, "y": ""#.into();
+        let store: relay_core::store::SharedStore =
+            Arc::new(relay_core::store::memory::MemoryStore::default());
+        let params = serde_json::Map::new();
+        let data = |source: &str| {
+            let t = relay_core::template::Template::compile(source).unwrap();
+            template_data(&DeliveryInput {
+                event: &ev,
+                original: None,
+                notification: "n",
+                template: Some(&t),
+                summary: None,
+                action: None,
+                params: &params,
+                store: &store,
+            })
+            .unwrap()
+            .unwrap()
+        };
+        let v = data(r#"{"run": "{{ event.name }}", "team": "payments"}"#);
+        assert_eq!(v, serde_json::json!({"run": ev.name, "team": "payments"}));
+        let v = data(r#"{"run": {{ event.name | tojson }}}"#);
+        assert_eq!(v, serde_json::json!({"run": ev.name}));
+        let v = data("done: {{ event.name }}");
+        assert_eq!(v, Value::String(format!("done: {}", ev.name)));
     }
 }

@@ -136,7 +136,13 @@ fn body_retry_after(body: &str) -> Option<Duration> {
     let secs = v["retry_after"]
         .as_f64()
         .filter(|s| s.is_finite() && *s >= 0.0)?;
-    Some(Duration::from_secs_f64(secs).min(RETRY_AFTER_MAX))
+    // `try_`: a finite number may still be past what a Duration holds
+    // (1e300), which `from_secs_f64` would panic on.
+    Some(
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(RETRY_AFTER_MAX)
+            .min(RETRY_AFTER_MAX),
+    )
 }
 
 #[cfg(test)]
@@ -216,6 +222,16 @@ mod tests {
             panic!("{v:?}")
         };
         assert_eq!(retry_after, Some(Duration::from_millis(250)));
+        // A wait past what a Duration holds is the bound, not a panic.
+        for huge in ["1e300", "18446744073709551616"] {
+            let body = format!(r#"{{"retry_after": {huge}}}"#);
+            let Verdict::Retryable { retry_after, .. } =
+                p.classify(StatusCode::TOO_MANY_REQUESTS, &h, &body)
+            else {
+                panic!("{huge}")
+            };
+            assert_eq!(retry_after, Some(RETRY_AFTER_MAX), "{huge}");
+        }
         // A Cloudflare 429 has only the header.
         let Verdict::Retryable { retry_after, .. } =
             p.classify(StatusCode::TOO_MANY_REQUESTS, &h, "<html>1015</html>")

@@ -511,7 +511,8 @@ impl Provider for Github {
                 let reset = headers
                     .get("x-ratelimit-reset")
                     .and_then(|v| v.to_str().ok()?.parse::<i64>().ok())
-                    .map(|r| (r - chrono::Utc::now().timestamp()).max(1) as u64)
+                    // Saturating: the header is the server's text, any i64.
+                    .map(|r| r.saturating_sub(chrono::Utc::now().timestamp()).max(1) as u64)
                     .unwrap_or(60);
                 return rate_limited(status, Duration::from_secs(reset), "rate limit exhausted");
             }

@@ -64,10 +64,7 @@ impl Ingress {
             }
         } else if let Ok(url) = std::env::var("K_SINK") {
             Forward::Sink {
-                client: reqwest::Client::builder()
-                    .timeout(std::time::Duration::from_secs(10))
-                    .build()
-                    .map_err(|e| e.to_string())?,
+                client: relay_core::transport::client(std::time::Duration::from_secs(10))?,
                 url,
             }
         } else {
@@ -176,7 +173,7 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
         }) => {
             ing.metrics
                 .events_received
-                .with_label_values(&[&event.event_type])
+                .with_label_values(&[relay_core::metrics::event_type_label(&event.event_type)])
                 .inc();
             // A Flux payload is no CloudEvent, and a CloudEvent that took the
             // tracing extension from a header is no longer the bytes received:

@@ -210,7 +210,10 @@ fn validate(files: &[PathBuf]) -> Result<ExitCode, String> {
 }
 
 async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
-    let client = reqwest::Client::new();
+    // No redirects: an answer cannot send the credentials elsewhere.
+    let client = relay_core::transport::client_builder()
+        .build()
+        .map_err(|e| e.to_string())?;
     let (resp, what) = match action {
         DlqAction::List {
             sqs: Some(queue),

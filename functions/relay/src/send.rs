@@ -46,7 +46,10 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 }
 
 pub async fn send(paths: &[PathBuf], to: &str) -> Result<ExitCode, String> {
-    let client = reqwest::Client::new();
+    // No redirects: an answer cannot send the credentials elsewhere.
+    let client = relay_core::transport::client_builder()
+        .build()
+        .map_err(|e| e.to_string())?;
     let mut failed = false;
     for file in expand(paths)? {
         match send_one(&client, &file, to).await {

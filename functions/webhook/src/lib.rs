@@ -67,6 +67,9 @@ pub struct Webhook {
     method: Method,
     headers: Vec<(HeaderName, HeaderValue)>,
     content_type: HeaderValue,
+    /// The body is JSON: templates render with values escaped for JSON
+    /// strings, so event text cannot add keys ([`Template::render_json`]).
+    json_body: bool,
     template: Option<Template>,
     oauth: Option<oauth::OAuth>,
 }
@@ -93,6 +96,7 @@ impl ProviderFactory for WebhookFactory {
         }
         let headers = relay_core::config::check::headers(&s.headers, &mut errs);
         let content_type = s.content_type.as_deref().unwrap_or("application/json");
+        let json_body = relay_core::decode::is_json_content_type(content_type);
         let content_type = HeaderValue::from_str(content_type).unwrap_or_else(|_| {
             errs.push(("contentType".into(), "not a valid header value".into()));
             HeaderValue::from_static("application/json")
@@ -101,7 +105,13 @@ impl ProviderFactory for WebhookFactory {
             None => None,
             Some(Ok(t)) => {
                 let sample = relay_core::sample::run_event();
-                if let Err(e) = t.render(template_context(&sample, "sample")) {
+                let ctx = template_context(&sample, "sample");
+                let rendered = if json_body {
+                    t.render_json(ctx)
+                } else {
+                    t.render(ctx)
+                };
+                if let Err(e) = rendered {
                     errs.push(("template".into(), e));
                 }
                 Some(t)
@@ -121,6 +131,7 @@ impl ProviderFactory for WebhookFactory {
             method,
             headers,
             content_type,
+            json_body,
             template,
         }))
     }
@@ -146,9 +157,15 @@ impl Provider for Webhook {
     async fn build(&self, input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
         let template = input.template.or(self.template.as_ref());
         let body = match template {
-            Some(t) => t
-                .render(template_context(input.event, input.notification))
-                .map_err(|e| permanent(format!("template: {e}")))?,
+            Some(t) => {
+                let ctx = template_context(input.event, input.notification);
+                if self.json_body {
+                    t.render_json(ctx)
+                } else {
+                    t.render(ctx)
+                }
+                .map_err(|e| permanent(format!("template: {e}")))?
+            }
             None => payload::v1(input.event).to_string(),
         };
         let url = relay_core::secret_url::resolve(

@@ -204,7 +204,10 @@ impl DynamoStore {
     }
 
     fn expiry(ttl: Duration) -> (AttributeValue, AttributeValue) {
-        let exp = now_ms() + ttl.as_millis() as i64;
+        // Saturating: a TTL past what an i64 of milliseconds holds is the
+        // far future, not an overflow.
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let exp = now_ms().saturating_add(ttl_ms);
         (n(exp), n(exp / 1000 + 1))
     }
 

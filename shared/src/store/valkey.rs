@@ -34,6 +34,15 @@ impl ValkeyUrl {
             "valkeys" | "rediss" => "rediss",
             other => return Err(format!("not a Valkey URL scheme: {other}")),
         };
+        // The client reads `#insecure` as "skip TLS verification": refused,
+        // with every other fragment (none means anything here).
+        if url.fragment().is_some() {
+            return Err(
+                "the store URL has a fragment (`#…`): remove it; TLS verification \
+                 cannot be turned off"
+                    .into(),
+            );
+        }
         if url.password().is_some() {
             return Err(
                 "put the store password in a file (?passwordFile=/path), not in the URL".into(),
@@ -84,8 +93,12 @@ fn err(op: &'static str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// A TTL in milliseconds as `PX` takes it: at least 1, and at most what
+/// the server accepts (a larger one would be an error, not a long TTL).
 fn millis(d: Duration) -> u64 {
-    (d.as_millis() as u64).max(1)
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, i64::MAX as u64 / 2)
 }
 
 impl ValkeyStore {
@@ -284,5 +297,18 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown store URL parameter")
         );
+    }
+
+    /// `rediss://…#insecure` would make the client skip TLS verification.
+    #[test]
+    fn insecure_fragment_is_refused() {
+        for url in [
+            "rediss://h:6379/#insecure",
+            "valkeys://h:1#insecure",
+            "redis://h:1#x",
+        ] {
+            let e = ValkeyUrl::parse(url).unwrap_err();
+            assert!(e.contains("fragment"), "{url}: {e}");
+        }
     }
 }
