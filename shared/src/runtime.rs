@@ -123,10 +123,12 @@ pub async fn serve_router_with(
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, max_connections = limits.max_connections, "listening");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let router = router.layer(axum::middleware::from_fn_with_state(
-        limits.body_read_timeout,
-        body_deadline,
-    ));
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(
+            limits.body_read_timeout,
+            body_deadline,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked));
     let server = accept_loop(router, listener, limits, async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new connections; draining in-flight events");
@@ -149,6 +151,23 @@ pub async fn serve_router_with(
     // Spans still batched go out before the process ends.
     let _ = tokio::task::spawn_blocking(crate::otel::shutdown).await;
     served
+}
+
+/// A handler that panicked answers `500` with a JSON error instead of
+/// dropping the connection; the panic text, which may hold event content,
+/// goes to the log only. (A delivery's own panic is caught closer, in the
+/// engine, so that it is dead-lettered.)
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %what, "request handler panicked");
+    let body = serde_json::json!({"error": {"code": "internal_error",
+        "message": "the relay failed unexpectedly; see its log"}});
+    (http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
 }
 
 /// Accepts connections while fewer than `max_connections` are open and
@@ -517,6 +536,45 @@ pub mod anyhow_like {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A handler that panics (input nobody foresaw) costs that request a
+    /// 500, not the connection, and the server goes on serving.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_server_serves_on() {
+        let router = axum::Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    if std::hint::black_box(true) {
+                        panic!("event text €");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route("/ok", axum::routing::get(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_router(router, listener, Duration::from_secs(1)));
+        let client = reqwest::Client::new();
+        let r = client
+            .get(format!("http://{addr}/boom"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "internal_error");
+        assert!(
+            !body.to_string().contains('€'),
+            "panic text stays in the log"
+        );
+        let r = client
+            .get(format!("http://{addr}/ok"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
 
     #[test]
     fn environment_names_the_store_and_dead_letters() {
