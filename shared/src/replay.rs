@@ -28,6 +28,15 @@ pub async fn replay(
             continue;
         }
         summary.replayed += 1;
+        if entry.truncated.is_some() {
+            // Kept without its data (over the per-entry size cap): sending
+            // what is left would deliver a different event. It stays for
+            // inspection; nothing is written.
+            tracing::warn!(id = %entry.id, "dead letter was cut to the size cap; not replayed");
+            engine.metrics.replays.with_label_values(&["refused"]).inc();
+            summary.failed += 1;
+            continue;
+        }
         let ok = replay_one(engine, &entry).await;
         engine
             .metrics

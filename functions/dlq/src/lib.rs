@@ -80,6 +80,8 @@ pub fn entry_for(mut ce: cloudevents::Event) -> DeadLetterEntry {
         attempts: 0,
         replays: 0,
         event: ingress::structured_json(&ce),
+        truncated: None,
+        unknown_destination: false,
     }
 }
 

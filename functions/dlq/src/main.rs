@@ -25,9 +25,13 @@ async fn run() -> Result<(), String> {
         "set RELAY_DLQ_STORE (file:///path.jsonl, valkey://… or dynamodb://…)".to_string()
     })?;
     let metrics = Arc::new(relay_core::metrics::Metrics::new());
-    let sink =
-        relay_core::deadletter::open_store(&store, cfg.settings.dead_letter_max_bytes, metrics)
-            .await?;
+    let sink = relay_core::deadletter::open_store(
+        &store,
+        cfg.settings.dead_letter_max_bytes,
+        cfg.settings.dead_letter_max_entry_bytes,
+        metrics,
+    )
+    .await?;
     let dl = relay_dlq::DeadLetters {
         sink,
         auth: cfg.settings.inbound_auth.clone(),
