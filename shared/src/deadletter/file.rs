@@ -126,10 +126,15 @@ fn segment_path(path: &Path, n: u64, active: u64) -> PathBuf {
     if n == active {
         path.to_path_buf()
     } else {
-        let mut p = path.as_os_str().to_owned();
-        p.push(format!(".{n}"));
-        p.into()
+        sealed_path(path, n)
     }
+}
+
+/// `<path>.<n>`.
+fn sealed_path(path: &Path, n: u64) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".{n}"));
+    p.into()
 }
 
 /// The numbers of the sealed segments of `<dir>/<name>`, oldest first.
@@ -153,6 +158,57 @@ fn sealed_segments(dir: &Path, name: &str) -> Result<Vec<u64>, String> {
         })
         .collect();
     sealed.sort_unstable();
+    Ok(sealed)
+}
+
+/// An active segment larger than a segment (a queue written before there
+/// were segments, or a smaller bound now) is split into sealed segments
+/// once, so the bound can still drop an eighth of it rather than all.
+/// Returns the sealed segments as they are after. A crash in between
+/// leaves records twice, which a listing merges (the same id is one entry).
+fn split_active(path: &Path, mut sealed: Vec<u64>, segment_bytes: u64) -> Result<Vec<u64>, String> {
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    if size <= segment_bytes {
+        return Ok(sealed);
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut next = sealed.last().map_or(1, |n| n + 1);
+    let mut chunk = String::new();
+    let mut chunks = Vec::new();
+    for line in text.lines() {
+        if !chunk.is_empty() && (chunk.len() + line.len() + 1) as u64 > segment_bytes {
+            chunks.push(std::mem::take(&mut chunk));
+        }
+        chunk.push_str(line);
+        chunk.push('\n');
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    for chunk in chunks {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = sealed_path(path, next);
+        let mut tmp = file.clone().into_os_string();
+        tmp.push(".tmp");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(chunk.as_bytes()))
+            .and_then(|()| std::fs::rename(&tmp, &file))
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        sealed.push(next);
+        next += 1;
+    }
+    std::fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+    tracing::info!(
+        segments = sealed.len(),
+        "dead-letter file split into segments"
+    );
     Ok(sealed)
 }
 
@@ -219,9 +275,11 @@ impl FileSink {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| format!("{} is not a file path", path.display()))?;
-        let state = load(&path, sealed_segments(&dir, name)?)?;
+        let segment_bytes = (max_bytes / SEGMENTS_PER_BOUND).max(1);
+        let sealed = split_active(&path, sealed_segments(&dir, name)?, segment_bytes)?;
+        let state = load(&path, sealed)?;
         Ok(FileSink {
-            segment_bytes: (max_bytes / SEGMENTS_PER_BOUND).max(1),
+            segment_bytes,
             path,
             max_bytes,
             metrics,
@@ -247,7 +305,7 @@ impl FileSink {
         let size = state.segments[&active];
         if size > 0 && size + len > self.segment_bytes {
             // A rename: the sealed segment keeps its inode and bytes.
-            tokio::fs::rename(&self.path, segment_path(&self.path, active, active + 1))
+            tokio::fs::rename(&self.path, sealed_path(&self.path, active))
                 .await
                 .map_err(io)?;
             state.segments.insert(active + 1, 0);
@@ -540,6 +598,33 @@ mod tests {
             .map(|f| f.unwrap().metadata().unwrap().len())
             .sum();
         assert!(on_disk <= line * 16, "{on_disk}");
+    }
+
+    /// A queue written before segments (one file up to the bound) is split
+    /// when opened: the bound then drops its oldest part, not all of it.
+    #[tokio::test]
+    async fn a_single_file_queue_is_split_so_the_bound_drops_only_its_oldest_part() {
+        let line = serde_json::to_string(&entry(0)).unwrap().len() as u64 + 1;
+        let dir = std::env::temp_dir().join(format!("relay-dlq-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dl.jsonl");
+        let old: String = (0..8)
+            .map(|i| serde_json::to_string(&entry(i)).unwrap() + "\n")
+            .collect();
+        std::fs::write(&path, old).unwrap();
+        let m = Arc::new(Metrics::new());
+        // Segments of two entries; the file holds eight.
+        let s = FileSink::open(path.clone(), line * 16, m.clone()).unwrap();
+        assert!(!path.exists());
+        assert!(dir.join("dl.jsonl.4").exists());
+        assert_eq!(s.list(None, None).await.unwrap().0, 8);
+        for i in 8..17 {
+            s.put(&entry(i)).await.unwrap();
+        }
+        let (total, got) = s.list(None, None).await.unwrap();
+        assert_eq!(m.dead_letters_dropped.get(), 2);
+        assert_eq!(total, 15);
+        assert_eq!(got[0].id, "id-2");
     }
 
     #[tokio::test]
