@@ -380,14 +380,19 @@ async fn receive(State(dl): State<Arc<DeadLetters>>, req: Request) -> Response {
             // Never a CloudEvent body: the Broker would take it as a reply.
             (StatusCode::ACCEPTED, axum::Json(json!({"id": entry.id}))).into_response()
         }
-        // The Broker retries the dead-letter sink too: nothing is lost.
+        // The Broker retries the dead-letter sink too: nothing is lost. The
+        // store's own error (hosts, ports) is for the log, not the sender.
         Err(e) => {
             dl.metrics.dead_letter_errors.inc();
-            error(&IngressError::new(
+            tracing::error!(id = %entry.id, error = %e, "dead letter not stored; the Broker will retry");
+            let mut resp = error(&IngressError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "dead_letter_store",
-                e.to_string(),
-            ))
+                "the dead-letter store is unavailable; retry later",
+            ));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+            resp
         }
     }
 }

@@ -716,3 +716,34 @@ async fn credentials_never_reach_the_dead_letters() {
         );
     }
 }
+
+/// A store that cannot write answers 503 + Retry-After (the Broker
+/// retries; the retry is kept) without telling the sender the store's own
+/// error, which names its files or hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_is_retryable_and_does_not_echo_the_store_error() {
+    let secrets = Secrets::new();
+    let (function, base) = start(&secrets.config(""), &[]).await;
+    // The queue's file cannot be opened: a directory stands in its place.
+    let blocker = function.dir.path().join("dl.jsonl");
+    std::fs::create_dir(&blocker).unwrap();
+    let f = dead_letter("http://relay-github.tekton-relay.svc.cluster.local");
+    let r = post(&base, &f).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "dead_letter_store");
+    let text = body.to_string();
+    assert!(
+        !text.contains("os error") && !text.contains(&function.dir.path().display().to_string()),
+        "{text}"
+    );
+    assert!(function.stderr().contains("os error"), "logged instead");
+    std::fs::remove_dir(&blocker).unwrap();
+    assert_eq!(post(&base, &f).await.status(), 202);
+    assert_eq!(list(&base).await["total"], 1);
+    assert_eq!(
+        counter(&metrics(&base).await, "relay_dead_letter_errors_total"),
+        1
+    );
+}

@@ -116,8 +116,9 @@ pub struct RelaySettings {
     #[serde(default = "default_dead_letter_max_bytes")]
     pub dead_letter_max_bytes: u64,
     /// Bound of one dead letter, serialized (default 262144, 256 KiB: also
-    /// the most an SQS message holds). A larger one is kept without its
-    /// event's data, marked `truncated`, and cannot be replayed.
+    /// the most an SQS message holds; SQS is held to that, DynamoDB to
+    /// 384 KiB). A larger one is kept without its event's data, marked
+    /// `truncated`, and cannot be replayed.
     #[serde(default = "default_dead_letter_max_entry_bytes")]
     pub dead_letter_max_entry_bytes: usize,
     /// Link to a run, as a template over `namespace`, `name`, `kind` and

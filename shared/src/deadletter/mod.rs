@@ -67,6 +67,11 @@ pub struct Truncated {
 /// most an SQS message holds.
 pub const DEFAULT_MAX_ENTRY_BYTES: usize = 256 * 1024;
 
+/// The most an SQS message holds.
+const SQS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// DynamoDB items hold at most 400 KB, key and other attributes included.
+const DYNAMODB_MAX_ENTRY_BYTES: usize = 384 * 1024;
+
 /// Bounds of the free-text fields of an entry cut to fit the cap.
 const MAX_MESSAGE_BYTES: usize = 4096;
 const MAX_FIELD_BYTES: usize = 1024;
@@ -298,15 +303,22 @@ pub async fn open(
     if url == "respond" {
         return Ok(DeadLetterTarget::Respond);
     }
-    let sink: Arc<dyn DeadLetterSink> = if url.starts_with("sqs://") {
-        Arc::new(sqs::SqsSink::open(url).await?)
+    let (sink, max_entry_bytes): (Arc<dyn DeadLetterSink>, usize) = if url.starts_with("sqs://") {
+        // A larger message is refused by SQS: the entry would be lost.
+        (
+            Arc::new(sqs::SqsSink::open(url).await?),
+            max_entry_bytes.min(SQS_MAX_MESSAGE_BYTES),
+        )
     } else {
         let path = url.strip_prefix("file://").unwrap_or(url);
-        Arc::new(file::FileSink::open(
-            path.into(),
-            max_bytes,
-            metrics.clone(),
-        )?)
+        (
+            Arc::new(file::FileSink::open(
+                path.into(),
+                max_bytes,
+                metrics.clone(),
+            )?),
+            max_entry_bytes,
+        )
     };
     Ok(DeadLetterTarget::Sink(Arc::new(Capped::new(
         sink,
@@ -321,7 +333,7 @@ pub async fn open(
 pub async fn open_store(
     url: &str,
     max_bytes: u64,
-    max_entry_bytes: usize,
+    mut max_entry_bytes: usize,
     metrics: Arc<Metrics>,
 ) -> Result<Arc<dyn DeadLetterSink>, String> {
     let scheme = url.split("://").next().unwrap_or(url);
@@ -332,7 +344,11 @@ pub async fn open_store(
             metrics.clone(),
         )?),
         "valkey" | "valkeys" | "redis" | "rediss" => Arc::new(valkey::ValkeySink::open(url).await?),
-        "dynamodb" => Arc::new(dynamodb::DynamoSink::open(url).await?),
+        "dynamodb" => {
+            // A larger item is refused by DynamoDB: the entry would be lost.
+            max_entry_bytes = max_entry_bytes.min(DYNAMODB_MAX_ENTRY_BYTES);
+            Arc::new(dynamodb::DynamoSink::open(url).await?)
+        }
         _ => {
             return Err(format!(
                 "unknown dead-letter store {url:?}, expected file:///path.jsonl, valkey://… or dynamodb://…"
