@@ -194,7 +194,7 @@ mod tests {
             unknown_destination: false,
         };
         sink.put(&entry).await.unwrap();
-        let summary = replay(&engine, &sink, None).await.unwrap();
+        let summary = replay(&engine, sink.as_ref(), None).await.unwrap();
         assert_eq!(
             summary,
             ReplaySummary {

@@ -16,7 +16,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Weak};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -94,8 +95,9 @@ impl State {
 
 pub struct FileSink {
     path: PathBuf,
-    max_bytes: u64,
-    segment_bytes: u64,
+    /// The bounds, changed in place when a reload reopens the same queue.
+    max_bytes: AtomicU64,
+    segment_bytes: AtomicU64,
     metrics: Arc<Metrics>,
     // Serialises writers within this process; the files have one writer.
     state: Mutex<State>,
@@ -118,6 +120,10 @@ fn restrict(path: &Path, mode: u32) {
     {
         tracing::warn!(path = %path.display(), error = %e, "cannot restrict the dead-letter file's permissions");
     }
+}
+
+fn segment_bytes(max_bytes: u64) -> u64 {
+    (max_bytes / SEGMENTS_PER_BOUND).max(1)
 }
 
 /// The file of segment `n` of the queue at `path`, whose active segment
@@ -256,8 +262,32 @@ fn load(path: &Path, sealed: Vec<u64>) -> Result<State, String> {
 
 impl FileSink {
     /// Opens (or creates) the queue at `path`, reading its segments once to
-    /// know the live entries.
-    pub fn open(path: PathBuf, max_bytes: u64, metrics: Arc<Metrics>) -> Result<FileSink, String> {
+    /// know the live entries. Within a process there is one sink per queue:
+    /// opening it again (a config reload, while the old engine still
+    /// finishes its events) returns the same one with the new bounds, so two
+    /// writers never seal a segment under the same name.
+    pub fn open(
+        path: PathBuf,
+        max_bytes: u64,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<FileSink>, String> {
+        static OPEN: LazyLock<std::sync::Mutex<HashMap<PathBuf, Weak<FileSink>>>> =
+            LazyLock::new(Default::default);
+        let key = std::path::absolute(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        open.retain(|_, s| s.strong_count() > 0);
+        if let Some(sink) = open.get(&key).and_then(Weak::upgrade) {
+            sink.max_bytes.store(max_bytes, Ordering::Relaxed);
+            sink.segment_bytes
+                .store(segment_bytes(max_bytes), Ordering::Relaxed);
+            return Ok(sink);
+        }
+        let sink = Arc::new(FileSink::open_new(path, max_bytes, metrics)?);
+        open.insert(key, Arc::downgrade(&sink));
+        Ok(sink)
+    }
+
+    fn open_new(path: PathBuf, max_bytes: u64, metrics: Arc<Metrics>) -> Result<FileSink, String> {
         use std::os::unix::fs::DirBuilderExt;
         let dir = path
             .parent()
@@ -275,13 +305,13 @@ impl FileSink {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| format!("{} is not a file path", path.display()))?;
-        let segment_bytes = (max_bytes / SEGMENTS_PER_BOUND).max(1);
+        let segment_bytes = segment_bytes(max_bytes);
         let sealed = split_active(&path, sealed_segments(&dir, name)?, segment_bytes)?;
         let state = load(&path, sealed)?;
         Ok(FileSink {
-            segment_bytes,
+            segment_bytes: AtomicU64::new(segment_bytes),
             path,
-            max_bytes,
+            max_bytes: AtomicU64::new(max_bytes),
             metrics,
             state: Mutex::new(state),
         })
@@ -303,7 +333,7 @@ impl FileSink {
         let len = line.len() as u64;
         let active = state.active();
         let size = state.segments[&active];
-        if size > 0 && size + len > self.segment_bytes {
+        if size > 0 && size + len > self.segment_bytes.load(Ordering::Relaxed) {
             // A rename: the sealed segment keeps its inode and bytes.
             tokio::fs::rename(&self.path, sealed_path(&self.path, active))
                 .await
@@ -327,7 +357,8 @@ impl FileSink {
     /// Deletes the oldest whole segments while the queue is over its bound
     /// (never the active one, which holds the record just written).
     async fn enforce_bound(&self, state: &mut State) -> Result<(), SinkError> {
-        while state.total() > self.max_bytes && state.segments.len() > 1 {
+        let max_bytes = self.max_bytes.load(Ordering::Relaxed);
+        while state.total() > max_bytes && state.segments.len() > 1 {
             let oldest = *state.segments.keys().next().expect("two segments");
             match tokio::fs::remove_file(segment_path(&self.path, oldest, state.active())).await {
                 Ok(()) => {}
@@ -468,7 +499,7 @@ mod tests {
         }
     }
 
-    fn sink(max: u64) -> (FileSink, Arc<Metrics>, PathBuf) {
+    fn sink(max: u64) -> (Arc<FileSink>, Arc<Metrics>, PathBuf) {
         let dir = std::env::temp_dir().join(format!("relay-dlq-{}", uuid::Uuid::new_v4()));
         let m = Arc::new(Metrics::new());
         (
@@ -651,6 +682,26 @@ mod tests {
         assert_eq!(got.last().unwrap().id, "id-10");
         assert!(!s.remove("id-3").await.unwrap());
         assert!(s.remove("id-4").await.unwrap());
+    }
+
+    /// A reload opens the queue again while the old engine may still write:
+    /// one sink per queue, so two writers never seal segments under the
+    /// same name; the new bound applies.
+    #[tokio::test]
+    async fn opening_an_open_queue_shares_its_sink_with_the_new_bound() {
+        let line = serde_json::to_string(&entry(0)).unwrap().len() as u64 + 1;
+        let (s, m, dir) = sink(1 << 20);
+        for i in 0..4 {
+            s.put(&entry(i)).await.unwrap();
+        }
+        let again = FileSink::open(dir.join("dl.jsonl"), line * 2, m.clone()).unwrap();
+        assert!(Arc::ptr_eq(&s, &again));
+        s.put(&entry(4)).await.unwrap();
+        assert_eq!(again.list(None, None).await.unwrap().0, 1, "the new bound");
+        assert_eq!(m.dead_letters_dropped.get(), 4);
+        drop((s, again));
+        let fresh = FileSink::open(dir.join("dl.jsonl"), 1 << 20, m).unwrap();
+        assert_eq!(fresh.list(None, None).await.unwrap().0, 1);
     }
 
     /// Issue #13: dead letters hold whole events; they were created

@@ -312,11 +312,7 @@ pub async fn open(
     } else {
         let path = url.strip_prefix("file://").unwrap_or(url);
         (
-            Arc::new(file::FileSink::open(
-                path.into(),
-                max_bytes,
-                metrics.clone(),
-            )?),
+            file::FileSink::open(path.into(), max_bytes, metrics.clone())?,
             max_entry_bytes,
         )
     };
@@ -338,11 +334,7 @@ pub async fn open_store(
 ) -> Result<Arc<dyn DeadLetterSink>, String> {
     let scheme = url.split("://").next().unwrap_or(url);
     let sink: Arc<dyn DeadLetterSink> = match scheme {
-        "file" => Arc::new(file::FileSink::open(
-            url["file://".len()..].into(),
-            max_bytes,
-            metrics.clone(),
-        )?),
+        "file" => file::FileSink::open(url["file://".len()..].into(), max_bytes, metrics.clone())?,
         "valkey" | "valkeys" | "redis" | "rediss" => Arc::new(valkey::ValkeySink::open(url).await?),
         "dynamodb" => {
             // A larger item is refused by DynamoDB: the entry would be lost.
