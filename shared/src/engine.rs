@@ -804,6 +804,8 @@ fn dead_letter(n: &CompiledNotification, f: &Failure, event: serde_json::Value) 
         attempts: f.attempts,
         replays: 0,
         event,
+        truncated: None,
+        unknown_destination: false,
     }
 }
 

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub rate_limit_waits: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub dead_letters_dropped: IntCounter,
+    pub dead_letters_truncated: IntCounter,
     pub dead_letter_errors: IntCounter,
     pub replays: IntCounterVec,
     pub store_errors: IntCounterVec,
@@ -92,6 +93,14 @@ impl Metrics {
         registry
             .register(Box::new(dropped.clone()))
             .expect("unique metric");
+        let truncated = IntCounter::new(
+            "relay_dead_letters_truncated_total",
+            "Dead letters over the per-entry size cap, kept without their event data.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(truncated.clone()))
+            .expect("unique metric");
         let dl_errors = IntCounter::new(
             "relay_dead_letter_errors_total",
             "Dead letters that could not be written (the event was answered as retryable).",
@@ -159,11 +168,12 @@ impl Metrics {
                 &["notification"],
             ),
             dead_letters_dropped: dropped,
+            dead_letters_truncated: truncated,
             dead_letter_errors: dl_errors,
             replays: counter(
                 &registry,
                 "relay_dead_letter_replays_total",
-                "Dead-letter replays, by result.",
+                "Dead-letter replays, by result: succeeded, failed, or refused (not sent: an entry cut to the size cap, or one whose destination is not a configured subscriber).",
                 &["result"],
             ),
             store_errors: counter(

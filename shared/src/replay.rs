@@ -28,6 +28,15 @@ pub async fn replay(
             continue;
         }
         summary.replayed += 1;
+        if entry.truncated.is_some() {
+            // Kept without its data (over the per-entry size cap): sending
+            // what is left would deliver a different event. It stays for
+            // inspection; nothing is written.
+            tracing::warn!(id = %entry.id, "dead letter was cut to the size cap; not replayed");
+            engine.metrics.replays.with_label_values(&["refused"]).inc();
+            summary.failed += 1;
+            continue;
+        }
         let ok = replay_one(engine, &entry).await;
         engine
             .metrics
@@ -98,5 +107,108 @@ fn event_of(v: &Value) -> Result<Option<crate::model::RunEvent>, String> {
     match decode::decode_cloudevent(&ce).map_err(|e| e.to_string())? {
         Decoded::Run(ev) => Ok(Some(*ev)),
         Decoded::Ignored { .. } => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::config::{ProviderDoc, RelayConfig};
+    use crate::deadletter::{Cause, CauseKind, DeadLetterTarget, file::FileSink};
+    use crate::engine::Plan;
+    use crate::metrics::Metrics;
+    use crate::provider::{
+        DeliveryInput, Outbound, Provider, ProviderError, ProviderFactory, Registry,
+    };
+
+    /// A provider that counts the deliveries it is asked to build.
+    #[derive(Clone, Default)]
+    struct Probe(Arc<AtomicUsize>);
+
+    #[async_trait]
+    impl Provider for Probe {
+        fn type_name(&self) -> &'static str {
+            "probe"
+        }
+        async fn build(&self, _: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Vec::new())
+        }
+    }
+
+    impl ProviderFactory for Probe {
+        fn type_name(&self) -> &'static str {
+            "probe"
+        }
+        fn build(&self, _: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+            Ok(Arc::new(self.clone()))
+        }
+    }
+
+    /// An entry cut to the size cap has lost its event's data: replaying
+    /// what is left would deliver another event, or (decoding as nothing)
+    /// count as delivered and delete the dead letter. It is refused and
+    /// kept as it is.
+    #[tokio::test]
+    async fn a_truncated_dead_letter_is_not_replayed_and_stays() {
+        let probe = Probe::default();
+        let cfg = RelayConfig::parse(
+            "apiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: p}\nspec: {type: probe}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: n}\nspec: {providerRef: {name: p}}\n",
+        )
+        .unwrap();
+        let plan = Plan::compile(&cfg, &Registry::new().with(probe.clone())).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let sink = FileSink::open(dir.path().join("dl.jsonl"), 1 << 20, metrics.clone()).unwrap();
+        let engine = Engine::new(
+            plan,
+            Arc::new(crate::store::memory::MemoryStore::default()),
+            DeadLetterTarget::Respond,
+            metrics.clone(),
+        );
+        let entry = DeadLetterEntry {
+            id: "cut".into(),
+            failed_at: "2024-01-01T00:00:00Z".into(),
+            notification: "n".into(),
+            provider: "p".into(),
+            provider_type: "probe".into(),
+            cause: Cause {
+                kind: CauseKind::Permanent,
+                status: Some(400),
+                message: "answered 400".into(),
+            },
+            attempts: 1,
+            replays: 0,
+            event: serde_json::json!({
+                "specversion": "1.0", "id": "e1", "source": "/apis/tekton.dev/v1/namespaces/ci/pipelineruns/p",
+                "type": "dev.tekton.event.pipelinerun.failed.v1",
+            }),
+            truncated: Some(crate::deadletter::Truncated {
+                original_bytes: 900_000,
+            }),
+            unknown_destination: false,
+        };
+        sink.put(&entry).await.unwrap();
+        let summary = replay(&engine, sink.as_ref(), None).await.unwrap();
+        assert_eq!(
+            summary,
+            ReplaySummary {
+                replayed: 1,
+                succeeded: 0,
+                failed: 1
+            }
+        );
+        assert_eq!(probe.0.load(Ordering::SeqCst), 0);
+        assert_eq!(sink.list(None, None).await.unwrap().1, [entry]);
+        assert!(
+            metrics
+                .render()
+                .contains(r#"relay_dead_letter_replays_total{result="refused"} 1"#)
+        );
     }
 }

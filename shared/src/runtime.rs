@@ -40,12 +40,15 @@ pub async fn build_engine(
     let same_dead_letters = previous.is_some_and(|p| {
         p.plan.settings.dead_letter == plan.settings.dead_letter
             && p.plan.settings.dead_letter_max_bytes == plan.settings.dead_letter_max_bytes
+            && p.plan.settings.dead_letter_max_entry_bytes
+                == plan.settings.dead_letter_max_entry_bytes
     });
     let dead_letters = match previous {
         Some(p) if same_dead_letters => Some(p.dead_letters.clone()),
         _ => crate::deadletter::open(
             &plan.settings.dead_letter,
             plan.settings.dead_letter_max_bytes,
+            plan.settings.dead_letter_max_entry_bytes,
             metrics.clone(),
         )
         .await

@@ -110,9 +110,17 @@ pub struct RelaySettings {
     /// `file:///path.jsonl`, `respond`, `sqs://…`, `http(s)://…`.
     #[serde(default = "default_dead_letter")]
     pub dead_letter: String,
-    /// Bound of the file dead-letter queue; the oldest entries go first.
+    /// Bound of the file dead-letter queue (default 64 MiB): past it the
+    /// oldest segment (an eighth of the bound) is deleted, its entries counted
+    /// in `relay_dead_letters_dropped_total`.
     #[serde(default = "default_dead_letter_max_bytes")]
     pub dead_letter_max_bytes: u64,
+    /// Bound of one dead letter, serialized (default 262144, 256 KiB: also
+    /// the most an SQS message holds; SQS is held to that, DynamoDB to
+    /// 384 KiB). A larger one is kept without its event's data, marked
+    /// `truncated`, and cannot be replayed.
+    #[serde(default = "default_dead_letter_max_entry_bytes")]
+    pub dead_letter_max_entry_bytes: usize,
     /// Link to a run, as a template over `namespace`, `name`, `kind` and
     /// `resource` (`pipelineruns`, `taskruns`, `customruns`).
     #[serde(default, rename = "dashboardURL")]
@@ -142,12 +150,17 @@ fn default_dead_letter_max_bytes() -> u64 {
     64 * 1024 * 1024
 }
 
+fn default_dead_letter_max_entry_bytes() -> usize {
+    crate::deadletter::DEFAULT_MAX_ENTRY_BYTES
+}
+
 impl Default for RelaySettings {
     fn default() -> Self {
         RelaySettings {
             store: default_store(),
             dead_letter: default_dead_letter(),
             dead_letter_max_bytes: default_dead_letter_max_bytes(),
+            dead_letter_max_entry_bytes: default_dead_letter_max_entry_bytes(),
             dashboard_url: None,
             limits: Limits::default(),
             delivery: DeliverySettings::default(),
