@@ -111,7 +111,16 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
             return error(&e);
         }
     };
-    if let Err(resp) = authorize(&engine, crate::auth::Entry::Events, &parts.headers, &bytes).await
+    let entry = crate::auth::Entry::Events;
+    if let Err(resp) = authorize(
+        &engine,
+        entry,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &bytes,
+    )
+    .await
     {
         return resp;
     }
@@ -154,27 +163,32 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
 }
 
 /// Checks `spec.inboundAuth`, if any: `401` for bad credentials, `503` when
-/// the secret cannot be read.
+/// the secret cannot be read. `method` and `uri` as received: HMAC
+/// signatures cover them.
 pub async fn authorize(
     engine: &Engine,
     entry: crate::auth::Entry,
+    method: &http::Method,
+    uri: &http::Uri,
     headers: &http::HeaderMap,
     body: &[u8],
 ) -> Result<(), Response> {
     let Some(auth) = &engine.plan.settings.inbound_auth else {
         return Ok(());
     };
-    auth_check(auth, entry, headers, body, &engine.metrics).await
+    auth_check(auth, entry, method, uri, headers, body, &engine.metrics).await
 }
 
 pub async fn auth_check(
     auth: &crate::auth::InboundAuth,
     entry: crate::auth::Entry,
+    method: &http::Method,
+    uri: &http::Uri,
     headers: &http::HeaderMap,
     body: &[u8],
     metrics: &crate::metrics::Metrics,
 ) -> Result<(), Response> {
-    match crate::auth::verify(auth, entry, headers, body).await {
+    match crate::auth::verify(auth, entry, method, uri, headers, body).await {
         Ok(()) => Ok(()),
         Err(crate::auth::AuthError::Unauthorized) => {
             metrics
@@ -188,7 +202,7 @@ pub async fn auth_check(
             )))
         }
         Err(crate::auth::AuthError::Unavailable(e)) => {
-            tracing::error!(error = %e, "inbound auth secret unreadable");
+            tracing::error!(error = %e, "inbound credentials cannot be checked");
             Err(error(&IngressError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "auth_unavailable",
@@ -300,11 +314,22 @@ fn sink_error(e: impl std::fmt::Display) -> Response {
 
 async fn dlq_list(
     State(app): State<SharedApp>,
+    method: http::Method,
+    uri: http::Uri,
     headers: http::HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
     let engine = app.engine();
-    if let Err(r) = authorize(&engine, crate::auth::Entry::Api, &headers, b"").await {
+    if let Err(r) = authorize(
+        &engine,
+        crate::auth::Entry::Api,
+        &method,
+        &uri,
+        &headers,
+        b"",
+    )
+    .await
+    {
         return r;
     }
     let DeadLetterTarget::Sink(sink) = &engine.dead_letters else {
@@ -324,11 +349,22 @@ struct ReplayRequest {
 
 async fn dlq_replay(
     State(app): State<SharedApp>,
+    method: http::Method,
+    uri: http::Uri,
     headers: http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let engine = app.engine();
-    if let Err(r) = authorize(&engine, crate::auth::Entry::Api, &headers, &body).await {
+    if let Err(r) = authorize(
+        &engine,
+        crate::auth::Entry::Api,
+        &method,
+        &uri,
+        &headers,
+        &body,
+    )
+    .await
+    {
         return r;
     }
     let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -353,11 +389,22 @@ async fn dlq_replay(
 
 async fn dlq_delete(
     State(app): State<SharedApp>,
+    method: http::Method,
+    uri: http::Uri,
     headers: http::HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     let engine = app.engine();
-    if let Err(r) = authorize(&engine, crate::auth::Entry::Api, &headers, b"").await {
+    if let Err(r) = authorize(
+        &engine,
+        crate::auth::Entry::Api,
+        &method,
+        &uri,
+        &headers,
+        b"",
+    )
+    .await
+    {
         return r;
     }
     let DeadLetterTarget::Sink(sink) = &engine.dead_letters else {

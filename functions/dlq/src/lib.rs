@@ -83,9 +83,18 @@ pub fn entry_for(mut ce: cloudevents::Event) -> DeadLetterEntry {
     }
 }
 
-async fn authorized(dl: &DeadLetters, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
+async fn authorized(
+    dl: &DeadLetters,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Response> {
     match &dl.auth {
-        Some(a) => auth_check(a, relay_core::auth::Entry::Api, headers, body, &dl.metrics).await,
+        Some(a) => {
+            let entry = relay_core::auth::Entry::Api;
+            auth_check(a, entry, method, uri, headers, body, &dl.metrics).await
+        }
         None => Ok(()),
     }
 }
@@ -144,10 +153,12 @@ struct ListQuery {
 
 async fn list(
     State(dl): State<Arc<DeadLetters>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Err(r) = authorized(&dl, &headers, b"").await {
+    if let Err(r) = authorized(&dl, &method, &uri, &headers, b"").await {
         return r;
     }
     match dl.sink.list(q.limit, q.notification.as_deref()).await {
@@ -195,10 +206,12 @@ async fn resend(dl: &DeadLetters, e: &DeadLetterEntry) -> bool {
 
 async fn replay(
     State(dl): State<Arc<DeadLetters>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&dl, &headers, &body).await {
+    if let Err(r) = authorized(&dl, &method, &uri, &headers, &body).await {
         return r;
     }
     let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -258,10 +271,12 @@ async fn replay(
 
 async fn remove(
     State(dl): State<Arc<DeadLetters>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorized(&dl, &headers, b"").await {
+    if let Err(r) = authorized(&dl, &method, &uri, &headers, b"").await {
         return r;
     }
     match dl.sink.remove(&id).await {
