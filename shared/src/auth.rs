@@ -76,6 +76,7 @@ pub struct InboundAuth {
     /// headers, content type, body), and `<hmacTimestampHeader>`.
     #[serde(default)]
     pub hmac_secret_file: Option<SecretFile>,
+    /// The header with the signature (default `X-Relay-Signature-256`).
     #[serde(default = "default_header")]
     pub hmac_header: String,
     /// The header with the request's Unix time in seconds, required with
