@@ -38,6 +38,9 @@ for path in sorted(glob.glob(os.path.join(fixtures, "*", "*.json"))):
         continue
     headers = "".join(f"{k}: {v}\n" for k, v in req.get("headers", {}).items())
     put("ingress", name, headers.encode() + b"\n" + body)
+    # auth: the same request after a request line (relay_core::auth::fuzz).
+    method = req.get("method", "POST")
+    put("auth", name, f"{method} /\n".encode() + headers.encode() + b"\n" + body)
     hdr = {k.lower(): v for k, v in req.get("headers", {}).items()}
     ty, source, data = hdr.get("ce-type"), hdr.get("ce-source", "/"), req["body"]
     if isinstance(data, dict) and "specversion" in data:  # structured mode

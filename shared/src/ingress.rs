@@ -52,6 +52,55 @@ pub enum Inbound {
     },
 }
 
+/// What kind of request this is, from its headers alone. Authentication
+/// (`auth::verify`, which decides whether Flux's `generic-hmac` signature
+/// applies) and parsing (`parse_request`) both ask this one function, so they
+/// can never disagree on what a request is.
+///
+/// Following the CloudEvents HTTP binding, in this order:
+/// - media type `application/cloudevents+json`: structured mode;
+/// - any other `application/cloudevents…` media type (batch mode, other
+///   formats): not something the relay takes, whatever the other headers say;
+/// - a `ce-specversion` header: binary mode;
+/// - no content type, or a JSON one: a Flux notification-controller payload,
+///   if the body turns out to be one (parsing decides; it never makes a
+///   request of this kind into a CloudEvent);
+/// - anything else: neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    CloudEventBinary,
+    CloudEventStructured,
+    Flux,
+    Neither,
+}
+
+impl RequestKind {
+    pub fn is_cloudevent(self) -> bool {
+        matches!(
+            self,
+            RequestKind::CloudEventBinary | RequestKind::CloudEventStructured
+        )
+    }
+}
+
+pub fn classify(headers: &HeaderMap) -> RequestKind {
+    let ct = content_type(headers);
+    if ct == STRUCTURED {
+        RequestKind::CloudEventStructured
+    } else if ct.starts_with("application/cloudevents") {
+        RequestKind::Neither
+    } else if headers.contains_key("ce-specversion") {
+        RequestKind::CloudEventBinary
+    } else if ct.is_empty() || decode::is_json_content_type(&ct) {
+        RequestKind::Flux
+    } else {
+        RequestKind::Neither
+    }
+}
+
+const STRUCTURED: &str = "application/cloudevents+json";
+
+/// The media type of `Content-Type`, lower case, without parameters.
 fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(http::header::CONTENT_TYPE)
@@ -65,52 +114,65 @@ fn content_type(headers: &HeaderMap) -> String {
 }
 
 pub fn parse_request(headers: &HeaderMap, body: Bytes) -> Result<Inbound, IngressError> {
-    let ct = content_type(headers);
-    if ct == "application/cloudevents-batch+json" {
-        return Err(IngressError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "batch_not_supported",
-            "CloudEvents batch mode is not supported; send one event per request",
-        ));
+    match classify(headers) {
+        RequestKind::CloudEventStructured => {
+            let v: Value = serde_json::from_slice(&body).map_err(|e| {
+                IngressError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("body is not valid JSON: {e}"),
+                )
+            })?;
+            let ev = serde_json::from_value::<Event>(v).map_err(|e| {
+                IngressError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_cloudevent",
+                    format!("not a valid structured CloudEvent: {e}"),
+                )
+            })?;
+            Ok(Inbound::CloudEvent(Box::new(ev)))
+        }
+        RequestKind::CloudEventBinary => {
+            let ev = binary_event(headers, body.to_vec()).map_err(|e| {
+                IngressError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_cloudevent",
+                    format!("not a valid binary-mode CloudEvent: {e}"),
+                )
+            })?;
+            Ok(Inbound::CloudEvent(Box::new(ev)))
+        }
+        RequestKind::Flux => match serde_json::from_slice::<Value>(&body) {
+            Ok(v) if decode::flux::is_flux(&v) => Ok(Inbound::Flux { raw: body, body: v }),
+            _ => Err(not_a_cloudevent()),
+        },
+        RequestKind::Neither => {
+            let ct = content_type(headers);
+            if ct == "application/cloudevents-batch+json" {
+                Err(IngressError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "batch_not_supported",
+                    "CloudEvents batch mode is not supported; send one event per request",
+                ))
+            } else if ct.starts_with("application/cloudevents") {
+                Err(IngressError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_event_format",
+                    format!("structured mode is supported in JSON only ({STRUCTURED})"),
+                ))
+            } else {
+                Err(not_a_cloudevent())
+            }
+        }
     }
-    if ct == "application/cloudevents+json" {
-        let v: Value = serde_json::from_slice(&body).map_err(|e| {
-            IngressError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("body is not valid JSON: {e}"),
-            )
-        })?;
-        let ev = serde_json::from_value::<Event>(v).map_err(|e| {
-            IngressError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_cloudevent",
-                format!("not a valid structured CloudEvent: {e}"),
-            )
-        })?;
-        return Ok(Inbound::CloudEvent(Box::new(ev)));
-    }
-    if headers.contains_key("ce-specversion") {
-        let ev = binary_event(headers, body.to_vec()).map_err(|e| {
-            IngressError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_cloudevent",
-                format!("not a valid binary-mode CloudEvent: {e}"),
-            )
-        })?;
-        return Ok(Inbound::CloudEvent(Box::new(ev)));
-    }
-    if (ct.is_empty() || decode::is_json_content_type(&ct))
-        && let Ok(v) = serde_json::from_slice::<Value>(&body)
-        && decode::flux::is_flux(&v)
-    {
-        return Ok(Inbound::Flux { raw: body, body: v });
-    }
-    Err(IngressError::new(
+}
+
+fn not_a_cloudevent() -> IngressError {
+    IngressError::new(
         StatusCode::BAD_REQUEST,
         "not_a_cloudevent",
         "not a CloudEvent: no ce-specversion header and not application/cloudevents+json",
-    ))
+    )
 }
 
 /// The event as received, turned into its dead-letter form (a structured
@@ -299,6 +361,120 @@ mod tests {
             .build()
             .unwrap();
         Original::CloudEvent(Box::new(ev))
+    }
+
+    /// One classifier for auth and parsing (issue #13 item 6): every
+    /// request parses as the kind it is classified as, or is refused.
+    #[test]
+    fn the_classifier_and_the_parser_agree() {
+        use RequestKind::*;
+        let flux = br#"{"involvedObject":{},"severity":"info"}"#;
+        let structured =
+            br#"{"specversion":"1.0","id":"1","source":"/s","type":"io.fluxcd.notification.info"}"#;
+        type Case<'a> = (
+            &'a [(&'static str, &'a str)],
+            &'a [u8],
+            RequestKind,
+            Option<&'a str>,
+        );
+        let cases: [Case; 12] = [
+            (
+                &[
+                    ("ce-specversion", "1.0"),
+                    ("ce-id", "1"),
+                    ("ce-source", "/s"),
+                    ("ce-type", "io.fluxcd.notification.info"),
+                    ("content-type", "application/json"),
+                ],
+                flux,
+                CloudEventBinary,
+                None,
+            ),
+            (
+                &[("content-type", "application/cloudevents+json")],
+                structured,
+                CloudEventStructured,
+                None,
+            ),
+            (
+                &[(
+                    "content-type",
+                    " Application/CloudEvents+JSON; charset=utf-8",
+                )],
+                structured,
+                CloudEventStructured,
+                None,
+            ),
+            // Structured mode wins over a stray ce-specversion header.
+            (
+                &[
+                    ("content-type", "application/cloudevents+json"),
+                    ("ce-specversion", "1.0"),
+                ],
+                structured,
+                CloudEventStructured,
+                None,
+            ),
+            (&[("content-type", "application/json")], flux, Flux, None),
+            (&[], flux, Flux, None),
+            (
+                &[("content-type", "application/json")],
+                structured,
+                Flux,
+                Some("not_a_cloudevent"),
+            ),
+            (
+                &[("content-type", "application/cloudevents-batch+json")],
+                b"[]",
+                Neither,
+                Some("batch_not_supported"),
+            ),
+            (
+                &[
+                    ("content-type", "application/cloudevents-batch+json"),
+                    ("ce-specversion", "1.0"),
+                ],
+                b"[]",
+                Neither,
+                Some("batch_not_supported"),
+            ),
+            // Another structured format: not binary mode with that data.
+            (
+                &[
+                    ("content-type", "application/cloudevents+xml"),
+                    ("ce-specversion", "1.0"),
+                    ("ce-id", "1"),
+                    ("ce-source", "/s"),
+                    ("ce-type", "t"),
+                ],
+                b"<x/>",
+                Neither,
+                Some("unsupported_event_format"),
+            ),
+            (
+                &[("content-type", "application/cloudevents")],
+                structured,
+                Neither,
+                Some("unsupported_event_format"),
+            ),
+            (
+                &[("content-type", "text/plain")],
+                flux,
+                Neither,
+                Some("not_a_cloudevent"),
+            ),
+        ];
+        for (h, body, kind, refused) in cases {
+            let h = headers(h);
+            assert_eq!(classify(&h), kind, "{h:?}");
+            let parsed = parse_request(&h, Bytes::copy_from_slice(body));
+            match (parsed, refused) {
+                (Ok(Inbound::CloudEvent(_)), None) => assert!(kind.is_cloudevent(), "{h:?}"),
+                (Ok(Inbound::Flux { .. }), None) => assert_eq!(kind, Flux, "{h:?}"),
+                (Err(e), Some(code)) => assert_eq!(e.code, code, "{h:?}"),
+                (other, want) => panic!("{h:?}: {other:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

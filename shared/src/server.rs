@@ -156,7 +156,16 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
             return body_error(&e);
         }
     };
-    if let Err(resp) = authorize(&engine, crate::auth::Entry::Events, &parts.headers, &bytes).await
+    let entry = crate::auth::Entry::Events;
+    if let Err(resp) = authorize(
+        &engine,
+        entry,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &bytes,
+    )
+    .await
     {
         return resp;
     }
@@ -211,9 +220,12 @@ async fn receive(State(app): State<SharedApp>, req: Request) -> Response {
 /// without it), `spec.apiAuth` for the dead-letter API (`404`
 /// `api_disabled` without it: event senders' credentials never open it).
 /// `401` for bad credentials, `503` when the secret cannot be read.
+/// `method` and `uri` as received: HMAC signatures cover them.
 pub async fn authorize(
     engine: &Engine,
     entry: crate::auth::Entry,
+    method: &http::Method,
+    uri: &http::Uri,
     headers: &http::HeaderMap,
     body: &[u8],
 ) -> Result<(), Response> {
@@ -227,7 +239,7 @@ pub async fn authorize(
             None => return Err(api_disabled()),
         },
     };
-    auth_check(auth, entry, headers, body, &engine.metrics).await
+    auth_check(auth, entry, method, uri, headers, body, &engine.metrics).await
 }
 
 fn api_disabled() -> Response {
@@ -241,11 +253,13 @@ fn api_disabled() -> Response {
 pub async fn auth_check(
     auth: &crate::auth::InboundAuth,
     entry: crate::auth::Entry,
+    method: &http::Method,
+    uri: &http::Uri,
     headers: &http::HeaderMap,
     body: &[u8],
     metrics: &crate::metrics::Metrics,
 ) -> Result<(), Response> {
-    match crate::auth::verify(auth, entry, headers, body).await {
+    match crate::auth::verify(auth, entry, method, uri, headers, body).await {
         Ok(()) => Ok(()),
         Err(crate::auth::AuthError::Unauthorized) => {
             metrics
@@ -259,7 +273,7 @@ pub async fn auth_check(
             )))
         }
         Err(crate::auth::AuthError::Unavailable(e)) => {
-            tracing::error!(error = %e, "inbound auth secret unreadable");
+            tracing::error!(error = %e, "inbound credentials cannot be checked");
             Err(error(&IngressError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "auth_unavailable",
@@ -391,14 +405,19 @@ fn answer(engine: &Engine, mut r: EventResult, local: bool) -> Response {
 /// Does the caller prove it holds `spec.apiAuth`? Only asked of a caller
 /// that presents credentials, so probes without them are not counted as
 /// refused requests.
-async fn is_admin(engine: &Engine, headers: &http::HeaderMap) -> bool {
+async fn is_admin(
+    engine: &Engine,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> bool {
     let Some(api) = &engine.plan.settings.api_auth else {
         return false;
     };
     let presents = headers.contains_key(header::AUTHORIZATION)
         || headers.contains_key(api.hmac_header.as_str());
     presents
-        && authorize(engine, crate::auth::Entry::Api, headers, b"")
+        && authorize(engine, crate::auth::Entry::Api, method, uri, headers, b"")
             .await
             .is_ok()
 }
@@ -406,14 +425,19 @@ async fn is_admin(engine: &Engine, headers: &http::HeaderMap) -> bool {
 /// `ready` or `degraded` to anyone (probes); the store, dead letters and
 /// Notifications only to a local caller (loopback listener) or one with the
 /// `spec.apiAuth` credential: they name the deployment's providers.
-async fn ready(State(app): State<SharedApp>, headers: http::HeaderMap) -> Response {
+async fn ready(
+    State(app): State<SharedApp>,
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+) -> Response {
     let engine = app.engine();
     let store = &engine.store;
     let store_ok = tokio::time::timeout(Duration::from_secs(2), store.ping())
         .await
         .is_ok_and(|r| r.is_ok());
     let status = if store_ok { "ready" } else { "degraded" };
-    if !(app.is_local() || is_admin(&engine, &headers).await) {
+    if !(app.is_local() || is_admin(&engine, &method, &uri, &headers).await) {
         return Json(json!({"status": status})).into_response();
     }
     let body = json!({
@@ -431,10 +455,23 @@ async fn ready(State(app): State<SharedApp>, headers: http::HeaderMap) -> Respon
 /// Prometheus text. With `spec.apiAuth` set, only for its credential (a
 /// scraper's `authorization.credentials_file`); without it, for anyone who
 /// reaches the port: keep that port to the cluster, or set apiAuth.
-async fn metrics(State(app): State<SharedApp>, headers: http::HeaderMap) -> Response {
+async fn metrics(
+    State(app): State<SharedApp>,
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+) -> Response {
     let engine = app.engine();
     if engine.plan.settings.api_auth.is_some()
-        && let Err(r) = authorize(&engine, crate::auth::Entry::Api, &headers, b"").await
+        && let Err(r) = authorize(
+            &engine,
+            crate::auth::Entry::Api,
+            &method,
+            &uri,
+            &headers,
+            b"",
+        )
+        .await
     {
         return r;
     }
@@ -471,11 +508,22 @@ fn sink_error(e: impl std::fmt::Display) -> Response {
 
 async fn dlq_list(
     State(app): State<SharedApp>,
+    method: http::Method,
+    uri: http::Uri,
     headers: http::HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
     let engine = app.engine();
-    if let Err(r) = authorize(&engine, crate::auth::Entry::Api, &headers, b"").await {
+    if let Err(r) = authorize(
+        &engine,
+        crate::auth::Entry::Api,
+        &method,
+        &uri,
+        &headers,
+        b"",
+    )
+    .await
+    {
         return r;
     }
     let DeadLetterTarget::Sink(sink) = &engine.dead_letters else {
@@ -495,11 +543,22 @@ struct ReplayRequest {
 
 async fn dlq_replay(
     State(app): State<SharedApp>,
+    method: http::Method,
+    uri: http::Uri,
     headers: http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let engine = app.engine();
-    if let Err(r) = authorize(&engine, crate::auth::Entry::Api, &headers, &body).await {
+    if let Err(r) = authorize(
+        &engine,
+        crate::auth::Entry::Api,
+        &method,
+        &uri,
+        &headers,
+        &body,
+    )
+    .await
+    {
         return r;
     }
     let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -524,11 +583,22 @@ async fn dlq_replay(
 
 async fn dlq_delete(
     State(app): State<SharedApp>,
+    method: http::Method,
+    uri: http::Uri,
     headers: http::HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     let engine = app.engine();
-    if let Err(r) = authorize(&engine, crate::auth::Entry::Api, &headers, b"").await {
+    if let Err(r) = authorize(
+        &engine,
+        crate::auth::Entry::Api,
+        &method,
+        &uri,
+        &headers,
+        b"",
+    )
+    .await
+    {
         return r;
     }
     let DeadLetterTarget::Sink(sink) = &engine.dead_letters else {

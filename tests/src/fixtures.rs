@@ -65,6 +65,39 @@ impl RequestFile {
         self.transport.as_deref().is_none_or(|t| t == "http")
     }
 
+    /// This request signed now for a relay with `inboundAuth.hmacSecretFile`
+    /// (default header names), sent to `path_and_query` (`/` for events):
+    /// `X-Relay-Timestamp` and `X-Relay-Signature-256` added by
+    /// `relay_core::auth::sign_hmac`, the one implementation of the canonical
+    /// request. Each signed copy is accepted once.
+    pub fn hmac_signed(&self, secret: &[u8], path_and_query: &str) -> RequestFile {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in self.send_headers() {
+            headers.append(
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                reqwest::header::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+            );
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        relay_core::auth::sign_hmac(
+            secret,
+            now,
+            &self.method,
+            path_and_query,
+            &mut headers,
+            &self.body_bytes(),
+        );
+        let mut signed = self.clone();
+        for name in ["X-Relay-Timestamp", "X-Relay-Signature-256"] {
+            let v = headers[name].to_str().unwrap().to_string();
+            signed.headers.insert(name.to_string(), v);
+        }
+        signed
+    }
+
     /// The headers with the ones a sender computes itself left out.
     pub fn send_headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers

@@ -285,6 +285,8 @@ fn reject(dl: &DeadLetters, e: &IngressError) -> Response {
 /// API is not there.
 async fn api_authorized(
     dl: &DeadLetters,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), Response> {
@@ -298,7 +300,8 @@ async fn api_authorized(
             ),
         ));
     };
-    auth_check(a, relay_core::auth::Entry::Api, headers, body, &dl.metrics).await
+    let entry = relay_core::auth::Entry::Api;
+    auth_check(a, entry, method, uri, headers, body, &dl.metrics).await
 }
 
 async fn receive(State(dl): State<Arc<DeadLetters>>, req: Request) -> Response {
@@ -321,6 +324,8 @@ async fn receive(State(dl): State<Arc<DeadLetters>>, req: Request) -> Response {
         && let Err(r) = auth_check(
             a,
             relay_core::auth::Entry::Events,
+            &parts.method,
+            &parts.uri,
             &parts.headers,
             &bytes,
             &dl.metrics,
@@ -405,10 +410,12 @@ struct ListQuery {
 
 async fn list(
     State(dl): State<Arc<DeadLetters>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Err(r) = api_authorized(&dl, &headers, b"").await {
+    if let Err(r) = api_authorized(&dl, &method, &uri, &headers, b"").await {
         return r;
     }
     match dl.sink.list(q.limit, q.notification.as_deref()).await {
@@ -495,10 +502,12 @@ async fn resend(dl: &DeadLetters, e: &DeadLetterEntry, to: &Subscriber) -> bool 
 
 async fn replay(
     State(dl): State<Arc<DeadLetters>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    if let Err(r) = api_authorized(&dl, &headers, &body).await {
+    if let Err(r) = api_authorized(&dl, &method, &uri, &headers, &body).await {
         return r;
     }
     let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -572,10 +581,12 @@ async fn replay(
 
 async fn remove(
     State(dl): State<Arc<DeadLetters>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = api_authorized(&dl, &headers, b"").await {
+    if let Err(r) = api_authorized(&dl, &method, &uri, &headers, b"").await {
         return r;
     }
     match dl.sink.remove(&id).await {

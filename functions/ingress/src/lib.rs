@@ -141,6 +141,8 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
         && let Err(r) = auth_check(
             auth,
             relay_core::auth::Entry::Events,
+            &parts.method,
+            &parts.uri,
             &parts.headers,
             &bytes,
             &ing.metrics,

@@ -12,6 +12,8 @@ use relay_tests::servers::MotoServer;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_relay-ingress");
+const HMAC_SECRET: &str = "ingress-hmac-secret-0123456789abcdef";
+const FLUX_TOKEN: &str = "flux-token-0123456789abcdefghijklmn";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn config(auth: &str) -> String {
@@ -87,7 +89,11 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
     let moto = MotoServer::start();
     let (sqs, queue) = eventbridge_to_queue(&moto).await;
     let secrets = tempfile::tempdir().unwrap();
-    std::fs::write(secrets.path().join("token"), "ingress-token").unwrap();
+    std::fs::write(
+        secrets.path().join("token"),
+        "ingress-token-0123456789abcdefghijk",
+    )
+    .unwrap();
     let api = RuntimeApi::start().await;
     let mut env = api.env("relay-ingress");
     env.extend(moto.process_env());
@@ -109,7 +115,10 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
     let r = api
         .invoke(function_url_event(
             &ev,
-            &[("authorization", "Bearer ingress-token")],
+            &[(
+                "authorization",
+                "Bearer ingress-token-0123456789abcdefghijk",
+            )],
         ))
         .await
         .unwrap();
@@ -123,7 +132,10 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
     let r = api
         .invoke(function_url_event(
             &big,
-            &[("authorization", "Bearer ingress-token")],
+            &[(
+                "authorization",
+                "Bearer ingress-token-0123456789abcdefghijk",
+            )],
         ))
         .await
         .unwrap();
@@ -136,7 +148,10 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
         .invoke(function_url_event(
             &flux,
             &[
-                ("authorization", "Bearer ingress-token"),
+                (
+                    "authorization",
+                    "Bearer ingress-token-0123456789abcdefghijk",
+                ),
                 ("traceparent", TRACEPARENT),
             ],
         ))
@@ -227,7 +242,7 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
 async fn on_knative_events_go_to_k_sink_unchanged() {
     let rx = Receiver::start().await;
     let secrets = tempfile::tempdir().unwrap();
-    std::fs::write(secrets.path().join("hmac"), "shh").unwrap();
+    std::fs::write(secrets.path().join("hmac"), HMAC_SECRET).unwrap();
     let port = free_port();
     let env = vec![
         ("K_SINK".to_string(), rx.url("/broker")),
@@ -263,8 +278,12 @@ async fn on_knative_events_go_to_k_sink_unchanged() {
     };
     assert_eq!(send("sha256=00".into()).await.unwrap().status(), 401);
     assert!(rx.requests().is_empty());
-    let sig = relay_webhook_signature(b"shh", &body);
-    assert_eq!(send(sig).await.unwrap().status(), 200);
+    let signed = ev.hmac_signed(HMAC_SECRET.as_bytes(), "/");
+    let mut req = client.post(&base).body(body.clone());
+    for (k, v) in signed.send_headers() {
+        req = req.header(k, v);
+    }
+    assert_eq!(req.send().await.unwrap().status(), 200);
     let got = &rx.accepted_on("/broker")[0];
     assert_eq!(got.body.as_ref(), body.as_slice(), "body unchanged");
     assert_eq!(got.headers["ce-id"], ev.headers["Ce-Id"].as_str());
@@ -337,8 +356,8 @@ async fn on_knative_the_trace_context_travels_with_the_event() {
 async fn flux_events_are_signature_checked_and_forwarded_as_cloudevents() {
     let rx = Receiver::start().await;
     let secrets = tempfile::tempdir().unwrap();
-    std::fs::write(secrets.path().join("hmac"), "shh").unwrap();
-    std::fs::write(secrets.path().join("flux"), "flux-token\n").unwrap();
+    std::fs::write(secrets.path().join("hmac"), HMAC_SECRET).unwrap();
+    std::fs::write(secrets.path().join("flux"), format!("{FLUX_TOKEN}\n")).unwrap();
     let port = free_port();
     let env = vec![
         ("K_SINK".to_string(), rx.url("/broker")),
@@ -374,10 +393,10 @@ async fn flux_events_are_signature_checked_and_forwarded_as_cloudevents() {
     };
     assert_eq!(send(None).await.unwrap().status(), 401);
     // Signed with the CloudEvents secret instead of Flux's: refused.
-    let wrong = relay_webhook_signature(b"shh", &body);
+    let wrong = relay_webhook_signature(HMAC_SECRET.as_bytes(), &body);
     assert_eq!(send(Some(wrong)).await.unwrap().status(), 401);
     assert!(rx.requests().is_empty());
-    let sig = relay_webhook_signature(b"flux-token", &body);
+    let sig = relay_webhook_signature(FLUX_TOKEN.as_bytes(), &body);
     let r = send(Some(sig)).await.unwrap();
     assert_eq!(r.status(), 200, "{}", function.stderr());
 

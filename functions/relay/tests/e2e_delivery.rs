@@ -578,7 +578,7 @@ async fn inbound_auth_guards_events_and_the_dead_letter_api() {
     let rx = Receiver::start().await;
     let secrets = tempfile::tempdir().unwrap();
     let token = secrets.path().join("token");
-    std::fs::write(&token, "relay-inbound-token\n").unwrap();
+    std::fs::write(&token, "relay-inbound-token-0123456789abcdef\n").unwrap();
     // The dead-letter API has its own credential (spec.apiAuth).
     let admin = Admin::new(secrets.path());
     let cfg = head(&format!(
@@ -596,9 +596,10 @@ async fn inbound_auth_guards_events_and_the_dead_letter_api() {
     );
     assert!(rx.requests().is_empty());
     let mut signed = ev.clone();
-    signed
-        .headers
-        .insert("Authorization".into(), "Bearer relay-inbound-token".into());
+    signed.headers.insert(
+        "Authorization".into(),
+        "Bearer relay-inbound-token-0123456789abcdef".into(),
+    );
     assert_eq!(send(&client, &relay.base, &signed).await.0, 200);
     let r = client
         .get(format!("{}/api/v1/dlq", relay.base))
@@ -634,6 +635,99 @@ async fn inbound_auth_guards_events_and_the_dead_letter_api() {
     );
 }
 
+/// Issue #13 item 4 against the real binary. An HMAC signature covers the
+/// CloudEvent attributes (binary-mode `ce-*` headers), the method, the path
+/// and a timestamp, and is accepted once: a signed "failed" event re-sent
+/// with its signature as a "successful" one with a new id is refused, so is
+/// the same request sent again, and a dead-letter API signature opens
+/// nothing but the one call it was made for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hmac_signatures_bind_event_attributes_route_and_moment() {
+    const SECRET: &[u8] = b"relay-hmac-secret-0123456789abcdef";
+    // The dead-letter API's own secret (spec.apiAuth).
+    const API_SECRET: &[u8] = b"relay-api-hmac-secret-0123456789ab";
+    let rx = Receiver::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let key = secrets.path().join("hmac");
+    std::fs::write(&key, SECRET).unwrap();
+    let api_key = secrets.path().join("api-hmac");
+    std::fs::write(&api_key, API_SECRET).unwrap();
+    let cfg = head(&format!(
+        "{FAST}\n  inboundAuth: {{hmacSecretFile: {}}}\n  apiAuth: {{hmacSecretFile: {}}}",
+        key.display(),
+        api_key.display()
+    )) + &webhook("hook", &format!("{{url: \"{}\"}}", rx.url("/hook")));
+    let relay = RelayProcess::start(Path::new(BIN), &cfg).await;
+    let client = reqwest::Client::new();
+
+    let mut failed =
+        RequestFile::load(&dir().join("tekton-pipelinerun-failure/012-pipelinerun-failed.json"));
+    failed.headers.insert("Ce-Id".into(), uuid());
+    failed.body["pipelineRun"]["metadata"]["uid"] = Value::String(uuid());
+    let (status, body) = send(&client, &relay.base, &failed).await;
+    assert_eq!(status, 401, "unsigned: {body}");
+    let signed = failed.hmac_signed(SECRET, "/");
+    let (status, body) = send(&client, &relay.base, &signed).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("delivered")),
+        "{body}"
+    );
+    assert_eq!(rx.accepted_on("/hook")[0].json()["state"], "failed");
+
+    // The attack: same body and signature, re-typed, with a new id.
+    let mut retyped = signed.clone();
+    retyped.headers.insert(
+        "Ce-Type".into(),
+        "dev.tekton.event.pipelinerun.successful.v1".into(),
+    );
+    retyped.headers.insert("Ce-Id".into(), uuid());
+    let (status, body) = send(&client, &relay.base, &retyped).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+    // The request exactly as signed, again: a replay.
+    let (status, body) = send(&client, &relay.base, &signed).await;
+    assert_eq!(status, 401, "replayed: {body}");
+    assert_eq!(rx.accepted_on("/hook").len(), 1, "only the signed event");
+
+    // The dead-letter API: a signature made for one call opens no other.
+    let api = |method: reqwest::Method, path: &str, signed_for: (&str, &str)| {
+        let mut h = reqwest::header::HeaderMap::new();
+        let now = chrono::Utc::now().timestamp();
+        relay_core::auth::sign_hmac(API_SECRET, now, signed_for.0, signed_for.1, &mut h, b"");
+        client
+            .request(method, format!("{}{path}", relay.base))
+            .headers(h)
+            .send()
+    };
+    let list = ("GET", "/api/v1/dlq?limit=5");
+    for (method, path) in [
+        (reqwest::Method::DELETE, "/api/v1/dlq/some-id"),
+        (reqwest::Method::POST, "/api/v1/dlq/replay"),
+        (reqwest::Method::GET, "/api/v1/dlq?limit=500"),
+    ] {
+        let r = api(method.clone(), path, list).await.unwrap();
+        assert_eq!(r.status(), 401, "{method} {path} with a list signature");
+    }
+    let r = api(reqwest::Method::GET, "/api/v1/dlq?limit=5", list)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the call it was signed for");
+    let metrics = api(reqwest::Method::GET, "/metrics", ("GET", "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"relay_requests_rejected_total{code="unauthorized"} 6"#),
+        "{metrics}"
+    );
+}
+
 /// A JWT guards events and the dead-letter API alike: a token with the
 /// configured audience and a future expiry passes; an expired one, or one
 /// for another audience, is a 401; a rotated signing secret applies to the
@@ -644,7 +738,7 @@ async fn inbound_jwt_guards_events_and_the_dead_letter_api() {
     let rx = Receiver::start().await;
     let secrets = tempfile::tempdir().unwrap();
     let key = secrets.path().join("jwt");
-    std::fs::write(&key, "first-jwt-secret").unwrap();
+    std::fs::write(&key, "first-jwt-secret-0123456789abcdefgh").unwrap();
     // The dead-letter API takes tokens of the same issuer for its own
     // audience (spec.apiAuth): an event sender's token does not open it.
     let cfg = head(&format!(
@@ -657,7 +751,7 @@ async fn inbound_jwt_guards_events_and_the_dead_letter_api() {
     let token = |aud: &str, exp: i64, secret: &[u8]| {
         encode(
             &Header::new(Algorithm::HS256),
-            &json!({"aud": aud, "exp": exp, "sub": "tekton"}),
+            &json!({"aud": aud, "iat": now, "exp": exp, "sub": "tekton"}),
             &EncodingKey::from_secret(secret),
         )
         .unwrap()
@@ -669,15 +763,27 @@ async fn inbound_jwt_guards_events_and_the_dead_letter_api() {
         ev
     };
     for bad in [
-        token("tekton-relay", now - 120, b"first-jwt-secret"),
-        token("another-service", now + 60, b"first-jwt-secret"),
+        token(
+            "tekton-relay",
+            now - 120,
+            b"first-jwt-secret-0123456789abcdefgh",
+        ),
+        token(
+            "another-service",
+            now + 60,
+            b"first-jwt-secret-0123456789abcdefgh",
+        ),
         token("tekton-relay", now + 60, b"guessed"),
     ] {
         let (status, body) = send(&client, &relay.base, &with(bad)).await;
         assert_eq!(status, 401, "{body}");
     }
     assert!(rx.requests().is_empty());
-    let good = token("tekton-relay", now + 60, b"first-jwt-secret");
+    let good = token(
+        "tekton-relay",
+        now + 60,
+        b"first-jwt-secret-0123456789abcdefgh",
+    );
     assert_eq!(send(&client, &relay.base, &with(good.clone())).await.0, 200);
     let dlq = |t: Option<&str>| {
         let mut r = client.get(format!("{}/api/v1/dlq", relay.base));
@@ -686,7 +792,11 @@ async fn inbound_jwt_guards_events_and_the_dead_letter_api() {
         }
         r.send()
     };
-    let admin = token("tekton-relay-admin", now + 60, b"first-jwt-secret");
+    let admin = token(
+        "tekton-relay-admin",
+        now + 60,
+        b"first-jwt-secret-0123456789abcdefgh",
+    );
     assert_eq!(dlq(None).await.unwrap().status(), 401);
     assert_eq!(dlq(Some(&admin)).await.unwrap().status(), 200);
     assert_eq!(
@@ -695,9 +805,13 @@ async fn inbound_jwt_guards_events_and_the_dead_letter_api() {
         "an event sender's token is not the API's"
     );
     // Rotation: the old secret's tokens stop working on the next request.
-    std::fs::write(&key, "second-jwt-secret").unwrap();
+    std::fs::write(&key, "second-jwt-secret-0123456789abcdefgh").unwrap();
     assert_eq!(dlq(Some(&admin)).await.unwrap().status(), 401);
-    let rotated = token("tekton-relay", now + 60, b"second-jwt-secret");
+    let rotated = token(
+        "tekton-relay",
+        now + 60,
+        b"second-jwt-secret-0123456789abcdefgh",
+    );
     assert_eq!(send(&client, &relay.base, &with(rotated)).await.0, 200);
     assert_eq!(rx.accepted_on("/hook").len(), 2);
 }
