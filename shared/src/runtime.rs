@@ -351,9 +351,14 @@ pub const INSECURE_NO_AUTH_ENV: &str = "RELAY_INSECURE_NO_AUTH";
 /// `RELAY_INSECURE_NO_AUTH`: `true` or `false` (unset: false); anything
 /// else is refused rather than guessed.
 pub fn insecure_no_auth_env() -> Result<bool, String> {
-    match std::env::var(INSECURE_NO_AUTH_ENV) {
-        Err(_) => Ok(false),
-        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+    insecure_no_auth_from(|k| std::env::var(k).ok())
+}
+
+/// [`insecure_no_auth_env`] over any environment.
+pub fn insecure_no_auth_from(env: impl Fn(&str) -> Option<String>) -> Result<bool, String> {
+    match env(INSECURE_NO_AUTH_ENV) {
+        None => Ok(false),
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
             "" | "false" => Ok(false),
             "true" => Ok(true),
             _ => Err(format!(

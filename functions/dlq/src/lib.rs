@@ -32,9 +32,9 @@ use relay_core::server::{auth_check, error};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// The explicit switch that lets `POST /` run without `spec.inboundAuth`
-/// (only the value `true` turns it on), as for the other binaries.
-pub const INSECURE_NO_AUTH_ENV: &str = "RELAY_INSECURE_NO_AUTH";
+/// The explicit switch that lets `POST /` run without `spec.inboundAuth`,
+/// read as for the other binaries.
+pub use relay_core::runtime::INSECURE_NO_AUTH_ENV;
 
 /// The subscribers replay may send to: comma-separated `name=url`, or a
 /// bare `name` for `http://relay-<name>.<RELAY_DLQ_NAMESPACE>.svc.cluster.local`.
@@ -78,15 +78,17 @@ pub fn router(dl: Arc<DeadLetters>) -> Router {
         .with_state(dl)
 }
 
-/// Whether [`INSECURE_NO_AUTH_ENV`] is on in `env`: exactly `true`.
-pub fn insecure_no_auth(env: impl Fn(&str) -> Option<String>) -> bool {
-    env(INSECURE_NO_AUTH_ENV).as_deref() == Some("true")
+/// Whether [`INSECURE_NO_AUTH_ENV`] is on in `env` (`true`/`false`;
+/// anything else is an error, as for every binary).
+pub fn insecure_no_auth(env: impl Fn(&str) -> Option<String>) -> Result<bool, String> {
+    relay_core::runtime::insecure_no_auth_from(env)
 }
 
 /// `POST /` stores whatever it is sent and replay acts on it: without
 /// inbound auth the function does not start, unless told so explicitly.
 pub fn check_auth(auth: Option<&InboundAuth>, insecure: bool) -> Result<(), String> {
-    if auth.is_some() {
+    // Flux's secret alone leaves CloudEvents (all the Broker sends) open.
+    if relay_core::runtime::guards_events(auth) {
         if insecure {
             tracing::info!(
                 "{INSECURE_NO_AUTH_ENV}=true has no effect: spec.inboundAuth is set and checked"
@@ -627,16 +629,31 @@ mod tests {
 
     #[test]
     fn only_true_turns_the_insecure_switch_on() {
-        assert!(insecure_no_auth(env(&[(INSECURE_NO_AUTH_ENV, "true")])));
-        for v in ["1", "TRUE", "yes", "", " true"] {
+        assert_eq!(
+            insecure_no_auth(env(&[(INSECURE_NO_AUTH_ENV, "true")])),
+            Ok(true)
+        );
+        for v in ["1", "yes", "on"] {
             assert!(
-                !insecure_no_auth(env(&[(INSECURE_NO_AUTH_ENV, v)])),
-                "{v:?}"
+                insecure_no_auth(env(&[(INSECURE_NO_AUTH_ENV, v)])).is_err(),
+                "{v:?} is refused, not guessed"
             );
         }
-        assert!(!insecure_no_auth(env(&[])));
+        for v in ["", "false"] {
+            assert_eq!(
+                insecure_no_auth(env(&[(INSECURE_NO_AUTH_ENV, v)])),
+                Ok(false)
+            );
+        }
+        assert_eq!(insecure_no_auth(env(&[])), Ok(false));
         assert!(check_auth(None, false).is_err());
         assert!(check_auth(None, true).is_ok());
+        let flux_only: InboundAuth =
+            serde_json::from_str(r#"{"fluxHmacSecretFile": "/x"}"#).unwrap();
+        assert!(
+            check_auth(Some(&flux_only), false).is_err(),
+            "Flux's secret alone leaves the Broker's CloudEvents open"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ async fn run() -> Result<(), String> {
         relay_core::runtime::load_config(None).map_err(|e| format!("invalid config:\n{e}"))?;
     relay_dlq::check_auth(
         cfg.settings.inbound_auth.as_ref(),
-        relay_dlq::insecure_no_auth(env),
+        relay_dlq::insecure_no_auth(env)?,
     )?;
     let subscribers = relay_dlq::Subscribers::from_env(env)?;
     if subscribers.is_empty() {
@@ -69,10 +69,11 @@ async fn run() -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    relay_core::runtime::serve_router(
+    relay_core::runtime::serve_router_with(
         relay_dlq::router(Arc::new(dl)),
         listener,
         Duration::from_secs(30),
+        relay_core::runtime::ConnectionLimits::from_settings(&cfg.settings.limits),
     )
     .await
     .map_err(|e| e.to_string())

@@ -155,7 +155,11 @@ fn invocation(f: &RequestFile, source_ip: &str, extra: &[(&str, &str)]) -> Value
 async fn on_lambda_the_limit_keys_on_the_source_ip_aws_saw() {
     let rx = Receiver::start().await;
     let secrets = tempfile::tempdir().unwrap();
-    std::fs::write(secrets.path().join("token"), "ingress-token").unwrap();
+    std::fs::write(
+        secrets.path().join("token"),
+        "ingress-token-0123456789abcdef-0123456789",
+    )
+    .unwrap();
     let api = RuntimeApi::start().await;
     let mut env = api.env("relay-ingress");
     env.push(("K_SINK".into(), rx.url("/broker")));
@@ -165,7 +169,10 @@ async fn on_lambda_the_limit_keys_on_the_source_ip_aws_saw() {
     ));
     let function = FunctionProcess::start(Path::new(BIN), &cfg, &env);
     let ev = event();
-    let auth = ("authorization", "Bearer ingress-token");
+    let auth = (
+        "authorization",
+        "Bearer ingress-token-0123456789abcdef-0123456789",
+    );
     let mut statuses = Vec::new();
     for i in 0..3 {
         let spoof = format!("198.51.100.{i}");

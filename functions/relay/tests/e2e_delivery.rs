@@ -65,7 +65,7 @@ struct Admin {
     token_file: std::path::PathBuf,
 }
 
-const ADMIN_TOKEN: &str = "relay-admin-token-for-the-api";
+const ADMIN_TOKEN: &str = "relay-admin-token-for-the-api-0123456789";
 
 impl Admin {
     fn new(dir: &Path) -> Admin {

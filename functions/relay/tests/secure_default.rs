@@ -47,7 +47,7 @@ struct Tokens {
     dir: tempfile::TempDir,
 }
 
-const SENDER: &str = "event-sender-token-0123456789";
+const SENDER: &str = "event-sender-token-0123456789abcdef";
 const ADMIN: &str = "dead-letter-admin-token-9876543210";
 
 impl Tokens {

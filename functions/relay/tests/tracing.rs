@@ -188,7 +188,7 @@ async fn a_header_borne_context_survives_a_dead_letter_and_its_replay() {
     // The dead-letter API is on with its own credential (spec.apiAuth).
     let secrets = tempfile::tempdir().unwrap();
     let api_token = secrets.path().join("api-token");
-    std::fs::write(&api_token, "tracing-admin-token").unwrap();
+    std::fs::write(&api_token, "tracing-admin-token-0123456789abcdef").unwrap();
     let cfg = config(&format!("url: \"{}\"", rx.url("/hook")), "").replacen(
         "spec:\n",
         &format!(
@@ -234,7 +234,7 @@ async fn a_header_borne_context_survives_a_dead_letter_and_its_replay() {
     rx.clear();
     let r: Value = client
         .post(format!("{}/api/v1/dlq/replay", relay.base))
-        .bearer_auth("tracing-admin-token")
+        .bearer_auth("tracing-admin-token-0123456789abcdef")
         .send()
         .await
         .unwrap()
