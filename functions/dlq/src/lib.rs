@@ -470,20 +470,23 @@ fn target<'a>(dl: &'a DeadLetters, e: &DeadLetterEntry) -> Result<&'a Subscriber
 /// with `spec.inboundAuth`'s bearer token when that is its scheme (the
 /// subscriber checks the same credential).
 async fn resend(dl: &DeadLetters, e: &DeadLetterEntry, to: &Subscriber) -> bool {
+    let body = e.event.to_string();
     let mut req = dl
         .client
         .post(to.url.clone())
-        .header("content-type", "application/cloudevents+json")
-        .body(e.event.to_string());
-    if let Some(f) = dl.auth.as_ref().and_then(|a| a.bearer_token_file.as_ref()) {
-        match f.read().await {
-            Ok(token) => req = req.bearer_auth(token.expose()),
+        .header("content-type", "application/cloudevents+json");
+    // The subscriber checks the same spec.inboundAuth as this function:
+    // present its bearer token, or sign the replay as a sender would.
+    if let Some(auth) = dl.auth.as_ref() {
+        match replay_credentials(auth, to, body.as_bytes()).await {
+            Ok(headers) => req = req.headers(headers),
             Err(err) => {
                 tracing::warn!(id = %e.id, error = %err, "replay credential unreadable");
                 return false;
             }
         }
     }
+    let req = req.body(body);
     match req.send().await {
         Ok(r) if r.status().is_success() => true,
         Ok(r) if r.status().is_redirection() => {
@@ -500,6 +503,55 @@ async fn resend(dl: &DeadLetters, e: &DeadLetterEntry, to: &Subscriber) -> bool 
             false
         }
     }
+}
+
+/// The headers that authenticate a replay to `to` under `auth`: the bearer
+/// token, or an HMAC signature of the request (a JWT cannot be minted here:
+/// such a subscriber refuses the replay and the entry stays).
+async fn replay_credentials(
+    auth: &InboundAuth,
+    to: &Subscriber,
+    body: &[u8],
+) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    if let Some(f) = &auth.bearer_token_file {
+        let token = f.read().await.map_err(|e| e.to_string())?;
+        let value = format!("Bearer {}", token.expose());
+        let mut value = axum::http::HeaderValue::from_str(&value)
+            .map_err(|_| "the bearer token is not a valid header value".to_string())?;
+        value.set_sensitive(true);
+        headers.insert(axum::http::header::AUTHORIZATION, value);
+    } else if let Some(f) = &auth.hmac_secret_file {
+        let secret = f.read().await.map_err(|e| e.to_string())?;
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/cloudevents+json"),
+        );
+        let path = match to.url.query() {
+            Some(q) => format!("{}?{q}", to.url.path()),
+            None => to.url.path().to_string(),
+        };
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let sig = relay_core::auth::hmac_signature(
+            secret.expose().as_bytes(),
+            &ts,
+            "POST",
+            &path,
+            &headers,
+            body,
+        );
+        for (name, value) in [
+            (auth.hmac_timestamp_header.as_str(), ts),
+            (auth.hmac_header.as_str(), sig),
+        ] {
+            let name = axum::http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("{name:?} is not a header name"))?;
+            let value = axum::http::HeaderValue::from_str(&value)
+                .map_err(|_| "not a header value".to_string())?;
+            headers.insert(name, value);
+        }
+    }
+    Ok(headers)
 }
 
 async fn replay(

@@ -752,3 +752,77 @@ async fn a_store_failure_is_retryable_and_does_not_echo_the_store_error() {
         1
     );
 }
+
+/// With HMAC inbound auth the subscribers check signatures, so a replay
+/// must be signed as a sender would sign it: a subscriber that verifies
+/// with the relay's own check (`relay_core::auth::verify`) accepts it, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_is_signed_when_inbound_auth_is_hmac() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const HMAC_SECRET: &str = "broker-hmac-secret-0123456789abcdef0123";
+    let secrets = Secrets::new();
+    std::fs::write(secrets.path("hmac"), HMAC_SECRET).unwrap();
+    let config = format!(
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  inboundAuth: {{hmacSecretFile: {}}}\n  apiAuth: {{bearerTokenFile: {}}}\n",
+        secrets.path("hmac").display(),
+        secrets.path("api").display()
+    );
+    let auth: relay_core::auth::InboundAuth = serde_json::from_value(json!({
+        "hmacSecretFile": secrets.path("hmac"),
+    }))
+    .unwrap();
+    // The subscriber: 200 for a request that passes the relay's own check.
+    let (accepted, refused) = (
+        std::sync::Arc::new(AtomicUsize::new(0)),
+        std::sync::Arc::new(AtomicUsize::new(0)),
+    );
+    let (ok, bad) = (accepted.clone(), refused.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let (auth, ok, bad) = (auth.clone(), ok.clone(), bad.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let entry = relay_core::auth::Entry::Events;
+            match relay_core::auth::verify(
+                &auth,
+                entry,
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+                &body,
+            )
+            .await
+            {
+                Ok(()) => {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                    axum::http::StatusCode::OK
+                }
+                Err(_) => {
+                    bad.fetch_add(1, Ordering::SeqCst);
+                    axum::http::StatusCode::UNAUTHORIZED
+                }
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let subscriber = format!("http://{addr}/relay-github?from=dlq");
+    let subscribers = format!("github={subscriber}");
+    let (function, base) = start(&config, &[("RELAY_DLQ_SUBSCRIBERS", &subscribers)]).await;
+    // The Broker's delivery, signed for this function.
+    let mut f = dead_letter(&subscriber);
+    f.headers.remove("authorization");
+    let f = f.hmac_signed(HMAC_SECRET.as_bytes(), "/");
+    assert_eq!(post(&base, &f).await.status(), 202, "{}", function.stderr());
+    let r = replay(&base).await;
+    assert_eq!(
+        r,
+        json!({"replayed": 1, "succeeded": 1, "failed": 0}),
+        "{}",
+        function.stderr()
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(refused.load(Ordering::SeqCst), 0);
+    assert_eq!(list(&base).await["total"], 0);
+}
