@@ -172,6 +172,7 @@ const IDENTITY_MEMORY: Duration = Duration::from_secs(3600);
 
 impl Identity {
     /// The remembered identity, or what `ask` answers (then remembered).
+    /// `ask` must not use this `Identity`: it runs under its lock.
     pub async fn get<F, Fut>(&self, ask: F) -> Result<String, crate::provider::Verdict>
     where
         F: FnOnce() -> Fut,

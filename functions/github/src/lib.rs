@@ -206,29 +206,26 @@ impl Github {
             .await
     }
 
-    /// The login of this Provider's credential: the token's user
-    /// (`GET /user`), or an App's bot (`<slug>[bot]`, from `GET /app`).
+    /// The login of this Provider's credential, asked of GitHub: the
+    /// token's user (`GET /user`), or an App's bot (`<slug>[bot]`, from
+    /// `GET /app`), which `identity` remembers.
     async fn login(&self, repo: &RepoPath, http: &Http<'_>) -> Result<String, Verdict> {
-        self.identity
-            .get(|| async {
-                let (path, bearer) = match &self.credentials {
-                    auth::Credentials::Token(_) => {
-                        ("user", self.credentials.token(&self.api, repo, http).await?)
-                    }
-                    auth::Credentials::App(app) => ("app", app.jwt().await?),
-                };
-                let url = self.api.url(&[path], None)?;
-                let me: Value = http
-                    .send(&self.api.request(Method::GET, url, None, &bearer)?)
-                    .await?
-                    .json()?;
-                let login = match path {
-                    "user" => json_text(&me["login"]),
-                    _ => json_text(&me["slug"]).map(|slug| format!("{slug}[bot]")),
-                };
-                login.ok_or_else(|| Verdict::permanent(format!("GET /{path} answered no login")))
-            })
-            .await
+        let (path, bearer) = match &self.credentials {
+            auth::Credentials::Token(_) => {
+                ("user", self.credentials.token(&self.api, repo, http).await?)
+            }
+            auth::Credentials::App(app) => ("app", app.jwt().await?),
+        };
+        let url = self.api.url(&[path], None)?;
+        let me: Value = http
+            .send(&self.api.request(Method::GET, url, None, &bearer)?)
+            .await?
+            .json()?;
+        let login = match path {
+            "user" => json_text(&me["login"]),
+            _ => json_text(&me["slug"]).map(|slug| format!("{slug}[bot]")),
+        };
+        login.ok_or_else(|| Verdict::permanent(format!("GET /{path} answered no login")))
     }
 
     fn context(&self, params: &Params, ev: &RunEvent) -> String {

@@ -1,0 +1,90 @@
+//! Hostile events for the provider tests: the successful PipelineRun of the
+//! fixtures with what its author (or any sender) controls changed —
+//! annotations, params, the run's name — and the attacks of issue 13 on
+//! git-host API paths.
+
+use serde_json::Value;
+
+use crate::fixtures::RequestFile;
+use crate::function::{Function, fixture};
+
+/// The PipelineRun event every hostile variant starts from.
+pub const BASE: &str = "tekton-pipelinerun-success/017-pipelinerun-successful.json";
+
+/// Event fields that were put into git-host API paths as they were:
+/// `(annotation, value)`. The first two made the relay `POST
+/// /admin/hooks?/…` and `POST /user/repos` with its token.
+pub const PATH_ATTACKS: &[(&str, &str)] = &[
+    ("relay.tekton.dev/url-org", "../../../../admin/hooks?"),
+    ("relay.tekton.dev/sha", "../../../../../user/repos#"),
+    ("relay.tekton.dev/url-repository", ".."),
+    (
+        "relay.tekton.dev/url-repository",
+        "widgets/../../../../user/repos?",
+    ),
+    ("relay.tekton.dev/url-org", "acme\u{1b}[31m"),
+    ("relay.tekton.dev/url-org", "ac\u{202e}me"),
+];
+
+/// [`BASE`] with a fresh id and uid (`tag`), so no two are duplicates.
+pub fn pipelinerun(tag: &str) -> RequestFile {
+    let mut f = fixture(BASE);
+    f.headers.insert("Ce-Id".into(), format!("attack-{tag}"));
+    f.body["pipelineRun"]["metadata"]["uid"] = Value::String(format!("uid-attack-{tag}"));
+    f
+}
+
+/// [`pipelinerun`] with `annotations` set on the PipelineRun.
+pub fn pipelinerun_with(tag: &str, annotations: &[(&str, &str)]) -> RequestFile {
+    let mut f = pipelinerun(tag);
+    let a = f.body["pipelineRun"]["metadata"]["annotations"]
+        .as_object_mut()
+        .expect("the fixture's PipelineRun has annotations");
+    for (k, v) in annotations {
+        a.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    f
+}
+
+/// Sends one event per `(annotation, value)` of `attacks` (such as
+/// [`PATH_ATTACKS`]) to `f`, each of which must be refused, permanently:
+/// dead-lettered, naming what was refused, counted in
+/// `relay_dead_letters_total` of `notification`. The caller checks that
+/// its mock received no request.
+pub async fn assert_path_attacks_refused(
+    f: &Function,
+    notification: &str,
+    attacks: &[(&str, &str)],
+) {
+    for (i, (key, value)) in attacks.iter().enumerate() {
+        let answer = f
+            .delivery(&pipelinerun_with(&format!("path-{i}"), &[(key, value)]))
+            .await;
+        assert_eq!(
+            answer["outcome"], "dead_lettered",
+            "{key}: {value:?}: {answer}"
+        );
+    }
+    let dead = f.dead_letters();
+    assert_eq!(dead.len(), attacks.len(), "{dead:?}");
+    for d in &dead {
+        assert_eq!(d["cause"]["kind"], "permanent", "{d}");
+        assert!(
+            d["cause"]["status"].is_null(),
+            "refused before any request: {d}"
+        );
+        let message = d["cause"]["message"].as_str().unwrap();
+        assert!(message.contains("refused"), "{message}");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", f.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = format!(
+        "relay_dead_letters_total{{notification=\"{notification}\"}} {}",
+        attacks.len()
+    );
+    assert!(metrics.contains(&counted), "{counted} in {metrics}");
+}
