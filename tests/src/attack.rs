@@ -47,18 +47,23 @@ pub fn pipelinerun_with(tag: &str, annotations: &[(&str, &str)]) -> RequestFile 
 }
 
 /// Sends one event per `(annotation, value)` of `attacks` (such as
-/// [`PATH_ATTACKS`]) to `f`, each of which must be refused, permanently:
-/// dead-lettered, naming what was refused, counted in
+/// [`PATH_ATTACKS`]), on top of the annotations `base` (an Azure Repos
+/// `repo-url`, say), to `f`, each of which must be refused, permanently:
+/// dead-lettered before any request, naming what was refused, counted in
 /// `relay_dead_letters_total` of `notification`. The caller checks that
 /// its mock received no request.
 pub async fn assert_path_attacks_refused(
     f: &Function,
     notification: &str,
+    base: &[(&str, &str)],
     attacks: &[(&str, &str)],
 ) {
-    for (i, (key, value)) in attacks.iter().enumerate() {
+    for (i, attack) in attacks.iter().enumerate() {
+        let (key, value) = attack;
+        let mut annotations = base.to_vec();
+        annotations.push(*attack);
         let answer = f
-            .delivery(&pipelinerun_with(&format!("path-{i}"), &[(key, value)]))
+            .delivery(&pipelinerun_with(&format!("path-{i}"), &annotations))
             .await;
         assert_eq!(
             answer["outcome"], "dead_lettered",
@@ -73,8 +78,13 @@ pub async fn assert_path_attacks_refused(
             d["cause"]["status"].is_null(),
             "refused before any request: {d}"
         );
+        // Says what was refused (or, for a URL the parser itself takes
+        // apart, that it is no repository URL).
         let message = d["cause"]["message"].as_str().unwrap();
-        assert!(message.contains("refused"), "{message}");
+        assert!(
+            message.contains("refused") || message.contains("is not an"),
+            "{message}"
+        );
     }
     let metrics = reqwest::get(format!("{}/metrics", f.base))
         .await
