@@ -705,3 +705,68 @@ async fn the_repositories_allowlist_refuses_other_repositories() {
         "{stderr}"
     );
 }
+
+/// A clone URL's token in the git URL param and in the run's link reaches
+/// no request GitHub gets (a status's `target_url`, a check run's
+/// `details_url`, a comment), nor a log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_url_credentials_reach_no_request() {
+    const CLONE_TOKEN: &str = "ghs_cl0neT0kenS3cret";
+    let gh = Receiver::start().await;
+    let repo = "/api/v3/repos/acme/widgets";
+    user_is_relay_bot(&gh);
+    gh.reply("GET", &format!("{repo}/issues/47/comments"), 200, json!([]));
+    gh.reply(
+        "POST",
+        &format!("{repo}/issues/47/comments"),
+        201,
+        json!({"id": 9001}),
+    );
+    gh.reply(
+        "POST",
+        &format!("{repo}/check-runs"),
+        201,
+        json!({"id": 55}),
+    );
+    let f = start(
+        &gh,
+        "memory",
+        &[
+            ("status", "  action: status"),
+            ("checks", "  action: checkRun"),
+            ("summary", "  action: comment"),
+        ],
+    )
+    .await;
+    let with_token = |host_path: &str| format!("https://x-access-token:{CLONE_TOKEN}@{host_path}");
+    let mut ev = pipelinerun_with(
+        "credentials",
+        &[(
+            "pipelinesascode.tekton.dev/log-url",
+            &with_token("tekton.acme.dev/#/x"),
+        )],
+    );
+    let run = &mut ev.body["pipelineRun"];
+    let annotations = run["metadata"]["annotations"].as_object_mut().unwrap();
+    annotations.remove("pipelinesascode.tekton.dev/repo-url");
+    run["spec"]["params"][0] =
+        json!({"name": "repo-url", "value": with_token("github.com/acme/widgets")});
+    let answer = f.send(&ev).await;
+    for d in answer["deliveries"].as_array().unwrap() {
+        assert_eq!(d["outcome"], "delivered", "{answer}");
+    }
+    let sent = gh.requests();
+    assert!(sent.len() >= 3, "{sent:?}");
+    for r in &sent {
+        let seen = format!(
+            "{} {}?{} {:?} {}",
+            r.method,
+            r.path,
+            r.query,
+            r.headers,
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(!seen.contains(CLONE_TOKEN), "{seen}");
+    }
+    f.assert_secrets_absent(&[CLONE_TOKEN], &answer);
+}

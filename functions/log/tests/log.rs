@@ -90,3 +90,63 @@ async fn a_sha_or_flux_revision_with_a_multibyte_character_is_printed() {
         assert_inert(line);
     }
 }
+
+const CLONE_TOKEN: &str = "ghs_cl0neT0kenS3cret";
+
+/// A clone URL's token (`https://x-access-token:…@github.com/…`) in the
+/// git URL param, in the run's link annotation and in a failed clone's
+/// condition message reaches no template, log line, answer or dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_url_credentials_reach_no_template_log_or_dead_letter() {
+    let f = start(&[
+        (
+            "print",
+            "  template: \"{{ event.scm.url }} {{ event.scm.repo }} {{ event.url }} {{ event.annotations | tojson }} {{ event.message }}\"",
+        ),
+        (
+            "fails",
+            "  template: \"{% if event.name == 'with-credentials' %}{{ nosuchfn() }}{% endif %}x\"",
+        ),
+    ])
+    .await;
+    let with_token = |host_path: &str| format!("https://x-access-token:{CLONE_TOKEN}@{host_path}");
+    let mut ev = pipelinerun_with(
+        "credentials",
+        &[("relay.tekton.dev/url", &with_token("tekton.acme.dev/#/x"))],
+    );
+    let run = &mut ev.body["pipelineRun"];
+    run["metadata"]["name"] = "with-credentials".into();
+    let annotations = run["metadata"]["annotations"].as_object_mut().unwrap();
+    // The param is the only repository URL; the link is the relay's own annotation.
+    annotations.remove("pipelinesascode.tekton.dev/repo-url");
+    annotations.remove("pipelinesascode.tekton.dev/log-url");
+    run["spec"]["params"][0] = serde_json::json!({
+        "name": "repo-url", "value": with_token("github.com/acme/widgets"),
+    });
+    run["status"]["conditions"][0]["message"] = format!(
+        "fatal: unable to access '{}/': The requested URL returned error: 403",
+        with_token("github.com/acme/widgets")
+    )
+    .into();
+
+    let answer = f.send(&ev).await;
+    let outcomes: Vec<&str> = answer["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["delivered", "dead_lettered"], "{answer}");
+    let printed = f.f.stdout();
+    assert!(
+        printed.contains("https://github.com/acme/widgets github.com/acme/widgets "),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("unable to access 'https://github.com/acme/widgets/'"),
+        "{printed}"
+    );
+    assert!(!printed.contains(CLONE_TOKEN), "{printed}");
+    assert_eq!(f.dead_letters().len(), 1);
+    f.assert_secrets_absent(&[CLONE_TOKEN], &answer);
+}

@@ -101,7 +101,8 @@ pub fn decode(meta: &EventMeta, ty: CdeventsType, data: &Value) -> Result<RunEve
     let time = str_at(data, &["context", "timestamp"])
         .map(str::to_string)
         .or_else(|| meta.time.clone());
-    let errors = str_at(content, &["errors"]).map(|e| e.trim_end().to_string());
+    let errors =
+        str_at(content, &["errors"]).map(|e| scm::without_userinfo(e.trim_end()).into_owned());
     Ok(RunEvent {
         format: EventFormat::Cdevents,
         event_id: meta.id.clone(),

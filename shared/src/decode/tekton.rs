@@ -104,7 +104,8 @@ pub fn decode(meta: &EventMeta, ty: TektonType, data: &Value) -> Result<RunEvent
         });
     let cond_str = |k: &str| condition.and_then(|c| str_at(c, &[k])).map(str::to_string);
     let reason = cond_str("reason");
-    let message = cond_str("message");
+    // A failed clone quotes its URL, credentials and all.
+    let message = cond_str("message").map(|m| scm::without_userinfo(&m).into_owned());
     let condition_status = cond_str("status").unwrap_or_else(|| match ty.verb {
         "successful" => "True".into(),
         "failed" => "False".into(),
