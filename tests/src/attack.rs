@@ -98,3 +98,34 @@ pub async fn assert_path_attacks_refused(
     );
     assert!(metrics.contains(&counted), "{counted} in {metrics}");
 }
+
+/// Invisible formatting characters: an RLO (`build\u{202E}gpj.exe` shows
+/// as `buildexe.jpg`), zero-width space and mark, bidi isolates, a BOM.
+pub const INVISIBLE: [char; 6] = [
+    '\u{202E}', '\u{200B}', '\u{200F}', '\u{2066}', '\u{2069}', '\u{FEFF}',
+];
+
+/// The host of a run link that reads like the dashboard's.
+pub const PHISH_HOST: &str = "phish.example.net";
+
+/// The markup-injection fixture (`bad-input/008`) with more of what a run's
+/// author controls: an annotation whose *key* is a mention (`<!channel>`,
+/// its value `<!here>`), the [`INVISIBLE`] characters in the run's name,
+/// and (no `dashboardURL` configured) a run link with userinfo that shows
+/// the dashboard's host and goes to [`PHISH_HOST`].
+pub fn markup_injection_plus() -> RequestFile {
+    let mut f = fixture("bad-input/008-markup-injection.json");
+    let md = &mut f.body["pipelineRun"]["metadata"];
+    let name: String = format!(
+        "build{}gpj.exe{}{}x{}{}{}",
+        INVISIBLE[0], INVISIBLE[1], INVISIBLE[2], INVISIBLE[3], INVISIBLE[4], INVISIBLE[5]
+    );
+    md["name"] = Value::String(name);
+    let a = md["annotations"].as_object_mut().unwrap();
+    a.insert("<!channel>".into(), "<!here>".into());
+    a.insert(
+        "pipelinesascode.tekton.dev/log-url".into(),
+        format!("https://tekton.acme.dev@{PHISH_HOST}/#/pipelineruns/x").into(),
+    );
+    f
+}

@@ -137,7 +137,11 @@ pub fn decode(meta: &EventMeta, ty: CdeventsType, data: &Value) -> Result<RunEve
         finally_tasks: Vec::new(),
         skipped_tasks: Vec::new(),
         scm,
-        url: str_at(content, &["url"]).map(str::to_string),
+        // A link with userinfo (credentials, or a host that is not the one
+        // shown) is no link.
+        url: str_at(content, &["url"])
+            .filter(|u| scm::without_userinfo(u) == *u)
+            .map(str::to_string),
     })
 }
 
