@@ -8,7 +8,9 @@
 /// zero-width joiner so no mention (`@channel`, `@team`) fires.
 pub fn markdown(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
+    let mut prev = None;
     for c in s.chars() {
+        let after = std::mem::replace(&mut prev, Some(c));
         match c {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -20,7 +22,7 @@ pub fn markdown(s: &str) -> String {
                 out.push(c);
             }
             '\n' | '\r' | '\u{2028}' | '\u{2029}' => out.push(' '),
-            c if c.is_control() || is_format(c) => {}
+            c if c.is_control() || dropped(after, c) => {}
             c => out.push(c),
         }
     }
@@ -45,11 +47,22 @@ pub fn is_format(c: char) -> bool {
     )
 }
 
-/// `s` without [invisible formatting characters](is_format): for escapers
-/// kept beside a provider's own markup (Slack, Mattermost), which run it
-/// first, so the word joiners they add themselves survive.
+/// Whether `c`, after `prev`, is an invisible formatting character to
+/// drop. A word joiner after `@` or `<` stays: it is what the escapers
+/// here put there to break a mention (`@\u{2060}channel`, `<\u{2060}!here>`),
+/// so text escaped once (`inert`) keeps it when cut to one line after.
+fn dropped(prev: Option<char>, c: char) -> bool {
+    is_format(c) && !(c == '\u{2060}' && matches!(prev, Some('@' | '<')))
+}
+
+/// `s` without [invisible formatting characters](is_format) (but for the
+/// word joiners that break mentions): for escapers kept beside a provider's
+/// own markup (Slack, Mattermost), which run it first.
 pub fn strip_format(s: &str) -> String {
-    s.chars().filter(|c| !is_format(*c)).collect()
+    let mut prev = None;
+    s.chars()
+        .filter(|&c| !dropped(std::mem::replace(&mut prev, Some(c)), c))
+        .collect()
 }
 
 /// Text from the event fit for a log line: every control character (C0,
@@ -156,7 +169,7 @@ pub fn path_segment(s: &str) -> Option<String> {
 /// Plain one-line text (commit status descriptions): no newlines or control
 /// characters, cut to `max` characters on a character boundary with `…`.
 pub fn one_line(s: &str, max: usize) -> String {
-    let clean: String = s
+    let clean: String = strip_format(s)
         .chars()
         .map(|c| {
             if matches!(c, '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}') {
@@ -165,7 +178,7 @@ pub fn one_line(s: &str, max: usize) -> String {
                 c
             }
         })
-        .filter(|c| !c.is_control() && !is_format(*c))
+        .filter(|c| !c.is_control())
         .collect();
     cut(clean.trim(), max)
 }
@@ -287,8 +300,14 @@ mod tests {
             link("https://t.example/a\u{202E}b").unwrap(),
             "https://t.example/a%E2%80%AEb"
         );
-        // The escapers' own word joiners are added after stripping.
+        // The escapers' own word joiners are added after stripping, and
+        // kept when escaped text is cut to one line.
         assert_eq!(markdown("@\u{200B}here"), "@\u{2060}here");
+        assert_eq!(
+            one_line(&inert("@channel <!here>"), 40),
+            inert("@channel <!here>")
+        );
+        assert_eq!(one_line("a\u{2060}b@\u{2060}c", 10), "ab@\u{2060}c");
         assert_eq!(one_line("a\u{2028}b", 10), "a b");
     }
 

@@ -20,7 +20,7 @@ pub fn plain(s: &str) -> String {
 /// HTML can be formed from it, while URLs stay usable as link targets.
 pub fn template_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars().filter(|c| !relay_core::escape::is_format(*c)) {
+    for c in relay_core::escape::strip_format(s).chars() {
         match c {
             '@' => {
                 out.push('@');

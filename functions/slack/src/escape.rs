@@ -64,7 +64,7 @@ fn lookalike(c: char) -> char {
 /// URLs and names stay usable in the template's own `<{{ event.url }}|…>`.
 pub fn template_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars().filter(|c| !relay_core::escape::is_format(*c)) {
+    for c in relay_core::escape::strip_format(s).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
