@@ -80,6 +80,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_field_from_the_event_is_shown_escaped() {
+        let mut ev = relay_core::sample::run_event();
+        let hostile = "x\n{\"level\":\"ERROR\"}\u{1b}[31m\u{9b}\u{7f}\u{202e}\u{200b}\u{2028}";
+        ev.kind = hostile.into();
+        ev.namespace = hostile.into();
+        ev.name = hostile.into();
+        ev.reason = Some(hostile.into());
+        ev.message = Some(hostile.into());
+        ev.event_id = hostile.into();
+        ev.scm.sha = Some(format!("0123456789a{hostile}"));
+        let l = line("n", &ev);
+        assert!(
+            !l.chars()
+                .any(|c| c.is_control() || relay_core::escape::is_format(c) || c == '\u{2028}'),
+            "{l:?}"
+        );
+        assert_eq!(l.matches(r"\u{1b}[31m").count(), 6, "{l}");
+    }
+
+    #[test]
     fn line_is_single_and_informative() {
         let mut ev = relay_core::sample::run_event();
         ev.message = Some("two\nlines".into());
