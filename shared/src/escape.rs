@@ -10,7 +10,7 @@ pub fn markdown(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     let mut prev = None;
     for c in s.chars() {
-        let after = std::mem::replace(&mut prev, Some(c));
+        let after = prev.replace(c);
         match c {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -61,7 +61,7 @@ fn dropped(prev: Option<char>, c: char) -> bool {
 pub fn strip_format(s: &str) -> String {
     let mut prev = None;
     s.chars()
-        .filter(|&c| !dropped(std::mem::replace(&mut prev, Some(c)), c))
+        .filter(|&c| !dropped(prev.replace(c), c))
         .collect()
 }
 
