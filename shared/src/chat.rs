@@ -66,11 +66,14 @@ pub struct ChatView {
 
 impl ChatView {
     pub fn of(ev: &RunEvent) -> ChatView {
+        use crate::escape::strip_format;
         let style = StateStyle::of(ev.state);
-        let subject = format!("{} {}", ev.kind, ev.name);
+        // Invisible formatting characters (an RLO reversing a name) pass
+        // every markup escaper: gone here, for every chat's default text.
+        let subject = strip_format(&format!("{} {}", ev.kind, ev.name));
         let mut facts = Vec::new();
         let mut fact = |label: &'static str, value: Option<String>| {
-            if let Some(value) = value.filter(|v| !v.is_empty()) {
+            if let Some(value) = value.map(|v| strip_format(&v)).filter(|v| !v.is_empty()) {
                 facts.push(Fact { label, value });
             }
         };
@@ -149,10 +152,12 @@ pub fn template_text(input: &DeliveryInput<'_>) -> Result<Option<String>, Verdic
     .map_err(|e| Verdict::permanent(format!("template: {e}")))
 }
 
-/// As [`template_text`], every string of the context passed through
-/// `escape` first: for chats that render the result as markup (Slack,
-/// Mattermost), so no link or mention can come from a run name while the
-/// template's own markup still works.
+/// As [`template_text`], every string of the context — values and object
+/// keys (an annotation named `<!channel>`) — passed through `escape` first,
+/// after its invisible formatting characters are dropped: for chats that
+/// render the result as markup (Slack, Mattermost), so no link, mention or
+/// reordered text can come from a run while the template's own markup
+/// still works.
 pub fn escaped_template_text(
     input: &DeliveryInput<'_>,
     escape: impl Fn(&str) -> String,
@@ -165,20 +170,26 @@ pub fn escaped_template_text(
         input.notification,
     ))
     .map_err(|e| Verdict::permanent(format!("template: {e}")))?;
+    let escape = |s: &str| escape(&crate::escape::strip_format(s));
     t.render(map_strings(ctx, &escape))
         .map(Some)
         .map_err(|e| Verdict::permanent(format!("template: {e}")))
 }
 
-/// `v` with `f` applied to every string in it (not to object keys).
+/// `v` with `f` applied to every string in it, object keys included: a
+/// template can print keys (`{% for k, v in event.annotations|items %}`),
+/// and annotation and label keys are the run author's. A key `f` leaves
+/// alone (every key of the context's own shape) is still found by name.
 fn map_strings(v: serde_json::Value, f: &impl Fn(&str) -> String) -> serde_json::Value {
     use serde_json::Value;
     match v {
         Value::String(s) => Value::String(f(&s)),
         Value::Array(a) => Value::Array(a.into_iter().map(|v| map_strings(v, f)).collect()),
-        Value::Object(m) => {
-            Value::Object(m.into_iter().map(|(k, v)| (k, map_strings(v, f))).collect())
-        }
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (f(&k), map_strings(v, f)))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -196,6 +207,46 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"event": {"url": "a&lt;b", "n": [1, "&lt;"], "ok": true}})
+        );
+    }
+
+    #[test]
+    fn keys_are_mapped_too() {
+        let v = map_strings(
+            serde_json::json!({"annotations": {"<!channel>": "<!here>", "ok": "x"}}),
+            &|s: &str| s.replace('<', "&lt;"),
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({"annotations": {"&lt;!channel>": "&lt;!here>", "ok": "x"}})
+        );
+    }
+
+    #[test]
+    fn an_escaped_template_escapes_keys_and_drops_invisible_characters() {
+        let mut ev = crate::sample::run_event();
+        ev.name = "a\u{202E}b\u{200B}c".into();
+        ev.annotations.insert("<!channel>".into(), "v".into());
+        let store: crate::store::SharedStore =
+            std::sync::Arc::new(crate::store::memory::MemoryStore::default());
+        let t = crate::template::Template::compile(
+            "{{ event.name }} {% for k, v in event.annotations|items %}{% if v == 'v' %}{{ k }}{% endif %}{% endfor %}",
+        )
+        .unwrap();
+        let params = serde_json::Map::new();
+        let input = DeliveryInput {
+            event: &ev,
+            original: None,
+            notification: "n",
+            template: Some(&t),
+            summary: None,
+            action: None,
+            params: &params,
+            store: &store,
+        };
+        assert_eq!(
+            escaped_template_text(&input, |s| s.replace('<', "&lt;")).unwrap(),
+            Some("abc &lt;!channel>".into())
         );
     }
 
@@ -226,6 +277,17 @@ mod tests {
             ..input
         };
         assert_eq!(escaped_template_text(&input, str::to_string).unwrap(), None);
+    }
+
+    #[test]
+    fn a_view_holds_no_invisible_formatting_characters() {
+        let mut ev = crate::sample::run_event();
+        ev.name = "build\u{202E}exe.txt".into();
+        ev.pipeline = Some("p\u{2066}q\u{2069}\u{FEFF}".into());
+        let v = ChatView::of(&ev);
+        assert_eq!(v.subject, format!("{} buildexe.txt", ev.kind));
+        assert!(!v.title.chars().any(crate::escape::is_format));
+        assert_eq!(v.facts[0].value, "pq");
     }
 
     #[test]

@@ -483,7 +483,10 @@ impl Engine {
                     (Mode::Replay { .. }, _) => (Outcome::Failed, Some(f.message)),
                     (Mode::Live, DeadLetterTarget::Respond) => (Outcome::Rejected, Some(f.message)),
                     (Mode::Live, DeadLetterTarget::Sink(sink)) => {
-                        let entry = dead_letter(n, &f, original.to_json());
+                        let mut kept = original.to_json();
+                        // Dead letters are listed over the API: no clone-URL token in them.
+                        crate::decode::scm::redact_userinfo(&mut kept);
+                        let entry = dead_letter(n, &f, kept);
                         match sink.put(&entry).await {
                             Ok(()) => {
                                 self.metrics

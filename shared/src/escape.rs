@@ -8,7 +8,9 @@
 /// zero-width joiner so no mention (`@channel`, `@team`) fires.
 pub fn markdown(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
+    let mut prev = None;
     for c in s.chars() {
+        let after = prev.replace(c);
         match c {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -19,8 +21,65 @@ pub fn markdown(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            '\n' | '\r' => out.push(' '),
-            c if c.is_control() => {}
+            '\n' | '\r' | '\u{2028}' | '\u{2029}' => out.push(' '),
+            c if c.is_control() || dropped(after, c) => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether `c` is an invisible formatting character: bidi embeddings,
+/// overrides and isolates (an RLO shows `exe.txt` for `txt.exe`),
+/// zero-width spaces and joiners, invisible operators, the byte-order mark.
+/// They pass every markup escaper unchanged and make text read other than
+/// it is, so every escaper here drops them.
+pub fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
+/// Whether `c`, after `prev`, is an invisible formatting character to
+/// drop. A word joiner after `@` or `<` stays: it is what the escapers
+/// here put there to break a mention (`@\u{2060}channel`, `<\u{2060}!here>`),
+/// so text escaped once (`inert`) keeps it when cut to one line after.
+fn dropped(prev: Option<char>, c: char) -> bool {
+    is_format(c) && !(c == '\u{2060}' && matches!(prev, Some('@' | '<')))
+}
+
+/// `s` without [invisible formatting characters](is_format) (but for the
+/// word joiners that break mentions): for escapers kept beside a provider's
+/// own markup (Slack, Mattermost), which run it first.
+pub fn strip_format(s: &str) -> String {
+    let mut prev = None;
+    s.chars()
+        .filter(|&c| !dropped(prev.replace(c), c))
+        .collect()
+}
+
+/// Text from the event fit for a log line: every control character (C0,
+/// DEL, C1), line separator and invisible formatting character is written
+/// as an escape (`\n`, `\u{1b}`, `\u{202e}`), so a name can neither start a
+/// forged line, nor colour or clear the terminal, nor reorder what follows.
+pub fn log_text(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || is_format(c) || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
             c => out.push(c),
         }
     }
@@ -29,26 +88,38 @@ pub fn markdown(s: &str) -> String {
 
 /// A link target that cannot break out of `(<…>)` nor carry markup: only
 /// http(s) (no `javascript:`), with every character markdown or HTML could
-/// read percent-encoded. Dashboard and log links are built from run names.
+/// read percent-encoded. Dashboard and log links are built from run names,
+/// and without `dashboardURL` a run's link is its own annotation: a URL
+/// with credentials (`https://user:token@host`, `https://tekton.example@evil`,
+/// which shows one host and goes to another) or one that does not parse
+/// is no link.
 pub fn link(u: &str) -> Option<String> {
     if !(u.starts_with("https://") || u.starts_with("http://")) {
+        return None;
+    }
+    let parsed = url::Url::parse(u).ok()?;
+    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.host().is_none() {
         return None;
     }
     let mut out = String::with_capacity(u.len());
     for c in u.chars() {
         match c {
             '<' | '>' | '(' | ')' | '[' | ']' | '*' | '_' | '`' | '|' | '"' | '\'' | ' ' | '@'
-            | '~' | '!' => {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    out.push_str(&format!("%{b:02X}"));
-                }
-            }
+            | '~' | '!' | '\u{2028}' | '\u{2029}' => percent_encode(c, &mut out),
+            // Kept, but visible: they would reorder or hide what a reader sees.
+            c if is_format(c) => percent_encode(c, &mut out),
             c if c.is_control() => {}
             c => out.push(c),
         }
     }
     Some(out)
+}
+
+fn percent_encode(c: char, out: &mut String) {
+    let mut buf = [0u8; 4];
+    for b in c.encode_utf8(&mut buf).bytes() {
+        out.push_str(&format!("%{b:02X}"));
+    }
 }
 
 /// A clone URL as the repository's web page, fit to link to: http(s) only,
@@ -98,10 +169,10 @@ pub fn path_segment(s: &str) -> Option<String> {
 /// Plain one-line text (commit status descriptions): no newlines or control
 /// characters, cut to `max` characters on a character boundary with `…`.
 pub fn one_line(s: &str, max: usize) -> String {
-    let clean: String = s
+    let clean: String = strip_format(s)
         .chars()
         .map(|c| {
-            if c == '\n' || c == '\r' || c == '\t' {
+            if matches!(c, '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}') {
                 ' '
             } else {
                 c
@@ -123,12 +194,20 @@ pub fn cut(s: &str, max: usize) -> String {
     cut
 }
 
+/// The first `n` characters of `s` (all of it when shorter), cut on a
+/// character boundary: a byte index would panic inside `€`.
+pub fn prefix(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
+}
+
 /// Text from the event, made inert where a service passes it on to chat
 /// (PagerDuty's and Opsgenie's Slack and Teams extensions, Sentry's Slack
 /// notifications): no `@channel`, `<!here>` or `<@U…>` can fire. Those
 /// services show such fields as plain text, so nothing else is escaped.
 pub fn inert(s: &str) -> String {
-    s.replace('@', "@\u{2060}").replace("<!", "<\u{2060}!")
+    strip_format(s)
+        .replace('@', "@\u{2060}")
+        .replace("<!", "<\u{2060}!")
 }
 
 #[cfg(test)]
@@ -199,6 +278,74 @@ mod tests {
         assert_ne!(key, bounded_key(&format!("{long}-2"), 40));
         assert_eq!(path_segment("a b/c").unwrap(), "a%20b%2Fc");
         assert_eq!(path_segment(".."), None);
+    }
+
+    /// RLO, zero-width and bidi-isolate characters pass markup escapers
+    /// unchanged and make a name read other than it is.
+    #[test]
+    fn invisible_formatting_characters_are_dropped_by_every_escaper() {
+        let hostile =
+            "build\u{202E}exe.txt\u{200B}\u{200F}\u{2060}\u{2064}\u{2066}x\u{2069}\u{FEFF}";
+        for (what, out) in [
+            ("markdown", markdown(hostile)),
+            ("one_line", one_line(hostile, 100)),
+            ("inert", inert(hostile).replace("@\u{2060}", "@")),
+            ("strip_format", strip_format(hostile)),
+        ] {
+            assert!(!out.chars().any(is_format), "{what}: {out:?}");
+            assert!(out.contains("exe"), "{what}: {out:?}");
+        }
+        // In a link they stay, visible: the URL still goes where it went.
+        assert_eq!(
+            link("https://t.example/a\u{202E}b").unwrap(),
+            "https://t.example/a%E2%80%AEb"
+        );
+        // The escapers' own word joiners are added after stripping, and
+        // kept when escaped text is cut to one line.
+        assert_eq!(markdown("@\u{200B}here"), "@\u{2060}here");
+        assert_eq!(
+            one_line(&inert("@channel <!here>"), 40),
+            inert("@channel <!here>")
+        );
+        assert_eq!(one_line("a\u{2060}b@\u{2060}c", 10), "ab@\u{2060}c");
+        assert_eq!(one_line("a\u{2028}b", 10), "a b");
+    }
+
+    #[test]
+    fn log_text_shows_control_characters_as_escapes() {
+        let s =
+            log_text("run\n{\"level\":\"ERROR\"}\u{1b}[31mred\r\t\u{7f}\u{9b}\u{202e}\u{2028}ok");
+        assert_eq!(
+            s,
+            "run\\n{\"level\":\"ERROR\"}\\u{1b}[31mred\\r\\t\\u{7f}\\u{9b}\\u{202e}\\u{2028}ok"
+        );
+        assert!(!s.chars().any(|c| c.is_control() || is_format(c)), "{s:?}");
+        assert_eq!(log_text("été"), "été");
+    }
+
+    #[test]
+    fn prefixes_cut_on_characters_not_bytes() {
+        assert_eq!(prefix("0123456789ab€€", 12), "0123456789ab");
+        assert_eq!(prefix("01234567890€€", 12), "01234567890€");
+        assert_eq!(prefix("€", 12), "€");
+        assert_eq!(prefix("", 3), "");
+    }
+
+    #[test]
+    fn links_with_credentials_are_no_links() {
+        for bad in [
+            "https://x-access-token:ghs_s3cret@github.com/acme/widgets",
+            "https://tekton.acme.dev@evil.example.com/#/pipelineruns/x",
+            "https://user@host/x",
+            "https://",
+            "http://[::1/x",
+        ] {
+            assert_eq!(link(bad), None, "{bad}");
+        }
+        assert_eq!(
+            link("https://tekton.acme.dev/#/pipelineruns/x@y").unwrap(),
+            "https://tekton.acme.dev/#/pipelineruns/x%40y"
+        );
     }
 
     #[test]

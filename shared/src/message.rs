@@ -132,29 +132,118 @@ pub fn store_unavailable(e: StoreError) -> crate::provider::Verdict {
     }
 }
 
-/// The first item of a paged list whose `body` starts with `marker`: pages
-/// of `per_page` are fetched until one is short (at most 100 pages).
+/// Every item of a paged list whose `body` starts with `marker`, in order:
+/// pages of `per_page` are fetched until one is short (at most 100 pages).
+/// Which of them the relay may adopt is [`adopt_own`]'s to say.
 pub async fn find_marked<F, Fut>(
     per_page: usize,
     marker: &str,
     mut page: F,
-) -> Result<Option<serde_json::Value>, crate::provider::Verdict>
+) -> Result<Vec<serde_json::Value>, crate::provider::Verdict>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<Vec<serde_json::Value>, crate::provider::Verdict>>,
 {
+    let mut found = Vec::new();
     for n in 1..=100 {
         let items = page(n).await?;
-        if let Some(found) = items
-            .iter()
-            .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
-        {
-            return Ok(Some(found.clone()));
-        }
+        found.extend(
+            items
+                .iter()
+                .filter(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
+                .cloned(),
+        );
         if items.len() < per_page {
             break;
         }
     }
+    Ok(found)
+}
+
+/// Who the relay is on a git host, as the author field of its own comments
+/// shows it (a login, a user id): asked once, and again after an hour, so a
+/// credential rotated to another account is noticed.
+#[derive(Default)]
+pub struct Identity {
+    known: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
+}
+
+const IDENTITY_MEMORY: Duration = Duration::from_secs(3600);
+
+impl Identity {
+    /// The remembered identity, or what `ask` answers (then remembered).
+    /// `ask` must not use this `Identity`: it runs under its lock.
+    pub async fn get<F, Fut>(&self, ask: F) -> Result<String, crate::provider::Verdict>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String, crate::provider::Verdict>>,
+    {
+        let mut known = self.known.lock().await;
+        if let Some((who, at)) = known.as_ref()
+            && at.elapsed() < IDENTITY_MEMORY
+        {
+            return Ok(who.clone());
+        }
+        let who = ask().await?;
+        *known = Some((who.clone(), std::time::Instant::now()));
+        Ok(who)
+    }
+}
+
+/// A JSON string or number as text (an author's login or numeric id).
+pub fn json_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The first of `marked` (messages that start with the relay's marker, in
+/// order) whose `author` is the relay itself, as `identity` knows it
+/// (`ask`ing the host the first time). Anyone can post a comment starting
+/// with the marker: adopting theirs would have the relay overwrite another
+/// person's comment, and keep it as its summary. Authors are compared
+/// ignoring ASCII case (GitHub logins). Nothing is adopted, so a new
+/// message is posted, when none is the relay's, or when the host will not
+/// say who the credential is (a permanent failure: some tokens may not
+/// read their own user); a retryable failure is the delivery's.
+pub async fn adopt_own<F, Fut>(
+    marked: Vec<serde_json::Value>,
+    author: impl Fn(&serde_json::Value) -> Option<String>,
+    identity: &Identity,
+    ask: F,
+) -> Result<Option<serde_json::Value>, crate::provider::Verdict>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<String, crate::provider::Verdict>>,
+{
+    if marked.is_empty() {
+        return Ok(None);
+    }
+    let me = match identity.get(ask).await {
+        Ok(me) => me,
+        Err(crate::provider::Verdict::Permanent { status, message }) => {
+            tracing::warn!(
+                ?status,
+                error = %message,
+                "cannot tell who the relay is on the git host: a marked message is not adopted"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut others = 0;
+    for m in marked {
+        match author(&m) {
+            Some(a) if a.eq_ignore_ascii_case(&me) => return Ok(Some(m)),
+            _ => others += 1,
+        }
+    }
+    tracing::warn!(
+        count = others,
+        "messages carrying the relay's marker were written by someone else: not adopted"
+    );
     Ok(None)
 }
 
@@ -283,6 +372,88 @@ mod tests {
 
     use super::*;
     use crate::store::memory::MemoryStore;
+
+    fn comment(id: u64, login: &str) -> serde_json::Value {
+        serde_json::json!({"id": id, "body": "<!-- m -->", "user": {"login": login}})
+    }
+
+    /// Anyone can post a comment starting with the marker: only the relay's
+    /// own is adopted, and its identity is asked once.
+    #[tokio::test]
+    async fn only_a_marked_message_by_the_relay_itself_is_adopted() {
+        let author = |c: &serde_json::Value| json_text(&c["user"]["login"]);
+        let identity = Identity::default();
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let ask = || async {
+            asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, crate::provider::Verdict>("Relay-Bot".to_string())
+        };
+        let marked = vec![comment(1, "mallory"), comment(2, "relay-bot")];
+        let found = adopt_own(marked, author, &identity, ask).await.unwrap();
+        assert_eq!(found.unwrap()["id"], 2, "the relay's, not the first");
+        let found = adopt_own(vec![comment(3, "mallory")], author, &identity, ask)
+            .await
+            .unwrap();
+        assert_eq!(found, None, "someone else's is never adopted");
+        let unsigned = serde_json::json!({"id": 4, "body": "<!-- m -->"});
+        let found = adopt_own(vec![unsigned], author, &identity, ask)
+            .await
+            .unwrap();
+        assert_eq!(found, None, "nor one without an author");
+        assert_eq!(
+            adopt_own(vec![], author, &identity, ask).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            asked.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "asked once"
+        );
+
+        // A host that will not say who the credential is: nothing adopted.
+        let found = adopt_own(
+            vec![comment(5, "relay-bot")],
+            author,
+            &Identity::default(),
+            || async { Err(crate::provider::Verdict::permanent("answered 403")) },
+        )
+        .await
+        .unwrap();
+        assert_eq!(found, None);
+        // Unless it is only for now: the delivery is retried.
+        let err = adopt_own(
+            vec![comment(5, "relay-bot")],
+            author,
+            &Identity::default(),
+            || async {
+                Err(crate::provider::Verdict::Retryable {
+                    status: Some(503),
+                    retry_after: None,
+                    message: "answered 503".into(),
+                })
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, crate::provider::Verdict::Retryable { .. }));
+    }
+
+    #[tokio::test]
+    async fn every_marked_item_is_found_on_every_page() {
+        let found = find_marked(2, "<!-- m -->", |n| async move {
+            Ok(match n {
+                1 => vec![
+                    comment(1, "a"),
+                    serde_json::json!({"id": 2, "body": "lgtm"}),
+                ],
+                _ => vec![comment(3, "b")],
+            })
+        })
+        .await
+        .unwrap();
+        let ids: Vec<_> = found.iter().map(|c| c["id"].clone()).collect();
+        assert_eq!(ids, [1, 3]);
+    }
 
     #[tokio::test]
     async fn a_record_is_replaced_only_while_it_holds_the_old_message() {

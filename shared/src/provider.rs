@@ -366,12 +366,22 @@ pub fn json_id(v: &Value) -> Result<String, Verdict> {
     }
 }
 
-/// The commit an event names, or why no status can be posted.
+/// The commit an event names, or why no status can be posted: 40 or 64
+/// hexadecimal digits (SHA-1 or SHA-256), nothing else, since hosts put it
+/// into their API paths ([`crate::githost`]).
 pub fn commit_sha(ev: &RunEvent) -> Result<&str, Verdict> {
-    ev.scm
+    let sha = ev
+        .scm
         .sha
         .as_deref()
-        .ok_or_else(|| Verdict::permanent("the event names no commit"))
+        .ok_or_else(|| Verdict::permanent("the event names no commit"))?;
+    if !crate::decode::scm::is_commit_sha(sha) {
+        return Err(Verdict::permanent(format!(
+            "refused commit {} from the event: a commit is 40 or 64 hexadecimal digits",
+            crate::githost::quoted(sha)
+        )));
+    }
+    Ok(sha)
 }
 
 /// A status context: the Notification's, else `tekton/<pipeline>`.
@@ -482,6 +492,38 @@ mod tests {
             HeaderValue::from_static("184467440737095516150"),
         );
         assert_eq!(retry_after(&h), None, "not a number, not a date");
+    }
+
+    #[test]
+    fn a_commit_is_40_or_64_hex_digits_and_nothing_else() {
+        let mut ev = crate::sample::run_event();
+        for ok in [
+            "a".repeat(40),
+            "0123456789ABCDEFabcdef".repeat(3)[..64].to_string(),
+        ] {
+            ev.scm.sha = Some(ok.clone());
+            assert_eq!(commit_sha(&ev).unwrap(), ok);
+        }
+        for bad in [
+            "../../../../../user/repos#",
+            "0c5c7fd0a6a3",
+            "0c5c7fd0a6a3a4506513270e269e0d37f2a74de4/../x",
+            "0c5c7fd0a6a3a4506513270e269e0d37f2a7€",
+            "",
+        ] {
+            ev.scm.sha = Some(bad.into());
+            match commit_sha(&ev) {
+                Err(Verdict::Permanent {
+                    status: None,
+                    message,
+                }) => {
+                    assert!(message.contains("40 or 64 hexadecimal"), "{message}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        ev.scm.sha = None;
+        assert!(commit_sha(&ev).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! benchmark: the fixture format, a recording webhook receiver, and a real
 //! `relay serve` process.
 
+pub mod attack;
 pub mod conformance;
 pub mod expect;
 pub mod faulty;

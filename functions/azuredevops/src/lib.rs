@@ -25,9 +25,10 @@ use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
+use relay_core::githost::{RepoPath, Repositories, api_url, check_name};
 use relay_core::message::{
-    LastPosted, MEMORY, MessageAction, SummaryMessages, post_status_once, summary_text,
-    upsert_summary,
+    Identity, LastPosted, MEMORY, MessageAction, SummaryMessages, adopt_own, json_text,
+    post_status_once, summary_text, upsert_summary,
 };
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
@@ -56,6 +57,13 @@ pub struct AzureDevopsSettings {
     /// A personal access token with Code (status) for statuses, Code (read
     /// & write) for PR threads.
     pub token_file: SecretFile,
+    /// The repositories this Provider may write to,
+    /// `organization/project/repository` glob patterns (`acme/Widgets/*`,
+    /// `acme/*/widgets`); an event naming another is refused
+    /// (dead-lettered) before any request. Unset: any repository the token
+    /// reaches. Recommended, since events name the repository.
+    #[serde(default)]
+    pub repositories: Repositories,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -82,6 +90,9 @@ pub fn status_state(s: RunState) -> &'static str {
 pub struct AzureDevops {
     base: url::Url,
     token: SecretFile,
+    repositories: Repositories,
+    /// The user id the token's comments show.
+    identity: Identity,
 }
 
 pub struct AzureDevopsFactory;
@@ -106,11 +117,14 @@ impl ProviderFactory for AzureDevopsFactory {
         Ok(Arc::new(AzureDevops {
             base,
             token: s.token_file,
+            repositories: s.repositories,
+            identity: Identity::default(),
         }))
     }
 }
 
-/// The repository of an event, or why it cannot be posted.
+/// The repository of an event, every part checked, or why it cannot be
+/// posted.
 fn target(ev: &RunEvent) -> Result<AdoRepo, Verdict> {
     let url = ev.scm.url.as_deref().ok_or_else(|| {
         Verdict::permanent(
@@ -118,7 +132,11 @@ fn target(ev: &RunEvent) -> Result<AdoRepo, Verdict> {
              repo-url, or a url param)",
         )
     })?;
-    repo::parse(url).map_err(Verdict::permanent)
+    let r = repo::parse(url).map_err(Verdict::permanent)?;
+    check_name("organization", &r.organization)?;
+    check_name("project", &r.project)?;
+    check_name("repository", &r.repository)?;
+    Ok(r)
 }
 
 /// `"{threadId}/{commentId}"`, as the message-id record holds them.
@@ -130,25 +148,40 @@ fn thread_ids(record: &str) -> Result<(u64, u64), Verdict> {
 }
 
 impl AzureDevops {
+    /// The repository of an event, checked and allowed (as
+    /// `organization/project/repository`).
+    fn repository(&self, ev: &RunEvent) -> Result<AdoRepo, Verdict> {
+        let r = target(ev)?;
+        let owner = format!("{}/{}", r.organization, r.project);
+        self.repositories
+            .permit(RepoPath::new(&owner, &r.repository)?)?;
+        Ok(r)
+    }
+
     /// `{base}/{org}/{project}/_apis/git/repositories/{repo}/{tail}?api-version=7.1`,
     /// every segment percent-encoded (projects often hold spaces).
-    fn url(&self, r: &AdoRepo, tail: &[&str]) -> url::Url {
-        let mut u = self.base.clone();
-        u.set_query(None);
-        u.path_segments_mut()
-            .expect("the base is checked to be an http(s) URL")
-            .pop_if_empty()
-            .extend([
-                r.organization.as_str(),
-                &r.project,
-                "_apis",
-                "git",
-                "repositories",
-                &r.repository,
-            ])
-            .extend(tail);
+    fn url(&self, r: &AdoRepo, tail: &[&str]) -> Result<url::Url, Verdict> {
+        let mut path = vec![
+            r.organization.as_str(),
+            &r.project,
+            "_apis",
+            "git",
+            "repositories",
+            &r.repository,
+        ];
+        path.extend_from_slice(tail);
+        let mut u = api_url(&self.base, &path)?;
         u.query_pairs_mut().append_pair("api-version", API_VERSION);
-        u
+        Ok(u)
+    }
+
+    /// The id of the token's user, as comments show it (`author.id`), from
+    /// the organization's `_apis/connectionData`.
+    async fn me(&self, r: &AdoRepo, http: &Http<'_>) -> Result<String, Verdict> {
+        let url = api_url(&self.base, &[&r.organization, "_apis", "connectionData"])?;
+        let me: Value = self.call(http, Method::GET, url, None).await?.json()?;
+        json_text(&me["authenticatedUser"]["id"])
+            .ok_or_else(|| Verdict::permanent("connectionData answered no authenticatedUser id"))
     }
 
     async fn call(
@@ -184,7 +217,7 @@ impl AzureDevops {
         if ev.kind != "PipelineRun" {
             return Ok("not a PipelineRun: no status".into());
         }
-        let r = target(ev)?;
+        let r = self.repository(ev)?;
         let sha = commit_sha(ev)?;
         let name = status_context(params.context.as_deref(), ev);
         let genre = params.genre.clone().unwrap_or_else(|| "tekton".into());
@@ -207,7 +240,7 @@ impl AzureDevops {
             if let Some(u) = ev.url.as_deref() {
                 body["targetUrl"] = u.into();
             }
-            let url = self.url(&r, &["commits", sha, "statuses"]);
+            let url = self.url(&r, &["commits", sha, "statuses"])?;
             self.call(http, Method::POST, url, Some(body))
                 .await
                 .map(|_| ())
@@ -217,7 +250,7 @@ impl AzureDevops {
 
     async fn thread(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let ev = input.event;
-        let r = target(ev)?;
+        let r = self.repository(ev)?;
         let Some(pr) = ev.scm.pull_request else {
             return Ok("not a pull request: no thread".into());
         };
@@ -269,7 +302,7 @@ impl AzureDevops {
             return Ok(());
         };
         let (thread, _) = thread_ids(record)?;
-        let url = self.url(r, &["pullRequests", pr, "threads", &thread.to_string()]);
+        let url = self.url(r, &["pullRequests", pr, "threads", &thread.to_string()])?;
         self.call(http, Method::PATCH, url, Some(json!({"status": "closed"})))
             .await?;
         last.record("closed", MEMORY).await;
@@ -287,35 +320,44 @@ struct Threads<'a, 'h> {
 
 #[async_trait]
 impl SummaryMessages for Threads<'_, '_> {
-    /// The thread whose first comment starts with `marker`. Threads come in
-    /// one answer, unpaged.
+    /// The thread whose first comment starts with `marker` and was written
+    /// by the token's own user. Threads come in one answer, unpaged.
     async fn find(&self, marker: &str) -> Result<Option<String>, Verdict> {
         let url = self
             .ado
-            .url(self.repo, &["pullRequests", self.pr, "threads"]);
+            .url(self.repo, &["pullRequests", self.pr, "threads"])?;
         let list: Value = self
             .ado
             .call(self.http, Method::GET, url, None)
             .await?
             .json()?;
-        let found = list["value"]
+        let marked: Vec<Value> = list["value"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|t| t["isDeleted"] != Value::Bool(true))
-            .find_map(|t| {
-                let first = &t["comments"][0];
-                let marked = first["content"]
+            .filter(|t| {
+                t["comments"][0]["content"]
                     .as_str()
-                    .is_some_and(|c| c.starts_with(marker));
-                marked.then(|| Some(format!("{}/{}", t["id"].as_u64()?, first["id"].as_u64()?)))
-            });
+                    .is_some_and(|c| c.starts_with(marker))
+            })
+            .cloned()
+            .collect();
+        let found = adopt_own(
+            marked,
+            |t| json_text(&t["comments"][0]["author"]["id"]),
+            &self.ado.identity,
+            || self.ado.me(self.repo, self.http),
+        )
+        .await?;
         match found {
             None => Ok(None),
-            Some(Some(record)) => Ok(Some(record)),
-            Some(None) => Err(Verdict::permanent(
-                "Azure DevOps listed a marked thread without ids",
-            )),
+            Some(t) => match (t["id"].as_u64(), t["comments"][0]["id"].as_u64()) {
+                (Some(thread), Some(comment)) => Ok(Some(format!("{thread}/{comment}"))),
+                _ => Err(Verdict::permanent(
+                    "Azure DevOps listed a marked thread without ids",
+                )),
+            },
         }
     }
 
@@ -326,7 +368,7 @@ impl SummaryMessages for Threads<'_, '_> {
         });
         let url = self
             .ado
-            .url(self.repo, &["pullRequests", self.pr, "threads"]);
+            .url(self.repo, &["pullRequests", self.pr, "threads"])?;
         let t: Value = self
             .ado
             .call(self.http, Method::POST, url, Some(body))
@@ -353,7 +395,7 @@ impl SummaryMessages for Threads<'_, '_> {
                 "comments",
                 &comment,
             ],
-        );
+        )?;
         self.ado
             .call(
                 self.http,
@@ -415,6 +457,8 @@ mod tests {
         AzureDevops {
             base: url::Url::parse("https://ado.example.com/tfs/").unwrap(),
             token: SecretFile("/nonexistent".into()),
+            repositories: Repositories::default(),
+            identity: Identity::default(),
         }
     }
 
@@ -445,7 +489,10 @@ mod tests {
     fn urls_encode_every_segment_under_the_base() {
         let r = repo::parse("https://dev.azure.com/acme/Widget%20Team/_git/w%3Fx").unwrap();
         assert_eq!(
-            ado().url(&r, &["pullRequests", "9", "threads"]).as_str(),
+            ado()
+                .url(&r, &["pullRequests", "9", "threads"])
+                .unwrap()
+                .as_str(),
             "https://ado.example.com/tfs/acme/Widget%20Team/_apis/git/repositories/w%3Fx/pullRequests/9/threads?api-version=7.1"
         );
         let mut ev = relay_core::sample::run_event();

@@ -4,6 +4,7 @@
 //! adopted and updated in place, a sign-in page (203) or a 401 dead-lettered
 //! without the PAT, and user-controlled names escaped.
 
+use relay_tests::attack::{assert_path_attacks_refused, pipelinerun_with};
 use relay_tests::expect::{Outgoing, outgoing};
 use relay_tests::fixtures::{RequestFile, Scenario};
 use relay_tests::function::{Function, Secrets, config, fixture};
@@ -20,6 +21,31 @@ const REPO_URL: &str = "https://dev.azure.com/acme/Widget%20Team/_git/widgets";
 const REPO: &str = "/tfs/acme/Widget%20Team/_apis/git/repositories/widgets";
 const PR: u64 = 9;
 const RUN_UID: &str = "6cad4a26-8d11-4ece-9738-f7d93d9c1724";
+
+/// Who the PAT belongs to and someone else, as Azure DevOps shows them.
+const RELAY_ID: &str = "6f0f7d3e-3b1a-4c59-a1f4-7f8e2b9c0d11";
+const MALLORY_ID: &str = "0badc0de-0000-4000-8000-000000000066";
+
+/// The organization's `connectionData` for the test PAT.
+fn user_is_relay_bot(ado: &Receiver) {
+    ado.reply(
+        "GET",
+        "/tfs/acme/_apis/connectionData",
+        200,
+        json!({
+            "authenticatedUser": {"id": RELAY_ID, "descriptor": "Microsoft.IdentityModel.Claims.ClaimsIdentity;relay",
+                                  "providerDisplayName": "Relay Bot", "isActive": true},
+            "authorizedUser": {"id": RELAY_ID, "providerDisplayName": "Relay Bot"},
+            "instanceId": "00000000-0000-0000-0000-000000000001",
+        }),
+    );
+}
+
+/// A thread comment as Azure DevOps lists it, by the identity `author`.
+fn comment(id: u64, content: &str, author: &str) -> Value {
+    json!({"id": id, "parentCommentId": 0, "content": content, "commentType": "text",
+           "author": {"id": author, "displayName": "someone", "uniqueName": "someone@acme.dev"}})
+}
 
 /// The fixtures name a GitHub repository: the relay annotations (which win
 /// over Pipelines-as-Code's) point every run at the Azure one instead.
@@ -214,18 +240,19 @@ async fn pr_thread_is_created_once_then_updated_and_closed() {
 async fn a_marked_thread_is_found_and_updated_not_duplicated() {
     let ado = Receiver::start().await;
     let threads = format!("{REPO}/pullRequests/{PR}/threads");
+    user_is_relay_bot(&ado);
     ado.reply(
         "GET",
         &threads,
         200,
         json!({"count": 4, "value": [
-            {"id": 3, "comments": [{"id": 1, "content": "lgtm"}]},
+            {"id": 3, "comments": [comment(1, "lgtm", MALLORY_ID)]},
             // Another Notification's thread for the same run.
-            {"id": 5, "comments": [{"id": 1, "content": format!("<!-- tekton-relay:other:{RUN_UID} -->\nx")}]},
-            {"id": 6, "isDeleted": true, "comments": [{"id": 1, "content": format!("<!-- tekton-relay:summary:{RUN_UID} -->\ngone")}]},
+            {"id": 5, "comments": [comment(1, &format!("<!-- tekton-relay:other:{RUN_UID} -->\nx"), RELAY_ID)]},
+            {"id": 6, "isDeleted": true, "comments": [comment(1, &format!("<!-- tekton-relay:summary:{RUN_UID} -->\ngone"), RELAY_ID)]},
             {"id": 7, "comments": [
-                {"id": 4, "content": format!("<!-- tekton-relay:summary:{RUN_UID} -->\nold")},
-                {"id": 5, "content": "thanks"},
+                comment(4, &format!("<!-- tekton-relay:summary:{RUN_UID} -->\nold"), RELAY_ID),
+                comment(5, "thanks", MALLORY_ID),
             ]},
         ]}),
     );
@@ -343,4 +370,138 @@ async fn user_controlled_names_cannot_inject_markup() {
             assert!(!text.contains(bad), "{bad} in {text}");
         }
     }
+}
+
+/// A thread someone else started with the relay's marker is not adopted:
+/// it is never edited nor closed, and the relay starts its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marked_thread_by_another_user_is_not_adopted() {
+    let ado = Receiver::start().await;
+    user_is_relay_bot(&ado);
+    let threads = format!("{REPO}/pullRequests/{PR}/threads");
+    ado.reply(
+        "GET",
+        &threads,
+        200,
+        json!({"count": 1, "value": [
+            {"id": 7, "comments": [comment(4, &format!("<!-- tekton-relay:summary:{RUN_UID} -->\nplease approve"), MALLORY_ID)]},
+        ]}),
+    );
+    ado.reply(
+        "POST",
+        &threads,
+        200,
+        json!({"id": 31, "status": "active", "comments": [comment(1, "", RELAY_ID)]}),
+    );
+    ado.reply(
+        "PATCH",
+        &format!("{threads}/31/comments/1"),
+        200,
+        json!({"id": 1}),
+    );
+    let relay = start(&ado, &[("summary", "  action: thread")]).await;
+    relay
+        .send_all(&scenario("tekton-pipelinerun-success"), 200)
+        .await;
+    let touched: Vec<String> = ado
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with(&format!("{threads}/7")))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        touched.is_empty(),
+        "mallory's thread was touched: {touched:?}"
+    );
+    let created = ado
+        .requests_on(&threads)
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(created, 1, "a thread of its own instead");
+    let me = ado.requests_on("/tfs/acme/_apis/connectionData");
+    assert_eq!(me.len(), 1);
+    assert_eq!(me[0].headers["authorization"], BASIC);
+}
+
+/// A repository URL whose project or repository would climb the API path,
+/// or a commit that is no commit, is refused: dead-lettered, nothing sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_fields_cannot_steer_the_token_to_another_api() {
+    let ado = Receiver::start().await;
+    let relay = start(&ado, &[("status", "  action: status")]).await;
+    let attacks = [
+        (
+            "relay.tekton.dev/repo-url",
+            "https://dev.azure.com/acme/%2E%2E/_git/widgets",
+        ),
+        (
+            "relay.tekton.dev/repo-url",
+            "https://dev.azure.com/acme/Widgets/_git/%2E%2E",
+        ),
+        (
+            "relay.tekton.dev/repo-url",
+            "https://dev.azure.com/acme/a%2F..%2F..%2F_apis/_git/widgets",
+        ),
+        (
+            "relay.tekton.dev/repo-url",
+            "https://dev.azure.com/acme/Wid%0Agets/_git/widgets",
+        ),
+        ("relay.tekton.dev/sha", "../../../../../_apis/projects#"),
+    ];
+    assert_path_attacks_refused(
+        &relay,
+        "status",
+        &[("relay.tekton.dev/repo-url", REPO_URL)],
+        &attacks,
+    )
+    .await;
+    let sent: Vec<String> = ado.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(sent.is_empty(), "requests were sent: {sent:?}");
+}
+
+/// With `repositories` (`organization/project/repository`), a repository
+/// outside it is refused before any request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repositories_allowlist_refuses_other_repositories() {
+    let ado = Receiver::start().await;
+    let secrets = Secrets::new();
+    let settings = format!(
+        "{{baseURL: \"{}\", tokenFile: {}, repositories: [\"acme/Widget Team/*\"]}}",
+        ado.url("/tfs"),
+        secrets.line("token", PAT)
+    );
+    let cfg = config(
+        "ado",
+        "azuredevops",
+        &settings,
+        &[("status", "  action: status")],
+    );
+    let relay = Function::start(BIN, &cfg, secrets, &[]).await;
+    let other = "https://dev.azure.com/acme/Other/_git/widgets";
+    let answer = relay
+        .delivery(&pipelinerun_with(
+            "outside",
+            &[("relay.tekton.dev/repo-url", other)],
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
+    let message = relay.only_dead_letter()["cause"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("acme/Other/widgets"), "{message}");
+    assert!(ado.requests().is_empty(), "{:?}", ado.requests());
+    let answer = relay
+        .delivery(&pipelinerun_with(
+            "inside",
+            &[("relay.tekton.dev/repo-url", REPO_URL)],
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    assert_eq!(
+        ado.requests_on(&format!("{REPO}/commits/{SHA}/statuses"))
+            .len(),
+        1
+    );
 }

@@ -11,7 +11,10 @@ use http::Method;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
-use relay_core::message::{SummaryMessages, post_status_once, summary_text, upsert_summary};
+use relay_core::githost::{RepoPath, Repositories, api_url};
+use relay_core::message::{
+    Identity, SummaryMessages, adopt_own, json_text, post_status_once, summary_text, upsert_summary,
+};
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
     Verdict, check_action_and_params, commit_sha, delivery_params, json_id, parse_settings,
@@ -53,11 +56,20 @@ pub struct BitbucketSettings {
     /// fetched, cached and refreshed before it expires.
     #[serde(default)]
     pub oauth2: Option<relay_core::oauth2::ClientCredentialsSettings>,
+    /// The repositories this Provider may write to, `workspace/repo` glob
+    /// patterns (`acme/*`, `acme/widgets`); an event naming another is
+    /// refused (dead-lettered) before any request. Unset: any repository
+    /// the credential reaches. Recommended, since events name the repository.
+    #[serde(default)]
+    pub repositories: Repositories,
 }
 
 pub struct Bitbucket {
-    base: String,
+    base: url::Url,
     credential: Credential,
+    repositories: Repositories,
+    /// The account uuid comments of this Provider's credential show.
+    identity: Identity,
 }
 
 pub struct BitbucketFactory;
@@ -70,11 +82,21 @@ impl ProviderFactory for BitbucketFactory {
     fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
         let s: BitbucketSettings = parse_settings(doc)?;
         let credential = Credential::from_settings(&s)?;
-        let base = s.base_url.map_or_else(
-            || DEFAULT_BASE.to_string(),
-            |u| u.as_str().trim_end_matches('/').to_string(),
-        );
-        Ok(Arc::new(Bitbucket { base, credential }))
+        let base = s
+            .base_url
+            .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE).expect("the default base URL parses"));
+        if base.cannot_be_a_base() || !matches!(base.scheme(), "https" | "http") {
+            return Err(vec![(
+                "baseURL".into(),
+                "expected an http(s) URL such as https://api.bitbucket.org/2.0".into(),
+            )]);
+        }
+        Ok(Arc::new(Bitbucket {
+            base,
+            credential,
+            repositories: s.repositories,
+            identity: Identity::default(),
+        }))
     }
 }
 
@@ -84,19 +106,11 @@ pub fn status_key(context: &str) -> String {
     escape::bounded_key(context, KEY_MAX)
 }
 
-/// One path segment, percent-encoded; `.` and `..` would climb the path.
-fn segment(s: &str) -> Result<String, Verdict> {
-    escape::path_segment(s).ok_or_else(|| Verdict::permanent(format!("{s:?} is no path segment")))
-}
-
-/// `/repositories/{workspace}/{repo_slug}`.
-fn repository(ev: &RunEvent) -> Result<String, Verdict> {
-    match (&ev.scm.owner, &ev.scm.name) {
-        (Some(ws), Some(repo)) => Ok(format!("/repositories/{}/{}", segment(ws)?, segment(repo)?)),
-        _ => Err(Verdict::permanent(
-            "the event names no repository (annotations, Pipelines-as-Code labels or a url param)",
-        )),
-    }
+/// `repositories/{workspace}/{repo_slug}` and `tail`, as path segments.
+fn repository_path<'a>(repo: &'a RepoPath, tail: &[&'a str]) -> Vec<&'a str> {
+    let mut path = vec!["repositories", repo.owner(), repo.name()];
+    path.extend_from_slice(tail);
+    path
 }
 
 /// Where a build status links to (Bitbucket requires one): the run in the
@@ -112,26 +126,35 @@ pub fn status_url(ev: &RunEvent) -> Option<String> {
         })
 }
 
-/// Where a comment carries `marker`, in one page of a comment list.
-fn marked<'a>(page: &'a Value, marker: &str) -> Option<&'a Value> {
-    page["values"].as_array()?.iter().find(|c| {
-        c["deleted"] != Value::Bool(true)
-            && c["content"]["raw"]
-                .as_str()
-                .is_some_and(|raw| raw.starts_with(marker))
-    })
+/// The comments carrying `marker`, in one page of a comment list.
+fn marked<'a>(page: &'a Value, marker: &'a str) -> impl Iterator<Item = &'a Value> {
+    page["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(move |c| {
+            c["deleted"] != Value::Bool(true)
+                && c["content"]["raw"]
+                    .as_str()
+                    .is_some_and(|raw| raw.starts_with(marker))
+        })
 }
 
 impl Bitbucket {
+    /// The API URL of `segments` (each percent-encoded) with `query`.
+    fn url(&self, segments: &[&str], query: Option<&str>) -> Result<url::Url, Verdict> {
+        let mut url = api_url(&self.base, segments)?;
+        url.set_query(query);
+        Ok(url)
+    }
+
     async fn call(
         &self,
         http: &Http<'_>,
         method: Method,
-        path: &str,
+        url: url::Url,
         body: Option<Value>,
     ) -> Result<Response, Verdict> {
-        let url = url::Url::parse(&format!("{}{path}", self.base))
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
         let mut req =
             OutboundRequest::post_json(url, body.map(|b| b.to_string()).unwrap_or_default());
         req.method = method;
@@ -162,8 +185,8 @@ impl Bitbucket {
         if ev.kind != "PipelineRun" {
             return Ok("not a PipelineRun: no status".into());
         }
-        let repo = repository(ev)?;
-        let sha = segment(commit_sha(ev)?)?;
+        let repo = self.repositories.of_event(ev)?;
+        let sha = commit_sha(ev)?;
         let name = status_context(params.context.as_deref(), ev);
         let key = status_key(&name);
         let url = status_url(ev).ok_or_else(|| {
@@ -177,13 +200,16 @@ impl Bitbucket {
             ev.reason.as_deref().unwrap_or(ev.state.as_str()),
             DESCRIPTION_MAX,
         );
-        let memo = format!("bb-status{repo}/{sha}/{key}");
+        let memo = format!("bb-status/repositories/{repo}/{sha}/{key}");
         post_status_once(input.store, memo, &name, state, &description, || async {
             let body = json!({
                 "key": key, "state": state, "name": name, "url": url, "description": description,
             });
-            let path = format!("{repo}/commit/{sha}/statuses/build");
-            self.call(http, Method::POST, &path, Some(body))
+            let url = self.url(
+                &repository_path(&repo, &["commit", sha, "statuses", "build"]),
+                None,
+            )?;
+            self.call(http, Method::POST, url, Some(body))
                 .await
                 .map(|_| ())
         })
@@ -192,7 +218,7 @@ impl Bitbucket {
 
     async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let ev = input.event;
-        let repo = repository(ev)?;
+        let repo = self.repositories.of_event(ev)?;
         let Some(pr) = ev.scm.pull_request else {
             return Ok("not a pull request: no comment".into());
         };
@@ -203,11 +229,15 @@ impl Bitbucket {
         // definition (and the blank line after it) renders as nothing.
         let marker = format!("[//]: # (tekton-relay:{}:{run})\n", input.notification);
         let text = summary_text(input, &marker)?.unwrap_or_default();
-        let key = format!("bb-comment{repo}/{pr}/{}/{run}", input.notification);
+        let key = format!(
+            "bb-comment/repositories/{repo}/{pr}/{}/{run}",
+            input.notification
+        );
         let comments = Comments {
             bitbucket: self,
             http,
-            path: format!("{repo}/pullrequests/{pr}/comments"),
+            repo: &repo,
+            pr: pr.to_string(),
         };
         upsert_summary(input.store, &key, &marker, &text, &comments)
             .await?
@@ -219,36 +249,63 @@ impl Bitbucket {
 struct Comments<'a, 'h> {
     bitbucket: &'a Bitbucket,
     http: &'a Http<'h>,
-    path: String,
+    repo: &'a RepoPath,
+    pr: String,
+}
+
+impl Comments<'_, '_> {
+    /// `…/pullrequests/{pr}/comments[/{id}]`.
+    fn url(&self, id: Option<&str>, query: Option<&str>) -> Result<url::Url, Verdict> {
+        let mut tail = vec!["pullrequests", &self.pr, "comments"];
+        tail.extend(id);
+        self.bitbucket
+            .url(&repository_path(self.repo, &tail), query)
+    }
 }
 
 #[async_trait]
 impl SummaryMessages for Comments<'_, '_> {
     /// Every page of the pull request's comments (until there is no
-    /// `next`), for one whose `content.raw` starts with `marker`.
+    /// `next`), for one whose `content.raw` starts with `marker` that this
+    /// Provider's own account wrote.
     async fn find(&self, marker: &str) -> Result<Option<String>, Verdict> {
+        let mut found = Vec::new();
         for page in 1..=MAX_PAGES {
-            let path = format!("{}?pagelen={COMMENT_PAGE}&page={page}", self.path);
+            let query = format!("pagelen={COMMENT_PAGE}&page={page}");
             let list: Value = self
                 .bitbucket
-                .call(self.http, Method::GET, &path, None)
+                .call(self.http, Method::GET, self.url(None, Some(&query))?, None)
                 .await?
                 .json()?;
-            if let Some(found) = marked(&list, marker) {
-                return json_id(found).map(Some);
-            }
+            found.extend(marked(&list, marker).cloned());
             if !list["next"].is_string() {
                 break;
             }
         }
-        Ok(None)
+        let found = adopt_own(
+            found,
+            |c| json_text(&c["user"]["uuid"]),
+            &self.bitbucket.identity,
+            || async {
+                let url = self.bitbucket.url(&["user"], None)?;
+                let me: Value = self
+                    .bitbucket
+                    .call(self.http, Method::GET, url, None)
+                    .await?
+                    .json()?;
+                json_text(&me["uuid"])
+                    .ok_or_else(|| Verdict::permanent("GET /user answered no uuid"))
+            },
+        )
+        .await?;
+        found.as_ref().map(json_id).transpose()
     }
 
     async fn create(&self, text: &str) -> Result<String, Verdict> {
         let body = json!({"content": {"raw": text}});
         let r = self
             .bitbucket
-            .call(self.http, Method::POST, &self.path, Some(body))
+            .call(self.http, Method::POST, self.url(None, None)?, Some(body))
             .await?;
         json_id(&r.json::<Value>()?)
     }
@@ -259,7 +316,7 @@ impl SummaryMessages for Comments<'_, '_> {
             .call(
                 self.http,
                 Method::PUT,
-                &format!("{}/{id}", self.path),
+                self.url(Some(id), None)?,
                 Some(body),
             )
             .await
@@ -383,20 +440,32 @@ mod tests {
 
     #[test]
     fn repository_paths_are_single_segments() {
+        let b = bitbucket();
+        let path = |ev: &RunEvent| -> Result<String, Verdict> {
+            let repo = b.repositories.of_event(ev)?;
+            let url = b.url(&repository_path(&repo, &[]), None)?;
+            Ok(url.path().strip_prefix("/2.0").unwrap().to_string())
+        };
         let mut ev = relay_core::sample::run_event();
-        assert_eq!(repository(&ev).unwrap(), "/repositories/acme/widgets");
+        assert_eq!(path(&ev).unwrap(), "/repositories/acme/widgets");
         ev.scm.owner = Some("..".into());
-        assert!(repository(&ev).is_err());
+        assert!(path(&ev).is_err());
         ev.scm.owner = Some("a/b c".into());
-        assert_eq!(repository(&ev).unwrap(), "/repositories/a%2Fb%20c/widgets");
+        assert_eq!(path(&ev).unwrap(), "/repositories/a%2Fb%20c/widgets");
+    }
+
+    fn bitbucket() -> Bitbucket {
+        Bitbucket {
+            base: url::Url::parse(DEFAULT_BASE).unwrap(),
+            credential: Credential::Token(SecretFile("/nonexistent".into())),
+            repositories: Repositories::default(),
+            identity: Identity::default(),
+        }
     }
 
     #[test]
     fn notification_actions_and_params_are_checked() {
-        let b = Bitbucket {
-            base: DEFAULT_BASE.into(),
-            credential: Credential::Token(SecretFile("/nonexistent".into())),
-        };
+        let b = bitbucket();
         let mut params = Map::new();
         params.insert("contxt".into(), "x".into());
         let errs = b.check_notification(Some("note"), &params).unwrap_err();
@@ -419,7 +488,7 @@ mod tests {
             {"id": 2, "deleted": true, "content": {"raw": format!("{marker}\n\nold")}},
             {"id": 3, "content": {"raw": format!("{marker}\n\nnew")}},
         ]});
-        assert_eq!(marked(&page, marker).unwrap()["id"], 3);
-        assert!(marked(&json!({"values": []}), marker).is_none());
+        assert_eq!(marked(&page, marker).next().unwrap()["id"], 3);
+        assert!(marked(&json!({"values": []}), marker).next().is_none());
     }
 }

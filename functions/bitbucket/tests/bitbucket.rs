@@ -4,6 +4,7 @@
 //! updated in place, escaping of user-controlled names, and a 401
 //! dead-lettered without the secret.
 
+use relay_tests::attack::{PATH_ATTACKS, assert_path_attacks_refused, pipelinerun_with};
 use relay_tests::expect::outgoing;
 use relay_tests::fixtures::Scenario;
 use relay_tests::function::{Function, Secrets, config, example, fixture};
@@ -20,6 +21,28 @@ const PASSWORD: &str = "app-pw-test";
 const BASIC: &str = "Basic Y2ktYm90OmFwcC1wdy10ZXN0";
 const TOKEN: &str = "bb-access-token-test";
 const SUCCESS_MARKER: &str = "[//]: # (tekton-relay:summary:6cad4a26-8d11-4ece-9738-f7d93d9c1724)";
+
+/// The account uuids Bitbucket shows: the relay's and someone else's.
+const RELAY_UUID: &str = "{6a3e9e4e-0b7c-4f3a-9a53-1d2c3b4a5f60}";
+const MALLORY_UUID: &str = "{d0d0cafe-0000-4000-8000-000000000066}";
+
+/// Bitbucket's `GET /user` for the test credential: the relay's account.
+fn user_is_relay_bot(bb: &Receiver) {
+    bb.reply(
+        "GET",
+        "/2.0/user",
+        200,
+        json!({"type": "user", "uuid": RELAY_UUID, "display_name": "Relay Bot",
+               "account_id": "557058:relay", "nickname": "relay-bot"}),
+    );
+}
+
+/// A pull request comment as Bitbucket lists it, by the account `uuid`.
+fn comment(id: u64, raw: &str, uuid: &str) -> Value {
+    json!({"id": id, "type": "pullrequest_comment", "deleted": false,
+           "content": {"raw": raw, "markup": "markdown"},
+           "user": {"type": "user", "uuid": uuid, "display_name": "someone"}})
+}
 
 /// Credentials as the Provider's settings: an app password or a token.
 enum Auth {
@@ -203,10 +226,9 @@ async fn pr_comment_is_created_once_then_updated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pr_comment_on_a_later_page_is_adopted() {
     let bb = Receiver::start().await;
+    user_is_relay_bot(&bb);
     let comments = comments_path(47);
-    let page1: Vec<Value> = (0..100)
-        .map(|i| json!({"id": i, "content": {"raw": "lgtm"}}))
-        .collect();
+    let page1: Vec<Value> = (0..100).map(|i| comment(i, "lgtm", MALLORY_UUID)).collect();
     bb.reply(
         "GET",
         &format!("{comments}?pagelen=100&page=1"),
@@ -218,8 +240,8 @@ async fn pr_comment_on_a_later_page_is_adopted() {
         &format!("{comments}?pagelen=100&page=2"),
         200,
         json!({"values": [
-            {"id": 87, "content": {"raw": "<!-- tekton-relay:summary:6cad4a26-8d11-4ece-9738-f7d93d9c1724 -->"}},
-            {"id": 88, "content": {"raw": format!("{SUCCESS_MARKER}\n\nold")}},
+            comment(87, "<!-- tekton-relay:summary:6cad4a26-8d11-4ece-9738-f7d93d9c1724 -->", RELAY_UUID),
+            comment(88, &format!("{SUCCESS_MARKER}\n\nold"), RELAY_UUID),
         ]}),
     );
     bb.reply("PUT", &format!("{comments}/88"), 200, json!({"id": 88}));
@@ -388,4 +410,85 @@ async fn oauth2_consumer_token_is_fetched_once_and_used() {
     for r in &statuses {
         assert_headers(r, "Bearer bb-oauth-1");
     }
+}
+
+/// A comment someone else posted with the relay's marker is not adopted:
+/// it is never edited, and the relay posts its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marked_comment_by_another_account_is_not_adopted() {
+    let bb = Receiver::start().await;
+    user_is_relay_bot(&bb);
+    let comments = comments_path(47);
+    bb.reply(
+        "GET",
+        &comments,
+        200,
+        json!({"values": [comment(66, &format!("{SUCCESS_MARKER}\n\nplease approve"), MALLORY_UUID)]}),
+    );
+    bb.reply(
+        "POST",
+        &comments,
+        201,
+        comment(9001, SUCCESS_MARKER, RELAY_UUID),
+    );
+    bb.reply("PUT", &format!("{comments}/9001"), 200, json!({"id": 9001}));
+    let f = start(&bb, Auth::Token, &[("summary", "  action: comment")]).await;
+    f.scenario("tekton-pipelinerun-success").await;
+    assert!(
+        bb.requests_on(&format!("{comments}/66")).is_empty(),
+        "mallory's comment was edited"
+    );
+    let posted = bb
+        .requests_on(&comments)
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posted, 1, "a comment of its own instead");
+    assert!(!bb.requests_on(&format!("{comments}/9001")).is_empty());
+    let me = bb.requests_on("/2.0/user");
+    assert_eq!(me.len(), 1);
+    assert_headers(&me[0], &format!("Bearer {TOKEN}"));
+}
+
+/// Event fields naming another API path are refused, dead-lettered, and
+/// nothing at all is sent with the credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_fields_cannot_steer_the_token_to_another_api() {
+    let bb = Receiver::start().await;
+    let f = start(&bb, Auth::Token, &[("status", "  action: status")]).await;
+    assert_path_attacks_refused(&f, "status", &[], PATH_ATTACKS).await;
+    let sent: Vec<String> = bb.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(sent.is_empty(), "requests were sent: {sent:?}");
+}
+
+/// With `repositories`, a repository outside it is refused before any
+/// request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repositories_allowlist_refuses_other_repositories() {
+    let bb = Receiver::start().await;
+    let secrets = Secrets::new();
+    let settings = format!(
+        "{{baseURL: \"{}\", tokenFile: {}, repositories: [\"acme/api-*\"]}}",
+        bb.url("/2.0"),
+        secrets.line("token", TOKEN)
+    );
+    let cfg = config(
+        "bb",
+        "bitbucket",
+        &settings,
+        &[("status", "  action: status")],
+    );
+    let f = Function::start(BIN, &cfg, secrets, &[]).await;
+    let answer = f.delivery(&pipelinerun_with("outside", &[])).await;
+    assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
+    assert!(bb.requests().is_empty(), "{:?}", bb.requests());
+    let answer = f
+        .delivery(&pipelinerun_with(
+            "inside",
+            &[("relay.tekton.dev/url-repository", "api-gateway")],
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let path = format!("/2.0/repositories/acme/api-gateway/commit/{SUCCESS_SHA}/statuses/build");
+    assert_eq!(bb.requests_on(&path).len(), 1);
 }

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
+use relay_core::githost::{RepoPath, Repositories, api_url};
 use relay_core::message::post_status_once;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams, Verdict,
@@ -34,11 +35,19 @@ pub struct BitbucketServerSettings {
     /// An HTTP access token (project, repository or personal) with
     /// Repository read.
     pub token_file: SecretFile,
+    /// The repositories this Provider may post statuses for,
+    /// `PROJECT/repo` glob patterns (`PROJ/*`, `PROJ/widgets`), matched
+    /// against the repository the event names (a build status is keyed by
+    /// commit alone, so an event that names none is refused too). Unset: any.
+    /// Recommended, since events name the repository.
+    #[serde(default)]
+    pub repositories: Repositories,
 }
 
 pub struct BitbucketServer {
-    base: String,
+    base: url::Url,
     token: SecretFile,
+    repositories: Repositories,
 }
 
 pub struct BitbucketServerFactory;
@@ -53,9 +62,13 @@ impl ProviderFactory for BitbucketServerFactory {
         if !matches!(s.base_url.scheme(), "https" | "http") {
             return Err(vec![("baseURL".into(), "must be an http(s) URL".into())]);
         }
+        if s.base_url.cannot_be_a_base() {
+            return Err(vec![("baseURL".into(), "must be an http(s) URL".into())]);
+        }
         Ok(Arc::new(BitbucketServer {
-            base: s.base_url.as_str().trim_end_matches('/').to_string(),
+            base: s.base_url,
             token: s.token_file,
+            repositories: s.repositories,
         }))
     }
 }
@@ -66,25 +79,35 @@ pub fn status_key(context: &str) -> String {
     escape::bounded_key(context, KEY_MAX)
 }
 
-/// One path segment, percent-encoded; `.` and `..` would climb the path.
-fn segment(s: &str) -> Result<String, Verdict> {
-    escape::path_segment(s).ok_or_else(|| Verdict::permanent(format!("{s:?} is no path segment")))
-}
-
 impl BitbucketServer {
+    /// The server's base URL as written, without a trailing `/`.
+    fn root(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    /// With a `repositories` allowlist, the event's repository (clone URLs
+    /// read `/scm/PROJECT/repo.git`) must be in it.
+    fn check_repository(&self, ev: &RunEvent) -> Result<(), Verdict> {
+        if !self.repositories.is_set() {
+            return Ok(());
+        }
+        let repo = RepoPath::of_event(ev)?;
+        let project = repo.owner().strip_prefix("scm/").unwrap_or(repo.owner());
+        self.repositories
+            .permit(RepoPath::new(project, repo.name())?)?;
+        Ok(())
+    }
+
     /// Where a build status links to (Bitbucket requires one): the run in
     /// the dashboard, else the repository's page on this server, else the
     /// clone URL's.
     pub fn status_url(&self, ev: &RunEvent) -> Option<String> {
-        let on_server = match (&ev.scm.owner, &ev.scm.name) {
+        let on_server = RepoPath::of_event(ev).ok().and_then(|r| {
             // Clone URLs read `/scm/PROJECT/repo.git`.
-            (Some(owner), Some(repo)) => {
-                let project = owner.strip_prefix("scm/").unwrap_or(owner);
-                (!project.contains('/'))
-                    .then(|| format!("{}/projects/{project}/repos/{repo}", self.base))
-            }
-            _ => None,
-        };
+            let project = r.owner().strip_prefix("scm/").unwrap_or(r.owner());
+            (!project.contains('/'))
+                .then(|| format!("{}/projects/{project}/repos/{}", self.root(), r.name()))
+        });
         ev.url
             .as_deref()
             .and_then(escape::link)
@@ -102,7 +125,8 @@ impl BitbucketServer {
         if ev.kind != "PipelineRun" {
             return Ok("not a PipelineRun: no status".into());
         }
-        let sha = segment(commit_sha(ev)?)?;
+        self.check_repository(ev)?;
+        let sha = commit_sha(ev)?;
         let name = status_context(params.context.as_deref(), ev);
         let key = status_key(&name);
         let url = self.status_url(ev).ok_or_else(|| {
@@ -121,11 +145,7 @@ impl BitbucketServer {
             let body = json!({
                 "state": state, "key": key, "name": name, "url": url, "description": description,
             });
-            let url = url::Url::parse(&format!(
-                "{}/rest/build-status/1.0/commits/{sha}",
-                self.base
-            ))
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
+            let url = api_url(&self.base, &["rest", "build-status", "1.0", "commits", sha])?;
             let mut req = OutboundRequest::post_json(url, body.to_string());
             let token = self
                 .token
@@ -176,8 +196,9 @@ mod tests {
 
     fn server() -> BitbucketServer {
         BitbucketServer {
-            base: "https://bitbucket.example.com/bb".into(),
+            base: url::Url::parse("https://bitbucket.example.com/bb").unwrap(),
             token: SecretFile("/nonexistent".into()),
+            repositories: Repositories::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! and cancelled runs, escaping of user-controlled names, and a 401
 //! dead-lettered without the secret.
 
+use relay_tests::attack::{PATH_ATTACKS, assert_path_attacks_refused, pipelinerun_with};
 use relay_tests::expect::outgoing;
 use relay_tests::fixtures::Scenario;
 use relay_tests::function::{Function, Secrets, config, example, fixture};
@@ -175,4 +176,58 @@ fn the_example_validates_and_a_missing_base_url_does_not() {
         ),
         "{err}"
     );
+}
+
+/// A commit of `../../../../../user/repos#` would have taken the token
+/// anywhere on the server: it is refused, dead-lettered, and nothing is
+/// sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_cannot_steer_the_token_to_another_api() {
+    let bbs = Receiver::start().await;
+    let f = start(&bbs, &[("status", "  action: status")]).await;
+    let attacks = [
+        ("relay.tekton.dev/sha", "../../../../../user/repos#"),
+        (
+            "relay.tekton.dev/sha",
+            "0c5c7fd0a6a3a4506513270e269e0d37f2a74de4/../../../x",
+        ),
+        ("relay.tekton.dev/sha", "0c5c7fd0"),
+    ];
+    assert_path_attacks_refused(&f, "status", &[], &attacks).await;
+    let sent: Vec<String> = bbs.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(sent.is_empty(), "requests were sent: {sent:?}");
+}
+
+/// With `repositories`, the event's repository must be listed (and well
+/// formed): every path attack is refused, another project too, before any
+/// request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repositories_allowlist_refuses_other_repositories() {
+    let bbs = Receiver::start().await;
+    let path = statuses(&bbs, SUCCESS_SHA);
+    let secrets = Secrets::new();
+    let settings = format!(
+        "{{baseURL: \"{}\", tokenFile: {}, repositories: [\"ACME/*\"]}}",
+        bbs.url("/bitbucket"),
+        secrets.line("token", TOKEN)
+    );
+    let cfg = config(
+        "bbs",
+        "bitbucketserver",
+        &settings,
+        &[("status", "  action: status")],
+    );
+    let f = Function::start(BIN, &cfg, secrets, &[]).await;
+    assert_path_attacks_refused(&f, "status", &[], PATH_ATTACKS).await;
+    let answer = f
+        .delivery(&pipelinerun_with(
+            "other-project",
+            &[("relay.tekton.dev/url-org", "OPS")],
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
+    assert!(bbs.requests().is_empty(), "{:?}", bbs.requests());
+    let answer = f.delivery(&pipelinerun_with("listed", &[])).await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    assert_eq!(bbs.requests_on(&path).len(), 1);
 }

@@ -12,7 +12,10 @@ use http::Method;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
-use relay_core::message::{SummaryMessages, post_status_once, summary_text, upsert_summary};
+use relay_core::githost::{RepoPath, Repositories, api_url};
+use relay_core::message::{
+    Identity, SummaryMessages, adopt_own, json_text, post_status_once, summary_text, upsert_summary,
+};
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
     Verdict, check_action_and_params, commit_sha, delivery_params, json_id, parse_settings,
@@ -39,11 +42,20 @@ pub struct GiteaSettings {
     /// An access token with `write:repository` (statuses) and `write:issue`
     /// (pull request comments).
     pub token_file: SecretFile,
+    /// The repositories this Provider may write to, `owner/repo` glob
+    /// patterns (`acme/*`, `acme/widgets`); an event naming another is
+    /// refused (dead-lettered) before any request. Unset: any repository
+    /// the token reaches. Recommended, since events name the repository.
+    #[serde(default)]
+    pub repositories: Repositories,
 }
 
 pub struct Gitea {
     base: url::Url,
     token: SecretFile,
+    repositories: Repositories,
+    /// The user id comments of this Provider's token show.
+    identity: Identity,
 }
 
 pub struct GiteaFactory;
@@ -73,33 +85,32 @@ impl ProviderFactory for GiteaFactory {
         Ok(Arc::new(Gitea {
             base,
             token: s.token_file,
+            repositories: s.repositories,
+            identity: Identity::default(),
         }))
     }
 }
 
-/// Owner and repository of an event, or why it cannot be posted.
-fn target(ev: &RunEvent) -> Result<(String, String), Verdict> {
-    match (&ev.scm.owner, &ev.scm.name) {
-        // Gitea has no nested groups: an owner of several segments comes from
-        // a server under a sub-path (`https://host/git/acme/widgets`), whose
-        // owner is the last one.
-        (Some(o), Some(n)) => Ok((o.rsplit('/').next().unwrap_or(o).to_string(), n.clone())),
-        _ => Err(Verdict::permanent(
-            "the event names no repository (relay.tekton.dev/* annotations, \
-             Pipelines-as-Code labels, or a url param)",
-        )),
-    }
+/// Owner and repository of an event, checked, or why it cannot be posted.
+fn target(ev: &RunEvent) -> Result<RepoPath, Verdict> {
+    let full = RepoPath::of_event(ev)?;
+    // Gitea has no nested groups: an owner of several segments comes from
+    // a server under a sub-path (`https://host/git/acme/widgets`), whose
+    // owner is the last one.
+    let owner = full.owner().rsplit('/').next().unwrap_or(full.owner());
+    RepoPath::new(owner, full.name())
 }
 
 impl Gitea {
+    /// The repository of an event, checked and allowed.
+    fn repository(&self, ev: &RunEvent) -> Result<RepoPath, Verdict> {
+        self.repositories.permit(target(ev)?)
+    }
+
     /// The API URL of `segments` (each percent-encoded, so a name cannot
     /// change the path), with `query`.
     fn url(&self, segments: &[&str], query: Option<&str>) -> Result<url::Url, Verdict> {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|()| Verdict::permanent("baseURL cannot have a path"))?
-            .pop_if_empty()
-            .extend(segments);
+        let mut url = api_url(&self.base, segments)?;
         url.set_query(query);
         Ok(url)
     }
@@ -138,7 +149,7 @@ impl Gitea {
         if ev.kind != "PipelineRun" {
             return Ok("not a PipelineRun: no status".into());
         }
-        let (owner, repo) = target(ev)?;
+        let repo = self.repository(ev)?;
         let sha = commit_sha(ev)?;
         let context = status_context(params.context.as_deref(), ev);
         let state = state::commit_status(ev.state);
@@ -152,13 +163,13 @@ impl Gitea {
             },
             DESCRIPTION_MAX,
         );
-        let key = format!("gitea-status/{}/{owner}/{repo}/{sha}/{context}", self.base);
+        let key = format!("gitea-status/{}/{repo}/{sha}/{context}", self.base);
         post_status_once(input.store, key, &context, state, &description, || async {
             let mut body = json!({"state": state, "description": description, "context": context});
             if let Some(u) = &ev.url {
                 body["target_url"] = u.clone().into();
             }
-            let url = self.url(&["repos", &owner, &repo, "statuses", sha], None)?;
+            let url = self.url(&["repos", repo.owner(), repo.name(), "statuses", sha], None)?;
             self.call(http, Method::POST, url, Some(&body))
                 .await
                 .map(|_| ())
@@ -168,7 +179,7 @@ impl Gitea {
 
     async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let ev = input.event;
-        let (owner, repo) = target(ev)?;
+        let repo = self.repository(ev)?;
         let Some(pr) = ev.scm.pull_request else {
             return Ok("not a pull request: no comment".into());
         };
@@ -178,13 +189,12 @@ impl Gitea {
         let marker = format!("<!-- tekton-relay:{}:{run} -->", input.notification);
         let text = summary_text(input, &marker)?.unwrap_or_default();
         let key = format!(
-            "gitea-comment/{}/{owner}/{repo}/{pr}/{}/{run}",
+            "gitea-comment/{}/{repo}/{pr}/{}/{run}",
             self.base, input.notification
         );
         let comments = Comments {
             gitea: self,
             http,
-            owner,
             repo,
             pr: pr.to_string(),
         };
@@ -198,8 +208,7 @@ impl Gitea {
 struct Comments<'a, 'h> {
     gitea: &'a Gitea,
     http: &'a Http<'h>,
-    owner: String,
-    repo: String,
+    repo: RepoPath,
     pr: String,
 }
 
@@ -207,8 +216,8 @@ impl Comments<'_, '_> {
     fn list(&self, query: Option<&str>) -> Result<url::Url, Verdict> {
         let path = [
             "repos",
-            &self.owner,
-            &self.repo,
+            self.repo.owner(),
+            self.repo.name(),
             "issues",
             &self.pr,
             "comments",
@@ -219,8 +228,9 @@ impl Comments<'_, '_> {
 
 #[async_trait]
 impl SummaryMessages for Comments<'_, '_> {
+    /// A comment carrying `marker` that this Provider's own user wrote.
     async fn find(&self, marker: &str) -> Result<Option<String>, Verdict> {
-        let found = find_marked_comment(marker, |page| async move {
+        let marked = find_marked_comment(marker, |page| async move {
             let query = format!("limit={COMMENT_PAGE}&page={page}");
             let r = self
                 .gitea
@@ -232,6 +242,21 @@ impl SummaryMessages for Comments<'_, '_> {
                 .and_then(|v| v.to_str().ok()?.parse().ok());
             Ok((r.json::<Vec<Value>>()?, total))
         })
+        .await?;
+        let found = adopt_own(
+            marked,
+            |c| json_text(&c["user"]["id"]),
+            &self.gitea.identity,
+            || async {
+                let url = self.gitea.url(&["user"], None)?;
+                let me: Value = self
+                    .gitea
+                    .call(self.http, Method::GET, url, None)
+                    .await?
+                    .json()?;
+                json_text(&me["id"]).ok_or_else(|| Verdict::permanent("GET /user answered no id"))
+            },
+        )
         .await?;
         found.as_ref().map(json_id).transpose()
     }
@@ -246,7 +271,14 @@ impl SummaryMessages for Comments<'_, '_> {
     }
 
     async fn update(&self, id: &str, text: &str) -> Result<(), Verdict> {
-        let path = ["repos", &self.owner, &self.repo, "issues", "comments", id];
+        let path = [
+            "repos",
+            self.repo.owner(),
+            self.repo.name(),
+            "issues",
+            "comments",
+            id,
+        ];
         let body = json!({"body": text});
         self.gitea
             .call(
@@ -260,39 +292,40 @@ impl SummaryMessages for Comments<'_, '_> {
     }
 }
 
-/// The first comment whose body starts with `marker`. Gitea and Forgejo
-/// answer an issue's comment list whole, ignoring `page` and `limit` (with
-/// the count in `X-Total-Count`), so `message::find_marked`, which reads on
-/// while pages are full, would fetch the same list 100 times: this stops
-/// once every comment was seen, on a short page, or when page 2 repeats
-/// page 1. `page(n)` answers the comments and the total, when known.
-async fn find_marked_comment<F, Fut>(marker: &str, mut page: F) -> Result<Option<Value>, Verdict>
+/// Every comment whose body starts with `marker`, in order. Gitea and
+/// Forgejo answer an issue's comment list whole, ignoring `page` and `limit`
+/// (with the count in `X-Total-Count`), so `message::find_marked`, which
+/// reads on while pages are full, would fetch the same list 100 times: this
+/// stops once every comment was seen, on a short page, or when page 2
+/// repeats page 1. `page(n)` answers the comments and the total, when known.
+async fn find_marked_comment<F, Fut>(marker: &str, mut page: F) -> Result<Vec<Value>, Verdict>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<(Vec<Value>, Option<usize>), Verdict>>,
 {
     let mut seen = 0;
     let mut first = None;
+    let mut found = Vec::new();
     for n in 1..=MAX_PAGES {
         let (items, total) = page(n).await?;
-        if let Some(c) = items
-            .iter()
-            .find(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
-        {
-            return Ok(Some(c.clone()));
-        }
         let head = items.first().map(|c| c["id"].clone());
         if n == 1 {
             first = head;
         } else if head == first {
             break;
         }
+        found.extend(
+            items
+                .iter()
+                .filter(|c| c["body"].as_str().is_some_and(|b| b.starts_with(marker)))
+                .cloned(),
+        );
         seen += items.len();
         if items.len() < COMMENT_PAGE || total.is_some_and(|t| seen >= t) {
             break;
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 #[async_trait]
@@ -341,6 +374,8 @@ mod tests {
         Gitea {
             base: url::Url::parse("https://codeberg.org/api/v1").unwrap(),
             token: SecretFile("/nonexistent".into()),
+            repositories: Repositories::default(),
+            identity: Identity::default(),
         }
     }
 
@@ -401,7 +436,7 @@ mod tests {
         );
         let mut ev = relay_core::sample::run_event();
         ev.scm.owner = Some("git/acme".into());
-        assert_eq!(target(&ev).unwrap().0, "acme");
+        assert_eq!(target(&ev).unwrap().owner(), "acme");
     }
 
     fn comments(ids: std::ops::Range<u64>) -> Vec<Value> {
@@ -418,7 +453,7 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!((found, asked), (None, 1));
+        assert_eq!((found, asked), (vec![], 1));
         // The same without X-Total-Count: page 2 repeats page 1.
         let mut asked = 0;
         let found = find_marked_comment("<!-- m -->", |_| {
@@ -427,7 +462,7 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!((found, asked), (None, 2));
+        assert_eq!((found, asked), (vec![], 2));
         // A server that does page is read until the comment turns up.
         let found = find_marked_comment("<!-- m -->", |n| async move {
             Ok(match n {
@@ -437,6 +472,6 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(found.unwrap()["id"], 77);
+        assert_eq!(found[0]["id"], 77);
     }
 }

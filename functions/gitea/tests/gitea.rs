@@ -4,6 +4,7 @@
 //! updated in place, escaping of user-controlled names, and a 401 dead-lettered
 //! without the token.
 
+use relay_tests::attack::{PATH_ATTACKS, assert_path_attacks_refused, pipelinerun_with};
 use relay_tests::function::{Function, Secrets, assert_absent, config, fixture};
 use relay_tests::receiver::{Receiver, Recorded};
 use serde_json::{Value, json};
@@ -14,6 +15,21 @@ const SHA: &str = "0c5c7fd0a6a3a4506513270e269e0d37f2a74de4";
 const REPO: &str = "/api/v1/repos/acme/widgets";
 /// The success scenario's PipelineRun.
 const RUN_UID: &str = "6cad4a26-8d11-4ece-9738-f7d93d9c1724";
+
+/// Gitea's `GET /user` for the test token: the relay's own user.
+fn user_is_relay_bot(gt: &Receiver) {
+    gt.reply(
+        "GET",
+        "/api/v1/user",
+        200,
+        json!({"id": 1001, "login": "relay-bot", "full_name": "Relay Bot"}),
+    );
+}
+
+/// An issue comment as Gitea lists it, by user `author` (id, login).
+fn comment(id: u64, body: &str, author: (u64, &str)) -> Value {
+    json!({"id": id, "body": body, "user": {"id": author.0, "login": author.1}})
+}
 
 /// A running function serving `notifications` against the mock Gitea.
 async fn start(gt: &Receiver, notifications: &[(&str, &str)]) -> Function {
@@ -262,9 +278,10 @@ async fn pr_comment_is_created_once_then_updated_in_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_comment_on_page_two_is_adopted() {
     let gt = Receiver::start().await;
+    user_is_relay_bot(&gt);
     let comments = format!("{REPO}/issues/47/comments");
     let page1: Vec<Value> = (0..50)
-        .map(|i| json!({"id": i, "body": "looks good"}))
+        .map(|i| comment(i, "looks good", (7, "mchen")))
         .collect();
     gt.reply(
         "GET",
@@ -276,7 +293,11 @@ async fn an_existing_comment_on_page_two_is_adopted() {
         "GET",
         &format!("{comments}?limit=50&page=2"),
         200,
-        json!([{"id": 88, "body": format!("<!-- tekton-relay:summary:{RUN_UID} -->\nold")}]),
+        json!([comment(
+            88,
+            &format!("<!-- tekton-relay:summary:{RUN_UID} -->\nold"),
+            (1001, "relay-bot")
+        )]),
     );
     gt.reply(
         "PATCH",
@@ -440,5 +461,97 @@ async fn a_401_is_dead_lettered_without_the_token() {
             ("dead letter", &relay.dead_letter_text()),
             ("log", &relay.stderr()),
         ],
+    );
+}
+
+/// A comment someone else posted with the relay's marker is not adopted:
+/// it is never edited, and the relay posts its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marked_comment_by_another_user_is_not_adopted() {
+    let gt = Receiver::start().await;
+    user_is_relay_bot(&gt);
+    let comments = format!("{REPO}/issues/47/comments");
+    let marker = format!("<!-- tekton-relay:summary:{RUN_UID} -->");
+    gt.reply(
+        "GET",
+        &comments,
+        200,
+        json!([comment(
+            66,
+            &format!("{marker}\nplease approve"),
+            (66, "mallory")
+        )]),
+    );
+    gt.reply(
+        "POST",
+        &comments,
+        201,
+        comment(9001, &marker, (1001, "relay-bot")),
+    );
+    gt.reply(
+        "PATCH",
+        &format!("{REPO}/issues/comments/9001"),
+        200,
+        json!({"id": 9001}),
+    );
+    let relay = start(&gt, &[("summary", "  action: comment")]).await;
+    relay.scenario("tekton-pipelinerun-success").await;
+    assert!(
+        gt.requests_on(&format!("{REPO}/issues/comments/66"))
+            .is_empty(),
+        "mallory's comment was edited"
+    );
+    assert_eq!(
+        count(&gt, "POST", &comments),
+        1,
+        "a comment of its own instead"
+    );
+    assert!(
+        !gt.requests_on(&format!("{REPO}/issues/comments/9001"))
+            .is_empty()
+    );
+    let me = gt.requests_on("/api/v1/user");
+    assert_eq!(me.len(), 1);
+    assert_gitea_headers(&me[0]);
+}
+
+/// Event fields naming another API path are refused, dead-lettered, and
+/// nothing at all is sent with the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_fields_cannot_steer_the_token_to_another_api() {
+    let gt = Receiver::start().await;
+    let relay = start(&gt, &[("status", "  action: status")]).await;
+    assert_path_attacks_refused(&relay, "status", &[], PATH_ATTACKS).await;
+    let sent: Vec<String> = gt.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(sent.is_empty(), "requests were sent: {sent:?}");
+}
+
+/// With `repositories`, a repository outside it is refused before any
+/// request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repositories_allowlist_refuses_other_repositories() {
+    let gt = Receiver::start().await;
+    let secrets = Secrets::new();
+    let token = secrets.line("token", TOKEN);
+    let settings = format!(
+        "{{baseURL: \"{}\", tokenFile: {token}, repositories: [\"acme/api\"]}}",
+        gt.url("/api/v1")
+    );
+    let cfg = config("gt", "gitea", &settings, &[("status", "  action: status")]);
+    let relay = Function::start(BIN, &cfg, secrets, &[]).await;
+    let answer = relay.delivery(&pipelinerun_with("outside", &[])).await;
+    assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
+    assert!(gt.requests().is_empty(), "{:?}", gt.requests());
+    let answer = relay
+        .delivery(&pipelinerun_with(
+            "inside",
+            &[("relay.tekton.dev/url-repository", "api")],
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    assert_eq!(
+        gt.requests_on(&format!("/api/v1/repos/acme/api/statuses/{SHA}"))
+            .len(),
+        1
     );
 }

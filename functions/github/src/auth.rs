@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use http::Method;
+use relay_core::githost::RepoPath;
 use relay_core::oauth2::TokenCache;
 use relay_core::provider::Verdict;
 use relay_core::secret::{Secret, SecretFile};
@@ -110,8 +111,7 @@ impl Credentials {
     pub async fn token(
         &self,
         api: &super::Api,
-        owner: &str,
-        repo: &str,
+        repo: &RepoPath,
         http: &Http<'_>,
     ) -> Result<Secret, Verdict> {
         let app = match self {
@@ -125,18 +125,15 @@ impl Credentials {
         };
         let installation = match app.settings.installation_id {
             Some(id) => id,
-            None => installation_of(app, api, owner, repo, http).await?,
+            None => installation_of(app, api, repo, http).await?,
         };
         app.tokens
             .get(&installation.to_string(), || async {
                 let jwt = app.jwt().await?;
+                let id = installation.to_string();
+                let url = api.url(&["app", "installations", &id, "access_tokens"], None)?;
                 let answer: Value = http
-                    .send(&api.request(
-                        Method::POST,
-                        &format!("/app/installations/{installation}/access_tokens"),
-                        None,
-                        &jwt,
-                    )?)
+                    .send(&api.request(Method::POST, url, None, &jwt)?)
                     .await?
                     .json()?;
                 let token = answer["token"]
@@ -162,23 +159,18 @@ impl Credentials {
 async fn installation_of(
     app: &App,
     api: &super::Api,
-    owner: &str,
-    repo: &str,
+    repo: &RepoPath,
     http: &Http<'_>,
 ) -> Result<u64, Verdict> {
-    let key = format!("{owner}/{repo}");
+    let key = repo.to_string();
     let mut known = app.installations.lock().await;
     if let Some(id) = known.get(&key) {
         return Ok(*id);
     }
     let jwt = app.jwt().await?;
+    let url = api.url(&["repos", repo.owner(), repo.name(), "installation"], None)?;
     let answer: Value = http
-        .send(&api.request(
-            Method::GET,
-            &format!("/repos/{owner}/{repo}/installation"),
-            None,
-            &jwt,
-        )?)
+        .send(&api.request(Method::GET, url, None, &jwt)?)
         .await?
         .json()?;
     let id = answer["id"]

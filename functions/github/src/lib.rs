@@ -13,13 +13,15 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
+use relay_core::githost::{RepoPath, Repositories, api_url};
 use relay_core::message::{
-    SummaryMessages, find_marked, post_status_once, summary_text, upsert_summary,
+    Identity, SummaryMessages, adopt_own, find_marked, json_text, post_status_once, summary_text,
+    upsert_summary,
 };
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, default_classify, delivery_params, json_id, parse_settings,
-    retry_after, status_context,
+    check_action_and_params, commit_sha, default_classify, delivery_params, json_id,
+    parse_settings, retry_after, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -45,6 +47,12 @@ pub struct GithubSettings {
     /// A GitHub App installation (needed for check runs).
     #[serde(default)]
     pub app: Option<auth::AppSettings>,
+    /// The repositories this Provider may write to, `owner/repo` glob
+    /// patterns (`acme/*`, `acme/widgets`); an event naming another is
+    /// refused (dead-lettered) before any request. Unset: any repository
+    /// the credential reaches. Recommended, since events name the repository.
+    #[serde(default)]
+    pub repositories: Repositories,
 }
 
 /// What a Notification does on GitHub.
@@ -85,11 +93,14 @@ pub struct Params {
 pub struct Github {
     api: Api,
     credentials: auth::Credentials,
+    repositories: Repositories,
+    /// The login comments of this Provider's credential show.
+    identity: Identity,
 }
 
 /// Builds requests against one GitHub API root.
 pub struct Api {
-    base: String,
+    base: url::Url,
 }
 
 pub struct GithubFactory;
@@ -101,10 +112,15 @@ impl ProviderFactory for GithubFactory {
 
     fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
         let s: GithubSettings = parse_settings(doc)?;
-        let base = s.base_url.map_or_else(
-            || DEFAULT_BASE.to_string(),
-            |u| u.as_str().trim_end_matches('/').to_string(),
-        );
+        let base = s
+            .base_url
+            .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE).expect("the default base URL parses"));
+        if base.cannot_be_a_base() || !matches!(base.scheme(), "https" | "http") {
+            return Err(vec![(
+                "baseURL".into(),
+                "expected an http(s) URL such as https://api.github.com".into(),
+            )]);
+        }
         let credentials = match (s.token_file, s.app) {
             (Some(file), None) => auth::Credentials::Token(file),
             (None, Some(app)) => auth::Credentials::App(Box::new(auth::App::new(app))),
@@ -124,32 +140,27 @@ impl ProviderFactory for GithubFactory {
         Ok(Arc::new(Github {
             api: Api { base },
             credentials,
+            repositories: s.repositories,
+            identity: Identity::default(),
         }))
     }
 }
 
-/// Owner, repository and commit of an event, or why it cannot be posted.
-fn target(ev: &RunEvent) -> Result<(String, String, String), Verdict> {
-    let scm = &ev.scm;
-    match (&scm.owner, &scm.name, &scm.sha) {
-        (Some(o), Some(r), Some(s)) => Ok((o.clone(), r.clone(), s.clone())),
-        _ => Err(Verdict::permanent(
-            "the event names no repository and commit (relay.tekton.dev/* annotations, \
-             Pipelines-as-Code labels, or url/revision params)",
-        )),
-    }
-}
-
 impl Api {
+    /// The API URL of `segments` (each percent-encoded) with `query`.
+    pub fn url(&self, segments: &[&str], query: Option<&str>) -> Result<url::Url, Verdict> {
+        let mut url = api_url(&self.base, segments)?;
+        url.set_query(query);
+        Ok(url)
+    }
+
     pub fn request(
         &self,
         method: Method,
-        path: &str,
+        url: url::Url,
         body: Option<Value>,
         bearer: &relay_core::secret::Secret,
     ) -> Result<Outbound, Verdict> {
-        let url = url::Url::parse(&format!("{}{path}", self.base))
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
         let mut req =
             OutboundRequest::post_json(url, body.map(|b| b.to_string()).unwrap_or_default());
         req.method = method;
@@ -171,21 +182,50 @@ impl Api {
 }
 
 impl Github {
-    /// One request on `/repos/{owner}/{repo}{path}` through the delivery's
-    /// retry policy.
+    /// The repository of an event, checked and allowed.
+    fn repository(&self, ev: &RunEvent) -> Result<RepoPath, Verdict> {
+        self.repositories.of_event(ev)
+    }
+
+    /// One request on `/repos/{owner}/{repo}/{tail…}?{query}` (every
+    /// segment percent-encoded) through the delivery's retry policy.
     async fn call(
         &self,
         http: &Http<'_>,
-        owner: &str,
-        repo: &str,
+        repo: &RepoPath,
         method: Method,
-        path: &str,
+        tail: &[&str],
+        query: Option<&str>,
         body: Option<Value>,
     ) -> Result<relay_core::transport::Response, Verdict> {
-        let token = self.credentials.token(&self.api, owner, repo, http).await?;
-        let path = format!("/repos/{owner}/{repo}{path}");
-        http.send(&self.api.request(method, &path, body, &token)?)
+        let mut segments = vec!["repos", repo.owner(), repo.name()];
+        segments.extend_from_slice(tail);
+        let url = self.api.url(&segments, query)?;
+        let token = self.credentials.token(&self.api, repo, http).await?;
+        http.send(&self.api.request(method, url, body, &token)?)
             .await
+    }
+
+    /// The login of this Provider's credential, asked of GitHub: the
+    /// token's user (`GET /user`), or an App's bot (`<slug>[bot]`, from
+    /// `GET /app`), which `identity` remembers.
+    async fn login(&self, repo: &RepoPath, http: &Http<'_>) -> Result<String, Verdict> {
+        let (path, bearer) = match &self.credentials {
+            auth::Credentials::Token(_) => {
+                ("user", self.credentials.token(&self.api, repo, http).await?)
+            }
+            auth::Credentials::App(app) => ("app", app.jwt().await?),
+        };
+        let url = self.api.url(&[path], None)?;
+        let me: Value = http
+            .send(&self.api.request(Method::GET, url, None, &bearer)?)
+            .await?
+            .json()?;
+        let login = match path {
+            "user" => json_text(&me["login"]),
+            _ => json_text(&me["slug"]).map(|slug| format!("{slug}[bot]")),
+        };
+        login.ok_or_else(|| Verdict::permanent(format!("GET /{path} answered no login")))
     }
 
     fn context(&self, params: &Params, ev: &RunEvent) -> String {
@@ -206,7 +246,8 @@ impl Github {
         if ev.kind != "PipelineRun" && !params.per_task {
             return Ok("not a PipelineRun: no status".into());
         }
-        let (owner, repo, sha) = target(ev)?;
+        let repo = self.repository(ev)?;
+        let sha = commit_sha(ev)?;
         let context = self.context(params, ev);
         let state = state::commit_status(ev.state);
         let description = escape::one_line(
@@ -218,11 +259,10 @@ impl Github {
             },
             DESCRIPTION_MAX,
         );
-        let key = format!("gh-status/{owner}/{repo}/{sha}/{context}");
+        let key = format!("gh-status/{repo}/{sha}/{context}");
         post_status_once(input.store, key, &context, state, &description, || async {
             let body = json!({"state": state, "target_url": ev.url, "description": description, "context": context});
-            let path = format!("/statuses/{sha}");
-            self.call(http, &owner, &repo, Method::POST, &path, Some(body))
+            self.call(http, &repo, Method::POST, &["statuses", sha], None, Some(body))
                 .await
                 .map(|_| ())
         })
@@ -236,7 +276,8 @@ impl Github {
         http: &Http<'_>,
     ) -> Result<String, Verdict> {
         let ev = input.event;
-        let (owner, repo, sha) = target(ev)?;
+        let repo = self.repository(ev)?;
+        let sha = commit_sha(ev)?;
         let run_uid = run_uid(ev)?;
         let name = self.context(
             &Params {
@@ -269,11 +310,10 @@ impl Github {
         }
         let mut create = body.clone();
         create["head_sha"] = sha.into();
-        let key = format!("gh-check/{owner}/{repo}/{run_uid}/{name}");
+        let key = format!("gh-check/{repo}/{run_uid}/{name}");
         let checks = CheckRuns {
             github: self,
             http,
-            owner: &owner,
             repo: &repo,
             create,
             update: body,
@@ -285,7 +325,7 @@ impl Github {
 
     async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let ev = input.event;
-        let (owner, repo, _) = target(ev)?;
+        let repo = self.repository(ev)?;
         let Some(pr) = ev.scm.pull_request else {
             return Ok("not a pull request: no comment".into());
         };
@@ -294,16 +334,12 @@ impl Github {
         };
         let marker = format!("<!-- tekton-relay:{}:{run} -->", input.notification);
         let text = summary_text(input, &marker)?.unwrap_or_default();
-        let key = format!(
-            "gh-comment/{owner}/{repo}/{pr}/{}/{run}",
-            input.notification
-        );
+        let key = format!("gh-comment/{repo}/{pr}/{}/{run}", input.notification);
         let comments = Comments {
             github: self,
             http,
-            owner: &owner,
             repo: &repo,
-            pr,
+            pr: pr.to_string(),
         };
         upsert_summary(input.store, &key, &marker, &text, &comments)
             .await?
@@ -319,13 +355,13 @@ impl Github {
         if ev.kind != "PipelineRun" {
             return Ok("not a PipelineRun: no deployment status".into());
         }
-        let (owner, repo, _) = target(ev)?;
+        let repo = self.repository(ev)?;
         let Some(id) = ev.annotations.get("relay.tekton.dev/github-deployment-id") else {
             return Err(Verdict::permanent(
                 "no relay.tekton.dev/github-deployment-id annotation on the PipelineRun",
             ));
         };
-        if !id.chars().all(|c| c.is_ascii_digit()) {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
             return Err(Verdict::permanent(
                 "relay.tekton.dev/github-deployment-id is not a number",
             ));
@@ -341,10 +377,10 @@ impl Github {
         }
         self.call(
             http,
-            &owner,
             &repo,
             Method::POST,
-            &format!("/deployments/{id}/statuses"),
+            &["deployments", id, "statuses"],
+            None,
             Some(body),
         )
         .await?;
@@ -356,39 +392,49 @@ impl Github {
 struct Comments<'a, 'h> {
     github: &'a Github,
     http: &'a Http<'h>,
-    owner: &'a str,
-    repo: &'a str,
-    pr: u64,
+    repo: &'a RepoPath,
+    pr: String,
 }
 
 #[async_trait]
 impl SummaryMessages for Comments<'_, '_> {
-    /// Every page of the pull request's comments, for one carrying `marker`.
+    /// Every page of the pull request's comments, for one carrying `marker`
+    /// that this Provider's own login wrote.
     async fn find(&self, marker: &str) -> Result<Option<String>, Verdict> {
-        let found = find_marked(COMMENT_PAGE, marker, |page| async move {
-            let path = format!(
-                "/issues/{}/comments?per_page={COMMENT_PAGE}&page={page}",
-                self.pr
-            );
+        let marked = find_marked(COMMENT_PAGE, marker, |page| async move {
+            let query = format!("per_page={COMMENT_PAGE}&page={page}");
             self.github
-                .call(self.http, self.owner, self.repo, Method::GET, &path, None)
+                .call(
+                    self.http,
+                    self.repo,
+                    Method::GET,
+                    &["issues", &self.pr, "comments"],
+                    Some(&query),
+                    None,
+                )
                 .await?
                 .json::<Vec<Value>>()
         })
+        .await?;
+        let found = adopt_own(
+            marked,
+            |c| json_text(&c["user"]["login"]),
+            &self.github.identity,
+            || self.github.login(self.repo, self.http),
+        )
         .await?;
         found.as_ref().map(json_id).transpose()
     }
 
     async fn create(&self, text: &str) -> Result<String, Verdict> {
-        let path = format!("/issues/{}/comments", self.pr);
         let r = self
             .github
             .call(
                 self.http,
-                self.owner,
                 self.repo,
                 Method::POST,
-                &path,
+                &["issues", &self.pr, "comments"],
+                None,
                 Some(json!({"body": text})),
             )
             .await?;
@@ -399,10 +445,10 @@ impl SummaryMessages for Comments<'_, '_> {
         self.github
             .call(
                 self.http,
-                self.owner,
                 self.repo,
                 Method::PATCH,
-                &format!("/issues/comments/{id}"),
+                &["issues", "comments", id],
+                None,
                 Some(json!({"body": text})),
             )
             .await
@@ -415,8 +461,7 @@ impl SummaryMessages for Comments<'_, '_> {
 struct CheckRuns<'a, 'h> {
     github: &'a Github,
     http: &'a Http<'h>,
-    owner: &'a str,
-    repo: &'a str,
+    repo: &'a RepoPath,
     /// What a create sends (with the commit); an update sends the rest.
     create: Value,
     update: Value,
@@ -433,10 +478,10 @@ impl SummaryMessages for CheckRuns<'_, '_> {
             .github
             .call(
                 self.http,
-                self.owner,
                 self.repo,
                 Method::POST,
-                "/check-runs",
+                &["check-runs"],
+                None,
                 Some(self.create.clone()),
             )
             .await?;
@@ -447,10 +492,10 @@ impl SummaryMessages for CheckRuns<'_, '_> {
         self.github
             .call(
                 self.http,
-                self.owner,
                 self.repo,
                 Method::PATCH,
-                &format!("/check-runs/{id}"),
+                &["check-runs", id],
+                None,
                 Some(self.update.clone()),
             )
             .await
@@ -537,9 +582,11 @@ mod tests {
     fn github() -> Github {
         Github {
             api: Api {
-                base: DEFAULT_BASE.into(),
+                base: url::Url::parse(DEFAULT_BASE).unwrap(),
             },
             credentials: auth::Credentials::Token(SecretFile("/nonexistent".into())),
+            repositories: Repositories::default(),
+            identity: Identity::default(),
         }
     }
 

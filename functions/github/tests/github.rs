@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use relay_tests::attack::{PATH_ATTACKS, assert_path_attacks_refused, pipelinerun_with};
 use relay_tests::expect::outgoing;
 use relay_tests::fixtures::Scenario;
 use relay_tests::function::{
@@ -16,6 +17,22 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_relay-github");
 const SHA: &str = "0c5c7fd0a6a3a4506513270e269e0d37f2a74de4";
+const MARKER: &str = "<!-- tekton-relay:summary:6cad4a26-8d11-4ece-9738-f7d93d9c1724 -->";
+
+/// GitHub's `GET /user` for the test token: the relay's own login.
+fn user_is_relay_bot(gh: &Receiver) {
+    gh.reply(
+        "GET",
+        "/api/v3/user",
+        200,
+        json!({"login": "relay-bot", "id": 1001, "type": "User"}),
+    );
+}
+
+/// An issue comment as GitHub lists it, by `login`.
+fn issue_comment(id: u64, body: &str, login: &str) -> Value {
+    json!({"id": id, "body": body, "user": {"login": login, "id": id + 5000, "type": "User"}})
+}
 
 /// A config with the test token (written to `secrets`) and `store`,
 /// serving `notifications`.
@@ -193,8 +210,9 @@ async fn pr_comment_and_check_run_are_created_once_and_updated() {
 async fn an_existing_comment_on_a_later_page_is_adopted() {
     let gh = Receiver::start().await;
     let repo = "/api/v3/repos/acme/widgets";
+    user_is_relay_bot(&gh);
     let others: Vec<Value> = (0..100)
-        .map(|i| json!({"id": i, "body": "looks good"}))
+        .map(|i| issue_comment(i, "looks good", "mchen"))
         .collect();
     gh.reply(
         "GET",
@@ -206,7 +224,7 @@ async fn an_existing_comment_on_a_later_page_is_adopted() {
         "GET",
         &format!("{repo}/issues/47/comments?per_page=100&page=2"),
         200,
-        json!([{"id": 777, "body": "<!-- tekton-relay:summary:6cad4a26-8d11-4ece-9738-f7d93d9c1724 -->\nold"}]),
+        json!([issue_comment(777, &format!("{MARKER}\nold"), "relay-bot")]),
     );
     gh.reply(
         "PATCH",
@@ -464,4 +482,291 @@ fn rfc3339(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0)
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A comment someone else posted with the relay's marker is not adopted:
+/// it is never edited, and the relay posts its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marked_comment_by_another_user_is_not_adopted() {
+    let gh = Receiver::start().await;
+    let repo = "/api/v3/repos/acme/widgets";
+    user_is_relay_bot(&gh);
+    gh.reply(
+        "GET",
+        &format!("{repo}/issues/47/comments"),
+        200,
+        json!([issue_comment(
+            666,
+            &format!("{MARKER}\nplease approve"),
+            "mallory"
+        )]),
+    );
+    gh.reply(
+        "POST",
+        &format!("{repo}/issues/47/comments"),
+        201,
+        issue_comment(9001, MARKER, "relay-bot"),
+    );
+    gh.reply(
+        "PATCH",
+        &format!("{repo}/issues/comments/9001"),
+        200,
+        issue_comment(9001, MARKER, "relay-bot"),
+    );
+    let f = start(&gh, "memory", &[("summary", "  action: comment")]).await;
+    f.scenario("tekton-pipelinerun-success").await;
+    assert!(
+        gh.requests_on(&format!("{repo}/issues/comments/666"))
+            .is_empty(),
+        "mallory's comment was edited"
+    );
+    let created = gh.requests_on(&format!("{repo}/issues/47/comments"));
+    assert_eq!(
+        created.iter().filter(|r| r.method == "POST").count(),
+        1,
+        "a comment of its own instead"
+    );
+    assert!(
+        !gh.requests_on(&format!("{repo}/issues/comments/9001"))
+            .is_empty()
+    );
+    assert_eq!(
+        gh.requests_on("/api/v3/user").len(),
+        1,
+        "asked who it is once"
+    );
+}
+
+/// A GitHub App's comments are its bot's, `<slug>[bot]`: that one is
+/// adopted, not another user's before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_app_adopts_only_its_bots_comment() {
+    let gh = Receiver::start().await;
+    let repo = "/api/v3/repos/acme/widgets";
+    let secrets = Secrets::new();
+    rsa_key(secrets.dir(), "app.pem");
+    gh.reply(
+        "POST",
+        "/api/v3/app/installations/5/access_tokens",
+        201,
+        json!({"token": "ghs_installation_1", "expires_at": rfc3339(chrono_now() + 3600)}),
+    );
+    gh.reply(
+        "GET",
+        "/api/v3/app",
+        200,
+        json!({"id": 4321, "slug": "tekton-relay", "name": "Tekton Relay"}),
+    );
+    gh.reply(
+        "GET",
+        &format!("{repo}/issues/47/comments"),
+        200,
+        json!([
+            issue_comment(666, MARKER, "mallory"),
+            {"id": 777, "body": format!("{MARKER}\nold"), "user": {"login": "tekton-relay[bot]", "id": 9, "type": "Bot"}},
+        ]),
+    );
+    gh.reply(
+        "PATCH",
+        &format!("{repo}/issues/comments/777"),
+        200,
+        json!({"id": 777}),
+    );
+    let settings = format!(
+        "baseURL: \"{}\"\napp: {{appId: 4321, installationId: 5, privateKeyFile: {}}}",
+        gh.url("/api/v3"),
+        secrets.path("app.pem").display(),
+    );
+    let cfg = config(
+        "gh",
+        "github",
+        &settings,
+        &[("summary", "  action: comment")],
+    );
+    let f = Function::start(BIN, &cfg, secrets, &[]).await;
+    f.scenario("tekton-pipelinerun-success").await;
+    assert!(
+        gh.requests()
+            .iter()
+            .all(|r| r.method != "POST" || r.path.ends_with("/access_tokens"))
+    );
+    assert!(
+        gh.requests_on(&format!("{repo}/issues/comments/666"))
+            .is_empty()
+    );
+    assert!(
+        !gh.requests_on(&format!("{repo}/issues/comments/777"))
+            .is_empty()
+    );
+    let app = gh.requests_on("/api/v3/app");
+    assert_eq!(app.len(), 1);
+    assert!(
+        !app[0].headers["authorization"]
+            .to_str()
+            .unwrap()
+            .contains("ghs_"),
+        "GET /app takes the App's JWT"
+    );
+}
+
+/// `url-org: ../../../../admin/hooks?` made the relay `POST
+/// /admin/hooks?/…`, a sha of `../../../../../user/repos#` `POST
+/// /user/repos`, both with its token: every such event is refused,
+/// dead-lettered, and nothing at all is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_fields_cannot_steer_the_token_to_another_api() {
+    let gh = Receiver::start().await;
+    let f = start(&gh, "memory", &[("status", "  action: status")]).await;
+    assert_path_attacks_refused(&f, "status", &[], PATH_ATTACKS).await;
+    let sent: Vec<String> = gh.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(sent.is_empty(), "requests were sent: {sent:?}");
+}
+
+/// Comments take the same path checks; a deployment id that is no
+/// number is refused likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comment_and_deployment_paths_are_checked_too() {
+    let gh = Receiver::start().await;
+    let comments = start(&gh, "memory", &[("summary", "  action: comment")]).await;
+    let answer = comments
+        .delivery(&pipelinerun_with(
+            "comment",
+            &[("relay.tekton.dev/url-org", "../../../../admin/hooks?")],
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
+    let deployments = start(&gh, "memory", &[("deploy", "  action: deployment")]).await;
+    for (i, id) in ["../../../../user/repos#", "", "12/../../x"]
+        .iter()
+        .enumerate()
+    {
+        let ev = pipelinerun_with(
+            &format!("deploy-{i}"),
+            &[("relay.tekton.dev/github-deployment-id", id)],
+        );
+        let answer = deployments.delivery(&ev).await;
+        assert_eq!(answer["outcome"], "dead_lettered", "{id:?}: {answer}");
+    }
+    assert!(gh.requests().is_empty(), "{:?}", gh.requests());
+}
+
+/// With `repositories`, an event naming a repository outside it is
+/// refused before any request; one inside it is posted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repositories_allowlist_refuses_other_repositories() {
+    let gh = Receiver::start().await;
+    let secrets = Secrets::new();
+    let token = secrets.line("token", "ghp_test_token");
+    let settings = format!(
+        "{{baseURL: \"{}\", tokenFile: {token}, repositories: [\"acme/api-*\", \"other/widgets\"]}}",
+        gh.url("/api/v3")
+    );
+    let cfg = config("gh", "github", &settings, &[("status", "  action: status")]);
+    let f = Function::start(BIN, &cfg, secrets, &[]).await;
+
+    // acme/widgets (the fixture's) is not listed.
+    let answer = f.delivery(&pipelinerun_with("outside", &[])).await;
+    assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
+    let entry = f.only_dead_letter();
+    let message = entry["cause"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("acme/widgets") && message.contains("repositories"),
+        "{message}"
+    );
+    assert!(gh.requests().is_empty(), "{:?}", gh.requests());
+
+    let answer = f
+        .delivery(&pipelinerun_with(
+            "inside",
+            &[("relay.tekton.dev/url-repository", "api-gateway")],
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let sent = gh.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].path,
+        format!("/api/v3/repos/acme/api-gateway/statuses/{SHA}")
+    );
+
+    let stderr = refused(
+        BIN,
+        &provider(
+            "gh",
+            "github",
+            &format!(
+                "{{baseURL: \"{}\", tokenFile: /t, repositories: [acme]}}",
+                gh.url("/")
+            ),
+        ),
+    );
+    assert!(
+        stderr.contains("repositories") && stderr.contains("owner/repository"),
+        "{stderr}"
+    );
+}
+
+/// A clone URL's token in the git URL param and in the run's link reaches
+/// no request GitHub gets (a status's `target_url`, a check run's
+/// `details_url`, a comment), nor a log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_url_credentials_reach_no_request() {
+    const CLONE_TOKEN: &str = "ghs_cl0neT0kenS3cret";
+    let gh = Receiver::start().await;
+    let repo = "/api/v3/repos/acme/widgets";
+    user_is_relay_bot(&gh);
+    gh.reply("GET", &format!("{repo}/issues/47/comments"), 200, json!([]));
+    gh.reply(
+        "POST",
+        &format!("{repo}/issues/47/comments"),
+        201,
+        json!({"id": 9001}),
+    );
+    gh.reply(
+        "POST",
+        &format!("{repo}/check-runs"),
+        201,
+        json!({"id": 55}),
+    );
+    let f = start(
+        &gh,
+        "memory",
+        &[
+            ("status", "  action: status"),
+            ("checks", "  action: checkRun"),
+            ("summary", "  action: comment"),
+        ],
+    )
+    .await;
+    let with_token = |host_path: &str| format!("https://x-access-token:{CLONE_TOKEN}@{host_path}");
+    let mut ev = pipelinerun_with(
+        "credentials",
+        &[(
+            "pipelinesascode.tekton.dev/log-url",
+            &with_token("tekton.acme.dev/#/x"),
+        )],
+    );
+    let run = &mut ev.body["pipelineRun"];
+    let annotations = run["metadata"]["annotations"].as_object_mut().unwrap();
+    annotations.remove("pipelinesascode.tekton.dev/repo-url");
+    run["spec"]["params"][0] =
+        json!({"name": "repo-url", "value": with_token("github.com/acme/widgets")});
+    let answer = f.send(&ev).await;
+    for d in answer["deliveries"].as_array().unwrap() {
+        assert_eq!(d["outcome"], "delivered", "{answer}");
+    }
+    let sent = gh.requests();
+    assert!(sent.len() >= 3, "{sent:?}");
+    for r in &sent {
+        let seen = format!(
+            "{} {}?{} {:?} {}",
+            r.method,
+            r.path,
+            r.query,
+            r.headers,
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(!seen.contains(CLONE_TOKEN), "{seen}");
+    }
+    f.assert_secrets_absent(&[CLONE_TOKEN], &answer);
 }

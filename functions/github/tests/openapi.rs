@@ -21,7 +21,7 @@ const REPO: &str = "/api/v3/repos/acme/widgets";
 const DEPLOYMENT: &str = "1234";
 
 /// The operations the function uses, each of which must be seen.
-const OPERATIONS: [&str; 9] = [
+const OPERATIONS: [&str; 11] = [
     "repos/create-commit-status",
     "checks/create",
     "checks/update",
@@ -31,6 +31,8 @@ const OPERATIONS: [&str; 9] = [
     "repos/create-deployment-status",
     "apps/get-repo-installation",
     "apps/create-installation-access-token",
+    "users/get-authenticated",
+    "apps/get-authenticated",
 ];
 
 /// GitHub's OpenAPI description, as `scripts/test` installs it.
@@ -149,15 +151,20 @@ fn every_action() -> String {
 }
 
 /// What the mock GitHub answers: comment and check-run ids, an App
-/// installation and its tokens (everything else: an empty 200).
+/// installation and its tokens, who the token and the App are
+/// (everything else: an empty 200). Pull request 52 holds a comment with
+/// the summary's marker by someone else, so the relay asks who it is.
 fn github_replies(gh: &Receiver) {
     for (pr, id) in [(47, 9001), (52, 9002)] {
-        gh.reply(
-            "GET",
-            &format!("{REPO}/issues/{pr}/comments"),
-            200,
-            json!([]),
-        );
+        let listed = match pr {
+            52 => json!([{
+                "id": 1,
+                "body": "<!-- tekton-relay:summary:fa7f0eab-4c4f-4b06-8732-2e25c215a82a -->",
+                "user": {"login": "mallory", "id": 66, "type": "User"},
+            }]),
+            _ => json!([]),
+        };
+        gh.reply("GET", &format!("{REPO}/issues/{pr}/comments"), 200, listed);
         gh.reply(
             "POST",
             &format!("{REPO}/issues/{pr}/comments"),
@@ -194,6 +201,18 @@ fn github_replies(gh: &Receiver) {
         &format!("{REPO}/installation"),
         200,
         json!({"id": 77}),
+    );
+    gh.reply(
+        "GET",
+        "/api/v3/user",
+        200,
+        json!({"login": "relay-bot", "id": 1001, "type": "User"}),
+    );
+    gh.reply(
+        "GET",
+        "/api/v3/app",
+        200,
+        json!({"id": 4321, "slug": "tekton-relay", "name": "Tekton Relay"}),
     );
     let expires = chrono::Utc::now() + chrono::Duration::hours(1);
     gh.reply(

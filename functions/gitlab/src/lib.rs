@@ -10,8 +10,10 @@ use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
+use relay_core::githost::{Repositories, api_url};
 use relay_core::message::{
-    SummaryMessages, find_marked, post_status_once, summary_text, upsert_summary,
+    Identity, SummaryMessages, adopt_own, find_marked, json_text, post_status_once, summary_text,
+    upsert_summary,
 };
 use relay_core::oauth2::{ClientCredentials, ClientCredentialsSettings};
 use relay_core::provider::{
@@ -43,6 +45,13 @@ pub struct GitlabSettings {
     /// refreshed before it expires (sent as `Authorization: Bearer`).
     #[serde(default)]
     pub oauth2: Option<ClientCredentialsSettings>,
+    /// The projects this Provider may write to, `group/project` glob
+    /// patterns (`acme/*`; `acme/**` takes subgroups too); an event naming
+    /// another is refused (dead-lettered) before any request. Unset: any
+    /// project the credential reaches. Recommended, since events name the
+    /// project.
+    #[serde(default)]
+    pub repositories: Repositories,
 }
 
 /// How run states show on GitLab (see the README's table).
@@ -57,8 +66,11 @@ pub fn commit_status(s: RunState) -> &'static str {
 }
 
 pub struct Gitlab {
-    base: String,
+    base: url::Url,
     credentials: Credentials,
+    repositories: Repositories,
+    /// The user id notes of this Provider's credential show.
+    identity: Identity,
 }
 
 enum Credentials {
@@ -75,10 +87,15 @@ impl ProviderFactory for GitlabFactory {
 
     fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
         let s: GitlabSettings = parse_settings(doc)?;
-        let base = s.base_url.map_or_else(
-            || DEFAULT_BASE.to_string(),
-            |u| u.as_str().trim_end_matches('/').to_string(),
-        );
+        let base = s
+            .base_url
+            .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE).expect("the default base URL parses"));
+        if base.cannot_be_a_base() || !matches!(base.scheme(), "https" | "http") {
+            return Err(vec![(
+                "baseURL".into(),
+                "expected an http(s) URL such as https://gitlab.com/api/v4".into(),
+            )]);
+        }
         let credentials = match (s.token_file, s.oauth2) {
             (Some(file), None) => Credentials::Token(file),
             (None, Some(o)) => Credentials::OAuth2(Box::new(ClientCredentials::new(o))),
@@ -96,32 +113,37 @@ impl ProviderFactory for GitlabFactory {
                 )]);
             }
         };
-        Ok(Arc::new(Gitlab { base, credentials }))
-    }
-}
-
-/// The project path, URL-encoded as GitLab's `:id` (`group%2Fsub%2Fproject`).
-fn project(ev: &RunEvent) -> Result<String, Verdict> {
-    match (&ev.scm.owner, &ev.scm.name) {
-        (Some(o), Some(n)) => {
-            Ok(url::form_urlencoded::byte_serialize(format!("{o}/{n}").as_bytes()).collect())
-        }
-        _ => Err(Verdict::permanent(
-            "the event names no repository (annotations, Pipelines-as-Code labels or a url param)",
-        )),
+        Ok(Arc::new(Gitlab {
+            base,
+            credentials,
+            repositories: s.repositories,
+            identity: Identity::default(),
+        }))
     }
 }
 
 impl Gitlab {
+    /// The project path of an event (`group/sub/project`), checked and
+    /// allowed: one path segment, GitLab's `:id`, which the URL encodes as
+    /// `group%2Fsub%2Fproject`.
+    fn project(&self, ev: &RunEvent) -> Result<String, Verdict> {
+        Ok(self.repositories.of_event(ev)?.to_string())
+    }
+
+    /// The API URL of `segments` (each percent-encoded) with `query`.
+    fn url(&self, segments: &[&str], query: Option<&str>) -> Result<url::Url, Verdict> {
+        let mut url = api_url(&self.base, segments)?;
+        url.set_query(query);
+        Ok(url)
+    }
+
     async fn call(
         &self,
         http: &Http<'_>,
         method: Method,
-        path: &str,
+        url: url::Url,
         body: Option<Value>,
     ) -> Result<Response, Verdict> {
-        let url = url::Url::parse(&format!("{}{path}", self.base))
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
         let mut req =
             OutboundRequest::post_json(url, body.map(|b| b.to_string()).unwrap_or_default());
         req.method = method;
@@ -165,7 +187,7 @@ impl Gitlab {
         if ev.kind != "PipelineRun" {
             return Ok("not a PipelineRun: no status".into());
         }
-        let project = project(ev)?;
+        let project = self.project(ev)?;
         let sha = commit_sha(ev)?;
         let name = status_context(params.context.as_deref(), ev);
         let state = commit_status(ev.state);
@@ -179,8 +201,8 @@ impl Gitlab {
             if let Some(branch) = &ev.scm.branch {
                 body["ref"] = branch.clone().into();
             }
-            let path = format!("/projects/{project}/statuses/{sha}");
-            self.call(http, Method::POST, &path, Some(body))
+            let url = self.url(&["projects", &project, "statuses", sha], None)?;
+            self.call(http, Method::POST, url, Some(body))
                 .await
                 .map(|_| ())
         })
@@ -189,7 +211,7 @@ impl Gitlab {
 
     async fn note(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let ev = input.event;
-        let project = project(ev)?;
+        let project = self.project(ev)?;
         let Some(mr) = ev.scm.pull_request else {
             return Ok("not a merge request: no note".into());
         };
@@ -201,7 +223,8 @@ impl Gitlab {
         let notes = Notes {
             gitlab: self,
             http,
-            path: format!("/projects/{project}/merge_requests/{mr}/notes"),
+            project: project.clone(),
+            mr: mr.to_string(),
         };
         let key = format!("gl-note/{project}/{mr}/{}/{run}", input.notification);
         upsert_summary(input.store, &key, &marker, &text, &notes)
@@ -214,20 +237,56 @@ impl Gitlab {
 struct Notes<'a, 'h> {
     gitlab: &'a Gitlab,
     http: &'a Http<'h>,
-    path: String,
+    project: String,
+    mr: String,
+}
+
+impl Notes<'_, '_> {
+    /// `/projects/{project}/merge_requests/{mr}/notes[/{id}]`.
+    fn url(&self, id: Option<&str>, query: Option<&str>) -> Result<url::Url, Verdict> {
+        let mut path = vec![
+            "projects",
+            &self.project,
+            "merge_requests",
+            &self.mr,
+            "notes",
+        ];
+        path.extend(id);
+        self.gitlab.url(&path, query)
+    }
 }
 
 #[async_trait]
 impl SummaryMessages for Notes<'_, '_> {
-    /// Every page of the merge request's notes, for one carrying `marker`.
+    /// Every page of the merge request's notes, for one carrying `marker`
+    /// that this Provider's own user wrote.
     async fn find(&self, marker: &str) -> Result<Option<String>, Verdict> {
-        let found = find_marked(NOTE_PAGE, marker, |page| async move {
-            let path = format!("{}?per_page={NOTE_PAGE}&page={page}", self.path);
+        let marked = find_marked(NOTE_PAGE, marker, |page| async move {
+            let query = format!("per_page={NOTE_PAGE}&page={page}");
             self.gitlab
-                .call(self.http, Method::GET, &path, None)
+                .call(self.http, Method::GET, self.url(None, Some(&query))?, None)
                 .await?
                 .json::<Vec<Value>>()
         })
+        .await?;
+        let found = adopt_own(
+            marked,
+            |n| json_text(&n["author"]["id"]),
+            &self.gitlab.identity,
+            || async {
+                let me: Value = self
+                    .gitlab
+                    .call(
+                        self.http,
+                        Method::GET,
+                        self.gitlab.url(&["user"], None)?,
+                        None,
+                    )
+                    .await?
+                    .json()?;
+                json_text(&me["id"]).ok_or_else(|| Verdict::permanent("GET /user answered no id"))
+            },
+        )
         .await?;
         found.as_ref().map(json_id).transpose()
     }
@@ -238,7 +297,7 @@ impl SummaryMessages for Notes<'_, '_> {
             .call(
                 self.http,
                 Method::POST,
-                &self.path,
+                self.url(None, None)?,
                 Some(json!({"body": text})),
             )
             .await?;
@@ -250,7 +309,7 @@ impl SummaryMessages for Notes<'_, '_> {
             .call(
                 self.http,
                 Method::PUT,
-                &format!("{}/{id}", self.path),
+                self.url(Some(id), None)?,
                 Some(json!({"body": text})),
             )
             .await
@@ -309,6 +368,17 @@ mod tests {
         );
         let mut ev = relay_core::sample::run_event();
         ev.scm.owner = Some("group/sub".into());
-        assert_eq!(project(&ev).unwrap(), "group%2Fsub%2Fwidgets");
+        let gl = Gitlab {
+            base: url::Url::parse(DEFAULT_BASE).unwrap(),
+            credentials: Credentials::Token(SecretFile("/nonexistent".into())),
+            repositories: Repositories::default(),
+            identity: Identity::default(),
+        };
+        let project = gl.project(&ev).unwrap();
+        let url = gl.url(&["projects", &project], None).unwrap();
+        assert_eq!(
+            url.path_segments().unwrap().next_back(),
+            Some("group%2Fsub%2Fwidgets")
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! statuses (not re-posted), and one merge request note per run, found on
 //! any page, created once and updated in place.
 
+use relay_tests::attack::{PATH_ATTACKS, assert_path_attacks_refused, pipelinerun_with};
 use relay_tests::expect::outgoing;
 use relay_tests::fixtures::Scenario;
 use relay_tests::function::{Function, Secrets, config};
@@ -11,6 +12,23 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_relay-gitlab");
 const SHA: &str = "0c5c7fd0a6a3a4506513270e269e0d37f2a74de4";
 const PROJECT: &str = "/api/v4/projects/acme%2Fwidgets";
+const MARKER: &str = "<!-- tekton-relay:summary:6cad4a26-8d11-4ece-9738-f7d93d9c1724 -->";
+
+/// GitLab's `GET /user` for the test token: the relay's own user.
+fn user_is_relay_bot(gl: &Receiver) {
+    gl.reply(
+        "GET",
+        "/api/v4/user",
+        200,
+        json!({"id": 1001, "username": "relay-bot", "name": "Relay Bot"}),
+    );
+}
+
+/// A merge request note as GitLab lists it, by user `author` (id, username).
+fn note(id: u64, body: &str, author: (u64, &str)) -> Value {
+    json!({"id": id, "body": body, "system": false,
+           "author": {"id": author.0, "username": author.1, "name": author.1}})
+}
 
 /// A function with a token serving `notifications`, sent the success scenario.
 async fn run(notifications: &[(&str, &str)], gl: &Receiver) {
@@ -69,7 +87,8 @@ async fn merge_request_note_is_found_on_any_page_or_created_once() {
     assert_eq!(body.matches("✅ succeeded").count(), 3, "{body}");
 
     let gl = Receiver::start().await;
-    let page1: Vec<Value> = (0..100).map(|i| json!({"id": i, "body": "lgtm"})).collect();
+    user_is_relay_bot(&gl);
+    let page1: Vec<Value> = (0..100).map(|i| note(i, "lgtm", (7, "mchen"))).collect();
     gl.reply(
         "GET",
         &format!("{notes}?per_page=100&page=1"),
@@ -80,7 +99,7 @@ async fn merge_request_note_is_found_on_any_page_or_created_once() {
         "GET",
         &format!("{notes}?per_page=100&page=2"),
         200,
-        json!([{"id": 88, "body": "<!-- tekton-relay:summary:6cad4a26-8d11-4ece-9738-f7d93d9c1724 -->\nold"}]),
+        json!([note(88, &format!("{MARKER}\nold"), (1001, "relay-bot"))]),
     );
     gl.reply("PUT", &format!("{notes}/88"), 200, json!({"id": 88}));
     run(&[("summary", "  action: note")], &gl).await;
@@ -242,4 +261,92 @@ async fn a_refresh_token_grant_and_a_refused_token_dropped_for_the_next_event() 
         "Bearer gl-rt-2"
     );
     f.assert_secrets_absent(&["rt-file", "rt-server", "gl-rt-1", "gl-rt-2"], &json!({}));
+}
+
+/// A note someone else posted with the relay's marker is not adopted: it
+/// is never edited, and the relay posts its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marked_note_by_another_user_is_not_adopted() {
+    let gl = Receiver::start().await;
+    user_is_relay_bot(&gl);
+    let notes = format!("{PROJECT}/merge_requests/47/notes");
+    gl.reply(
+        "GET",
+        &notes,
+        200,
+        json!([note(
+            66,
+            &format!("{MARKER}\nplease approve"),
+            (66, "mallory")
+        )]),
+    );
+    gl.reply("POST", &notes, 201, note(31, MARKER, (1001, "relay-bot")));
+    gl.reply("PUT", &format!("{notes}/31"), 200, json!({"id": 31}));
+    run(&[("summary", "  action: note")], &gl).await;
+    assert!(
+        gl.requests_on(&format!("{notes}/66")).is_empty(),
+        "mallory's note was edited"
+    );
+    let posted = gl
+        .requests_on(&notes)
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posted, 1, "a note of its own instead");
+    assert!(!gl.requests_on(&format!("{notes}/31")).is_empty());
+    let me = gl.requests_on("/api/v4/user");
+    assert_eq!(me.len(), 1);
+    assert_eq!(me[0].headers["private-token"], "glpat-test");
+}
+
+/// Event fields that made the relay send `PRIVATE-TOKEN` to another API
+/// (a sha of `../../../../../user/repos#`) are refused, dead-lettered, and
+/// nothing at all is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_fields_cannot_steer_the_token_to_another_api() {
+    let gl = Receiver::start().await;
+    let secrets = Secrets::new();
+    let token = secrets.line("token", "glpat-test");
+    let settings = format!("{{baseURL: \"{}\", tokenFile: {token}}}", gl.url("/api/v4"));
+    let cfg = config("gl", "gitlab", &settings, &[("status", "  action: status")]);
+    let f = Function::start(BIN, &cfg, secrets, &[]).await;
+    assert_path_attacks_refused(&f, "status", &[], PATH_ATTACKS).await;
+    let sent: Vec<String> = gl.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(sent.is_empty(), "requests were sent: {sent:?}");
+}
+
+/// With `repositories`, a project outside it is refused before any
+/// request; `group/**` takes subgroups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repositories_allowlist_refuses_other_projects() {
+    let gl = Receiver::start().await;
+    let secrets = Secrets::new();
+    let token = secrets.line("token", "glpat-test");
+    let settings = format!(
+        "{{baseURL: \"{}\", tokenFile: {token}, repositories: [\"platform/**\"]}}",
+        gl.url("/api/v4")
+    );
+    let cfg = config("gl", "gitlab", &settings, &[("status", "  action: status")]);
+    let f = Function::start(BIN, &cfg, secrets, &[]).await;
+    let answer = f.delivery(&pipelinerun_with("outside", &[])).await;
+    assert_eq!(answer["outcome"], "dead_lettered", "{answer}");
+    let message = f.only_dead_letter()["cause"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("acme/widgets"), "{message}");
+    assert!(gl.requests().is_empty(), "{:?}", gl.requests());
+    let answer = f
+        .delivery(&pipelinerun_with(
+            "inside",
+            &[("relay.tekton.dev/url-org", "platform/team")],
+        ))
+        .await;
+    assert_eq!(answer["outcome"], "delivered", "{answer}");
+    let sent = gl.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].path,
+        format!("/api/v4/projects/platform%2Fteam%2Fwidgets/statuses/{SHA}")
+    );
 }

@@ -13,14 +13,14 @@ pub fn markdown(s: &str) -> String {
 
 /// Plain text (the attachment's `fallback`): only mentions neutralised.
 pub fn plain(s: &str) -> String {
-    s.replace('@', &format!("@{WORD_JOINER}"))
+    relay_core::escape::strip_format(s).replace('@', &format!("@{WORD_JOINER}"))
 }
 
 /// Text interpolated into a Notification's template: no mention, link or
 /// HTML can be formed from it, while URLs stay usable as link targets.
 pub fn template_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
+    for c in relay_core::escape::strip_format(s).chars() {
         match c {
             '@' => {
                 out.push('@');
@@ -53,6 +53,18 @@ mod tests {
         assert!(s.contains("@\u{2060}all"), "{s}");
         assert!(s.contains("\\*bold\\*"), "{s}");
         assert_eq!(plain("hi @here *x*"), "hi @\u{2060}here *x*");
+    }
+
+    #[test]
+    fn invisible_formatting_characters_are_dropped() {
+        for out in [
+            markdown("a\u{202E}b\u{FEFF}"),
+            plain("a\u{202E}b\u{FEFF}"),
+            template_value("a\u{202E}b\u{FEFF}"),
+        ] {
+            assert_eq!(out, "ab");
+        }
+        assert_eq!(plain("@\u{200B}all"), "@\u{2060}all");
     }
 
     #[test]

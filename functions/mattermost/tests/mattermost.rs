@@ -4,6 +4,7 @@
 //! retries, a 4xx dead-lettered without the hook's secret path, and
 //! configuration errors.
 
+use relay_tests::attack::{INVISIBLE, PHISH_HOST, markup_injection_plus};
 use relay_tests::function::{
     Function, Secrets, assert_absent, config, document, fixture, provider, refused,
 };
@@ -284,4 +285,63 @@ fn configuration_errors_name_their_path() {
         !err.contains("hooks/x"),
         "a URL given inline is not echoed: {err}"
     );
+}
+
+/// An annotation *key* `<!channel>` or `@all` became a mention through a
+/// template; RLO and zero-width characters passed every escaper; without
+/// `dashboardURL`, the title link went wherever the event's link
+/// annotation said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotation_keys_invisible_characters_and_event_links_cannot_inject() {
+    let mm = Receiver::start().await;
+    let relay = start(
+        &mm,
+        "",
+        &[
+            ("plain", ""),
+            (
+                "keys",
+                "  template: \"keys: {% for k, v in event.annotations|items %}{{ k }}={{ v }} {% endfor %}{{ event.name }}\"",
+            ),
+        ],
+    )
+    .await;
+    let mut event = markup_injection_plus();
+    event.body["pipelineRun"]["metadata"]["annotations"]["@all [x](https://evil)"] = "y".into();
+    let answer = relay.send(&event).await;
+    for d in answer["deliveries"].as_array().unwrap() {
+        assert_eq!(d["outcome"], "delivered", "{answer}");
+    }
+    let bodies: Vec<Value> = mm
+        .requests_on(&hook_path())
+        .iter()
+        .map(|r| r.json())
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    let (templated, plain): (Vec<&Value>, Vec<&Value>) = bodies.iter().partition(|b| {
+        b["attachments"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("keys: "))
+    });
+    let keys = templated[0]["attachments"][0]["text"].as_str().unwrap();
+    for bad in ["<!channel>", "<!here>", "@all", "[x](https://evil)"] {
+        assert!(!keys.contains(bad), "{bad} in {keys}");
+    }
+    assert!(keys.contains("&lt;!channel&gt;=&lt;!here&gt;"), "{keys}");
+    assert!(
+        keys.contains("@\u{2060}all \\[x\\](https://evil)=y"),
+        "{keys}"
+    );
+    assert!(keys.ends_with("buildgpj.exex"), "{keys}");
+    for b in &bodies {
+        let all = b.to_string();
+        assert!(!all.chars().any(|c| INVISIBLE.contains(&c)), "{all}");
+    }
+    // The link annotation is only printed as text by the template above;
+    // the message of its own links nowhere near it.
+    let plain_text = plain[0].to_string();
+    assert!(!plain_text.contains(PHISH_HOST), "{plain_text}");
+    let a = &plain[0]["attachments"][0];
+    assert!(a.get("title_link").is_none(), "no link: {a}");
+    assert_eq!(a["fallback"], "❌ PipelineRun buildgpj.exex failed");
 }

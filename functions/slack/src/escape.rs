@@ -11,7 +11,9 @@ const WORD_JOINER: char = '\u{2060}';
 
 /// User text fit for a mrkdwn text object or the message's `text`.
 pub fn mrkdwn(s: &str) -> String {
-    let chars: Vec<char> = s.chars().collect();
+    // Invisible formatting characters first, so the word joiners added
+    // below stay and `inside_word` sees the text as it shows.
+    let chars: Vec<char> = relay_core::escape::strip_format(s).chars().collect();
     let mut out = String::with_capacity(s.len() + 8);
     for (i, &c) in chars.iter().enumerate() {
         match c {
@@ -62,7 +64,7 @@ fn lookalike(c: char) -> char {
 /// URLs and names stay usable in the template's own `<{{ event.url }}|…>`.
 pub fn template_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
+    for c in relay_core::escape::strip_format(s).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -96,6 +98,13 @@ mod tests {
         assert!(s.contains("\u{2217}bold\u{2217}"), "{s}");
         // No formatting character is left at all here.
         assert!(!s.contains(['*', '_', '~', '`', '<', '>']), "{s}");
+    }
+
+    #[test]
+    fn invisible_formatting_characters_are_dropped() {
+        // The zero-width space no longer makes `_` a word boundary.
+        assert_eq!(mrkdwn("a\u{202E}b\u{200B}_c_"), "ab_c\u{02CD}");
+        assert_eq!(template_value("@\u{200B}here\u{2066}"), "@\u{2060}here");
     }
 
     #[test]

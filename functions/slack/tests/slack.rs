@@ -5,6 +5,7 @@
 //! `ratelimited`: retried), escaping of user-controlled names, templates and
 //! configuration errors.
 
+use relay_tests::attack::{INVISIBLE, PHISH_HOST, markup_injection_plus};
 use relay_tests::function::{
     Function, Secrets, assert_absent, config, document, fixture, notification, provider, refused,
 };
@@ -588,4 +589,59 @@ fn configuration_errors_name_their_path() {
     ] {
         assert!(err.contains(want), "{want} missing from {err}");
     }
+}
+
+/// An annotation *key* `<!channel>` became a mention through a template;
+/// RLO and zero-width characters passed every escaper; without
+/// `dashboardURL`, the title link and "View run" button went wherever the
+/// event's link annotation said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotation_keys_invisible_characters_and_event_links_cannot_inject() {
+    let slack = Receiver::start().await;
+    let relay = start(
+        &slack,
+        Via::Webhook,
+        &[
+            ("plain", ""),
+            (
+                "keys",
+                "  template: \"keys: {% for k, v in event.annotations|items %}{{ k }}={{ v }} {% endfor %}{{ event.name }}\"",
+            ),
+        ],
+    )
+    .await;
+    let answer = relay.send(&markup_injection_plus()).await;
+    for d in answer["deliveries"].as_array().unwrap() {
+        assert_eq!(d["outcome"], "delivered", "{answer}");
+    }
+    let bodies: Vec<Value> = slack.requests_on(HOOK).iter().map(Recorded::json).collect();
+    assert_eq!(bodies.len(), 2);
+    let (templated, plain): (Vec<&Value>, Vec<&Value>) = bodies
+        .iter()
+        .partition(|b| b["text"].as_str().unwrap().starts_with("keys: "));
+    let keys = templated[0]["text"].as_str().unwrap();
+    assert!(
+        !keys.contains("<!channel>") && !keys.contains("<!here>"),
+        "{keys}"
+    );
+    assert!(keys.contains("&lt;!channel&gt;=&lt;!here&gt;"), "{keys}");
+    assert!(keys.ends_with("buildgpj.exex"), "{keys}");
+    for b in &bodies {
+        let all = b.to_string();
+        assert!(!all.chars().any(|c| INVISIBLE.contains(&c)), "{all}");
+    }
+    // The link annotation is only printed as text by the template above;
+    // the message of its own links nowhere near it.
+    let plain_text = plain[0].to_string();
+    assert!(!plain_text.contains(PHISH_HOST), "{plain_text}");
+    let plain = plain[0];
+    let blocks = plain["blocks"].as_array().unwrap();
+    assert!(
+        blocks.iter().all(|b| b["type"] != "actions"),
+        "no View run button without a link: {plain}"
+    );
+    assert_eq!(
+        blocks[0]["text"]["text"], "❌ *PipelineRun buildgpj.exex failed*",
+        "an unlinked title"
+    );
 }

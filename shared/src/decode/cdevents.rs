@@ -101,7 +101,8 @@ pub fn decode(meta: &EventMeta, ty: CdeventsType, data: &Value) -> Result<RunEve
     let time = str_at(data, &["context", "timestamp"])
         .map(str::to_string)
         .or_else(|| meta.time.clone());
-    let errors = str_at(content, &["errors"]).map(|e| e.trim_end().to_string());
+    let errors =
+        str_at(content, &["errors"]).map(|e| scm::without_userinfo(e.trim_end()).into_owned());
     Ok(RunEvent {
         format: EventFormat::Cdevents,
         event_id: meta.id.clone(),
@@ -136,7 +137,11 @@ pub fn decode(meta: &EventMeta, ty: CdeventsType, data: &Value) -> Result<RunEve
         finally_tasks: Vec::new(),
         skipped_tasks: Vec::new(),
         scm,
-        url: str_at(content, &["url"]).map(str::to_string),
+        // A link with userinfo (credentials, or a host that is not the one
+        // shown) is no link.
+        url: str_at(content, &["url"])
+            .filter(|u| scm::without_userinfo(u) == *u)
+            .map(str::to_string),
     })
 }
 

@@ -110,7 +110,8 @@ fn decode_with_id(event_id: String, body: &Value) -> Result<RunEvent, DecodeErro
         .map(str::to_string)
         .unwrap_or_else(|| format!("{kind}/{namespace}/{name}"));
     let reason = str_at(body, &["reason"]).map(str::to_string);
-    let message = str_at(body, &["message"]).map(str::to_string);
+    // Source errors quote the repository URL, credentials and all.
+    let message = str_at(body, &["message"]).map(|m| super::scm::without_userinfo(m).into_owned());
     let time = str_at(body, &["timestamp"]).map(str::to_string);
     Ok(RunEvent {
         format: EventFormat::Flux,

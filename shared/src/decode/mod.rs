@@ -137,14 +137,15 @@ pub(crate) fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// A JSON object of strings (labels, annotations, customData) as a map;
-/// non-string values are kept as their JSON text.
+/// non-string values are kept as their JSON text. URL credentials are
+/// dropped ([`scm::without_userinfo`]): a `repo-url` annotation is a clone URL.
 pub(crate) fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     v.and_then(Value::as_object)
         .map(|m| {
             m.iter()
                 .map(|(k, v)| {
                     let s = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                    (k.clone(), s)
+                    (k.clone(), scm::without_userinfo(&s).into_owned())
                 })
                 .collect()
         })

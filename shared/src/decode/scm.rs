@@ -1,6 +1,7 @@
 //! Source-control context: relay annotations first, then Pipelines-as-Code
 //! labels/annotations, then git params.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::model::ScmContext;
@@ -62,7 +63,8 @@ impl ScmSources<'_> {
 pub fn extract(src: &ScmSources<'_>) -> ScmContext {
     let url = src
         .first("repo-url")
-        .or_else(|| src.param(URL_PARAMS).filter(|u| looks_like_git_url(u)));
+        .or_else(|| src.param(URL_PARAMS).filter(|u| looks_like_git_url(u)))
+        .map(|u| without_userinfo(&u).into_owned());
     let revision_param = src.param(REVISION_PARAMS);
     let sha = src.first("sha").or_else(|| {
         revision_param
@@ -105,6 +107,58 @@ pub fn extract(src: &ScmSources<'_>) -> ScmContext {
         title: src
             .get(RELAY, "title")
             .or_else(|| src.get(PAC, "sha-title")),
+    }
+}
+
+/// `s` with the credentials of every URL in it removed:
+/// `https://x-access-token:ghs_…@github.com/acme/widgets` becomes
+/// `https://github.com/acme/widgets`, in a clone URL as in a condition
+/// message quoting one (`unable to access 'https://…@github.com/…'`).
+/// Clone URLs carry tokens for git; nothing the relay does needs them,
+/// and every provider, template, log line and dead letter would show them.
+pub fn without_userinfo(s: &str) -> Cow<'_, str> {
+    if !s.contains("://") || !s.contains('@') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority ends where the path, query or fragment starts, or
+        // where the URL ends in text.
+        let end = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '\\' | '\'' | '"' | '<' | '>' | '`')
+                    || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        // A password may hold `@` unencoded: the host follows the last one.
+        out.push_str(
+            authority
+                .rfind('@')
+                .map_or(authority, |at| &authority[at + 1..]),
+        );
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// [`without_userinfo`] on every string of `v` (a received event kept in a
+/// dead letter: its params and annotations as sent).
+pub fn redact_userinfo(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            if let Cow::Owned(clean) = without_userinfo(s) {
+                *s = clean;
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_userinfo),
+        Value::Object(m) => m.values_mut().for_each(redact_userinfo),
+        _ => {}
     }
 }
 
@@ -188,6 +242,56 @@ mod tests {
                 .as_deref(),
             Some("example.com/a/b")
         );
+    }
+
+    #[test]
+    fn clone_url_credentials_are_stripped() {
+        for (dirty, clean) in [
+            (
+                "https://x-access-token:ghs_s3cret@github.com/acme/widgets.git",
+                "https://github.com/acme/widgets.git",
+            ),
+            (
+                "https://ghp_s3cret@github.com/acme/w",
+                "https://github.com/acme/w",
+            ),
+            (
+                "https://u:p@ss@host:8443/x?y=1#z",
+                "https://host:8443/x?y=1#z",
+            ),
+            ("ssh://git@host/acme/w", "ssh://host/acme/w"),
+            (
+                "fatal: unable to access 'https://oauth2:glpat-s3cret@gitlab.com/g/p.git/': 403",
+                "fatal: unable to access 'https://gitlab.com/g/p.git/': 403",
+            ),
+            (
+                "two https://a:b@x and http://c@y/",
+                "two https://x and http://y/",
+            ),
+            (
+                "https://github.com/acme/w@v2",
+                "https://github.com/acme/w@v2",
+            ),
+            ("git@github.com:acme/w.git", "git@github.com:acme/w.git"),
+            ("mail me@example.com", "mail me@example.com"),
+        ] {
+            assert_eq!(without_userinfo(dirty), clean, "{dirty}");
+        }
+        let params = vec![(
+            "repo-url".to_string(),
+            "https://x-access-token:ghs_s3cret@github.com/acme/widgets".to_string(),
+        )];
+        let empty = BTreeMap::new();
+        let ctx = extract(&ScmSources {
+            labels: &empty,
+            annotations: &empty,
+            params: &params,
+        });
+        assert_eq!(ctx.url.as_deref(), Some("https://github.com/acme/widgets"));
+        assert_eq!(ctx.owner.as_deref(), Some("acme"));
+        let mut v = serde_json::json!({"params": [{"value": params[0].1}], "n": 1});
+        redact_userinfo(&mut v);
+        assert!(!v.to_string().contains("s3cret"), "{v}");
     }
 
     #[test]

@@ -104,7 +104,8 @@ pub fn decode(meta: &EventMeta, ty: TektonType, data: &Value) -> Result<RunEvent
         });
     let cond_str = |k: &str| condition.and_then(|c| str_at(c, &[k])).map(str::to_string);
     let reason = cond_str("reason");
-    let message = cond_str("message");
+    // A failed clone quotes its URL, credentials and all.
+    let message = cond_str("message").map(|m| scm::without_userinfo(&m).into_owned());
     let condition_status = cond_str("status").unwrap_or_else(|| match ty.verb {
         "successful" => "True".into(),
         "failed" => "False".into(),
@@ -133,10 +134,14 @@ pub fn decode(meta: &EventMeta, ty: TektonType, data: &Value) -> Result<RunEvent
         .or_else(|| str_at(spec, &["taskRef", "name"]).map(str::to_string));
     let finally = labels.get("tekton.dev/memberOf").map(String::as_str) == Some("finally");
 
-    let url = annotations
-        .get("pipelinesascode.tekton.dev/log-url")
-        .or_else(|| annotations.get("relay.tekton.dev/url"))
-        .cloned();
+    // The run's link as written (the annotations above lost any userinfo):
+    // one with credentials, or that shows one host and goes to another
+    // (`https://tekton.example@evil.example`), is no link at all.
+    let url = ["pipelinesascode.tekton.dev/log-url", "relay.tekton.dev/url"]
+        .iter()
+        .find_map(|k| md.get("annotations")?.get(*k)?.as_str())
+        .filter(|u| scm::without_userinfo(u) == *u)
+        .map(str::to_string);
 
     Ok(RunEvent {
         format: EventFormat::Tekton,
