@@ -565,3 +565,52 @@ fn terraform_passes_tracing_and_metrics_settings_by_the_names_the_relay_reads() 
     assert!(otel.contains("\"OTEL_EXPORTER_OTLP_ENDPOINT\""));
     assert!(emf.contains("\"RELAY_METRICS_NAMESPACE\""));
 }
+
+/// SECURITY.md names, for every attack, the tests that perform it: each
+/// named test exists (a renamed or deleted test breaks the table here).
+#[test]
+fn every_test_security_md_names_exists() {
+    let text = std::fs::read_to_string(root().join("SECURITY.md")).unwrap();
+    let start = text
+        .find("## Attacks performed by the tests")
+        .expect("SECURITY.md lists the attacks the tests perform");
+    let section = &text[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let mut fns = BTreeSet::new();
+    for dir in ["shared", "functions", "tests"] {
+        for f in files(&root().join(dir), &["rs"]) {
+            let src = std::fs::read_to_string(&f).unwrap();
+            for line in src.lines() {
+                let line = line.trim_start();
+                let line = line.strip_prefix("async ").unwrap_or(line);
+                if let Some(rest) = line.strip_prefix("fn ") {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    fns.insert(name);
+                }
+            }
+        }
+    }
+    let mut named = 0;
+    for row in section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| #"))
+    {
+        let tests = row.rsplit('|').nth(1).unwrap_or("");
+        for quoted in tests.split('`').skip(1).step_by(2) {
+            // `path::name` or `name`; file paths and globs are not test names.
+            let name = quoted.rsplit("::").next().unwrap();
+            if name.contains(['/', '.', '*', ' ', '-']) || name.matches('_').count() < 3 {
+                continue;
+            }
+            named += 1;
+            assert!(
+                fns.contains(name),
+                "SECURITY.md names a test that does not exist: {name}"
+            );
+        }
+    }
+    assert!(named >= 30, "only {named} tests named");
+}
