@@ -78,8 +78,12 @@ enum DlqAction {
         notification: Option<String>,
         /// The dead-letter API's bearer token (spec.apiAuth.bearerTokenFile
         /// of the relay): the API is off without apiAuth.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "hmac_secret_file")]
         token_file: Option<PathBuf>,
+        /// Sign the call instead (spec.apiAuth.hmacSecretFile of the relay,
+        /// with the default header names).
+        #[arg(long)]
+        hmac_secret_file: Option<PathBuf>,
     },
     /// Replay all dead letters, or those with the given ids.
     Replay {
@@ -96,8 +100,12 @@ enum DlqAction {
         ids: Vec<String>,
         /// The dead-letter API's bearer token (spec.apiAuth.bearerTokenFile
         /// of the relay): the API is off without apiAuth.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "hmac_secret_file")]
         token_file: Option<PathBuf>,
+        /// Sign the call instead (spec.apiAuth.hmacSecretFile of the relay,
+        /// with the default header names).
+        #[arg(long)]
+        hmac_secret_file: Option<PathBuf>,
     },
 }
 
@@ -232,6 +240,7 @@ async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
             limit,
             notification,
             token_file,
+            hmac_secret_file,
             ..
         } => {
             let mut q: Vec<(&str, String)> = Vec::new();
@@ -242,13 +251,15 @@ async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
                 q.push(("notification", n));
             }
             let endpoint = format!("{}/api/v1/dlq", url.trim_end_matches('/'));
-            let req = with_token(client.get(&endpoint).query(&q), token_file).await?;
-            (req.send().await, endpoint)
+            let req = client.get(&endpoint).query(&q);
+            let req = authenticate(req, token_file, hmac_secret_file).await?;
+            (client.execute(req).await, endpoint)
         }
         DlqAction::Replay {
             url,
             ids,
             token_file,
+            hmac_secret_file,
             ..
         } => {
             let endpoint = format!("{}/api/v1/dlq/replay", url.trim_end_matches('/'));
@@ -257,8 +268,9 @@ async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
             } else {
                 serde_json::json!({"ids": ids})
             };
-            let req = with_token(client.post(&endpoint).json(&body), token_file).await?;
-            (req.send().await, endpoint)
+            let req = client.post(&endpoint).json(&body);
+            let req = authenticate(req, token_file, hmac_secret_file).await?;
+            (client.execute(req).await, endpoint)
         }
     };
     let resp = resp.map_err(|e| format!("{what}: {e}"))?;
@@ -276,20 +288,48 @@ async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
     })
 }
 
-async fn with_token(
+/// The request with the dead-letter API's credential: a bearer token, or
+/// an HMAC signature of the canonical request (`relay_core::auth`).
+async fn authenticate(
     req: reqwest::RequestBuilder,
     token_file: Option<PathBuf>,
-) -> Result<reqwest::RequestBuilder, String> {
-    match token_file {
-        None => Ok(req),
-        Some(f) => {
-            let token = relay_core::secret::SecretFile(f)
-                .read()
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(req.bearer_auth(token.expose()))
-        }
+    hmac_secret_file: Option<PathBuf>,
+) -> Result<reqwest::Request, String> {
+    let read = |f: PathBuf| async move {
+        relay_core::secret::SecretFile(f)
+            .read()
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let req = match token_file {
+        Some(f) => req.bearer_auth(read(f).await?.expose()),
+        None => req,
+    };
+    let mut req = req.build().map_err(|e| e.to_string())?;
+    if let Some(f) = hmac_secret_file {
+        let secret = read(f).await?;
+        let url = req.url();
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let method = req.method().as_str().to_string();
+        let body = req
+            .body()
+            .and_then(|b| b.as_bytes())
+            .unwrap_or_default()
+            .to_vec();
+        let now = chrono::Utc::now().timestamp();
+        relay_core::auth::sign_hmac(
+            secret.expose().as_bytes(),
+            now,
+            &method,
+            &target,
+            req.headers_mut(),
+            &body,
+        );
     }
+    Ok(req)
 }
 
 fn sqs_url(queue: &str) -> String {

@@ -716,6 +716,19 @@ async fn hmac_signatures_bind_event_attributes_route_and_moment() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "the call it was signed for");
+    // The CLI signs its calls with the API's secret file.
+    let out = std::process::Command::new(BIN)
+        .args(["dlq", "list", "--url", &relay.base, "--hmac-secret-file"])
+        .arg(&api_key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"total\""));
     let metrics = api(reqwest::Method::GET, "/metrics", ("GET", "/metrics"))
         .await
         .unwrap()
