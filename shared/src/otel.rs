@@ -116,12 +116,38 @@ fn exporter(export: &Export) -> Result<Option<opentelemetry_otlp::SpanExporter>,
     tracing::info!(%host, headers = headers.len(), "exporting traces over OTLP");
     opentelemetry_otlp::SpanExporter::builder()
         .with_http()
+        .with_http_client(export_client()?)
         .with_endpoint(endpoint.clone())
         .with_protocol(Protocol::HttpBinary)
         .with_headers(headers)
         .build()
         .map(Some)
         .map_err(|e| format!("OTLP exporter: {e}"))
+}
+
+/// The exporter's HTTP client: the one the OTLP crate would make, but
+/// following no redirect (a collector's `307` must not carry the spans and
+/// the collector's credentials elsewhere). Blocking, as the batch processor
+/// runs on its own thread; built on a thread of its own, since a blocking
+/// client cannot be made inside the async runtime.
+fn export_client() -> Result<reqwest::blocking::Client, String> {
+    let millis = [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .iter()
+    .find_map(|k| std::env::var(k).ok()?.trim().parse::<u64>().ok())
+    .unwrap_or(10_000);
+    let timeout = std::time::Duration::from_millis(millis);
+    std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .build()
+    })
+    .join()
+    .map_err(|_| "OTLP exporter: the HTTP client could not be built".to_string())?
+    .map_err(|e| format!("OTLP exporter: {e}"))
 }
 
 /// The OTLP exporter, its failures logged: the SDK's own diagnostics are

@@ -339,3 +339,43 @@ async fn a_failing_collector_is_logged_without_its_credentials() {
         assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
     }
 }
+
+/// Issue #13: the exporter's client followed redirects, so a collector
+/// answering `307` sent the spans, and the collector's API key from the
+/// headers file, on to wherever it pointed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_redirect_is_not_followed_with_its_key() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rx = Receiver::start().await;
+    let elsewhere = Receiver::start().await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let to = elsewhere.url("/v1/traces");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let to = to.clone();
+        async move {
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, to)],
+            )
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let secrets = tempfile::tempdir().unwrap();
+    let cfg = config(&format!("url: \"{}\"", rx.url("/hook")), "");
+    let mut relay = exporting_relay(&cfg, &collector, secrets.path()).await;
+    let (status, body) = send(&reqwest::Client::new(), &relay.base, &event("redirected")).await;
+    assert_eq!(status, 200, "{body}");
+    // SIGTERM flushes the batch: the collector is asked, and only it.
+    assert!(relay.terminate().success(), "{}", relay.stderr());
+    assert!(hits.load(Ordering::SeqCst) >= 1, "{}", relay.stderr());
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the redirect was followed: {:?}",
+        elsewhere.requests()
+    );
+}
