@@ -176,7 +176,7 @@ impl Default for RelaySettings {
 pub struct Limits {
     pub max_body_bytes: usize,
     /// Requests per source address on the event and dead-letter routes
-    /// (README "Rate limits"); off when absent.
+    /// (docs/configuration.md "Rate limits"); off when absent.
     pub inbound_per_source: Option<InboundLimit>,
     /// Requests per provider host; off unless configured.
     pub outbound: OutboundLimits,
