@@ -1,5 +1,5 @@
 //! The configuration file: Kubernetes-style `RelayConfig`, `Provider` and
-//! `Notification` documents (DESIGN.md "Configuration").
+//! `Notification` documents (docs/design.md "Configuration").
 
 pub mod check;
 pub mod filter;
@@ -375,7 +375,7 @@ impl TryFrom<String> for HostName {
     }
 }
 
-/// Retry policy of one delivery (DESIGN.md "Delivery semantics" 4).
+/// Retry policy of one delivery (docs/design.md "Delivery semantics" 4).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct DeliverySettings {
