@@ -47,12 +47,19 @@ fn cells(line: &str) -> Vec<String> {
 
 #[test]
 fn the_readme_state_table_matches_the_code() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/providers/README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/providers/README.md"
+    ))
+    .unwrap();
     let mut lines = readme
         .lines()
         .skip_while(|l| !l.starts_with("| relay state | GitHub status"));
-    let heading = cells(lines.next().expect("docs/providers/README.md has the state table"));
+    let heading = cells(
+        lines
+            .next()
+            .expect("docs/providers/README.md has the state table"),
+    );
     let expected: Vec<&str> = std::iter::once("relay state")
         .chain(columns().iter().map(|(name, _)| *name))
         .collect();
