@@ -1,5 +1,5 @@
 //! The delivery engine: per Notification, filter → claim → order → deliver →
-//! classify (DESIGN.md "Delivery semantics").
+//! classify (docs/design.md "Delivery semantics").
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Normalized run state (DESIGN.md "Event model").
+/// Normalized run state (docs/design.md "Event model").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
@@ -102,7 +102,7 @@ pub struct ScmContext {
     pub title: Option<String>,
 }
 
-/// The normalized `RunEvent` of DESIGN.md.
+/// The normalized `RunEvent` of docs/design.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunEvent {
     pub format: EventFormat,

@@ -1,4 +1,4 @@
-//! Token buckets (README "Rate limits"): the inbound limit per source
+//! Token buckets (docs/configuration.md "Rate limits"): the inbound limit per source
 //! address, answered `429` + `Retry-After`, and the outbound limit per
 //! provider host, shared by every Notification of a function, which waits
 //! for a token within the delivery's deadline.

@@ -368,7 +368,7 @@ pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<bytes:
     }
 }
 
-/// DESIGN.md "HTTP contract": 200, 503 + Retry-After, or 422 for `respond`.
+/// docs/design.md "HTTP contract": 200, 503 + Retry-After, or 422 for `respond`.
 /// Each delivery's outcome is in the answer, its `detail` (a provider's
 /// error text, hosts and ports) only for a `local` caller: others find it in
 /// the log and the dead letter. With `deadLetter: respond` the answer is

@@ -145,13 +145,13 @@ mod tests {
         v.as_object().unwrap().keys().cloned().collect()
     }
 
-    /// The README's template with a run name built to add a key: the body
+    /// The webhook docs' template (docs/providers/webhook.md) with a run name built to add a key: the body
     /// keeps exactly the template's keys, and the name reads back whole.
     #[test]
     fn a_run_name_cannot_add_keys_to_a_json_template() {
         let ctx = serde_json::json!({"event": {"name": INJECTION, "state": "failed"}});
         let readme = r#"{"text": "{{ event.name }} {{ event.state }}"}"#;
-        // As text, the README's template is injectable: why JSON bodies
+        // As text, the docs' template is injectable: why JSON bodies
         // render with render_json.
         let text = Template::compile(readme).unwrap().render(&ctx).unwrap();
         assert!(keys(&text).contains(&"admin".to_string()), "{text}");

@@ -1,4 +1,4 @@
-//! How run states show on Bitbucket Cloud — the one table of the README.
+//! How run states show on Bitbucket Cloud — the one table of docs/providers/README.md.
 //!
 //! | relay state | build status |
 //! |---|---|

@@ -1,5 +1,5 @@
 //! How run states show on Bitbucket Server / Data Center — the one table of
-//! the README. The build-status API every version has knows no cancelled
+//! docs/providers/README.md. The build-status API every version has knows no cancelled
 //! state: a cancelled run is FAILED, its description saying Cancelled.
 //!
 //! | relay state | build status |

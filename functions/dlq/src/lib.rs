@@ -1,7 +1,7 @@
 //! The Knative dead-letter function (the Broker's `deadLetterSink`). Each
 //! dead-lettered event is kept with its decoded `knativeerrorcode`,
-//! `knativeerrordest` and `knativeerrordata`; the dead-letter API of
-//! DESIGN.md lists them, and replay re-sends each to the subscriber that
+//! `knativeerrordest` and `knativeerrordata`; the dead-letter API
+//! (docs/operations.md "HTTP API") lists them, and replay re-sends each to the subscriber that
 //! failed (its function's idempotency keeps succeeded Notifications from
 //! repeating).
 //!

@@ -1,4 +1,4 @@
-//! How run states show on Gitea and Forgejo — the README's table.
+//! How run states show on Gitea and Forgejo — the table of docs/providers/README.md.
 //!
 //! | relay state | commit status |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! How run states show on GitHub — the one table of the README.
+//! How run states show on GitHub — the one table of docs/providers/README.md.
 //!
 //! | relay state | commit status | check run | deployment status |
 //! |---|---|---|---|

@@ -54,7 +54,7 @@ pub struct GitlabSettings {
     pub repositories: Repositories,
 }
 
-/// How run states show on GitLab (see the README's table).
+/// How run states show on GitLab (see the table of docs/providers/README.md).
 pub fn commit_status(s: RunState) -> &'static str {
     match s {
         RunState::Queued => "pending",

@@ -323,7 +323,7 @@ async fn a_redirect_is_not_followed_with_the_credentials() {
 
 const INJECTION: &str = r#"x", "admin": true, "y": ""#;
 
-/// The template the README showed, and the one it shows now, with a run
+/// The template the webhook docs showed, and the one they show now, with a run
 /// name built to add an `admin` key: the body has exactly the template's
 /// keys, and the name reads back as it was.
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! The README's one table of how run states show on each git host is the
+//! The one table (docs/providers/README.md) of how run states show on each git host is the
 //! code's: every cell is checked against the providers' state functions.
 
 use relay_core::RunState;
@@ -47,12 +47,19 @@ fn cells(line: &str) -> Vec<String> {
 
 #[test]
 fn the_readme_state_table_matches_the_code() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/providers/README.md"
+    ))
+    .unwrap();
     let mut lines = readme
         .lines()
         .skip_while(|l| !l.starts_with("| relay state | GitHub status"));
-    let heading = cells(lines.next().expect("the README has the state table"));
+    let heading = cells(
+        lines
+            .next()
+            .expect("docs/providers/README.md has the state table"),
+    );
     let expected: Vec<&str> = std::iter::once("relay state")
         .chain(columns().iter().map(|(name, _)| *name))
         .collect();

@@ -257,34 +257,64 @@ fn summary_templates_validate_against_a_sample_summary() {
     assert!(out.contains("Notification/pr: spec.template: "), "{out}");
 }
 
-/// The README's YAML: every block parses, and every block of relay
-/// documents (a Provider with its Notifications, say) passes `relay validate`,
-/// so the docs never show a config the relay would refuse.
-#[test]
-fn yaml_in_the_readme_parses_and_relay_configs_in_it_validate() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut configs = Vec::new();
-    for (i, block) in readme.split("```yaml\n").skip(1).enumerate() {
-        let block = block.split("```").next().unwrap();
-        let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(block)
-            .map(|d| {
-                serde::Deserialize::deserialize(d)
-                    .unwrap_or_else(|e| panic!("README yaml block {i}: {e}\n{block}"))
-            })
-            .filter(|d: &serde_json::Value| !d.is_null())
-            .collect();
-        assert!(!docs.is_empty(), "README yaml block {i} is empty");
-        if docs
-            .iter()
-            .all(|d| d["apiVersion"] == "relay.tekton.dev/v1alpha1")
-        {
-            let f = dir.path().join(format!("readme-{i:02}.yaml"));
-            std::fs::write(&f, block).unwrap();
-            configs.push(f);
+/// The Markdown docs: README.md, SECURITY.md and every `.md` under `docs/`.
+fn markdown_docs() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "md") {
+                out.push(p);
+            }
         }
     }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut out = vec![root.join("README.md"), root.join("SECURITY.md")];
+    walk(&root.join("docs"), &mut out);
+    out.sort();
+    out
+}
+
+/// The YAML of the README and of `docs/`: every block parses, and every
+/// block of relay documents (a Provider with its Notifications, say) passes
+/// `relay validate`, so the docs never show a config the relay would refuse.
+#[test]
+fn yaml_in_the_readme_parses_and_relay_configs_in_it_validate() {
+    let files: Vec<PathBuf> = markdown_docs()
+        .into_iter()
+        .filter(|f| !f.ends_with("SECURITY.md"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = Vec::new();
+    let mut blocks = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let name = file.display();
+        for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
+            blocks += 1;
+            let block = block.split("```").next().unwrap();
+            let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(block)
+                .map(|d| {
+                    serde::Deserialize::deserialize(d)
+                        .unwrap_or_else(|e| panic!("{name} yaml block {i}: {e}\n{block}"))
+                })
+                .filter(|d: &serde_json::Value| !d.is_null())
+                .collect();
+            assert!(!docs.is_empty(), "{name} yaml block {i} is empty");
+            if docs
+                .iter()
+                .all(|d| d["apiVersion"] == "relay.tekton.dev/v1alpha1")
+            {
+                let f = dir.path().join(format!("doc-{blocks:03}.yaml"));
+                std::fs::write(&f, block).unwrap();
+                configs.push(f);
+            }
+        }
+    }
+    // The README held 28 yaml blocks before the provider and configuration
+    // reference moved to docs/: all of them must still be seen here.
+    assert!(blocks >= 28, "only {blocks} yaml blocks in {files:?}");
     assert!(configs.len() >= 15, "{configs:?}");
     let out = Command::new(BIN)
         .arg("validate")
@@ -293,4 +323,124 @@ fn yaml_in_the_readme_parses_and_relay_configs_in_it_validate() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
+}
+
+/// The text of a Markdown file without its fenced blocks and code spans,
+/// where a `[text](path)` is an example, not a link.
+fn markdown_prose(text: &str) -> String {
+    let mut prose = String::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            prose.push_str(line);
+            prose.push('\n');
+        }
+    }
+    // Code spans may run over a line break, so they are cut from the whole text.
+    prose
+        .split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// The anchors GitHub gives a Markdown file's headings: lower case, spaces
+/// to `-`, punctuation (backticks included) dropped; a repeated heading
+/// gets `-1`, `-2`, ….
+fn heading_anchors(text: &str) -> Vec<String> {
+    let mut anchors: Vec<String> = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        let hashes = line.chars().take_while(|&c| c == '#').count();
+        if fenced || hashes == 0 || hashes > 6 || !line[hashes..].starts_with(' ') {
+            continue;
+        }
+        let slug: String = line[hashes..]
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let seen = anchors
+            .iter()
+            .filter(|a| {
+                **a == slug
+                    || a.strip_prefix(&format!("{slug}-"))
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .count();
+        anchors.push(if seen == 0 {
+            slug
+        } else {
+            format!("{slug}-{seen}")
+        });
+    }
+    anchors
+}
+
+/// Every relative link of the README, SECURITY.md and `docs/` leads to a
+/// file that exists, and every `#anchor` to a heading of its target, so
+/// moving a section cannot leave a link behind.
+#[test]
+fn relative_links_in_the_docs_resolve_to_files_and_headings() {
+    let mut links = 0;
+    let mut broken = Vec::new();
+    for file in markdown_docs() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let prose = markdown_prose(&text);
+        for piece in prose.split("](").skip(1) {
+            let Some(end) = piece.find([')', ' ']) else {
+                continue;
+            };
+            let target = &piece[..end];
+            if target.contains("://") || target.starts_with("mailto:") || target.is_empty() {
+                continue;
+            }
+            links += 1;
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let dest = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().unwrap().join(path)
+            };
+            if !dest.exists() {
+                broken.push(format!("{}: {target}: no such file", file.display()));
+                continue;
+            }
+            if !anchor.is_empty() {
+                let headings = std::fs::read_to_string(&dest)
+                    .map(|t| heading_anchors(&t))
+                    .unwrap_or_default();
+                if !headings.iter().any(|h| h == anchor) {
+                    broken.push(format!("{}: {target}: no such heading", file.display()));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+    // README's provider table alone links 20 pages: the links were seen.
+    assert!(links >= 30, "only {links} relative links found");
+}
+
+#[test]
+fn heading_anchors_follow_github_rules() {
+    let text = "# `webhook`\n## How run states show\n```sh\n# not a heading\n```\n## On Lambda\n## On Lambda\n## HTTP API: the contract\n";
+    assert_eq!(
+        heading_anchors(text),
+        [
+            "webhook",
+            "how-run-states-show",
+            "on-lambda",
+            "on-lambda-1",
+            "http-api-the-contract"
+        ]
+    );
 }

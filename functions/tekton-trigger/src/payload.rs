@@ -1,4 +1,4 @@
-//! The body an EventListener receives: the webhook payload v1 (DESIGN.md),
+//! The body an EventListener receives: the webhook payload v1 (docs/design.md),
 //! extended with what a TriggerBinding needs to start a PipelineRun from a
 //! Flux source or another run: the event's format, branch, Flux revision,
 //! labels and the trigger depth (also sent as a header).

@@ -1,4 +1,4 @@
-//! The webhook payload, version 1 (DESIGN.md "Webhook payload").
+//! The webhook payload, version 1 (docs/design.md "Webhook payload").
 
 use relay_core::RunEvent;
 use serde_json::{Value, json};

@@ -1,5 +1,5 @@
 //! The configuration file: Kubernetes-style `RelayConfig`, `Provider` and
-//! `Notification` documents (DESIGN.md "Configuration").
+//! `Notification` documents (docs/design.md "Configuration").
 
 pub mod check;
 pub mod filter;
@@ -176,7 +176,7 @@ impl Default for RelaySettings {
 pub struct Limits {
     pub max_body_bytes: usize,
     /// Requests per source address on the event and dead-letter routes
-    /// (README "Rate limits"); off when absent.
+    /// (docs/configuration.md "Rate limits"); off when absent.
     pub inbound_per_source: Option<InboundLimit>,
     /// Requests per provider host; off unless configured.
     pub outbound: OutboundLimits,
@@ -375,7 +375,7 @@ impl TryFrom<String> for HostName {
     }
 }
 
-/// Retry policy of one delivery (DESIGN.md "Delivery semantics" 4).
+/// Retry policy of one delivery (docs/design.md "Delivery semantics" 4).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct DeliverySettings {

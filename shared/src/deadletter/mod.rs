@@ -1,4 +1,4 @@
-//! Dead letters: the entry format of DESIGN.md and the sinks that keep them.
+//! Dead letters: the entry format of docs/design.md and the sinks that keep them.
 
 pub mod dynamodb;
 pub mod file;
@@ -168,7 +168,7 @@ pub trait DeadLetterSink: Send + Sync + 'static {
     async fn remove(&self, id: &str) -> Result<bool, SinkError>;
 }
 
-/// The DESIGN.md listing of a sink's entries (already oldest first):
+/// The dead-letter API's listing (docs/operations.md "HTTP API") of a sink's entries (already oldest first):
 /// `total` counts those of `notification`, `limit` cuts the page.
 pub fn page(
     entries: Vec<DeadLetterEntry>,
