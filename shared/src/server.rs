@@ -242,6 +242,18 @@ pub async fn authorize(
     auth_check(auth, entry, method, uri, headers, body, &engine.metrics).await
 }
 
+/// [`authorize`] for the dead-letter API (`spec.apiAuth`), whose calls
+/// carry no body but a replay's.
+async fn authorize_api(
+    engine: &Engine,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<(), Response> {
+    authorize(engine, crate::auth::Entry::Api, method, uri, headers, body).await
+}
+
 fn api_disabled() -> Response {
     error(&IngressError::new(
         StatusCode::NOT_FOUND,
@@ -417,7 +429,7 @@ async fn is_admin(
     let presents = headers.contains_key(header::AUTHORIZATION)
         || headers.contains_key(api.hmac_header.as_str());
     presents
-        && authorize(engine, crate::auth::Entry::Api, method, uri, headers, b"")
+        && authorize_api(engine, method, uri, headers, b"")
             .await
             .is_ok()
 }
@@ -463,15 +475,7 @@ async fn metrics(
 ) -> Response {
     let engine = app.engine();
     if engine.plan.settings.api_auth.is_some()
-        && let Err(r) = authorize(
-            &engine,
-            crate::auth::Entry::Api,
-            &method,
-            &uri,
-            &headers,
-            b"",
-        )
-        .await
+        && let Err(r) = authorize_api(&engine, &method, &uri, &headers, b"").await
     {
         return r;
     }
@@ -514,16 +518,7 @@ async fn dlq_list(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let engine = app.engine();
-    if let Err(r) = authorize(
-        &engine,
-        crate::auth::Entry::Api,
-        &method,
-        &uri,
-        &headers,
-        b"",
-    )
-    .await
-    {
+    if let Err(r) = authorize_api(&engine, &method, &uri, &headers, b"").await {
         return r;
     }
     let DeadLetterTarget::Sink(sink) = &engine.dead_letters else {
@@ -549,16 +544,7 @@ async fn dlq_replay(
     body: axum::body::Bytes,
 ) -> Response {
     let engine = app.engine();
-    if let Err(r) = authorize(
-        &engine,
-        crate::auth::Entry::Api,
-        &method,
-        &uri,
-        &headers,
-        &body,
-    )
-    .await
-    {
+    if let Err(r) = authorize_api(&engine, &method, &uri, &headers, &body).await {
         return r;
     }
     let req: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -589,16 +575,7 @@ async fn dlq_delete(
     Path(id): Path<String>,
 ) -> Response {
     let engine = app.engine();
-    if let Err(r) = authorize(
-        &engine,
-        crate::auth::Entry::Api,
-        &method,
-        &uri,
-        &headers,
-        b"",
-    )
-    .await
-    {
+    if let Err(r) = authorize_api(&engine, &method, &uri, &headers, b"").await {
         return r;
     }
     let DeadLetterTarget::Sink(sink) = &engine.dead_letters else {

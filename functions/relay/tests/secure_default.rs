@@ -79,6 +79,19 @@ async fn status_of(req: reqwest::RequestBuilder) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// `relay serve` on every interface with `config` (which authenticates).
+async fn public_relay(config: &str) -> RelayProcess {
+    RelayProcess::start_with(
+        Path::new(BIN),
+        &Serve {
+            config: Some(config),
+            listen_ip: "0.0.0.0",
+            ..Serve::default()
+        },
+    )
+    .await
+}
+
 /// `relay serve` on every interface with `config` and `args`; it must
 /// refuse to start: its stderr.
 async fn refused_to_serve(config: &str, args: &[&str], env: &[(&str, &str)]) -> String {
@@ -179,15 +192,7 @@ async fn told_to_serve_without_auth_it_serves_and_says_so_loudly() {
 async fn with_inbound_auth_it_serves_beyond_loopback_without_a_warning() {
     let rx = Receiver::start().await;
     let tokens = Tokens::new();
-    let relay = RelayProcess::start_with(
-        Path::new(BIN),
-        &Serve {
-            config: Some(&config(&tokens.inbound(), &rx.url("/hook"))),
-            listen_ip: "0.0.0.0",
-            ..Serve::default()
-        },
-    )
-    .await;
+    let relay = public_relay(&config(&tokens.inbound(), &rx.url("/hook"))).await;
     let client = reqwest::Client::new();
     assert_eq!(send(&client, &relay.base, &event("anon")).await.0, 401);
     assert_eq!(
@@ -203,15 +208,7 @@ async fn with_inbound_auth_it_serves_beyond_loopback_without_a_warning() {
 async fn a_reload_cannot_drop_inbound_auth_beyond_loopback() {
     let rx = Receiver::start().await;
     let tokens = Tokens::new();
-    let relay = RelayProcess::start_with(
-        Path::new(BIN),
-        &Serve {
-            config: Some(&config(&tokens.inbound(), &rx.url("/hook"))),
-            listen_ip: "0.0.0.0",
-            ..Serve::default()
-        },
-    )
-    .await;
+    let relay = public_relay(&config(&tokens.inbound(), &rx.url("/hook"))).await;
     let path = relay.path("relay.yaml");
     let open =
         config("", &rx.url("/hook")).replace("$DIR", &relay.dir.path().display().to_string());
@@ -396,15 +393,7 @@ async fn beyond_loopback_answers_carry_outcomes_but_no_provider_detail() {
         + &format!(
             "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {{name: down}}\nspec:\n  type: webhook\n  webhook: {{url: \"http://127.0.0.1:{down}/internal\"}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {{name: down}}\nspec:\n  providerRef: {{name: down}}\n"
         );
-    let relay = RelayProcess::start_with(
-        Path::new(BIN),
-        &Serve {
-            config: Some(&cfg),
-            listen_ip: "0.0.0.0",
-            ..Serve::default()
-        },
-    )
-    .await;
+    let relay = public_relay(&cfg).await;
     let (status, answer) = send(
         &reqwest::Client::new(),
         &relay.base,
@@ -450,17 +439,10 @@ async fn beyond_loopback_answers_carry_outcomes_but_no_provider_detail() {
 async fn readiness_detail_and_metrics_are_for_the_admin_beyond_loopback() {
     let rx = Receiver::start().await;
     let tokens = Tokens::new();
-    let relay = RelayProcess::start_with(
-        Path::new(BIN),
-        &Serve {
-            config: Some(&config(
-                &(tokens.inbound() + &tokens.api()),
-                &rx.url("/hook"),
-            )),
-            listen_ip: "0.0.0.0",
-            ..Serve::default()
-        },
-    )
+    let relay = public_relay(&config(
+        &(tokens.inbound() + &tokens.api()),
+        &rx.url("/hook"),
+    ))
     .await;
     let client = reqwest::Client::new();
     let base = &relay.base;
@@ -505,15 +487,7 @@ async fn readiness_detail_and_metrics_are_for_the_admin_beyond_loopback() {
 async fn without_api_auth_readiness_beyond_loopback_is_ready_or_degraded_only() {
     let rx = Receiver::start().await;
     let tokens = Tokens::new();
-    let relay = RelayProcess::start_with(
-        Path::new(BIN),
-        &Serve {
-            config: Some(&config(&tokens.inbound(), &rx.url("/hook"))),
-            listen_ip: "0.0.0.0",
-            ..Serve::default()
-        },
-    )
-    .await;
+    let relay = public_relay(&config(&tokens.inbound(), &rx.url("/hook"))).await;
     let client = reqwest::Client::new();
     for token in [None, Some(SENDER)] {
         let mut req = client.get(format!("{}/readyz", relay.base));
