@@ -8,8 +8,8 @@ use relay_core::provider::Registry;
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     Registry::new()
-        .with(relay_webhook::WebhookFactory)
-        .with(relay_log::LogFactory)
+        .with(relay::webhook::WebhookFactory)
+        .with(relay::log::LogFactory)
 });
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::decode::fuzz::config(data, &REGISTRY));

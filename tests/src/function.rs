@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::expect::{Outgoing, outgoing};
 use crate::fixtures::{RequestFile, Scenario};
-use crate::process::{FunctionProcess, free_port, send};
+use crate::process::{Binary, FunctionProcess, free_port, send};
 
 /// The dead-letter file's name in the function's own folder.
 pub const DEAD_LETTERS: &str = "dl.jsonl";
@@ -162,7 +162,7 @@ impl Function {
     /// Starts `bin` on `config` (`$DIR`: its own folder) and waits until it
     /// answers; `env`: more environment variables.
     pub async fn start(
-        bin: &str,
+        bin: Binary<'_>,
         config: &str,
         secrets: Secrets,
         env: &[(&str, &str)],
@@ -171,7 +171,7 @@ impl Function {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (f, base) = FunctionProcess::start_http(Path::new(bin), config, &env).await;
+        let (f, base) = FunctionProcess::start_http(bin, config, &env).await;
         Function {
             f,
             base,
@@ -284,12 +284,13 @@ pub fn assert_absent(secrets: &[&str], places: &[(&str, &str)]) {
 
 /// Runs `bin` on `config`, which it must refuse: its stderr. A binary that
 /// accepts the config and serves is killed after a while, failing the test.
-pub fn refused(bin: &str, config: &str) -> String {
+pub fn refused(bin: Binary<'_>, config: &str) -> String {
     let d = tempfile::tempdir().unwrap();
     let cfg = d.path().join("relay.yaml");
     std::fs::write(&cfg, config).unwrap();
     let port = free_port();
-    let child = Command::new(bin)
+    let child = bin
+        .command()
         .env("RELAY_CONFIG", &cfg)
         .env("PORT", port.to_string())
         // Loopback: refused for what the config says, not for a listener

@@ -232,6 +232,51 @@ pub async fn send_structured(
 
 /// A function binary started as its host starts it: no arguments, the
 /// config named by `RELAY_CONFIG`, output kept in files.
+/// A function: the `relay` binary and the function it serves, named as its
+/// host names it (`RELAY_FUNCTION`); a bare path is a binary of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Binary<'a> {
+    pub path: &'a str,
+    pub function: Option<&'a str>,
+}
+
+impl<'a> Binary<'a> {
+    /// `path` (the `relay` binary) serving as the function `name`.
+    pub const fn function(path: &'a str, name: &'a str) -> Binary<'a> {
+        Binary {
+            path,
+            function: Some(name),
+        }
+    }
+
+    /// The command that starts it, with `RELAY_FUNCTION` set.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(self.path);
+        if let Some(f) = self.function {
+            c.env("RELAY_FUNCTION", f);
+        }
+        c
+    }
+}
+
+impl<'a> From<&'a str> for Binary<'a> {
+    fn from(path: &'a str) -> Binary<'a> {
+        Binary {
+            path,
+            function: None,
+        }
+    }
+}
+
+impl<'a> From<&'a Path> for Binary<'a> {
+    fn from(path: &'a Path) -> Binary<'a> {
+        Binary {
+            path: path.to_str().expect("a UTF-8 binary path"),
+            function: None,
+        }
+    }
+}
+
 pub struct FunctionProcess {
     child: Child,
     pub dir: tempfile::TempDir,
@@ -239,12 +284,18 @@ pub struct FunctionProcess {
 
 impl FunctionProcess {
     /// `$DIR` in the config stands for the process's own temporary folder.
-    pub fn start(binary: &Path, config: &str, env: &[(String, String)]) -> FunctionProcess {
+    pub fn start<'a>(
+        binary: impl Into<Binary<'a>>,
+        config: &str,
+        env: &[(String, String)],
+    ) -> FunctionProcess {
         let dir = tempfile::tempdir().unwrap();
         let config = config.replace("$DIR", &dir.path().display().to_string());
         let cfg_path = dir.path().join("relay.yaml");
         std::fs::write(&cfg_path, config).unwrap();
-        let child = Command::new(binary)
+        let child = binary
+            .into()
+            .command()
             .env("RELAY_CONFIG", &cfg_path)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(dir.path())
@@ -266,8 +317,8 @@ impl FunctionProcess {
 
     /// Starts a function in HTTP mode on a free `$PORT` and waits until
     /// `/healthz` answers; returns it and its base URL.
-    pub async fn start_http(
-        binary: &Path,
+    pub async fn start_http<'a>(
+        binary: impl Into<Binary<'a>>,
         config: &str,
         env: &[(String, String)],
     ) -> (FunctionProcess, String) {

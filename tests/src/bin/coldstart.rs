@@ -1,9 +1,10 @@
 //! Cold start and size of each function: process start -> first event
 //! answered, in HTTP mode (Knative) and on a Lambda Runtime API (median of
-//! several runs each), and the stripped arm64 size of each function's
-//! `bootstrap` from `cargo lambda build --release --arm64`.
+//! several runs each), and the stripped arm64 size of the one `bootstrap`
+//! every function runs, from `cargo lambda build --profile lambda --arm64 -p relay`.
+//! Every function is the one `relay` binary with `RELAY_FUNCTION` set.
 //!
-//! cargo build --release -p relay-tests -p relay-webhook -p relay-log -p relay-ingress -p relay-dlq
+//! cargo build --release -p relay -p relay-tests
 //! target/release/relay-coldstart --bin-dir target/release [--lambda-dir target/lambda]
 
 use std::path::{Path, PathBuf};
@@ -19,21 +20,14 @@ use relay_tests::process::free_port;
 struct Args {
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
-    /// Where `cargo lambda build --release --arm64` put `relay-<fn>/bootstrap`.
+    /// Where `cargo lambda build --profile lambda --arm64` put `relay/bootstrap`.
     #[arg(long, default_value = "target/lambda")]
     lambda_dir: PathBuf,
     #[arg(long, default_value_t = 9)]
     runs: usize,
 }
 
-const FUNCTIONS: &[&str] = &[
-    "relay-webhook",
-    "relay-log",
-    "relay-github",
-    "relay-gitlab",
-    "relay-ingress",
-    "relay-dlq",
-];
+const FUNCTIONS: &[&str] = &["webhook", "log", "github", "gitlab", "ingress", "dlq"];
 
 fn config(dir: &Path) -> PathBuf {
     let p = dir.join("relay.yaml");
@@ -51,11 +45,18 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Spawn -> first event answered with 2xx, over HTTP.
-async fn http_once(bin: &Path, work: &Path, sink: &str, event: &RequestFile) -> Duration {
+async fn http_once(
+    bin: &Path,
+    function: &str,
+    work: &Path,
+    sink: &str,
+    event: &RequestFile,
+) -> Duration {
     let port = free_port();
     let client = reqwest::Client::new();
     let started = Instant::now();
     let mut child = Command::new(bin)
+        .env("RELAY_FUNCTION", function)
         .env("RELAY_CONFIG", config(work))
         .env("PORT", port.to_string())
         // Loopback: no inbound auth needed to measure a start.
@@ -83,8 +84,7 @@ async fn http_once(bin: &Path, work: &Path, sink: &str, event: &RequestFile) -> 
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "{} never answered",
-            bin.display()
+            "{function} never answered"
         );
         tokio::time::sleep(Duration::from_micros(200)).await;
     };
@@ -94,10 +94,16 @@ async fn http_once(bin: &Path, work: &Path, sink: &str, event: &RequestFile) -> 
 }
 
 /// Spawn -> first invocation answered, on a Lambda Runtime API.
-async fn lambda_once(bin: &Path, work: &Path, payload: serde_json::Value) -> Duration {
+async fn lambda_once(
+    bin: &Path,
+    function: &str,
+    work: &Path,
+    payload: serde_json::Value,
+) -> Duration {
     let api = RuntimeApi::start().await;
     let started = Instant::now();
     let mut child = Command::new(bin)
+        .env("RELAY_FUNCTION", function)
         .env("RELAY_CONFIG", config(work))
         .envs(api.env("coldstart"))
         .env("RELAY_EVENT_BUS", "none")
@@ -129,34 +135,35 @@ async fn main() {
         "{:<14} {:>12} {:>14} {:>16}",
         "function", "http start", "lambda start", "arm64 stripped"
     );
+    let bin = args.bin_dir.join("relay");
+    assert!(
+        bin.exists(),
+        "no {} (cargo build --release -p relay)",
+        bin.display()
+    );
+    // One artifact serves every function.
+    let arm = args.lambda_dir.join("relay").join("bootstrap");
+    let size = std::fs::metadata(&arm).map_or("not built".into(), |m| {
+        format!("{:.1} MB", m.len() as f64 / 1e6)
+    });
     for f in FUNCTIONS {
-        let bin = args.bin_dir.join(f);
-        assert!(
-            bin.exists(),
-            "no {} (cargo build --release -p {f})",
-            bin.display()
-        );
         let mut http = Vec::new();
         for _ in 0..args.runs {
-            http.push(http_once(&bin, work.path(), &sink, &event).await);
+            http.push(http_once(&bin, f, work.path(), &sink, &event).await);
         }
         // Lambda mode applies to the functions that run on Lambda behind EventBridge.
         let lambda = if matches!(
             *f,
-            "relay-webhook" | "relay-log" | "relay-github" | "relay-gitlab"
+            "webhook" | "log" | "github" | "gitlab"
         ) {
             let mut v = Vec::new();
             for _ in 0..args.runs {
-                v.push(lambda_once(&bin, work.path(), envelope.clone()).await);
+                v.push(lambda_once(&bin, f, work.path(), envelope.clone()).await);
             }
             format!("{:.1} ms", median(v).as_secs_f64() * 1000.0)
         } else {
             "-".into()
         };
-        let arm = args.lambda_dir.join(f).join("bootstrap");
-        let size = std::fs::metadata(&arm).map_or("not built".into(), |m| {
-            format!("{:.1} MB", m.len() as f64 / 1e6)
-        });
         println!(
             "{f:<14} {:>9.1} ms {lambda:>14} {size:>16}",
             median(http).as_secs_f64() * 1000.0

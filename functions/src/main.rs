@@ -1,0 +1,386 @@
+//! `relay`: the one binary. The all-in-one relay (`relay serve`), each
+//! function (`relay function <name>`, or `RELAY_FUNCTION=<name>` with no
+//! arguments, as on Lambda and in the image), and the operator CLI.
+
+mod send;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use relay_core::config::RelayConfig;
+use relay_core::engine::Plan;
+
+#[derive(Parser)]
+#[command(
+    name = "relay",
+    version,
+    about = "Relays Tekton CI/CD events to the places developers look"
+)]
+struct Cli {
+    /// None: the function `RELAY_FUNCTION` names.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every provider in one process (the embedded default without --config).
+    Serve {
+        /// Config file; else $RELAY_CONFIG, else /etc/relay/relay.yaml, else the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address; else $RELAY_LISTEN, else 0.0.0.0:$PORT, else
+        /// 127.0.0.1:8080. Beyond loopback, events need spec.inboundAuth
+        /// (or --insecure-no-auth).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Serve events without spec.inboundAuth on a non-loopback address
+        /// (only where a network policy or a private network keeps senders
+        /// out); logged as a warning. Also RELAY_INSECURE_NO_AUTH=true.
+        #[arg(long)]
+        insecure_no_auth: bool,
+        /// How long in-flight events may take to finish after SIGTERM.
+        #[arg(long, default_value_t = 30)]
+        drain_seconds: u64,
+    },
+    /// Serve as one function: `ingress`, `dlq`, or a provider type (only
+    /// that provider's Notifications). Config from $RELAY_CONFIG; HTTP on
+    /// $PORT, or the Lambda runtime on Lambda.
+    Function {
+        /// The function; else $RELAY_FUNCTION.
+        #[arg(env = relay::function::FUNCTION_ENV)]
+        name: String,
+    },
+    /// Check config files; prints every error with its document and path.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Post request files (the fixture format) in name order, printing each answer.
+    Send {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, default_value = "http://127.0.0.1:8080/")]
+        to: String,
+    },
+    /// Inspect and replay the dead-letter queue of a running relay.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// List dead letters, oldest first (of a running relay, or of an SQS queue).
+    List {
+        #[arg(long, default_value = "http://127.0.0.1:8080", conflicts_with = "sqs")]
+        url: String,
+        /// An SQS dead-letter queue URL (AWS): listing consumes nothing.
+        #[arg(long)]
+        sqs: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        notification: Option<String>,
+        /// The dead-letter API's bearer token (spec.apiAuth.bearerTokenFile
+        /// of the relay): the API is off without apiAuth.
+        #[arg(long, conflicts_with = "hmac_secret_file")]
+        token_file: Option<PathBuf>,
+        /// Sign the call instead (spec.apiAuth.hmacSecretFile of the relay,
+        /// with the default header names).
+        #[arg(long)]
+        hmac_secret_file: Option<PathBuf>,
+    },
+    /// Replay all dead letters, or those with the given ids.
+    Replay {
+        #[arg(long, default_value = "http://127.0.0.1:8080", conflicts_with = "sqs")]
+        url: String,
+        /// Replay an SQS dead-letter queue here, with the Notifications of
+        /// --config (else $RELAY_CONFIG): successes are deleted, failures
+        /// stay with `replays` + 1.
+        #[arg(long)]
+        sqs: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// The dead-letter API's bearer token (spec.apiAuth.bearerTokenFile
+        /// of the relay): the API is off without apiAuth.
+        #[arg(long, conflicts_with = "hmac_secret_file")]
+        token_file: Option<PathBuf>,
+        /// Sign the call instead (spec.apiAuth.hmacSecretFile of the relay,
+        /// with the default header names).
+        #[arg(long)]
+        hmac_secret_file: Option<PathBuf>,
+    },
+}
+
+// glibc malloc showed as a quarter of the relay's CPU under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = match cli.command {
+        Some(c) => c,
+        // The image's and Lambda's entry point: no arguments.
+        None => match std::env::var(relay::function::FUNCTION_ENV) {
+            Ok(name) => Command::Function { name },
+            Err(_) => {
+                let _ = <Cli as clap::CommandFactory>::command().print_help();
+                eprintln!(
+                    "\nrelay: name a command, or the function to serve in ${}",
+                    relay::function::FUNCTION_ENV
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let result = match command {
+        Command::Function { name } => relay::function::run(&name)
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| format!("function {name}: {e}")),
+        Command::Serve {
+            config,
+            listen,
+            insecure_no_auth,
+            drain_seconds,
+        } => serve(config, listen, insecure_no_auth, drain_seconds).await,
+        Command::Validate { files } => validate(&files),
+        Command::Send { paths, to } => send::send(&paths, &to).await,
+        Command::Dlq { action } => dlq(action).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    insecure_no_auth: bool,
+    drain: u64,
+) -> Result<ExitCode, String> {
+    relay_core::telemetry::init();
+    let watcher =
+        relay_core::runtime::config_path(config.as_deref()).map(relay_core::reload::Watcher::new);
+    let cfg = relay_core::runtime::load_config(config.as_deref())
+        .map_err(|e| format!("invalid config:\n{e}"))?;
+    let registry = relay::registry();
+    let app = relay_core::runtime::build_app(&cfg, &registry)
+        .await
+        .map_err(|e| format!("invalid config:\n{e}"))?;
+    let insecure = insecure_no_auth || relay_core::runtime::insecure_no_auth_env()?;
+    let addr = relay_core::runtime::listen_addr(listen.as_deref());
+    let listener = relay_core::runtime::bind_app(
+        &app,
+        &addr,
+        insecure,
+        "--insecure-no-auth (or RELAY_INSECURE_NO_AUTH=true)",
+    )
+    .await?;
+    if let Some(w) = watcher {
+        w.start(app.clone(), registry);
+    }
+    relay_core::runtime::serve(app, listener, Duration::from_secs(drain))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(files: &[PathBuf]) -> Result<ExitCode, String> {
+    let registry = relay::registry();
+    let mut failed = false;
+    for f in files {
+        let result =
+            RelayConfig::load(f).and_then(|cfg| Plan::compile(&cfg, &registry).map(|_| ()));
+        match result {
+            Ok(()) => println!("{}: ok", f.display()),
+            Err(errs) => {
+                failed = true;
+                for e in &errs.0 {
+                    println!("{}: {e}", f.display());
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
+    // No redirects: an answer cannot send the credentials elsewhere.
+    let client = relay_core::transport::client_builder()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (resp, what) = match action {
+        DlqAction::List {
+            sqs: Some(queue),
+            limit,
+            notification,
+            ..
+        } => return sqs_list(&queue, limit, notification.as_deref()).await,
+        DlqAction::Replay {
+            sqs: Some(queue),
+            config,
+            ids,
+            ..
+        } => return sqs_replay(&queue, config, &ids).await,
+        DlqAction::List {
+            url,
+            limit,
+            notification,
+            token_file,
+            hmac_secret_file,
+            ..
+        } => {
+            let mut q: Vec<(&str, String)> = Vec::new();
+            if let Some(l) = limit {
+                q.push(("limit", l.to_string()));
+            }
+            if let Some(n) = notification {
+                q.push(("notification", n));
+            }
+            let endpoint = format!("{}/api/v1/dlq", url.trim_end_matches('/'));
+            let req = client.get(&endpoint).query(&q);
+            let req = authenticate(req, token_file, hmac_secret_file).await?;
+            (client.execute(req).await, endpoint)
+        }
+        DlqAction::Replay {
+            url,
+            ids,
+            token_file,
+            hmac_secret_file,
+            ..
+        } => {
+            let endpoint = format!("{}/api/v1/dlq/replay", url.trim_end_matches('/'));
+            let body = if ids.is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({"ids": ids})
+            };
+            let req = client.post(&endpoint).json(&body);
+            let req = authenticate(req, token_file, hmac_secret_file).await?;
+            (client.execute(req).await, endpoint)
+        }
+    };
+    let resp = resp.map_err(|e| format!("{what}: {e}"))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    let pretty = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or(text);
+    println!("{pretty}");
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The request with the dead-letter API's credential: a bearer token, or
+/// an HMAC signature of the canonical request (`relay_core::auth`).
+async fn authenticate(
+    req: reqwest::RequestBuilder,
+    token_file: Option<PathBuf>,
+    hmac_secret_file: Option<PathBuf>,
+) -> Result<reqwest::Request, String> {
+    let read = |f: PathBuf| async move {
+        relay_core::secret::SecretFile(f)
+            .read()
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let req = match token_file {
+        Some(f) => req.bearer_auth(read(f).await?.expose()),
+        None => req,
+    };
+    let mut req = req.build().map_err(|e| e.to_string())?;
+    if let Some(f) = hmac_secret_file {
+        let secret = read(f).await?;
+        let url = req.url();
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let method = req.method().as_str().to_string();
+        let body = req
+            .body()
+            .and_then(|b| b.as_bytes())
+            .unwrap_or_default()
+            .to_vec();
+        let now = chrono::Utc::now().timestamp();
+        relay_core::auth::sign_hmac(
+            secret.expose().as_bytes(),
+            now,
+            &method,
+            &target,
+            req.headers_mut(),
+            &body,
+        );
+    }
+    Ok(req)
+}
+
+fn sqs_url(queue: &str) -> String {
+    if queue.starts_with("sqs://") {
+        queue.to_string()
+    } else {
+        format!("sqs://{queue}")
+    }
+}
+
+async fn sqs_list(
+    queue: &str,
+    limit: Option<usize>,
+    notification: Option<&str>,
+) -> Result<ExitCode, String> {
+    use relay_core::deadletter::DeadLetterSink;
+    let sink = relay_core::deadletter::sqs::SqsSink::open(&sqs_url(queue)).await?;
+    let (total, entries) = sink
+        .list(limit, notification)
+        .await
+        .map_err(|e| e.to_string())?;
+    let out = serde_json::json!({"total": total, "entries": entries});
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sqs_replay(
+    queue: &str,
+    config: Option<PathBuf>,
+    ids: &[String],
+) -> Result<ExitCode, String> {
+    let cfg = relay_core::runtime::load_config(config.as_deref())
+        .map_err(|e| format!("invalid config:\n{e}"))?;
+    let app = relay_core::runtime::build_app(&cfg, &relay::registry())
+        .await
+        .map_err(|e| format!("invalid config:\n{e}"))?;
+    let sink = relay_core::deadletter::sqs::SqsSink::open(&sqs_url(queue)).await?;
+    let ids = (!ids.is_empty()).then_some(ids);
+    let summary = relay_core::replay::replay(&app.engine(), &sink, ids)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).unwrap_or_default()
+    );
+    Ok(if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

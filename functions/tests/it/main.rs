@@ -1,0 +1,28 @@
+//! The process-level tests of the `relay` binary, and (generated from the
+//! provider table) each provider's `src/<provider>/function_tests.rs`.
+
+mod bounded_labels;
+mod dlq;
+mod e2e_delivery;
+mod e2e_scenarios;
+mod fail_open;
+mod faults;
+mod flux;
+mod function_lambda;
+mod function_rotation;
+mod function_secure_default;
+mod hostile_input;
+mod hostile_providers;
+mod ingress;
+mod ingress_rate_limit;
+mod ingress_secure_default;
+mod rate_limits;
+mod reload;
+mod secure_default;
+mod shared_store;
+mod sqs_dlq;
+mod state_table;
+mod tracing;
+mod validate;
+
+include!(concat!(env!("OUT_DIR"), "/function_tests.rs"));
