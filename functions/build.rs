@@ -63,6 +63,7 @@ fn main() {
     let mut rows = String::new();
     let mut registry = String::new();
     let mut tests = String::new();
+    let mut states = String::new();
     // In the table's order: the registry lists types in it.
     for (name, row) in &manifest.package.metadata.relay.providers {
         let row: Row = row
@@ -104,6 +105,13 @@ fn main() {
             row.factory
         )
         .unwrap();
+        if row.family == "git-host" {
+            writeln!(
+                states,
+                "    {cfg}\n    out.extend({module}::state_columns());"
+            )
+            .unwrap();
+        }
         let t = src.join("function_tests.rs");
         if t.is_file() {
             writeln!(
@@ -122,7 +130,11 @@ fn main() {
          pub const PROVIDERS: &[ProviderRow] = &[\n{rows}];\n\n\
          /// Every provider this build was compiled with.\n\
          pub fn registry() -> relay_core::provider::Registry {{\n    \
-         let r = relay_core::provider::Registry::new();\n{registry}    r\n}}\n"
+         let r = relay_core::provider::Registry::new();\n{registry}    r\n}}\n\n\
+         /// The state table's columns of every git host this build has, in\n\
+         /// the table's order (each host's `state_columns`).\n\
+         pub fn git_host_state_columns() -> Vec<StateColumn> {{\n    \
+         #[allow(unused_mut)]\n    let mut out = Vec::new();\n{states}    out\n}}\n"
     );
     std::fs::write(Path::new(&out).join("providers.rs"), providers).unwrap();
     std::fs::write(

@@ -289,17 +289,17 @@ mod tests {
             assert_eq!(l.step(state), step, "{state}");
         }
         let mut ev = crate::sample::run_event();
-        assert_eq!(l.declines("pagerduty", &ev), None);
+        assert_eq!(l.declines("incident", &ev), None);
         ev.state = RunState::Cancelled;
         assert_eq!(
-            l.declines("pagerduty", &ev).unwrap(),
+            l.declines("incident", &ev).unwrap(),
             "a cancelled run neither triggers nor resolves an alert"
         );
         ev.state = RunState::Failed;
         ev.kind = "TaskRun".into();
         assert_eq!(
-            l.declines("pagerduty", &ev).unwrap(),
-            "pagerduty acts on PipelineRun events (settings kinds), not TaskRun"
+            l.declines("incident", &ev).unwrap(),
+            "incident acts on PipelineRun events (settings kinds), not TaskRun"
         );
         let l = Lifecycle::new(
             "triggerOn",

@@ -92,7 +92,7 @@ pub struct ScmContext {
     pub repo: Option<String>,
     pub owner: Option<String>,
     pub name: Option<String>,
-    /// Git hosting provider named by the run (`github`, `gitlab`, ...).
+    /// Git hosting provider named by the run (`github`, ...; see `decode::scm`).
     pub provider: Option<String>,
     pub sha: Option<String>,
     pub pull_request: Option<u64>,

@@ -449,6 +449,12 @@ impl Provider for AzureDevops {
     }
 }
 
+/// How each relay state shows on this host: the columns of the state table
+/// in docs/providers/README.md (checked by the `state_table` test).
+pub fn state_columns() -> Vec<crate::StateColumn> {
+    vec![("Azure DevOps", |s| status_state(s).into())]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -354,6 +354,12 @@ impl Provider for Bitbucket {
     }
 }
 
+/// How each relay state shows on this host: the columns of the state table
+/// in docs/providers/README.md (checked by the `state_table` test).
+pub fn state_columns() -> Vec<crate::StateColumn> {
+    vec![("Bitbucket Cloud", |s| state::build_status(s).into())]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,9 @@ use serde_json::json;
 pub use relay_core::runtime::INSECURE_NO_AUTH_ENV;
 
 /// The subscribers replay may send to: comma-separated `name=url`, or a
-/// bare `name` for `http://relay-<name>.<RELAY_DLQ_NAMESPACE>.svc.cluster.local`.
+/// bare `name` for `http://relay-<name>.<RELAY_DLQ_NAMESPACE>.svc.cluster.local`,
+/// or `*` for the bare name of every provider function this build has (the
+/// provider table), so the manifests need no list of their own.
 pub const SUBSCRIBERS_ENV: &str = "RELAY_DLQ_SUBSCRIBERS";
 pub const NAMESPACE_ENV: &str = "RELAY_DLQ_NAMESPACE";
 
@@ -166,7 +168,19 @@ impl Subscribers {
     /// names.
     pub fn parse(spec: &str, namespace: Option<&str>) -> Result<Subscribers, String> {
         let mut out: Vec<Subscriber> = Vec::new();
-        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let items = spec.split(',').map(str::trim).filter(|s| !s.is_empty());
+        let every_provider = crate::PROVIDERS
+            .iter()
+            .filter(|r| r.enabled)
+            .map(|r| r.name);
+        let items = items.flat_map(|item| -> Box<dyn Iterator<Item = &str>> {
+            if item == "*" {
+                Box::new(every_provider.clone())
+            } else {
+                Box::new(std::iter::once(item))
+            }
+        });
+        for item in items {
             let (name, url) = match item.split_once('=') {
                 Some((n, u)) => (n.trim(), u.trim().to_string()),
                 None => {
@@ -719,6 +733,25 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(s.names().collect::<Vec<_>>(), ["github", "hook"]);
+        // `*`: every provider of the table, at its cluster-local address.
+        let every = Subscribers::parse("*", Some("ns")).unwrap();
+        let names: Vec<&str> = every.names().collect();
+        let table: Vec<&str> = crate::PROVIDERS.iter().map(|r| r.name).collect();
+        assert_eq!(names, table);
+        assert_eq!(
+            every
+                .resolve("http://relay-github.ns.svc.cluster.local/")
+                .map(|s| s.name.as_str()),
+            Some("github")
+        );
+        assert!(
+            Subscribers::parse("*", None).is_err(),
+            "bare names need a namespace"
+        );
+        assert!(
+            Subscribers::parse("*,github", Some("ns")).is_err(),
+            "github twice"
+        );
         let gh = s
             .resolve("http://relay-github.tekton-relay.svc.cluster.local")
             .unwrap();

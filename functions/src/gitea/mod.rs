@@ -358,6 +358,12 @@ impl Provider for Gitea {
     }
 }
 
+/// How each relay state shows on this host: the columns of the state table
+/// in docs/providers/README.md (checked by the `state_table` test).
+pub fn state_columns() -> Vec<crate::StateColumn> {
+    vec![("Gitea/Forgejo", |s| state::commit_status(s).into())]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

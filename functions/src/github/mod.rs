@@ -575,6 +575,19 @@ fn rate_limited(status: StatusCode, wait: Duration, what: &str) -> Verdict {
     }
 }
 
+/// How each relay state shows on this host: the columns of the state table
+/// in docs/providers/README.md (checked by the `state_table` test).
+pub fn state_columns() -> Vec<crate::StateColumn> {
+    vec![
+        ("GitHub status", |s| state::commit_status(s).into()),
+        ("GitHub check run", |s| match state::check_run(s) {
+            (status, Some(conclusion)) => format!("{status} / {conclusion}"),
+            (status, None) => status.into(),
+        }),
+        ("GitHub deployment", |s| state::deployment(s).into()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

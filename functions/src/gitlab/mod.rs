@@ -347,6 +347,12 @@ impl Provider for Gitlab {
     }
 }
 
+/// How each relay state shows on this host: the columns of the state table
+/// in docs/providers/README.md (checked by the `state_table` test).
+pub fn state_columns() -> Vec<crate::StateColumn> {
+    vec![("GitLab", |s| commit_status(s).into())]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! provider table) each provider's `src/<provider>/function_tests.rs`.
 
 mod bounded_labels;
+mod deployables;
 mod dlq;
 mod e2e_delivery;
 mod e2e_scenarios;

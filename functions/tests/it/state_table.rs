@@ -1,41 +1,7 @@
 //! The one table (docs/providers/README.md) of how run states show on each git host is the
-//! code's: every cell is checked against the providers' state functions.
+//! code's: every cell is checked against the git hosts' `state_columns`.
 
 use relay_core::RunState;
-
-/// One column of the table: its heading and what the code says.
-type Column = (&'static str, fn(RunState) -> String);
-
-fn columns() -> Vec<Column> {
-    vec![
-        ("GitHub status", |s| {
-            relay::github::state::commit_status(s).into()
-        }),
-        (
-            "GitHub check run",
-            |s| match relay::github::state::check_run(s) {
-                (status, Some(conclusion)) => format!("{status} / {conclusion}"),
-                (status, None) => status.into(),
-            },
-        ),
-        ("GitHub deployment", |s| {
-            relay::github::state::deployment(s).into()
-        }),
-        ("GitLab", |s| relay::gitlab::commit_status(s).into()),
-        ("Gitea/Forgejo", |s| {
-            relay::gitea::state::commit_status(s).into()
-        }),
-        ("Bitbucket Cloud", |s| {
-            relay::bitbucket::state::build_status(s).into()
-        }),
-        ("Bitbucket Server", |s| {
-            relay::bitbucketserver::state::build_status(s).into()
-        }),
-        ("Azure DevOps", |s| {
-            relay::azuredevops::status_state(s).into()
-        }),
-    ]
-}
 
 fn cells(line: &str) -> Vec<String> {
     line.trim()
@@ -61,7 +27,11 @@ fn the_readme_state_table_matches_the_code() {
             .expect("docs/providers/README.md has the state table"),
     );
     let expected: Vec<&str> = std::iter::once("relay state")
-        .chain(columns().iter().map(|(name, _)| *name))
+        .chain(
+            relay::git_host_state_columns()
+                .iter()
+                .map(|(name, _)| *name),
+        )
         .collect();
     assert_eq!(heading, expected, "the table's columns");
     let rows: Vec<Vec<String>> = lines
@@ -79,7 +49,7 @@ fn the_readme_state_table_matches_the_code() {
             .into_iter()
             .find(|s| s.as_str() == row[0])
             .unwrap();
-        for ((name, code), cell) in columns().iter().zip(&row[1..]) {
+        for ((name, code), cell) in relay::git_host_state_columns().iter().zip(&row[1..]) {
             assert_eq!(cell, &code(state), "{name} for {state:?}");
         }
     }

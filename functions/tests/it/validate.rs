@@ -426,8 +426,67 @@ fn relative_links_in_the_docs_resolve_to_files_and_headings() {
         }
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
-    // README's provider table alone links 20 pages: the links were seen.
+    // The provider index alone links 20 pages: the links were seen.
     assert!(links >= 30, "only {links} relative links found");
+}
+
+/// Every repository path the README, SECURITY.md and `docs/` name in a code
+/// span (`functions/src/github/`, `shared/src/auth.rs::…`) exists, so a move
+/// cannot leave the docs pointing at files that are gone. Braces expand
+/// (`functions/src/{a,b}/function_tests.rs`).
+#[test]
+fn repository_paths_named_in_the_docs_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tops = [
+        "shared/",
+        "functions/",
+        "tests/",
+        "knative/",
+        "infra/",
+        "scripts/",
+        "examples/",
+        "fuzz/",
+        "docs/",
+    ];
+    let mut seen = 0;
+    let mut missing = Vec::new();
+    for file in markdown_docs() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for span in text.split('`').skip(1).step_by(2) {
+            let path = span
+                .split("::")
+                .next()
+                .unwrap()
+                .trim_end_matches(['.', ',', ':']);
+            if !tops.iter().any(|t| path.starts_with(t)) || path.contains([' ', '*', '<', '$', '?'])
+            {
+                continue;
+            }
+            for p in expand_braces(path) {
+                seen += 1;
+                if !root.join(&p).exists() {
+                    missing.push(format!("{}: {p}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "paths named in the docs that do not exist:\n{}",
+        missing.join("\n")
+    );
+    assert!(seen >= 30, "only {seen} paths seen");
+}
+
+/// `a/{b,c}/d` as `a/b/d` and `a/c/d` (one pair of braces).
+fn expand_braces(path: &str) -> Vec<String> {
+    match (path.find('{'), path.find('}')) {
+        (Some(i), Some(j)) if i < j => path[i + 1..j]
+            .split(',')
+            .map(|alt| format!("{}{alt}{}", &path[..i], &path[j + 1..]))
+            .collect(),
+        _ => vec![path.to_string()],
+    }
 }
 
 #[test]

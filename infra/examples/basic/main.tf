@@ -1,7 +1,8 @@
-# The relay in one region with the webhook, log, GitHub and GitLab functions.
+# The relay in one region with the GitHub and Slack functions.
 #
 #   pip install cargo-lambda && rustup target add aarch64-unknown-linux-gnu
-#   cargo lambda build --release --arm64 --output-format zip --include relay.yaml
+#   cp examples/github.yaml relay.yaml   # your config, packaged as /var/task/relay.yaml
+#   cargo lambda build --profile lambda --arm64 --output-format zip -p relay --include relay.yaml
 #   terraform init && terraform apply
 
 terraform {
@@ -27,7 +28,7 @@ module "relay" {
   source             = "../../modules/relay"
   name               = "tekton-relay"
   artifacts_dir      = "${path.root}/../../../target/lambda"
-  provider_functions = ["webhook", "log", "github", "gitlab", "gitea", "bitbucket", "bitbucketserver", "azuredevops", "slack", "msteams", "discord", "googlechat", "mattermost", "pagerduty", "opsgenie", "jira", "grafana", "sentry", "cloudevents", "tekton-trigger"]
+  provider_functions = ["github", "slack"]
   log_retention_days = 30
   tags = {
     app = "tekton-relay"

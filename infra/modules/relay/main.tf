@@ -4,21 +4,19 @@
 
 locals {
   functions = toset(var.provider_functions)
-  # Tekton and CDEvents run events reach every function; Flux events all but
-  # the git hosts (a Flux event names no repository to post a status to).
-  # Other detail-types never reach a function.
-  git_hosts = ["github", "gitlab", "gitea", "bitbucket", "bitbucketserver", "azuredevops"]
-  run_events_pattern = jsonencode({
-    source      = [var.event_source]
-    detail-type = [{ prefix = "dev.tekton.event." }, { prefix = "dev.cdevents." }]
-  })
-  run_and_flux_events_pattern = jsonencode({
+  # Tekton and CDEvents run events and Flux events reach every function
+  # (git hosts decline Flux events, which name no repository); other
+  # detail-types never reach a function.
+  events_pattern = jsonencode({
     source      = [var.event_source]
     detail-type = [{ prefix = "dev.tekton.event." }, { prefix = "dev.cdevents." }, { prefix = "io.fluxcd." }]
   })
   # Tracing export is off unless an OTLP/HTTP endpoint is given (e.g. the
   # ADOT collector extension at http://localhost:4318); metrics always go
   # out as EMF log lines under metrics_namespace.
+  # One artifact for every function: the relay binary, RELAY_FUNCTION
+  # saying which it is.
+  artifact = "${var.artifacts_dir}/relay/bootstrap.zip"
   environment = merge(
     {
       RELAY_CONFIG            = "/var/task/relay.yaml"
@@ -146,15 +144,17 @@ resource "aws_lambda_function" "provider" {
   runtime       = "provided.al2023"
   architectures = ["arm64"]
   handler       = "bootstrap"
-  filename      = "${var.artifacts_dir}/relay-${each.key}/bootstrap.zip"
+  filename      = local.artifact
 
-  source_code_hash               = filebase64sha256("${var.artifacts_dir}/relay-${each.key}/bootstrap.zip")
+  source_code_hash               = filebase64sha256(local.artifact)
   memory_size                    = var.memory_mb
   timeout                        = var.timeout_seconds
   reserved_concurrent_executions = var.reserved_concurrency
 
   environment {
     variables = merge(local.environment, {
+      # The one artifact serves as this provider's function.
+      RELAY_FUNCTION = each.key
       # Override spec.store and spec.deadLetter of the packaged relay.yaml.
       RELAY_STORE       = "dynamodb://${aws_dynamodb_table.state.name}?region=${data.aws_region.current.name}"
       RELAY_DEAD_LETTER = "sqs://${aws_sqs_queue.dead_letters.url}"
@@ -195,7 +195,7 @@ resource "aws_cloudwatch_event_rule" "provider" {
   for_each       = local.functions
   name           = "${var.name}-${each.key}"
   event_bus_name = aws_cloudwatch_event_bus.relay.name
-  event_pattern  = contains(local.git_hosts, each.key) ? local.run_events_pattern : local.run_and_flux_events_pattern
+  event_pattern  = local.events_pattern
   tags           = var.tags
 }
 
@@ -259,15 +259,16 @@ resource "aws_lambda_function" "ingress" {
   runtime       = "provided.al2023"
   architectures = ["arm64"]
   handler       = "bootstrap"
-  filename      = "${var.artifacts_dir}/relay-ingress/bootstrap.zip"
+  filename      = local.artifact
 
-  source_code_hash               = filebase64sha256("${var.artifacts_dir}/relay-ingress/bootstrap.zip")
+  source_code_hash               = filebase64sha256(local.artifact)
   memory_size                    = var.memory_mb
   timeout                        = 10
   reserved_concurrent_executions = var.reserved_concurrency
 
   environment {
     variables = merge(local.environment, {
+      RELAY_FUNCTION     = "ingress"
       RELAY_EVENT_BUS    = aws_cloudwatch_event_bus.relay.name
       RELAY_EVENT_SOURCE = var.event_source
     })

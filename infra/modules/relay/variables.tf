@@ -5,14 +5,17 @@ variable "name" {
 }
 
 variable "artifacts_dir" {
-  description = "Where `cargo lambda build --release --arm64 --output-format zip` left the zips: <dir>/relay-<function>/bootstrap.zip (each with relay.yaml included)."
+  description = "Where `cargo lambda build --profile lambda --arm64 --output-format zip -p relay --include <config>` left the zip: <dir>/relay/bootstrap.zip (the one artifact of every function, relay.yaml included)."
   type        = string
 }
 
 variable "provider_functions" {
-  description = "Provider functions to deploy (each the name of a functions/<name> crate)."
+  description = "The provider functions to deploy: the provider types your Notifications use (the provider table in functions/Cargo.toml lists them). Each one is invoked for every run event."
   type        = list(string)
-  default     = ["webhook", "log", "github", "gitlab", "gitea", "bitbucket", "bitbucketserver", "azuredevops", "slack", "msteams", "discord", "googlechat", "mattermost", "pagerduty", "opsgenie", "jira", "grafana", "sentry", "cloudevents", "tekton-trigger"]
+  validation {
+    condition     = alltrue([for f in var.provider_functions : can(regex("^[a-z][a-z0-9-]{0,30}$", f))])
+    error_message = "Each provider function is a provider type: lower-case letters, digits and -."
+  }
 }
 
 variable "event_source" {

@@ -27,7 +27,7 @@ struct Args {
     runs: usize,
 }
 
-const FUNCTIONS: &[&str] = &["webhook", "log", "github", "gitlab", "ingress", "dlq"];
+const FUNCTIONS: &[&str] = &["webhook", "log", "github", "ingress", "dlq"];
 
 fn config(dir: &Path) -> PathBuf {
     let p = dir.join("relay.yaml");
@@ -152,10 +152,7 @@ async fn main() {
             http.push(http_once(&bin, f, work.path(), &sink, &event).await);
         }
         // Lambda mode applies to the functions that run on Lambda behind EventBridge.
-        let lambda = if matches!(
-            *f,
-            "webhook" | "log" | "github" | "gitlab"
-        ) {
+        let lambda = if matches!(*f, "webhook" | "log" | "github") {
             let mut v = Vec::new();
             for _ in 0..args.runs {
                 v.push(lambda_once(&bin, f, work.path(), envelope.clone()).await);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -382,77 +382,102 @@ fn attr(v: &Value) -> Value {
     }
 }
 
-/// Function roles: provider functions get a Service, Trigger, Lambda and rule.
-const SPECIAL: &[&str] = &["relay", "ingress", "dlq"];
-
+/// The Knative Services and Triggers of the providers (knative/base/functions.yaml)
+/// and the Terraform function list agree with the provider table
+/// (`relay::PROVIDERS`): one Service and Trigger per row, identical but for
+/// the name; git hosts take no Flux events. A missing provider's block is
+/// printed, ready to paste.
 #[test]
 fn functions_manifests_and_terraform_agree() {
-    let functions: BTreeSet<String> = std::fs::read_dir(root().join("functions"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| root().join("functions").join(n).join("Cargo.toml").exists())
-        .collect();
-    let providers: BTreeSet<String> = functions
-        .iter()
-        .filter(|f| !SPECIAL.contains(&f.as_str()))
-        .cloned()
-        .collect();
-    assert!(providers.contains("webhook"));
-
+    let table: Vec<&str> = relay::PROVIDERS.iter().map(|r| r.name).collect();
+    let providers: BTreeSet<String> = table.iter().map(|n| n.to_string()).collect();
     let docs = knative_docs();
-    let named = |kind: &str| -> BTreeSet<String> {
+    let base = |f: &Path| f.to_string_lossy().contains("knative/base");
+    let of_kind = |kind: &str, api: &str| -> Vec<(PathBuf, Value)> {
         docs.iter()
-            .filter(|(f, d)| d["kind"] == kind && !f.to_string_lossy().contains("overlays"))
-            .filter(|(_, d)| d["apiVersion"] == "serving.knative.dev/v1")
-            .map(|(_, d)| d["metadata"]["name"].as_str().unwrap().to_string())
+            .filter(|(f, d)| base(f) && d["kind"] == kind && d["apiVersion"] == api)
+            .cloned()
             .collect()
     };
-    let services = named("Service");
-    let triggers: BTreeSet<(String, String)> = docs
-        .iter()
-        .filter(|(_, d)| d["kind"] == "Trigger" && d["apiVersion"] == "eventing.knative.dev/v1")
-        .map(|(_, d)| {
-            (
-                d["metadata"]["name"].as_str().unwrap().to_string(),
-                d["spec"]["subscriber"]["ref"]["name"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            )
-        })
-        .collect();
-    for p in &providers {
-        let svc = format!("relay-{p}");
-        assert!(
-            services.contains(&svc),
-            "functions/{p} has no Knative Service"
+    let services = of_kind("Service", "serving.knative.dev/v1");
+    let triggers = of_kind("Trigger", "eventing.knative.dev/v1");
+    let functions_yaml = root().join("knative/base/functions.yaml");
+    let name = |d: &Value| d["metadata"]["name"].as_str().unwrap().to_string();
+
+    // Every function Service is `relay-<function>` and serves that function.
+    let mut served = BTreeSet::new();
+    for (f, svc) in &services {
+        let svc_name = name(svc);
+        let function = service_env(svc, "RELAY_FUNCTION")
+            .unwrap_or_else(|| panic!("{svc_name}: no RELAY_FUNCTION"));
+        assert_eq!(svc_name, format!("relay-{function}"), "{}", f.display());
+        assert_eq!(
+            svc["spec"]["template"]["spec"]["containers"][0]["image"], "tekton-relay/relay",
+            "{svc_name}: every function runs the one image"
         );
-        assert!(
-            triggers.contains(&(svc.clone(), svc.clone())),
-            "functions/{p} has no Trigger"
-        );
-    }
-    for f in ["ingress", "dlq"] {
-        if functions.contains(f) {
-            assert!(
-                services.contains(&format!("relay-{f}")),
-                "functions/{f} has no Knative Service"
-            );
+        if function != "ingress" && function != "dlq" {
+            assert_eq!(f, &functions_yaml, "{svc_name} belongs in functions.yaml");
+            served.insert(function.to_string());
         }
     }
-    for s in &services {
-        let f = s
-            .strip_prefix("relay-")
-            .unwrap_or_else(|| panic!("Service {s} is not relay-<function>"));
-        assert!(
-            functions.contains(f),
-            "Knative Service {s} names no function"
+
+    // Each provider's pair is the webhook's with the name changed, and the
+    // Flux filter by family.
+    let pair_of = |p: &str| -> String {
+        let svc = services
+            .iter()
+            .find(|(_, d)| name(d) == format!("relay-{p}"));
+        let trg = triggers
+            .iter()
+            .find(|(_, d)| name(d) == format!("relay-{p}"));
+        match (svc, trg) {
+            (Some((_, s)), Some((_, t))) => serde_json::to_string_pretty(&json!([s, t])).unwrap(),
+            _ => String::new(),
+        }
+    };
+    let template = pair_of("webhook");
+    assert!(!template.is_empty(), "functions.yaml has no webhook pair");
+    let flux = json!({"prefix": {"type": "io.fluxcd."}});
+    for row in relay::PROVIDERS {
+        let p = row.name;
+        let mut want = template.replace("webhook", p);
+        if row.family == "git-host" {
+            // Flux events name no repository: git hosts are not subscribed.
+            let v: Value = serde_json::from_str(&want).unwrap();
+            let mut v = v;
+            let any = v[1]["spec"]["filters"][0]["any"].as_array_mut().unwrap();
+            any.retain(|f| *f != flux);
+            want = serde_json::to_string_pretty(&v).unwrap();
+        }
+        let got = pair_of(p);
+        if got.is_empty() {
+            let v: Value = serde_json::from_str(&want).unwrap();
+            let yaml: Vec<String> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| serde_yaml_ng::to_string(d).unwrap())
+                .collect();
+            panic!(
+                "provider {p} of the table has no Service and Trigger in knative/base/functions.yaml; add:\n---\n{}",
+                yaml.join("---\n")
+            );
+        }
+        assert_eq!(
+            got, want,
+            "the {p} pair differs from the others beyond its name"
         );
     }
-    for (t, sub) in &triggers {
+    assert_eq!(
+        served, providers,
+        "knative/base/functions.yaml must serve exactly the provider table"
+    );
+    for (_, t) in &triggers {
+        let sub = t["spec"]["subscriber"]["ref"]["name"].as_str().unwrap();
         assert!(
-            services.contains(sub),
-            "Trigger {t} subscribes a Service that does not exist"
+            services.iter().any(|(_, s)| name(s) == sub),
+            "Trigger {} subscribes a Service that does not exist",
+            name(t)
         );
     }
     let dead_letter_sink = docs
@@ -465,53 +490,46 @@ fn functions_manifests_and_terraform_agree() {
                 .to_string()
         })
         .unwrap();
-    assert!(services.contains(&dead_letter_sink));
+    assert!(services.iter().any(|(_, s)| name(s) == dead_letter_sink));
+    // The dead-letter function replays to every provider of the table.
+    let dlq = services
+        .iter()
+        .find(|(_, s)| name(s) == "relay-dlq")
+        .map(|(_, s)| s)
+        .unwrap();
+    assert_eq!(service_env(dlq, "RELAY_DLQ_SUBSCRIBERS"), Some("*"));
 
-    // Terraform: one Lambda and one rule per provider function (for_each over
-    // provider_functions), plus the ingress Lambda.
+    // Terraform: the operator names the functions (no default list to keep
+    // in step); every name the examples and docs use is in the table.
     let vars = hcl(&root().join("infra/modules/relay/variables.tf"));
-    let listed: BTreeSet<String> = vars["variable"]
+    let var = vars["variable"]
         .as_array()
         .unwrap()
         .iter()
         .find_map(|v| v.get("provider_functions"))
-        .map(|v| serde_json::from_value(attr(&v["default"])).unwrap())
-        .unwrap();
-    assert_eq!(
-        listed, providers,
-        "infra/ provider_functions must list exactly functions/<provider>"
+        .expect("variable provider_functions")
+        .clone();
+    assert!(
+        var.get("default").is_none(),
+        "provider_functions has no default list to drift from the table"
     );
     let example = hcl(&root().join("infra/examples/basic/main.tf"));
     let module = &example["module"][0]["relay"];
     let used: BTreeSet<String> =
         serde_json::from_value(attr(&module["provider_functions"])).unwrap();
-    assert_eq!(
-        used, providers,
-        "the example deploys every provider function"
-    );
-    // Flux events reach the same functions on both platforms: every
-    // provider but the git hosts, which need a repository Flux does not name.
-    let no_flux_knative: BTreeSet<String> = docs
-        .iter()
-        .filter(|(_, d)| d["kind"] == "Trigger" && d["apiVersion"] == "eventing.knative.dev/v1")
-        .filter(|(_, d)| !d["spec"].to_string().contains("io.fluxcd."))
-        .map(|(_, d)| {
-            let name = d["metadata"]["name"].as_str().unwrap();
-            name.strip_prefix("relay-").unwrap_or(name).to_string()
-        })
-        .collect();
-    let module = hcl(&root().join("infra/modules/relay/main.tf"));
-    let locals = module["locals"].as_array().unwrap();
-    let git_hosts: BTreeSet<String> = locals
-        .iter()
-        .find_map(|l| l.get("git_hosts"))
-        .map(|v| serde_json::from_value(attr(v)).unwrap())
-        .expect("infra/ names the git hosts that take no Flux events");
-    assert_eq!(
-        no_flux_knative, git_hosts,
-        "Knative Triggers without io.fluxcd. and infra/ git_hosts differ"
-    );
+    assert!(!used.is_empty());
+    for u in &used {
+        assert!(
+            providers.contains(u),
+            "infra/examples names {u}, not in the table"
+        );
+    }
     let main = std::fs::read_to_string(root().join("infra/modules/relay/main.tf")).unwrap();
+    assert!(
+        main.contains("RELAY_FUNCTION = each.key")
+            && main.contains(r#"RELAY_FUNCTION     = "ingress""#),
+        "every Lambda runs the one artifact as its function"
+    );
     for needle in [
         r#"resource "aws_lambda_function" "provider""#,
         r#"resource "aws_cloudwatch_event_rule" "provider""#,
@@ -520,6 +538,90 @@ fn functions_manifests_and_terraform_agree() {
     ] {
         assert!(main.contains(needle), "infra/ lacks {needle}");
     }
+}
+
+/// Adding a provider touches four places: its module, its row (and
+/// feature) in functions/Cargo.toml, its example, its doc page. Outside
+/// those (and documentation: docs/, the Markdown files at the root), only
+/// the one manifest list, knative/base/functions.yaml, names a provider.
+/// A name counts as a word of its own: `relay-gitea` names it,
+/// `gitea.example.com` or `/bitbucket/` (a host, a path) do not.
+#[test]
+fn only_the_table_and_the_manifest_list_name_a_provider() {
+    let out = Command::new("git")
+        .args(["ls-files"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git ls-files");
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let texts: Vec<(&str, String)> = listed
+        .lines()
+        .filter(|f| {
+            let documentation = f.starts_with("docs/")
+                || f.starts_with("examples/")
+                || f.contains("/examples/")
+                || (f.ends_with(".md") && !f.contains('/'));
+            // The table, the manifest list, lock files; and this test, which
+            // names providers in its reasons below.
+            let exempt = ["functions/Cargo.toml", "knative/base/functions.yaml"].contains(f)
+                || f.ends_with("Cargo.lock")
+                || f.ends_with("tests/it/deployables.rs");
+            !documentation && !exempt
+        })
+        .filter_map(|f| Some((f, std::fs::read_to_string(root().join(f)).ok()?)))
+        .collect();
+    // Named everywhere for reasons of their own: `webhook` and `log` are
+    // the embedded default's providers and every test's; `cloudevents` is
+    // also the protocol; `github` also the platform (its OpenAPI, github.com).
+    let everywhere = ["webhook", "log", "cloudevents", "github"];
+    // The event model reads which forge a repository URL belongs to.
+    let forges = "shared/src/decode/scm.rs";
+    let mut checked = 0;
+    for row in relay::PROVIDERS {
+        if everywhere.contains(&row.name) {
+            continue;
+        }
+        checked += 1;
+        let own = format!("functions/src/{}/", row.name.replace('-', "_"));
+        let naming: Vec<&str> = texts
+            .iter()
+            .filter(|(f, _)| !f.starts_with(&own))
+            .filter(|(f, _)| !(row.family == "git-host" && *f == forges))
+            .filter(|(_, t)| names(t, row.name))
+            .map(|(f, _)| *f)
+            .collect();
+        assert!(
+            naming.is_empty(),
+            "{} is named outside its module, the table and knative/base/functions.yaml: {naming:?}",
+            row.name
+        );
+    }
+    assert!(checked >= 15, "only {checked} providers checked");
+}
+
+/// Whether `text` has `name` as a word: not inside an identifier, a host
+/// name (`name.example`) or a path (`/name`).
+fn names(text: &str, name: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(name).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let mut after = text[i + name.len()..].chars();
+        let next = after.next();
+        let inside = before.is_some_and(|c| word(c) || c == '.' || c == '/');
+        let host = next == Some('.') && after.next().is_some_and(word);
+        !inside && !next.is_some_and(word) && !host
+    })
+}
+
+#[test]
+fn a_provider_name_counts_as_a_word_not_as_a_host_or_path() {
+    assert!(names("image: relay-gitea", "gitea"));
+    assert!(names("`gitea` providers", "gitea"));
+    assert!(!names("https://gitea.example.com", "gitea"));
+    assert!(!names("/bitbucket/rest", "bitbucket"));
+    assert!(!names("bitbucketserver", "bitbucket"));
+    assert!(!names("relay_gitea::x", "gitea"));
 }
 
 /// The Terraform hands the functions the tracing and metrics settings under
