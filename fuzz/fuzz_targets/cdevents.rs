@@ -1,4 +1,4 @@
 #![no_main]
-//! See `relay_core::decode::fuzz::cdevents`.
+//! See `relay_core::host::fuzz::cdevents`.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::decode::fuzz::cdevents(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::host::fuzz::cdevents(data));

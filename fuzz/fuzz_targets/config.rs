@@ -1,5 +1,5 @@
 #![no_main]
-//! See `relay_core::decode::fuzz::config`; two real providers, so Provider
+//! See `relay_core::host::fuzz::config`; two real providers, so Provider
 //! documents are built too, and every Notification's filter and template.
 
 use std::sync::LazyLock;
@@ -12,4 +12,4 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         .with(relay::log::LogFactory)
 });
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::decode::fuzz::config(data, &REGISTRY));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::host::fuzz::config(data, &REGISTRY));

@@ -1,4 +1,4 @@
 #![no_main]
-//! See `relay_core::decode::fuzz::eventbridge`.
+//! See `relay_core::host::fuzz::eventbridge`.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::decode::fuzz::eventbridge(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::host::fuzz::eventbridge(data));

@@ -1,4 +1,4 @@
 #![no_main]
-//! See `relay_core::decode::fuzz::flux`.
+//! See `relay_core::host::fuzz::flux`.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::decode::fuzz::flux(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::host::fuzz::flux(data));

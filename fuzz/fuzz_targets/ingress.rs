@@ -1,4 +1,4 @@
 #![no_main]
-//! See `relay_core::decode::fuzz::ingress`.
+//! See `relay_core::host::fuzz::ingress`.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::decode::fuzz::ingress(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::host::fuzz::ingress(data));

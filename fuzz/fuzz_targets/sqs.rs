@@ -1,4 +1,4 @@
 #![no_main]
-//! See `relay_core::decode::fuzz::sqs`.
+//! See `relay_core::host::fuzz::sqs`.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::decode::fuzz::sqs(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::host::fuzz::sqs(data));

@@ -1,4 +1,4 @@
 #![no_main]
-//! See `relay_core::decode::fuzz::tekton`.
+//! See `relay_core::host::fuzz::tekton`.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::decode::fuzz::tekton(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| relay_core::host::fuzz::tekton(data));

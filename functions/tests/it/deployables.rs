@@ -662,8 +662,8 @@ fn terraform_passes_tracing_and_metrics_settings_by_the_names_the_relay_reads() 
         );
     }
     // The names are the ones the code reads.
-    let otel = std::fs::read_to_string(root().join("shared/src/otel.rs")).unwrap();
-    let emf = std::fs::read_to_string(root().join("shared/src/emf.rs")).unwrap();
+    let otel = std::fs::read_to_string(root().join("shared/src/delivery/otel.rs")).unwrap();
+    let emf = std::fs::read_to_string(root().join("shared/src/host/emf.rs")).unwrap();
     assert!(otel.contains("\"OTEL_EXPORTER_OTLP_ENDPOINT\""));
     assert!(emf.contains("\"RELAY_METRICS_NAMESPACE\""));
 }

@@ -35,7 +35,7 @@ resource "aws_cloudwatch_event_bus" "relay" {
   tags = var.tags
 }
 
-# The store. Its key schema is documented once, in shared/src/store/dynamodb.rs.
+# The store. Its key schema is documented once, in shared/src/delivery/store/dynamodb.rs.
 resource "aws_dynamodb_table" "state" {
   #checkov:skip=CKV_AWS_119:Encrypted at rest with the AWS-owned key; it holds delivery bookkeeping (ids, states), no secrets. Set a CMK in a fork if policy demands it.
   name         = "${var.name}-state"
