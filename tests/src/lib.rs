@@ -1,6 +1,6 @@
 //! Test harness shared by the integration and end-to-end tests and the
-//! benchmark: the fixture format, a recording webhook receiver, and a real
-//! `relay serve` process.
+//! benchmark: the fixture format, a recording webhook receiver, a real
+//! `relay serve` process, and a function's router called in-process.
 
 pub mod attack;
 pub mod conformance;
@@ -12,4 +12,5 @@ pub mod lambda_api;
 pub mod otlp;
 pub mod process;
 pub mod receiver;
+pub mod router;
 pub mod servers;
