@@ -9,6 +9,7 @@ pub mod faulty;
 pub mod fixtures;
 pub mod function;
 pub mod lambda_api;
+pub mod metrics;
 pub mod otlp;
 pub mod process;
 pub mod receiver;

@@ -138,16 +138,6 @@ impl Answer {
     }
 }
 
-/// The value of the counter `name{labels}` (`name` alone when unlabelled)
-/// in a Prometheus scrape; 0 when it is not there.
-pub fn counter(scrape: &str, series: &str) -> u64 {
-    let prefix = format!("{series} ");
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
-
 /// The relay's app (`relay serve`, a provider function) built in-process
 /// from a config with `registry`'s providers, as the binary builds it; no
 /// listener.

@@ -12,7 +12,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::fixtures::{RequestFile, knative_dead_letter};
+use relay_tests::metrics::{counter, scrape};
 use relay_tests::process::{FunctionProcess, free_port, send};
 use relay_tests::receiver::Receiver;
 use relay_tests::servers::{MotoServer, ValkeyServer};
@@ -70,12 +71,7 @@ fn api_client() -> reqwest::Client {
 /// The Broker's dead-letter delivery of the fixture, to `dest`, with the
 /// Broker's credential.
 fn dead_letter(dest: &str) -> RequestFile {
-    let mut f = RequestFile::load(&dir().join("wrappers/knative-dead-lettered.json"));
-    f.headers
-        .insert("ce-knativeerrordest".into(), dest.to_string());
-    f.headers
-        .insert("authorization".into(), format!("Bearer {EVENTS_TOKEN}"));
-    f
+    knative_dead_letter(dest, EVENTS_TOKEN)
 }
 
 /// Waits until the function answers `/healthz`.
@@ -285,23 +281,6 @@ async fn replay(base: &str) -> Value {
     r.json().await.unwrap()
 }
 
-async fn metrics(base: &str) -> String {
-    reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of the unlabelled counter `name` in a scrape.
-fn counter(scrape: &str, name: &str) -> u64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{scrape}"))
-}
-
 /// Runs the binary to its exit (it must not start): status and stderr.
 fn refused_start(config: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let d = tempfile::tempdir().unwrap();
@@ -437,7 +416,7 @@ async fn a_dead_letter_for_a_foreign_destination_is_kept_but_replay_never_contac
             .all(|e| e["replays"] == 0)
     );
     assert!(
-        metrics(&base)
+        scrape(&base)
             .await
             .contains(r#"relay_dead_letter_replays_total{result="refused"} 4"#),
         "{}",
@@ -520,7 +499,7 @@ async fn metrics_keep_a_fixed_label_set_whatever_the_destinations() {
         let dest = format!("http://label-{i}.attacker.example/");
         assert_eq!(post(&base, &dead_letter(&dest)).await.status(), 202);
     }
-    let scrape = metrics(&base).await;
+    let scrape = scrape(&base).await;
     let series: Vec<&str> = scrape
         .lines()
         .filter(|l| l.starts_with("relay_dead_letters_total{"))
@@ -592,7 +571,7 @@ async fn a_store_failure_is_retryable_and_does_not_echo_the_store_error() {
     assert_eq!(post(&base, &f).await.status(), 202);
     assert_eq!(list(&base).await["total"], 1);
     assert_eq!(
-        counter(&metrics(&base).await, "relay_dead_letter_errors_total"),
+        counter(&scrape(&base).await, "relay_dead_letter_errors_total"),
         1
     );
 }

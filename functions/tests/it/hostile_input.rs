@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::fixtures::{RequestFile, fresh_pipelinerun};
 use relay_tests::process::{RelayProcess, send};
 use serde_json::Value;
 
@@ -44,12 +44,7 @@ async fn relay() -> RelayProcess {
 
 /// A successful-PipelineRun event with a fresh id and uid.
 fn event(tag: &str) -> RequestFile {
-    let mut f = RequestFile::load(
-        &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
-    );
-    f.headers.insert("Ce-Id".into(), format!("hostile-{tag}"));
-    f.body["pipelineRun"]["metadata"]["uid"] = Value::String(format!("uid-hostile-{tag}"));
-    f
+    fresh_pipelinerun(&format!("hostile-{tag}"))
 }
 
 /// `POST /` with these headers and body: `(status, body)`.

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::fixtures::{RequestFile, fresh_pipelinerun};
 use relay_tests::process::{RelayProcess, Serve, send};
 use relay_tests::receiver::Receiver;
 use serde_json::Value;
@@ -23,12 +23,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_relay");
 const WITHIN: Duration = Duration::from_secs(30);
 
 fn event(tag: &str) -> RequestFile {
-    let mut f = RequestFile::load(
-        &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
-    );
-    f.headers.insert("Ce-Id".into(), format!("secure-{tag}"));
-    f.body["pipelineRun"]["metadata"]["uid"] = Value::String(format!("uid-{tag}"));
-    f
+    fresh_pipelinerun(&format!("secure-{tag}"))
 }
 
 fn signed(tag: &str, token: &str) -> RequestFile {

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use relay::dlq::{DeadLetters, Subscribers, router};
 use relay_core::config::RelayConfig;
-use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::fixtures::{RequestFile, dir, knative_dead_letter};
+use relay_tests::metrics::counter;
 use relay_tests::receiver::Receiver;
-use relay_tests::router::{Answer, Call, counter};
+use relay_tests::router::{Answer, Call};
 use serde_json::{Value, json};
 
 use super::assert_error_body;
@@ -108,12 +109,7 @@ impl Dlq {
 /// The Broker's dead-letter delivery of the fixture, to `dest`, with the
 /// Broker's credential.
 fn dead_letter(dest: &str) -> RequestFile {
-    let mut f = RequestFile::load(&dir().join("wrappers/knative-dead-lettered.json"));
-    f.headers
-        .insert("ce-knativeerrordest".into(), dest.to_string());
-    f.headers
-        .insert("authorization".into(), format!("Bearer {EVENTS_TOKEN}"));
-    f
+    knative_dead_letter(dest, EVENTS_TOKEN)
 }
 
 const GITHUB: &str = "http://relay-github.tekton-relay.svc.cluster.local";

@@ -7,8 +7,9 @@ use relay::ingress::{Forward, Ingress, router};
 use relay_core::config::RelayConfig;
 use relay_core::metrics::Metrics;
 use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::metrics::sample;
 use relay_tests::receiver::Receiver;
-use relay_tests::router::{Call, counter};
+use relay_tests::router::Call;
 use serde_json::json;
 
 use super::assert_error_body;
@@ -102,7 +103,7 @@ async fn events_are_authenticated_decoded_and_forwarded() {
     );
     let scrape = ing.metrics.render();
     assert_eq!(
-        counter(
+        sample(
             &scrape,
             "relay_requests_rejected_total{code=\"unauthorized\"}"
         ),
@@ -110,7 +111,7 @@ async fn events_are_authenticated_decoded_and_forwarded() {
         "{scrape}"
     );
     assert_eq!(
-        counter(
+        sample(
             &scrape,
             "relay_requests_rejected_total{code=\"body_too_large\"}"
         ),

@@ -2,22 +2,18 @@
 //! `relay_core::runtime::build_app`): `POST /` events, `/healthz`,
 //! `/readyz`, `/metrics`, the dead-letter API.
 
-use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::fixtures::{RequestFile, dir, fresh_pipelinerun};
 use relay_tests::function::{document, notification, provider};
+use relay_tests::metrics::sample;
 use relay_tests::receiver::Receiver;
-use relay_tests::router::{Call, RelayApp, counter};
+use relay_tests::router::{Call, RelayApp};
 use serde_json::{Value, json};
 
 use super::assert_error_body;
 
 /// A fresh successful-PipelineRun event: its own CloudEvent id and run uid.
 fn event(tag: &str) -> RequestFile {
-    let mut f = RequestFile::load(
-        &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
-    );
-    f.headers.insert("Ce-Id".into(), format!("contract-{tag}"));
-    f.body["pipelineRun"]["metadata"]["uid"] = Value::String(format!("uid-contract-{tag}"));
-    f
+    fresh_pipelinerun(&format!("contract-{tag}"))
 }
 
 fn with_bearer(mut f: RequestFile, token: &str) -> RequestFile {
@@ -288,7 +284,7 @@ async fn malformed_requests_are_4xx_with_an_error_code() {
         ("not_a_cloudevent", 1),
     ] {
         let series = format!("relay_requests_rejected_total{{code=\"{code}\"}}");
-        assert_eq!(counter(&scrape, &series), n, "{series}\n{scrape}");
+        assert_eq!(sample(&scrape, &series), n, "{series}\n{scrape}");
     }
 }
 
@@ -370,7 +366,7 @@ async fn inbound_auth_missing_wrong_right_and_unreadable() {
         (200, Some("delivered"))
     );
     assert_eq!(
-        counter(
+        sample(
             &relay.metrics().await,
             "relay_requests_rejected_total{code=\"unauthorized\"}"
         ),
@@ -692,7 +688,7 @@ fn binary_headers(id: &'static [u8]) -> Vec<(&'static str, &'static [u8])> {
 }
 
 fn rejected(metrics: &str, code: &str) -> u64 {
-    counter(
+    sample(
         metrics,
         &format!("relay_requests_rejected_total{{code=\"{code}\"}}"),
     )
