@@ -828,6 +828,7 @@ pub fn fuzz(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::headers;
 
     /// Long enough for `MIN_SECRET_BYTES`.
     const TOKEN: &str = "relay-test-token-0123456789abcdef";
@@ -877,18 +878,6 @@ mod tests {
     async fn events(auth: &InboundAuth, h: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {
         let (m, u) = post();
         verify(auth, Entry::Events, &m, &u, h, body).await
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    http::HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect()
     }
 
     fn now() -> i64 {

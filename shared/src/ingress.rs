@@ -337,21 +337,10 @@ fn binary_event(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, cloudevents
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::headers;
     use cloudevents::EventBuilder;
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    http::HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect()
-    }
 
     fn event() -> Original {
         let ev = cloudevents::EventBuilderV10::new()

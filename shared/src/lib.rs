@@ -33,6 +33,8 @@ pub mod store;
 pub mod summary;
 pub mod telemetry;
 pub mod template;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod transport;
 
 pub use model::{RunEvent, RunState};

@@ -353,25 +353,10 @@ pub async fn open_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::dead_letter;
 
     fn entry(event: serde_json::Value, message: &str) -> DeadLetterEntry {
-        DeadLetterEntry {
-            id: "id-1".into(),
-            failed_at: "2024-01-01T00:00:00Z".into(),
-            notification: "hook".into(),
-            provider: "hook".into(),
-            provider_type: "webhook".into(),
-            cause: Cause {
-                kind: CauseKind::Permanent,
-                status: Some(400),
-                message: message.into(),
-            },
-            attempts: 1,
-            replays: 0,
-            event,
-            truncated: None,
-            unknown_destination: false,
-        }
+        dead_letter("id-1", "hook", 400, message, event)
     }
 
     #[test]
