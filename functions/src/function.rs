@@ -115,31 +115,7 @@ async fn dlq() -> Result<(), String> {
     let store = std::env::var("RELAY_DLQ_STORE").map_err(|_| {
         "set RELAY_DLQ_STORE (file:///path.jsonl, valkey://… or dynamodb://…)".to_string()
     })?;
-    // One set of metrics: the sink counts its evictions on the one served.
-    let metrics = Arc::new(relay_core::metrics::Metrics::new());
-    let sink = relay_core::deadletter::open_store(
-        &store,
-        cfg.settings.dead_letter_max_bytes,
-        cfg.settings.dead_letter_max_entry_bytes,
-        metrics.clone(),
-    )
-    .await?;
-    let limiter = cfg
-        .settings
-        .limits
-        .inbound_per_source
-        .as_ref()
-        .map(|spec| relay_core::ratelimit::InboundLimiter::new(spec, &metrics));
-    let dl = crate::dlq::DeadLetters {
-        sink,
-        auth: cfg.settings.inbound_auth.clone(),
-        api_auth: cfg.settings.api_auth.clone(),
-        subscribers,
-        limiter,
-        client: crate::dlq::replay_client()?,
-        metrics,
-        max_body_bytes: cfg.settings.limits.max_body_bytes,
-    };
+    let dl = crate::dlq::DeadLetters::open(&cfg.settings, &store, subscribers).await?;
     let addr = relay_core::runtime::listen_addr(None);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

@@ -9,7 +9,7 @@ use crate::fixtures::RequestFile;
 use crate::function::{Function, fixture};
 
 /// The PipelineRun event every hostile variant starts from.
-pub const BASE: &str = "tekton-pipelinerun-success/017-pipelinerun-successful.json";
+pub const BASE: &str = crate::fixtures::PIPELINERUN_SUCCEEDED;
 
 /// Event fields that were put into git-host API paths as they were:
 /// `(annotation, value)`. The first two made the relay `POST
@@ -28,10 +28,7 @@ pub const PATH_ATTACKS: &[(&str, &str)] = &[
 
 /// [`BASE`] with a fresh id and uid (`tag`), so no two are duplicates.
 pub fn pipelinerun(tag: &str) -> RequestFile {
-    let mut f = fixture(BASE);
-    f.headers.insert("Ce-Id".into(), format!("attack-{tag}"));
-    f.body["pipelineRun"]["metadata"]["uid"] = Value::String(format!("uid-attack-{tag}"));
-    f
+    crate::fixtures::fresh_pipelinerun(&format!("attack-{tag}"))
 }
 
 /// [`pipelinerun`] with `annotations` set on the PipelineRun.

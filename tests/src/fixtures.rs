@@ -20,6 +20,31 @@ pub fn dir() -> PathBuf {
     dir
 }
 
+/// The successful PipelineRun of the fixtures, the event most tests send.
+pub const PIPELINERUN_SUCCEEDED: &str =
+    "tekton-pipelinerun-success/017-pipelinerun-successful.json";
+
+/// [`PIPELINERUN_SUCCEEDED`] as a new event: CloudEvent id `id`, run uid
+/// `uid-{id}`, so no two ids are duplicates of each other.
+pub fn fresh_pipelinerun(id: &str) -> RequestFile {
+    let mut f = RequestFile::load(&dir().join(PIPELINERUN_SUCCEEDED));
+    f.headers.insert("Ce-Id".into(), id.to_string());
+    f.body["pipelineRun"]["metadata"]["uid"] = Value::String(format!("uid-{id}"));
+    f
+}
+
+/// The Knative Broker's dead-letter delivery of the fixtures (a TaskRun
+/// event with its `knativeerror*` attributes), naming `dest` as the
+/// subscriber that failed and carrying the Broker's `bearer` token.
+pub fn knative_dead_letter(dest: &str, bearer: &str) -> RequestFile {
+    let mut f = RequestFile::load(&dir().join("wrappers/knative-dead-lettered.json"));
+    f.headers
+        .insert("ce-knativeerrordest".into(), dest.to_string());
+    f.headers
+        .insert("authorization".into(), format!("Bearer {bearer}"));
+    f
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct RequestFile {
     #[serde(skip)]

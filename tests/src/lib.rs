@@ -1,6 +1,6 @@
 //! Test harness shared by the integration and end-to-end tests and the
-//! benchmark: the fixture format, a recording webhook receiver, and a real
-//! `relay serve` process.
+//! benchmark: the fixture format, a recording webhook receiver, a real
+//! `relay serve` process, and a function's router called in-process.
 
 pub mod attack;
 pub mod conformance;
@@ -9,7 +9,9 @@ pub mod faulty;
 pub mod fixtures;
 pub mod function;
 pub mod lambda_api;
+pub mod metrics;
 pub mod otlp;
 pub mod process;
 pub mod receiver;
+pub mod router;
 pub mod servers;

@@ -23,6 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use relay_core::auth::InboundAuth;
+use relay_core::config::RelaySettings;
 use relay_core::deadletter::{Cause, CauseKind, DeadLetterEntry, DeadLetterSink};
 use relay_core::decode::wrappers;
 use relay_core::ingress::{self, Inbound, IngressError};
@@ -63,6 +64,43 @@ pub struct DeadLetters {
     /// The one set of metrics: the sink's evictions and the served ones.
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+}
+
+impl DeadLetters {
+    /// The function as its config and environment set it up: the sink
+    /// `store` (`file://…`, `valkey://…`, `dynamodb://…`) counting on the
+    /// one served set of metrics, both credentials, the subscribers replay
+    /// may send to, the limits.
+    pub async fn open(
+        settings: &RelaySettings,
+        store: &str,
+        subscribers: Subscribers,
+    ) -> Result<DeadLetters, String> {
+        // One set of metrics: the sink counts its evictions on the one served.
+        let metrics = Arc::new(Metrics::new());
+        let sink = relay_core::deadletter::open_store(
+            store,
+            settings.dead_letter_max_bytes,
+            settings.dead_letter_max_entry_bytes,
+            metrics.clone(),
+        )
+        .await?;
+        let limiter = settings
+            .limits
+            .inbound_per_source
+            .as_ref()
+            .map(|spec| InboundLimiter::new(spec, &metrics));
+        Ok(DeadLetters {
+            sink,
+            auth: settings.inbound_auth.clone(),
+            api_auth: settings.api_auth.clone(),
+            subscribers,
+            limiter,
+            client: replay_client()?,
+            metrics,
+            max_body_bytes: settings.limits.max_body_bytes,
+        })
+    }
 }
 
 pub fn router(dl: Arc<DeadLetters>) -> Router {

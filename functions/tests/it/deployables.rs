@@ -576,7 +576,7 @@ fn only_the_table_and_the_manifest_list_name_a_provider() {
     // also the protocol; `github` also the platform (its OpenAPI, github.com).
     let everywhere = ["webhook", "log", "cloudevents", "github"];
     // The event model reads which forge a repository URL belongs to.
-    let forges = "shared/src/decode/scm.rs";
+    let forges = "shared/src/event/decode/scm.rs";
     let mut checked = 0;
     for row in relay::PROVIDERS {
         if everywhere.contains(&row.name) {

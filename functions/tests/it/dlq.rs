@@ -5,11 +5,15 @@
 //! attacks of issue #13 on it: unauthenticated dead letters, replay steered
 //! to any URL (SSRF) or through a redirect, a metric label per destination,
 //! a flood, oversized entries, and evictions counted where nobody sees them.
+//! (Those answered by the router alone, with no process to watch, run
+//! in-process in `http_contract/dlq.rs`: unauthenticated dead letters, the
+//! API off without its credential, the flood, oversized entries, evictions.)
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::fixtures::{RequestFile, knative_dead_letter};
+use relay_tests::metrics::{counter, scrape};
 use relay_tests::process::{FunctionProcess, free_port, send};
 use relay_tests::receiver::Receiver;
 use relay_tests::servers::{MotoServer, ValkeyServer};
@@ -67,12 +71,7 @@ fn api_client() -> reqwest::Client {
 /// The Broker's dead-letter delivery of the fixture, to `dest`, with the
 /// Broker's credential.
 fn dead_letter(dest: &str) -> RequestFile {
-    let mut f = RequestFile::load(&dir().join("wrappers/knative-dead-lettered.json"));
-    f.headers
-        .insert("ce-knativeerrordest".into(), dest.to_string());
-    f.headers
-        .insert("authorization".into(), format!("Bearer {EVENTS_TOKEN}"));
-    f
+    knative_dead_letter(dest, EVENTS_TOKEN)
 }
 
 /// Waits until the function answers `/healthz`.
@@ -282,59 +281,6 @@ async fn replay(base: &str) -> Value {
     r.json().await.unwrap()
 }
 
-async fn metrics(base: &str) -> String {
-    reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of the unlabelled counter `name` in a scrape.
-fn counter(scrape: &str, name: &str) -> u64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{scrape}"))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unauthenticated_dead_letter_is_refused_and_nothing_is_kept() {
-    let secrets = Secrets::new();
-    let (function, base) = start(&secrets.config(""), &[]).await;
-    let mut f = dead_letter("http://relay-github.tekton-relay.svc.cluster.local");
-    for auth in [
-        None,
-        Some("Bearer wrong-token".to_string()),
-        // The operator's credential is not the Broker's.
-        Some(format!("Bearer {API_TOKEN}")),
-    ] {
-        match &auth {
-            Some(a) => f.headers.insert("authorization".into(), a.clone()),
-            None => f.headers.remove("authorization"),
-        };
-        let r = post(&base, &f).await;
-        assert_eq!(r.status(), 401, "{auth:?}");
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "unauthorized");
-    }
-    assert_eq!(list(&base).await["total"], 0);
-    assert!(
-        metrics(&base)
-            .await
-            .contains(r#"relay_requests_rejected_total{code="unauthorized"} 3"#)
-    );
-    // And the Broker's credential does not open the API.
-    let r = reqwest::Client::new()
-        .get(format!("{base}/api/v1/dlq"))
-        .bearer_auth(EVENTS_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "{}", function.stderr());
-}
-
 /// Runs the binary to its exit (it must not start): status and stderr.
 fn refused_start(config: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let d = tempfile::tempdir().unwrap();
@@ -404,31 +350,6 @@ async fn without_inbound_auth_the_function_does_not_start_unless_told_it_is_inse
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_api_is_off_without_its_own_credential() {
-    let secrets = Secrets::new();
-    // Events are authenticated; no spec.apiAuth.
-    let config = format!(
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {{name: relay}}\nspec:\n  inboundAuth: {{bearerTokenFile: {}}}\n",
-        secrets.path("events").display()
-    );
-    let (_function, base) = start(&config, &[]).await;
-    let f = dead_letter("http://relay-github.tekton-relay.svc.cluster.local");
-    assert_eq!(post(&base, &f).await.status(), 202);
-    let c = reqwest::Client::new();
-    for req in [
-        c.get(format!("{base}/api/v1/dlq")),
-        c.post(format!("{base}/api/v1/dlq/replay")),
-        c.delete(format!("{base}/api/v1/dlq/some-id")),
-    ] {
-        // Not even the events credential opens it.
-        let r = req.bearer_auth(EVENTS_TOKEN).send().await.unwrap();
-        assert_eq!(r.status(), 404);
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "api_disabled", "{body}");
-    }
-}
-
 /// Issue #13: replay POSTed to whatever `knativeerrordest` said, so one
 /// dead letter made the function request cloud metadata or any cluster
 /// service. The dead letters are kept, but only configured subscribers are
@@ -495,7 +416,7 @@ async fn a_dead_letter_for_a_foreign_destination_is_kept_but_replay_never_contac
             .all(|e| e["replays"] == 0)
     );
     assert!(
-        metrics(&base)
+        scrape(&base)
             .await
             .contains(r#"relay_dead_letter_replays_total{result="refused"} 4"#),
         "{}",
@@ -578,7 +499,7 @@ async fn metrics_keep_a_fixed_label_set_whatever_the_destinations() {
         let dest = format!("http://label-{i}.attacker.example/");
         assert_eq!(post(&base, &dead_letter(&dest)).await.status(), 202);
     }
-    let scrape = metrics(&base).await;
+    let scrape = scrape(&base).await;
     let series: Vec<&str> = scrape
         .lines()
         .filter(|l| l.starts_with("relay_dead_letters_total{"))
@@ -591,106 +512,6 @@ async fn metrics_keep_a_fixed_label_set_whatever_the_destinations() {
         ]
     );
     assert!(!scrape.contains("attacker"), "{scrape}");
-}
-
-/// Issue #13: the function counted evictions on a `Metrics` it never
-/// served.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_eviction_shows_on_the_served_metrics() {
-    let secrets = Secrets::new();
-    // Smaller than two dead letters of the fixture.
-    let (function, base) = start(&secrets.config("  deadLetterMaxBytes: 4000\n"), &[]).await;
-    let f = dead_letter("http://relay-github.tekton-relay.svc.cluster.local");
-    for _ in 0..4 {
-        assert_eq!(post(&base, &f).await.status(), 202);
-    }
-    let dropped = counter(&metrics(&base).await, "relay_dead_letters_dropped_total");
-    assert!(dropped >= 1, "{}", function.stderr());
-    assert_eq!(list(&base).await["total"].as_u64().unwrap() + dropped, 4);
-}
-
-/// Issue #13: a flood of dead letters from one sender. Past the per-source
-/// limit the answer is 429 + Retry-After (the Broker retries later; nothing
-/// is lost), and unauthenticated requests do not spend the sender's bucket.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_from_one_source_is_answered_429_with_retry_after() {
-    let secrets = Secrets::new();
-    let (_function, base) = start(
-        &secrets.config("  limits: {inboundPerSource: {ratePerSecond: 0.01, burst: 2}}\n"),
-        &[],
-    )
-    .await;
-    let f = dead_letter("http://relay-github.tekton-relay.svc.cluster.local");
-    let mut anonymous = f.clone();
-    anonymous.headers.remove("authorization");
-    for _ in 0..5 {
-        assert_eq!(post(&base, &anonymous).await.status(), 401);
-    }
-    for _ in 0..2 {
-        assert_eq!(post(&base, &f).await.status(), 202);
-    }
-    let r = post(&base, &f).await;
-    assert_eq!(r.status(), 429);
-    let retry_after: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(retry_after >= 1);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "rate_limited");
-    assert_eq!(list(&base).await["total"], 2);
-    assert!(
-        metrics(&base)
-            .await
-            .contains(r#"relay_rate_limited_total{direction="inbound",key="source"} 1"#)
-    );
-}
-
-/// Issue #13: every dead letter cost its whole size in the queue. One over
-/// the per-entry cap is kept with what identifies it and why it failed,
-/// marked truncated and never replayed half.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oversized_dead_letter_is_kept_without_its_data_and_not_replayed() {
-    let secrets = Secrets::new();
-    let subscriber = Receiver::start().await;
-    let dest = subscriber.url("/relay-webhook");
-    let subscribers = format!("webhook={dest}");
-    let (function, base) = start(
-        &secrets.config("  deadLetterMaxEntryBytes: 4096\n"),
-        &[("RELAY_DLQ_SUBSCRIBERS", &subscribers)],
-    )
-    .await;
-    let mut f = dead_letter(&dest);
-    f.body["taskRun"]["status"]["podName"] = json!("x".repeat(200_000));
-    assert_eq!(post(&base, &f).await.status(), 202);
-
-    let entries = list(&base).await;
-    assert_eq!(entries["total"], 1);
-    let e = &entries["entries"][0];
-    assert!(
-        e["truncated"]["original_bytes"].as_u64().unwrap() > 200_000,
-        "{e}"
-    );
-    assert_eq!(e["event"]["id"], "83db6e3a-f635-4250-9f8f-f2ca3cd16876");
-    assert_eq!(e["event"]["type"], "dev.tekton.event.taskrun.successful.v1");
-    assert!(e["event"].get("data").is_none());
-    assert_eq!(e["cause"]["status"], 503);
-    assert_eq!(e["provider"], dest.as_str());
-    assert!(e.to_string().len() <= 4096);
-    let stored = std::fs::metadata(function.dir.path().join("dl.jsonl"))
-        .unwrap()
-        .len();
-    assert!(stored <= 4097, "{stored}");
-
-    let r = replay(&base).await;
-    assert_eq!(r["failed"], 1, "{r}");
-    assert_eq!(r["refused"][0]["code"], "truncated");
-    assert!(subscriber.requests().is_empty());
-    assert_eq!(
-        counter(&metrics(&base).await, "relay_dead_letters_truncated_total"),
-        1
-    );
 }
 
 /// The dead letters keep the event and the cause, never the sender's
@@ -750,7 +571,7 @@ async fn a_store_failure_is_retryable_and_does_not_echo_the_store_error() {
     assert_eq!(post(&base, &f).await.status(), 202);
     assert_eq!(list(&base).await["total"], 1);
     assert_eq!(
-        counter(&metrics(&base).await, "relay_dead_letter_errors_total"),
+        counter(&scrape(&base).await, "relay_dead_letter_errors_total"),
         1
     );
 }

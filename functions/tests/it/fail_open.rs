@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::fixtures::{RequestFile, fresh_pipelinerun};
 use relay_tests::process::{RelayProcess, send};
 use relay_tests::receiver::Receiver;
 use relay_tests::servers::ValkeyServer;
@@ -14,12 +14,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_relay");
 
 fn event(tag: &str) -> RequestFile {
-    let mut f = RequestFile::load(
-        &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
-    );
-    f.headers.insert("Ce-Id".into(), format!("fail-open-{tag}"));
-    f.body["pipelineRun"]["metadata"]["uid"] = Value::String(format!("uid-{tag}"));
-    f
+    fresh_pipelinerun(&format!("fail-open-{tag}"))
 }
 
 async fn ready(base: &str) -> Value {

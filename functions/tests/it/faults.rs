@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use relay_tests::faulty::{Behaviour, FaultyServer};
 use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::metrics::scrape;
 use relay_tests::process::RelayProcess;
 use relay_tests::servers::ValkeyServer;
 use serde_json::Value;
@@ -126,15 +127,6 @@ impl Sender {
             })
             .await;
     }
-}
-
-async fn metrics(base: &str) -> String {
-    reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// Sum of the samples of `name` whose labels contain every one of `labels`.
@@ -273,7 +265,7 @@ async fn provider_fault(store: String, pf: ProviderFault) -> Row {
     let events: Vec<RequestFile> = (0..EVENTS).map(|n| fresh_event(pf.name, n)).collect();
     let sender = Sender::new(&relay.base);
     sender.send_all(&events, 6).await;
-    let text = metrics(&relay.base).await;
+    let text = scrape(&relay.base).await;
     for (name, labels) in &pf.moved {
         assert!(
             metric(&text, name, labels) > 0.0,
@@ -319,7 +311,7 @@ async fn store_killed(mut server: ValkeyServer) -> Row {
     .await;
     tokio::task::block_in_place(|| server.stop());
     stream.await.unwrap();
-    let text = metrics(&relay.base).await;
+    let text = scrape(&relay.base).await;
     let store_errors = metric(&text, "relay_store_errors_total", &[]);
     assert!(
         store_errors > 0.0,
@@ -377,7 +369,7 @@ async fn relay_terminated(store: String) -> Row {
         sender.accepted_count() >= EVENTS / 3
     })
     .await;
-    let before_stop = metrics(&relay.base).await;
+    let before_stop = scrape(&relay.base).await;
     let status = tokio::task::block_in_place(|| relay.terminate());
     assert!(
         status.success(),
@@ -403,7 +395,7 @@ async fn relay_terminated(store: String) -> Row {
             &[r#"outcome="delivered""#]
         ) > 0.0
     );
-    let text = metrics(&relay2.base).await;
+    let text = scrape(&relay2.base).await;
     assert!(
         metric(&text, "relay_deliveries_total", &[r#"outcome="delivered""#]) > 0.0,
         "{fault}: the restarted relay delivered nothing:\n{text}"

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::fixtures::{RequestFile, fresh_pipelinerun};
 use relay_tests::process::{RelayProcess, send};
 use relay_tests::receiver::Receiver;
 use serde_json::{Value, json};
@@ -19,13 +19,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_relay");
 const MIB: u64 = 1024 * 1024;
 
 fn event(tag: &str) -> RequestFile {
-    let mut f = RequestFile::load(
-        &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
-    );
-    f.headers
-        .insert("Ce-Id".into(), format!("hostile-provider-{tag}"));
-    f.body["pipelineRun"]["metadata"]["uid"] = Value::String(format!("uid-hp-{tag}"));
-    f
+    fresh_pipelinerun(&format!("hostile-provider-{tag}"))
 }
 
 fn config(providers: &str) -> String {

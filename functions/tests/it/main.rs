@@ -1,5 +1,6 @@
-//! The process-level tests of the `relay` binary, and (generated from the
-//! provider table) each provider's `src/<provider>/function_tests.rs`.
+//! The process-level tests of the `relay` binary, (generated from the
+//! provider table) each provider's `src/<provider>/function_tests.rs`, and
+//! the HTTP contract of each router, in-process (`http_contract`).
 
 mod bounded_labels;
 mod deployables;
@@ -14,6 +15,7 @@ mod function_rotation;
 mod function_secure_default;
 mod hostile_input;
 mod hostile_providers;
+mod http_contract;
 mod ingress;
 mod ingress_rate_limit;
 mod ingress_secure_default;

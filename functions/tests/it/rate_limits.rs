@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::fixtures::{RequestFile, fresh_pipelinerun};
+use relay_tests::metrics::sample;
 use relay_tests::process::RelayProcess;
 use relay_tests::receiver::Receiver;
 use serde_json::Value;
@@ -17,12 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_relay");
 
 /// A distinct run's successful PipelineRun event (no idempotency overlap).
 fn event(tag: &str) -> RequestFile {
-    let mut f = RequestFile::load(
-        &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
-    );
-    f.headers.insert("Ce-Id".into(), format!("rate-{tag}"));
-    f.body["pipelineRun"]["metadata"]["uid"] = Value::String(format!("uid-{tag}"));
-    f
+    fresh_pipelinerun(&format!("rate-{tag}"))
 }
 
 struct Answer {
@@ -65,14 +61,6 @@ async fn metrics(client: &reqwest::Client, base: &str) -> String {
     let r = client.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200, "metrics are not rate limited");
     r.text().await.unwrap()
-}
-
-/// The value of the sample named exactly `series`, 0 when absent.
-fn sample(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn config(limits: &str, delivery: &str, hooks: &[(&str, String)]) -> String {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::fixtures::{RequestFile, fresh_pipelinerun};
 use relay_tests::function::{notification, provider, relay_config};
 use relay_tests::process::{RelayProcess, free_port, send};
 use relay_tests::receiver::Receiver;
@@ -19,12 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const BIN: &str = env!("CARGO_BIN_EXE_relay");
 
 fn event(tag: &str) -> RequestFile {
-    let mut f = RequestFile::load(
-        &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
-    );
-    f.headers.insert("Ce-Id".into(), format!("reload-{tag}"));
-    f.body["pipelineRun"]["metadata"]["uid"] = Value::String(format!("uid-{tag}"));
-    f
+    fresh_pipelinerun(&format!("reload-{tag}"))
 }
 
 /// A config of webhook Notifications, each `(name, url)` with its own Provider.

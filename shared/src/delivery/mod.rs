@@ -18,5 +18,7 @@ pub mod replay;
 pub mod secret_url;
 pub mod store;
 pub mod summary;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod transport;
 pub mod verdict;

@@ -657,6 +657,7 @@ pub fn fuzz(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::testkit::headers;
     use crate::event::config::auth::default_max_lifetime;
 
     /// Long enough for `MIN_SECRET_BYTES`.
@@ -707,18 +708,6 @@ mod tests {
     async fn events(auth: &InboundAuth, h: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {
         let (m, u) = post();
         verify(auth, Entry::Events, &m, &u, h, body).await
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    http::HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect()
     }
 
     fn now() -> i64 {

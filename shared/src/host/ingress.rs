@@ -278,17 +278,7 @@ fn binary_event(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, cloudevents
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    http::HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect()
-    }
+    use crate::delivery::testkit::headers;
 
     /// One classifier for auth and parsing (issue #13 item 6): every
     /// request parses as the kind it is classified as, or is refused.

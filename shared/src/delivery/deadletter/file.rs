@@ -476,27 +476,13 @@ impl DeadLetterSink for FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::deadletter::{Cause, CauseKind};
+    use crate::delivery::deadletter::dead_letter;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn entry(i: usize) -> DeadLetterEntry {
-        DeadLetterEntry {
-            id: format!("id-{i}"),
-            failed_at: "2024-01-01T00:00:00Z".into(),
-            notification: if i.is_multiple_of(2) { "even" } else { "odd" }.into(),
-            provider: "hook".into(),
-            provider_type: "webhook".into(),
-            cause: Cause {
-                kind: CauseKind::Permanent,
-                status: Some(401),
-                message: "answered 401".into(),
-            },
-            attempts: 1,
-            replays: 0,
-            event: serde_json::json!({"id": i}),
-            truncated: None,
-            unknown_destination: false,
-        }
+        let notification = if i.is_multiple_of(2) { "even" } else { "odd" };
+        let event = serde_json::json!({"id": i});
+        dead_letter(&format!("id-{i}"), notification, 401, "answered 401", event)
     }
 
     fn sink(max: u64) -> (Arc<FileSink>, Arc<Metrics>, PathBuf) {

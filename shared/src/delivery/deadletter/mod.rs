@@ -347,27 +347,42 @@ pub async fn open_store(
 }
 
 #[cfg(test)]
+/// The dead letter `id` of a permanent failure (`status`, `message`) of the
+/// Notification `notification` of the webhook Provider `hook`, first
+/// attempt, never replayed, with `event`.
+pub(crate) fn dead_letter(
+    id: &str,
+    notification: &str,
+    status: u16,
+    message: &str,
+    event: serde_json::Value,
+) -> DeadLetterEntry {
+    DeadLetterEntry {
+        id: id.into(),
+        failed_at: "2024-01-01T00:00:00Z".into(),
+        notification: notification.into(),
+        provider: "hook".into(),
+        provider_type: "webhook".into(),
+        cause: Cause {
+            kind: CauseKind::Permanent,
+            status: Some(status),
+            message: message.into(),
+        },
+        attempts: 1,
+        replays: 0,
+        event,
+        truncated: None,
+        unknown_destination: false,
+    }
+}
+
+#[cfg(test)]
 mod tests {
+    use super::dead_letter;
     use super::*;
 
     fn entry(event: serde_json::Value, message: &str) -> DeadLetterEntry {
-        DeadLetterEntry {
-            id: "id-1".into(),
-            failed_at: "2024-01-01T00:00:00Z".into(),
-            notification: "hook".into(),
-            provider: "hook".into(),
-            provider_type: "webhook".into(),
-            cause: Cause {
-                kind: CauseKind::Permanent,
-                status: Some(400),
-                message: message.into(),
-            },
-            attempts: 1,
-            replays: 0,
-            event,
-            truncated: None,
-            unknown_destination: false,
-        }
+        dead_letter("id-1", "hook", 400, message, event)
     }
 
     #[test]
