@@ -143,14 +143,8 @@ impl Plan {
                 Some(f) => match f.build(doc) {
                     Ok(p) => providers.push((doc.name.clone(), doc.provider_type.clone(), p)),
                     Err(list) => {
-                        for (path, msg) in list {
-                            let base = format!("spec.{}", doc.provider_type);
-                            let path = if path.is_empty() {
-                                base
-                            } else {
-                                format!("{base}.{path}")
-                            };
-                            errs.push(&name, path, msg);
+                        for e in list.under(&format!("spec.{}", doc.provider_type)) {
+                            errs.push(&name, e.path, e.message);
                         }
                     }
                 },
@@ -211,8 +205,8 @@ impl Plan {
             if let Some((_, _, p)) = provider
                 && let Err(list) = p.check_notification(n.spec.action.as_deref(), &n.spec.params)
             {
-                for (path, msg) in list {
-                    errs.push(&doc, format!("spec.{path}"), msg);
+                for e in list.under("spec") {
+                    errs.push(&doc, e.path, e.message);
                 }
             }
             if let (Some(filter), Some((pname, ptype, p))) = (filter, provider) {

@@ -11,6 +11,7 @@ pub mod decode;
 pub mod emf;
 pub mod engine;
 pub mod escape;
+pub mod field;
 pub mod githost;
 pub mod incident;
 pub mod ingress;

@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::Value;
 
 use crate::config::ProviderDoc;
+pub use crate::field::{FieldError, FieldErrors};
 use crate::model::RunEvent;
 use crate::template::Template;
 
@@ -138,27 +139,27 @@ pub trait Provider: Send + Sync + 'static {
         false
     }
 
-    /// Checks a Notification's `action` and `params` at load time; errors are
-    /// `(path under spec, message)`. The default takes neither.
+    /// Checks a Notification's `action` and `params` at load time; errors'
+    /// paths are under the Notification's spec. The default takes neither.
     fn check_notification(
         &self,
         action: Option<&str>,
         params: &serde_json::Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
+    ) -> Result<(), FieldErrors> {
+        let mut errs = FieldErrors::new();
         if let Some(a) = action {
-            errs.push((
-                "action".into(),
+            errs.push(
+                "action",
                 format!("{} providers take no action (got {a:?})", self.type_name()),
-            ));
+            );
         }
         for k in params.keys() {
-            errs.push((
+            errs.push(
                 format!("params.{k}"),
                 format!("{} providers take no params", self.type_name()),
-            ));
+            );
         }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        errs.into_result(())
     }
 
     /// Why this provider will not act on `event` at all (a forwarding loop
@@ -257,8 +258,8 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// Builds a provider from its `Provider` document.
 pub trait ProviderFactory: Send + Sync {
     fn type_name(&self) -> &'static str;
-    /// Errors are `(path under spec.<type>, message)`.
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>>;
+    /// Errors' paths are under `spec.<type>`.
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors>;
 }
 
 /// The provider types a function knows.
@@ -302,27 +303,25 @@ impl Registry {
 }
 
 /// Parses a provider's settings block with unknown keys rejected.
-pub fn parse_settings<T: serde::de::DeserializeOwned>(
-    doc: &ProviderDoc,
-) -> Result<T, Vec<(String, String)>> {
-    crate::config::parse_at::<T>(doc.settings.clone(), "").map_err(|(p, m)| vec![(p, m)])
+pub fn parse_settings<T: serde::de::DeserializeOwned>(doc: &ProviderDoc) -> Result<T, FieldErrors> {
+    crate::config::parse_at::<T>(doc.settings.clone(), "").map_err(FieldErrors::from)
 }
 
 /// The settings block as JSON, for providers with nothing to configure.
-pub fn require_empty(doc: &ProviderDoc) -> Result<(), Vec<(String, String)>> {
+pub fn require_empty(doc: &ProviderDoc) -> Result<(), FieldErrors> {
     match &doc.settings {
         Value::Object(m) if m.is_empty() => Ok(()),
         Value::Null => Ok(()),
         Value::Object(m) => Err(m
             .keys()
             .map(|k| {
-                (
+                FieldError::new(
                     k.clone(),
                     format!("unknown field `{k}`: this provider takes no settings"),
                 )
             })
             .collect()),
-        _ => Err(vec![(String::new(), "expected a map".into())]),
+        _ => Err(FieldErrors::one("", "expected a map")),
     }
 }
 
@@ -392,12 +391,11 @@ pub fn status_context(configured: Option<&str>, ev: &RunEvent) -> String {
     )
 }
 
-/// A Notification's `params` as `P`, unknown keys rejected; errors are
-/// `(path, message)` for `check_notification`.
+/// A Notification's `params` as `P`, unknown keys rejected.
 pub fn notification_params<P: serde::de::DeserializeOwned>(
     params: &serde_json::Map<String, Value>,
-) -> Result<P, (String, String)> {
-    crate::config::parse_at::<P>(Value::Object(params.clone()), "params")
+) -> Result<P, FieldError> {
+    crate::config::parse_at::<P>(Value::Object(params.clone()), "params").map_err(Into::into)
 }
 
 /// As [`notification_params`], at delivery (already checked at load, so a
@@ -405,7 +403,7 @@ pub fn notification_params<P: serde::de::DeserializeOwned>(
 pub fn delivery_params<P: serde::de::DeserializeOwned>(
     input: &DeliveryInput<'_>,
 ) -> Result<P, Verdict> {
-    notification_params(input.params).map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))
+    notification_params(input.params).map_err(|e| Verdict::permanent(e.to_string()))
 }
 
 /// What most git hosts do for a Notification: post a commit status (the
@@ -453,21 +451,21 @@ pub fn no_action(provider: &str, action: Option<&str>, what: &str) -> Result<(),
 pub fn check_action_and_params<P: serde::de::DeserializeOwned>(
     action: Result<(), String>,
     params: &serde_json::Map<String, Value>,
-) -> Result<(), Vec<(String, String)>> {
-    let mut errs = Vec::new();
+) -> Result<(), FieldErrors> {
+    let mut errs = FieldErrors::new();
     if let Err(e) = action {
-        errs.push(("action".into(), e));
+        errs.push("action", e);
     }
     match notification_params::<P>(params) {
-        Err(e) => errs.push(e),
+        Err(e) => errs.extend([e]),
         Ok(_) => errs.extend(
             params
                 .iter()
                 .filter(|(_, v)| v.as_str().is_some_and(|s| s.trim().is_empty()))
-                .map(|(k, _)| (format!("params.{k}"), "must not be empty".to_string())),
+                .map(|(k, _)| FieldError::new(format!("params.{k}"), "must not be empty")),
         ),
     }
-    if errs.is_empty() { Ok(()) } else { Err(errs) }
+    errs.into_result(())
 }
 
 #[cfg(test)]
@@ -540,15 +538,21 @@ mod tests {
             &params,
         )
         .unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert!(errs[0].1.contains("expected status or note"), "{errs:?}");
+        assert_eq!(errs[0].path, "action");
+        assert!(
+            errs[0].message.contains("expected status or note"),
+            "{errs:?}"
+        );
         assert_eq!(
             errs[1],
-            ("params.context".into(), "must not be empty".into())
+            FieldError::new("params.context", "must not be empty")
         );
         params.insert("contxt".into(), "x".into());
         let errs = check_action_and_params::<StatusParams>(Ok(()), &params).unwrap_err();
-        assert!(errs[0].1.contains("unknown field `contxt`"), "{errs:?}");
+        assert!(
+            errs[0].message.contains("unknown field `contxt`"),
+            "{errs:?}"
+        );
         params.clear();
         params.insert("context".into(), "ci".into());
         assert!(check_action_and_params::<StatusParams>(Ok(()), &params).is_ok());

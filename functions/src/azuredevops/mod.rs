@@ -21,6 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::Engine as _;
 use http::{HeaderMap, Method, StatusCode};
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
@@ -102,15 +103,15 @@ impl ProviderFactory for AzureDevopsFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: AzureDevopsSettings = parse_settings(doc)?;
         let base = match s.base_url {
             Some(u) if matches!(u.scheme(), "https" | "http") && !u.cannot_be_a_base() => u,
             Some(_) => {
-                return Err(vec![(
-                    "baseURL".into(),
-                    "expected an http(s) URL such as https://dev.azure.com".into(),
-                )]);
+                return Err(FieldErrors::one(
+                    "baseURL",
+                    "expected an http(s) URL such as https://dev.azure.com",
+                ));
             }
             None => url::Url::parse(DEFAULT_BASE).expect("the default base URL parses"),
         };
@@ -422,7 +423,7 @@ impl Provider for AzureDevops {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<(), FieldErrors> {
         check_action_and_params::<Params>(GitAction::parse(action, "thread").map(|_| ()), params)
     }
 
@@ -525,12 +526,12 @@ mod tests {
         let mut params = Map::new();
         params.insert("contxt".into(), "x".into());
         let errs = a.check_notification(Some("note"), &params).unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert!(errs[1].1.contains("unknown field `contxt`"), "{errs:?}");
+        assert_eq!(errs[0].path, "action");
+        assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
         let mut params = Map::new();
         params.insert("genre".into(), " ".into());
         let errs = a.check_notification(None, &params).unwrap_err();
-        assert_eq!(errs[0].0, "params.genre");
+        assert_eq!(errs[0].path, "params.genre");
         let mut params = Map::new();
         params.insert("context".into(), "ci/build".into());
         params.insert("genre".into(), "acme".into());

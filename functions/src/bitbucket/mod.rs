@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Method;
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
@@ -79,17 +80,17 @@ impl ProviderFactory for BitbucketFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: BitbucketSettings = parse_settings(doc)?;
         let credential = Credential::from_settings(&s)?;
         let base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE).expect("the default base URL parses"));
         if base.cannot_be_a_base() || !matches!(base.scheme(), "https" | "http") {
-            return Err(vec![(
-                "baseURL".into(),
-                "expected an http(s) URL such as https://api.bitbucket.org/2.0".into(),
-            )]);
+            return Err(FieldErrors::one(
+                "baseURL",
+                "expected an http(s) URL such as https://api.bitbucket.org/2.0",
+            ));
         }
         Ok(Arc::new(Bitbucket {
             base,
@@ -338,7 +339,7 @@ impl Provider for Bitbucket {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<(), FieldErrors> {
         check_action_and_params::<StatusParams>(
             GitAction::parse(action, "comment").map(|_| ()),
             params,
@@ -366,9 +367,9 @@ mod tests {
         }
     }
 
-    fn errors(settings: Value) -> Vec<(String, String)> {
+    fn errors(settings: Value) -> FieldErrors {
         match BitbucketFactory.build(&doc(settings)) {
-            Ok(_) => Vec::new(),
+            Ok(_) => FieldErrors::new(),
             Err(e) => e,
         }
     }
@@ -378,28 +379,28 @@ mod tests {
         let both =
             errors(json!({"username": "ci", "appPasswordFile": "/s/pw", "tokenFile": "/s/token"}));
         assert_eq!(both.len(), 1, "{both:?}");
-        assert_eq!(both[0].0, "tokenFile");
-        assert!(both[0].1.contains("not both"), "{both:?}");
+        assert_eq!(both[0].path, "tokenFile");
+        assert!(both[0].message.contains("not both"), "{both:?}");
         let none = errors(json!({"baseURL": "https://api.bitbucket.org/2.0"}));
-        assert_eq!(none[0].0, "");
-        assert!(none[0].1.contains("no credentials"), "{none:?}");
-        assert_eq!(errors(json!({"username": "ci"}))[0].0, "appPasswordFile");
-        assert_eq!(errors(json!({"appPasswordFile": "/s/pw"}))[0].0, "username");
+        assert_eq!(none[0].path, "");
+        assert!(none[0].message.contains("no credentials"), "{none:?}");
+        assert_eq!(errors(json!({"username": "ci"}))[0].path, "appPasswordFile");
+        assert_eq!(errors(json!({"appPasswordFile": "/s/pw"}))[0].path, "username");
         assert_eq!(
-            errors(json!({"username": "ci", "tokenFile": "/s/token"}))[0].0,
+            errors(json!({"username": "ci", "tokenFile": "/s/token"}))[0].path,
             "username"
         );
         assert!(errors(json!({"tokenFile": "/s/token"})).is_empty());
         let oauth2 = json!({"tokenURL": "https://bitbucket.org/site/oauth2/access_token", "clientId": "k", "clientSecretFile": "/s/c"});
         assert!(errors(json!({"oauth2": oauth2})).is_empty());
         assert_eq!(
-            errors(json!({"oauth2": oauth2, "tokenFile": "/s/token"}))[0].0,
+            errors(json!({"oauth2": oauth2, "tokenFile": "/s/token"}))[0].path,
             "oauth2"
         );
         assert!(errors(json!({"username": "ci", "appPasswordFile": "/s/pw"})).is_empty());
         assert!(
             errors(json!({"tokenFile": "/t", "token": "x"}))[0]
-                .1
+                .message
                 .contains("unknown field")
         );
     }
@@ -469,12 +470,12 @@ mod tests {
         let mut params = Map::new();
         params.insert("contxt".into(), "x".into());
         let errs = b.check_notification(Some("note"), &params).unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert!(errs[1].1.contains("unknown field `contxt`"), "{errs:?}");
+        assert_eq!(errs[0].path, "action");
+        assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
         let mut params = Map::new();
         params.insert("context".into(), " ".into());
         assert_eq!(
-            b.check_notification(None, &params).unwrap_err()[0].0,
+            b.check_notification(None, &params).unwrap_err()[0].path,
             "params.context"
         );
         assert!(b.check_notification(Some("comment"), &Map::new()).is_ok());

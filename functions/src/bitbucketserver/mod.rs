@@ -6,6 +6,7 @@ pub mod state;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
@@ -57,13 +58,13 @@ impl ProviderFactory for BitbucketServerFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: BitbucketServerSettings = parse_settings(doc)?;
         if !matches!(s.base_url.scheme(), "https" | "http") {
-            return Err(vec![("baseURL".into(), "must be an http(s) URL".into())]);
+            return Err(FieldErrors::one("baseURL", "must be an http(s) URL"));
         }
         if s.base_url.cannot_be_a_base() {
-            return Err(vec![("baseURL".into(), "must be an http(s) URL".into())]);
+            return Err(FieldErrors::one("baseURL", "must be an http(s) URL"));
         }
         Ok(Arc::new(BitbucketServer {
             base: s.base_url,
@@ -174,7 +175,7 @@ impl Provider for BitbucketServer {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<(), FieldErrors> {
         check_action_and_params::<StatusParams>(
             match action {
                 None | Some("status") => Ok(()),
@@ -202,14 +203,14 @@ mod tests {
         }
     }
 
-    fn errors(settings: Value) -> Vec<(String, String)> {
+    fn errors(settings: Value) -> FieldErrors {
         let doc = ProviderDoc {
             name: "bbs".into(),
             provider_type: TYPE.into(),
             settings,
         };
         match BitbucketServerFactory.build(&doc) {
-            Ok(_) => Vec::new(),
+            Ok(_) => FieldErrors::new(),
             Err(e) => e,
         }
     }
@@ -221,11 +222,11 @@ mod tests {
                 .is_empty()
         );
         let missing = errors(json!({"tokenFile": "/t"}));
-        assert!(missing[0].1.contains("baseURL"), "{missing:?}");
+        assert!(missing[0].message.contains("baseURL"), "{missing:?}");
         let extra = errors(json!({"baseURL": "https://b", "tokenFile": "/t", "username": "x"}));
-        assert!(extra[0].1.contains("unknown field"), "{extra:?}");
+        assert!(extra[0].message.contains("unknown field"), "{extra:?}");
         assert_eq!(
-            errors(json!({"baseURL": "ftp://b", "tokenFile": "/t"}))[0].0,
+            errors(json!({"baseURL": "ftp://b", "tokenFile": "/t"}))[0].path,
             "baseURL"
         );
     }
@@ -263,14 +264,14 @@ mod tests {
         assert_eq!(
             s.check_notification(Some("comment"), &Map::new())
                 .unwrap_err()[0]
-                .0,
+                .path,
             "action"
         );
         let mut params = Map::new();
         params.insert("perTask".into(), true.into());
         assert!(
             s.check_notification(None, &params).unwrap_err()[0]
-                .1
+                .message
                 .contains("unknown field")
         );
         assert!(s.check_notification(Some("status"), &Map::new()).is_ok());

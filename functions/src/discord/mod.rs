@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderMap, StatusCode};
+use relay_core::field::FieldErrors;
 use relay_core::chat::{ChatView, template_text};
 use relay_core::config::{ProviderDoc, check};
 use relay_core::provider::{
@@ -50,19 +51,19 @@ impl ProviderFactory for DiscordFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: DiscordSettings = parse_settings(doc)?;
-        let mut errs = Vec::new();
+        let mut errs = FieldErrors::new();
         if let Some(u) = &s.username {
             // Discord refuses these names with a 400 on every message.
             let lower = u.to_lowercase();
             if u.trim().is_empty() || u.chars().count() > 80 {
-                errs.push(("username".into(), "must be 1 to 80 characters".into()));
+                errs.push("username", "must be 1 to 80 characters");
             } else if lower.contains("discord") || lower.contains("clyde") {
-                errs.push((
-                    "username".into(),
-                    "Discord refuses webhook names containing \"discord\" or \"clyde\"".into(),
-                ));
+                errs.push(
+                    "username",
+                    "Discord refuses webhook names containing \"discord\" or \"clyde\"",
+                );
             }
         }
         if let Some(a) = &s.avatar_url {
@@ -158,7 +159,7 @@ mod tests {
         }
     }
 
-    fn errors(settings: serde_json::Value) -> Vec<(String, String)> {
+    fn errors(settings: serde_json::Value) -> FieldErrors {
         DiscordFactory
             .build(&doc(settings))
             .err()
@@ -167,16 +168,16 @@ mod tests {
 
     #[test]
     fn settings_errors_name_their_path() {
-        assert!(errors(json!({}))[0].1.contains("missing field `urlFile`"));
+        assert!(errors(json!({}))[0].message.contains("missing field `urlFile`"));
         let e = errors(json!({"urlFile": "/u", "url": "https://discord.com/api/webhooks/1/t"}));
-        assert!(e[0].1.contains("unknown field `url`"), "{e:?}");
+        assert!(e[0].message.contains("unknown field `url`"), "{e:?}");
         let e = errors(
             json!({"urlFile": "/u", "username": "Discord Bot", "avatarURL": "ftp://x/a.png"}),
         );
-        assert_eq!(e[0].0, "username");
-        assert_eq!(e[1].0, "avatarURL");
+        assert_eq!(e[0].path, "username");
+        assert_eq!(e[1].path, "avatarURL");
         assert_eq!(
-            errors(json!({"urlFile": "/u", "username": " "}))[0].0,
+            errors(json!({"urlFile": "/u", "username": " "}))[0].path,
             "username"
         );
         assert!(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Method;
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
@@ -65,20 +66,20 @@ impl ProviderFactory for GiteaFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: GiteaSettings = parse_settings(doc)?;
         let mut base = s.base_url;
         // Checked here, so a server URL given for the API root fails at load
         // time rather than as a 404 on every delivery.
         let path = base.path().trim_end_matches('/').to_string();
         if !matches!(base.scheme(), "http" | "https") || !path.ends_with("/api/v1") {
-            return Err(vec![(
-                "baseURL".into(),
+            return Err(FieldErrors::one(
+                "baseURL",
                 format!(
                     "expected the API root, an http(s) URL ending in /api/v1 \
                      (https://gitea.example.com/api/v1), got {base}"
                 ),
-            )]);
+            ));
         }
         base.set_path(&path);
         base.set_query(None);
@@ -342,7 +343,7 @@ impl Provider for Gitea {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<(), FieldErrors> {
         check_action_and_params::<StatusParams>(
             GitAction::parse(action, "comment").map(|_| ()),
             params,
@@ -385,9 +386,9 @@ mod tests {
         let mut params = Map::new();
         params.insert("contxt".into(), "x".into());
         let errs = g.check_notification(Some("note"), &params).unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert!(errs[0].1.contains("expected status or comment"), "{errs:?}");
-        assert!(errs[1].1.contains("unknown field `contxt`"), "{errs:?}");
+        assert_eq!(errs[0].path, "action");
+        assert!(errs[0].message.contains("expected status or comment"), "{errs:?}");
+        assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
         let mut params = Map::new();
         params.insert("context".into(), "ci/tekton".into());
         assert!(g.check_notification(None, &params).is_ok());
@@ -419,8 +420,8 @@ mod tests {
             ),
         ] {
             let errs = f.build(&doc(bad)).err().unwrap();
-            assert_eq!(errs[0].0, path, "{errs:?}");
-            assert!(errs[0].1.contains(msg), "{errs:?}");
+            assert_eq!(errs[0].path, path, "{errs:?}");
+            assert!(errs[0].message.contains(msg), "{errs:?}");
         }
     }
 

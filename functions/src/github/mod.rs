@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
@@ -110,31 +111,31 @@ impl ProviderFactory for GithubFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: GithubSettings = parse_settings(doc)?;
         let base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE).expect("the default base URL parses"));
         if base.cannot_be_a_base() || !matches!(base.scheme(), "https" | "http") {
-            return Err(vec![(
-                "baseURL".into(),
-                "expected an http(s) URL such as https://api.github.com".into(),
-            )]);
+            return Err(FieldErrors::one(
+                "baseURL",
+                "expected an http(s) URL such as https://api.github.com",
+            ));
         }
         let credentials = match (s.token_file, s.app) {
             (Some(file), None) => auth::Credentials::Token(file),
             (None, Some(app)) => auth::Credentials::App(Box::new(auth::App::new(app))),
             (Some(_), Some(_)) => {
-                return Err(vec![(
-                    "app".into(),
-                    "give either tokenFile or app, not both".into(),
-                )]);
+                return Err(FieldErrors::one(
+                    "app",
+                    "give either tokenFile or app, not both",
+                ));
             }
             (None, None) => {
-                return Err(vec![(
+                return Err(FieldErrors::one(
                     String::new(),
-                    "credentials missing: give tokenFile, or app {appId, privateKeyFile}".into(),
-                )]);
+                    "credentials missing: give tokenFile, or app {appId, privateKeyFile}",
+                ));
             }
         };
         Ok(Arc::new(Github {
@@ -527,7 +528,7 @@ impl Provider for Github {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<(), FieldErrors> {
         check_action_and_params::<Params>(Action::parse(action).map(|_| ()), params)
     }
 
@@ -620,8 +621,8 @@ mod tests {
         let mut params = Map::new();
         params.insert("contxt".into(), "x".into());
         let errs = g.check_notification(Some("tweet"), &params).unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert!(errs[1].1.contains("unknown field `contxt`"), "{errs:?}");
+        assert_eq!(errs[0].path, "action");
+        assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
         assert!(g.check_notification(Some("checkRun"), &Map::new()).is_ok());
     }
 }

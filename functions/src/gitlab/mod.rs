@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Method;
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
@@ -85,32 +86,31 @@ impl ProviderFactory for GitlabFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: GitlabSettings = parse_settings(doc)?;
         let base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE).expect("the default base URL parses"));
         if base.cannot_be_a_base() || !matches!(base.scheme(), "https" | "http") {
-            return Err(vec![(
-                "baseURL".into(),
-                "expected an http(s) URL such as https://gitlab.com/api/v4".into(),
-            )]);
+            return Err(FieldErrors::one(
+                "baseURL",
+                "expected an http(s) URL such as https://gitlab.com/api/v4",
+            ));
         }
         let credentials = match (s.token_file, s.oauth2) {
             (Some(file), None) => Credentials::Token(file),
             (None, Some(o)) => Credentials::OAuth2(Box::new(ClientCredentials::new(o))),
             (Some(_), Some(_)) => {
-                return Err(vec![(
-                    "oauth2".into(),
-                    "give either tokenFile or oauth2, not both".into(),
-                )]);
+                return Err(FieldErrors::one(
+                    "oauth2",
+                    "give either tokenFile or oauth2, not both",
+                ));
             }
             (None, None) => {
-                return Err(vec![(
+                return Err(FieldErrors::one(
                     String::new(),
-                    "credentials missing: give tokenFile, or oauth2 {tokenURL, clientId, clientSecretFile}"
-                        .into(),
-                )]);
+                    "credentials missing: give tokenFile, or oauth2 {tokenURL, clientId, clientSecretFile}",
+                ));
             }
         };
         Ok(Arc::new(Gitlab {
@@ -331,7 +331,7 @@ impl Provider for Gitlab {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<(), FieldErrors> {
         check_action_and_params::<StatusParams>(
             GitAction::parse(action, "note").map(|_| ()),
             params,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::chat::{ChatView, template_text};
 use relay_core::config::{ProviderDoc, check};
@@ -72,9 +73,9 @@ impl ProviderFactory for GrafanaFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: GrafanaSettings = parse_settings(doc)?;
-        let mut errs: Vec<(String, String)> = check::blank_items("tags", &s.tags).collect();
+        let mut errs: FieldErrors = check::blank_items("tags", &s.tags).collect();
         let mut url = s.base_url.clone();
         let path = url.path().trim_end_matches('/').to_string();
         if !matches!(url.scheme(), "http" | "https")
@@ -83,13 +84,13 @@ impl ProviderFactory for GrafanaFactory {
             || path.ends_with("/api")
             || path.contains("/d/")
         {
-            errs.push((
-                "baseURL".into(),
+            errs.push(
+                "baseURL",
                 format!(
                     "expected Grafana's root URL (https://grafana.example.com), \
                      without /api or a dashboard path, got {url}"
                 ),
-            ));
+            );
         }
         if !errs.is_empty() {
             return Err(errs);
@@ -172,29 +173,29 @@ impl Provider for Grafana {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
+    ) -> Result<(), FieldErrors> {
+        let mut errs = FieldErrors::new();
         if let Some(a) = action {
-            errs.push((
-                "action".into(),
+            errs.push(
+                "action",
                 format!("grafana providers take no action (got {a:?}): they annotate"),
-            ));
+            );
         }
         match notification_params::<GrafanaParams>(params) {
-            Err(e) => errs.push(e),
+            Err(e) => errs.extend([e]),
             Ok(p) => {
                 errs.extend(check::blank_items("params.tags", &p.tags));
                 if p.dashboard_uid
                     .as_deref()
                     .is_some_and(|d| d.trim().is_empty())
                 {
-                    errs.push(("params.dashboardUID".into(), "must not be empty".into()));
+                    errs.push("params.dashboardUID", "must not be empty");
                 }
                 if p.panel_id.is_some() && p.dashboard_uid.is_none() {
-                    errs.push((
-                        "params.panelId".into(),
-                        "needs params.dashboardUID (the panel's dashboard)".into(),
-                    ));
+                    errs.push(
+                        "params.panelId",
+                        "needs params.dashboardUID (the panel's dashboard)",
+                    );
                 }
             }
         }
@@ -292,8 +293,8 @@ mod tests {
             ),
         ] {
             let errs = f.build(&doc(bad)).err().unwrap();
-            assert_eq!(errs[0].0, path, "{errs:?}");
-            assert!(errs[0].1.contains(msg), "{errs:?}");
+            assert_eq!(errs[0].path, path, "{errs:?}");
+            assert!(errs[0].message.contains(msg), "{errs:?}");
         }
     }
 
@@ -312,7 +313,7 @@ mod tests {
         let errs = g
             .check_notification(Some("annotate"), &p(json!({"panelId": 2, "tags": [""]})))
             .unwrap_err();
-        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
             ["action", "params.tags[0]", "params.panelId"],
@@ -322,7 +323,7 @@ mod tests {
             .check_notification(None, &p(json!({"dashboardUid": "x"})))
             .unwrap_err();
         assert!(
-            errs[0].1.contains("unknown field `dashboardUid`"),
+            errs[0].message.contains("unknown field `dashboardUid`"),
             "{errs:?}"
         );
     }

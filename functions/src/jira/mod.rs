@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Method;
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::chat::{ChatView, template_text};
 use relay_core::config::ProviderDoc;
@@ -106,15 +107,15 @@ impl ProviderFactory for JiraFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: JiraSettings = parse_settings(doc)?;
-        let mut errs = Vec::new();
+        let mut errs = FieldErrors::new();
         let mut base = s.base_url.clone();
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            errs.push((
-                "baseURL".into(),
+            errs.push(
+                "baseURL",
                 format!("expected an http(s) URL such as https://acme.atlassian.net, got {base}"),
-            ));
+            );
         }
         // The REST path is appended; a pasted `/rest/api/3` or browse URL
         // would double it, so it is refused here rather than 404 later.
@@ -125,21 +126,20 @@ impl ProviderFactory for JiraFactory {
             || base.path().contains("/browse")
             || (cloud_site && !base.path().trim_end_matches('/').is_empty())
         {
-            errs.push((
-                "baseURL".into(),
-                "give the site root (https://acme.atlassian.net), without /rest/api or /browse"
-                    .into(),
-            ));
+            errs.push(
+                "baseURL",
+                "give the site root (https://acme.atlassian.net), without /rest/api or /browse",
+            );
         }
         let api = Api::of(s.api_version, &base)
-            .map_err(|e| errs.push(("apiVersion".into(), e)))
+            .map_err(|e| errs.push("apiVersion", e))
             .unwrap_or(Api::V3);
         for (i, p) in s.projects.iter().enumerate() {
             if !issue::is_project(p) {
-                errs.push((
+                errs.push(
                     format!("projects[{i}]"),
                     format!("{p:?} is not a project key (uppercase, like PAY)"),
-                ));
+                );
             }
         }
         let credential = Credential::from_settings(&s)
@@ -313,7 +313,7 @@ impl Provider for Jira {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<(), FieldErrors> {
         params::check(action, params)
     }
 
@@ -356,7 +356,7 @@ mod tests {
         }
     }
 
-    fn errors(settings: Value) -> Vec<(String, String)> {
+    fn errors(settings: Value) -> FieldErrors {
         JiraFactory.build(&doc(settings)).err().unwrap()
     }
 
@@ -373,32 +373,32 @@ mod tests {
                 .is_ok()
         );
         let errs = errors(json!({"email": "a@b", "apiTokenFile": "/t"}));
-        assert!(errs[0].1.contains("missing field `baseURL`"), "{errs:?}");
+        assert!(errs[0].message.contains("missing field `baseURL`"), "{errs:?}");
         let errs = errors(json!({"baseURL": "https://a.atlassian.net", "apiToken": "x"}));
-        assert_eq!(errs[0].0, "apiToken");
-        assert!(errs[0].1.contains("unknown field `apiToken`"), "{errs:?}");
+        assert_eq!(errs[0].path, "apiToken");
+        assert!(errs[0].message.contains("unknown field `apiToken`"), "{errs:?}");
         // Every error at once.
         let errs = errors(
             json!({"baseURL": "ftp://a/rest/api/3", "projects": ["PAY", "pay"],
                                  "email": "ci@acme.dev"}),
         );
-        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
             ["baseURL", "baseURL", "projects[1]", "apiTokenFile"],
             "{errs:?}"
         );
         let errs = errors(json!({"baseURL": "https://a.atlassian.net"}));
-        assert!(errs[0].1.contains("no credentials"), "{errs:?}");
+        assert!(errs[0].message.contains("no credentials"), "{errs:?}");
         // A page of the site pasted for its root.
         let errs = errors(
             json!({"baseURL": "https://a.atlassian.net/jira/software/projects/PAY/boards/1", "tokenFile": "/t"}),
         );
-        assert_eq!(errs[0].0, "baseURL");
+        assert_eq!(errs[0].path, "baseURL");
         let errs = errors(
             json!({"baseURL": "https://a.atlassian.net", "email": "e", "apiTokenFile": "/t", "tokenFile": "/p"}),
         );
-        assert_eq!(errs[0].0, "tokenFile");
+        assert_eq!(errs[0].path, "tokenFile");
     }
 
     #[test]
@@ -417,9 +417,9 @@ mod tests {
         );
         let errs =
             errors(json!({"baseURL": "https://jira.acme.dev", "tokenFile": "/t", "apiVersion": 1}));
-        assert_eq!(errs[0].0, "apiVersion");
+        assert_eq!(errs[0].path, "apiVersion");
         assert!(
-            errs[0].1.contains("not 2 (Data Center) or 3 (Cloud)"),
+            errs[0].message.contains("not 2 (Data Center) or 3 (Cloud)"),
             "{errs:?}"
         );
     }

@@ -8,6 +8,7 @@ pub mod payload;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use relay_core::field::FieldErrors;
 use relay_core::chat::escaped_template_text;
 use relay_core::config::{ProviderDoc, check};
 use relay_core::provider::{
@@ -62,12 +63,12 @@ impl ProviderFactory for MattermostFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: MattermostSettings = parse_settings(doc)?;
-        let mut errs = Vec::new();
+        let mut errs = FieldErrors::new();
         for (path, v) in [("channel", &s.channel), ("username", &s.username)] {
             if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                errs.push((path.to_string(), "must not be empty".to_string()));
+                errs.push(path.to_string(), "must not be empty".to_string());
             }
         }
         if let Some(u) = &s.icon_url {
@@ -103,7 +104,7 @@ impl Provider for Mattermost {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<(), FieldErrors> {
         let action = match action {
             None => Ok(()),
             Some(a) => Err(format!("mattermost providers take no action (got {a:?})")),
@@ -177,8 +178,8 @@ mod tests {
             ),
         ] {
             let errs = f.build(&doc(bad)).err().unwrap();
-            assert_eq!(errs[0].0, path, "{errs:?}");
-            assert!(errs[0].1.contains(msg), "{errs:?}");
+            assert_eq!(errs[0].path, path, "{errs:?}");
+            assert!(errs[0].message.contains(msg), "{errs:?}");
         }
     }
 
@@ -195,11 +196,11 @@ mod tests {
         let errs = p
             .check_notification(Some("post"), &params(json!({"chanel": "x"})))
             .unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert!(errs[1].1.contains("unknown field `chanel`"), "{errs:?}");
+        assert_eq!(errs[0].path, "action");
+        assert!(errs[1].message.contains("unknown field `chanel`"), "{errs:?}");
         let errs = p
             .check_notification(None, &params(json!({"channel": ""})))
             .unwrap_err();
-        assert_eq!(errs[0].0, "params.channel");
+        assert_eq!(errs[0].path, "params.channel");
     }
 }

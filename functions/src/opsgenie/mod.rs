@@ -7,6 +7,7 @@ pub mod alert;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use relay_core::field::FieldErrors;
 use relay_core::RunState;
 use relay_core::chat::template_text;
 use relay_core::config::{ProviderDoc, check};
@@ -92,14 +93,14 @@ impl ProviderFactory for OpsgenieFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         Ok(Arc::new(Opsgenie::new(parse_settings(doc)?)?))
     }
 }
 
 impl Opsgenie {
-    pub fn new(s: OpsgenieSettings) -> Result<Opsgenie, Vec<(String, String)>> {
-        let mut errs = Vec::new();
+    pub fn new(s: OpsgenieSettings) -> Result<Opsgenie, FieldErrors> {
+        let mut errs = FieldErrors::new();
         let mut base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE_URL).expect("a valid URL"));
@@ -108,14 +109,14 @@ impl Opsgenie {
         let lifecycle = Lifecycle::new("createOn", s.create_on, s.kinds, VERBS, &mut errs);
         for (i, t) in s.tags.iter().enumerate() {
             if t.trim().is_empty() || t.chars().count() > alert::TAG_MAX {
-                errs.push((
+                errs.push(
                     format!("tags[{i}]"),
                     format!("a tag has 1 to {} characters", alert::TAG_MAX),
-                ));
+                );
             }
         }
         if s.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
-            errs.push(("source".into(), "must not be empty".into()));
+            errs.push("source", "must not be empty");
         }
         if !errs.is_empty() {
             return Err(errs);
@@ -156,7 +157,7 @@ impl Provider for Opsgenie {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<(), FieldErrors> {
         let action = no_action(TYPE, action, "failures create an alert, successes close it");
         check_action_and_params::<OpsgenieParams>(action, params)
     }
@@ -222,7 +223,7 @@ mod tests {
         parse_settings(&doc(settings)).unwrap()
     }
 
-    fn errors(settings: Value) -> Vec<(String, String)> {
+    fn errors(settings: Value) -> FieldErrors {
         OpsgenieFactory.build(&doc(settings)).err().unwrap()
     }
 
@@ -234,17 +235,17 @@ mod tests {
                 .is_ok()
         );
         let e = errors(json!({}));
-        assert!(e[0].1.contains("missing field `apiKeyFile`"), "{e:?}");
+        assert!(e[0].message.contains("missing field `apiKeyFile`"), "{e:?}");
         let e = errors(json!({"apiKeyFile": "/k", "priority": "P6"}));
-        assert_eq!(e[0].0, "priority");
-        assert!(e[0].1.contains("expected one of `P1`"), "{e:?}");
+        assert_eq!(e[0].path, "priority");
+        assert!(e[0].message.contains("expected one of `P1`"), "{e:?}");
         let e = errors(json!({"apiKeyFile": "/k", "createOn": ["succeeded"]}));
-        assert_eq!(e[0].0, "createOn[0]", "{e:?}");
+        assert_eq!(e[0].path, "createOn[0]", "{e:?}");
         let e = errors(json!({"apiKeyFile": "/k", "baseURL": "ftp://x", "tags": ["ok", ""]}));
-        assert_eq!(e[0].0, "baseURL");
-        assert_eq!(e[1].0, "tags[1]");
+        assert_eq!(e[0].path, "baseURL");
+        assert_eq!(e[1].path, "tags[1]");
         let e = errors(json!({"apiKeyFile": "/k", "apiKey": "x"}));
-        assert!(e[0].1.contains("unknown field `apiKey`"), "{e:?}");
+        assert!(e[0].message.contains("unknown field `apiKey`"), "{e:?}");
     }
 
     #[test]
@@ -290,7 +291,7 @@ mod tests {
         assert!(og.check_notification(None, &p).is_ok());
         p.insert("priority".into(), "urgent".into());
         let e = og.check_notification(Some("create"), &p).unwrap_err();
-        assert_eq!(e[0].0, "action");
-        assert_eq!(e[1].0, "params.priority", "{e:?}");
+        assert_eq!(e[0].path, "action");
+        assert_eq!(e[1].path, "params.priority", "{e:?}");
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use http::{HeaderMap, StatusCode};
+use relay_core::field::FieldErrors;
 use relay_core::RunState;
 use relay_core::chat::template_text;
 use relay_core::config::{ProviderDoc, check};
@@ -92,14 +93,14 @@ impl ProviderFactory for PagerdutyFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         Ok(Arc::new(Pagerduty::new(parse_settings(doc)?)?))
     }
 }
 
 impl Pagerduty {
-    pub fn new(s: PagerdutySettings) -> Result<Pagerduty, Vec<(String, String)>> {
-        let mut errs = Vec::new();
+    pub fn new(s: PagerdutySettings) -> Result<Pagerduty, FieldErrors> {
+        let mut errs = FieldErrors::new();
         let base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE_URL).expect("a valid URL"));
@@ -109,7 +110,7 @@ impl Pagerduty {
         enqueue.set_query(None);
         let lifecycle = Lifecycle::new("triggerOn", s.trigger_on, s.kinds, VERBS, &mut errs);
         if s.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
-            errs.push(("source".into(), "must not be empty".into()));
+            errs.push("source", "must not be empty");
         }
         if !errs.is_empty() {
             return Err(errs);
@@ -135,7 +136,7 @@ impl Provider for Pagerduty {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<(), FieldErrors> {
         let action = no_action(TYPE, action, "failures trigger, successes resolve");
         check_action_and_params::<PagerdutyParams>(action, params)
     }
@@ -205,7 +206,7 @@ mod tests {
         parse_settings(&doc(settings)).unwrap()
     }
 
-    fn errors(settings: Value) -> Vec<(String, String)> {
+    fn errors(settings: Value) -> FieldErrors {
         PagerdutyFactory.build(&doc(settings)).err().unwrap()
     }
 
@@ -217,19 +218,19 @@ mod tests {
                 .is_ok()
         );
         let e = errors(json!({}));
-        assert!(e[0].1.contains("missing field `routingKeyFile`"), "{e:?}");
+        assert!(e[0].message.contains("missing field `routingKeyFile`"), "{e:?}");
         let e = errors(json!({"routingKeyFile": "/k", "severity": "fatal"}));
-        assert_eq!(e[0].0, "severity");
-        assert!(e[0].1.contains("expected one of `critical`"), "{e:?}");
+        assert_eq!(e[0].path, "severity");
+        assert!(e[0].message.contains("expected one of `critical`"), "{e:?}");
         let e = errors(json!({"routingKeyFile": "/k", "triggerOn": ["failed", "broken"]}));
-        assert_eq!(e[0].0, "triggerOn[1]", "{e:?}");
+        assert_eq!(e[0].path, "triggerOn[1]", "{e:?}");
         let e = errors(json!({"routingKeyFile": "/k", "triggerOn": ["failed", "succeeded"]}));
-        assert_eq!(e[0].0, "triggerOn[1]", "{e:?}");
+        assert_eq!(e[0].path, "triggerOn[1]", "{e:?}");
         let e = errors(json!({"routingKeyFile": "/k", "baseURL": "ftp://x", "kinds": []}));
-        assert_eq!(e[0].0, "baseURL");
-        assert_eq!(e[1].0, "kinds");
+        assert_eq!(e[0].path, "baseURL");
+        assert_eq!(e[1].path, "kinds");
         let e = errors(json!({"routingKeyFile": "/k", "routingKey": "R0UT1NG"}));
-        assert!(e[0].1.contains("unknown field `routingKey`"), "{e:?}");
+        assert!(e[0].message.contains("unknown field `routingKey`"), "{e:?}");
     }
 
     fn provider(settings: Value) -> Arc<dyn Provider> {
@@ -275,8 +276,8 @@ mod tests {
         assert!(pd.check_notification(None, &p).is_ok());
         p.insert("severity".into(), "high".into());
         let e = pd.check_notification(Some("trigger"), &p).unwrap_err();
-        assert_eq!(e[0].0, "action");
-        assert_eq!(e[1].0, "params.severity", "{e:?}");
+        assert_eq!(e[0].path, "action");
+        assert_eq!(e[1].path, "params.severity", "{e:?}");
     }
 
     #[test]

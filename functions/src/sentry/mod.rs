@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::StatusCode;
+use relay_core::field::FieldErrors;
 use relay_core::RunState;
 use relay_core::chat::template_text;
 use relay_core::config::{ProviderDoc, check};
@@ -77,7 +78,7 @@ impl ProviderFactory for SentryFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         Ok(Arc::new(Sentry::new(parse_settings(doc)?)?))
     }
 }
@@ -96,22 +97,22 @@ fn environment_error(env: &str) -> Option<String> {
 }
 
 impl Sentry {
-    pub fn new(s: SentrySettings) -> Result<Sentry, Vec<(String, String)>> {
-        let mut errs = Vec::new();
+    pub fn new(s: SentrySettings) -> Result<Sentry, FieldErrors> {
+        let mut errs = FieldErrors::new();
         let mut base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE_URL).expect("a valid URL"));
         errs.extend(check::http_url("baseURL", &base));
         base.set_query(None);
         if escape::path_segment(&s.organization).is_none() || s.organization.trim().is_empty() {
-            errs.push((
-                "organization".into(),
-                "expected the organization's slug".into(),
-            ));
+            errs.push(
+                "organization",
+                "expected the organization's slug",
+            );
         }
         errs.extend(check::blank_items("projects", &s.projects));
         if let Some(e) = s.environment.as_deref().and_then(environment_error) {
-            errs.push(("environment".into(), e));
+            errs.push("environment", e);
         }
         let version = s.version.as_deref().map(Template::compile).map(|t| {
             let sample = relay_core::sample::run_event();
@@ -120,7 +121,7 @@ impl Sentry {
         let version = match version.transpose() {
             Ok(t) => t,
             Err(e) => {
-                errs.push(("version".into(), e));
+                errs.push("version", e);
                 None
             }
         };
@@ -205,7 +206,7 @@ impl Provider for Sentry {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<(), FieldErrors> {
         let action = no_action(TYPE, action, "a succeeded PipelineRun records a deploy");
         check_action_and_params::<SentryParams>(action, params)?;
         let env = params.get("environment").and_then(Value::as_str);
@@ -215,7 +216,7 @@ impl Provider for Sentry {
             (None, Some(_)) => None,
         };
         match err {
-            Some(e) => Err(vec![("params.environment".into(), e)]),
+            Some(e) => Err(FieldErrors::one("params.environment", e)),
             None => Ok(()),
         }
     }
@@ -286,7 +287,7 @@ mod tests {
         }
     }
 
-    fn sentry(settings: Value) -> Result<Sentry, Vec<(String, String)>> {
+    fn sentry(settings: Value) -> Result<Sentry, FieldErrors> {
         Sentry::new(parse_settings(&doc(settings))?)
     }
 
@@ -301,14 +302,14 @@ mod tests {
             .build(&doc(json!({"authTokenFile": "/t"})))
             .err()
             .unwrap();
-        assert!(e[0].1.contains("missing field `organization`"), "{e:?}");
+        assert!(e[0].message.contains("missing field `organization`"), "{e:?}");
         let mut bad = minimal();
         bad["organization"] = "..".into();
         bad["environment"] = "prod/eu".into();
         bad["version"] = "{{ event.nope }}".into();
         bad["projects"] = json!(["api", " "]);
         let e = sentry(bad).err().unwrap();
-        let paths: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
             ["organization", "projects[1]", "environment", "version"]
@@ -316,7 +317,7 @@ mod tests {
         let mut bad = minimal();
         bad["authToken"] = "x".into();
         let e = SentryFactory.build(&doc(bad)).err().unwrap();
-        assert!(e[0].1.contains("unknown field `authToken`"), "{e:?}");
+        assert!(e[0].message.contains("unknown field `authToken`"), "{e:?}");
     }
 
     #[test]
@@ -325,7 +326,7 @@ mod tests {
         s.as_object_mut().unwrap().remove("environment");
         let without = sentry(s).unwrap();
         let e = without.check_notification(None, &Map::new()).unwrap_err();
-        assert_eq!(e[0].0, "params.environment");
+        assert_eq!(e[0].path, "params.environment");
         let mut p = Map::new();
         p.insert("environment".into(), "staging".into());
         assert!(without.check_notification(None, &p).is_ok());
@@ -336,7 +337,7 @@ mod tests {
         let e = with
             .check_notification(Some("deploy"), &Map::new())
             .unwrap_err();
-        assert_eq!(e[0].0, "action");
+        assert_eq!(e[0].path, "action");
     }
 
     #[test]

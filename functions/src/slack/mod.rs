@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use relay_core::field::FieldErrors;
 use relay_core::chat::escaped_template_text;
 use relay_core::config::ProviderDoc;
 use relay_core::message::{LastPosted, MEMORY, MessageIds, store_unavailable};
@@ -53,7 +54,7 @@ impl ProviderFactory for SlackFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: SlackSettings = relay_core::provider::parse_settings(doc)?;
         s.check()?;
         let target = match (s.webhook_url_file, s.token_file) {
@@ -219,32 +220,31 @@ impl Provider for Slack {
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
+    ) -> Result<(), FieldErrors> {
+        let mut errs = FieldErrors::new();
         if let Some(a) = action {
-            errs.push((
-                "action".into(),
+            errs.push(
+                "action",
                 format!("slack providers take no action (got {a:?}): set `mode` on the Provider"),
-            ));
+            );
         }
         match notification_params::<SlackParams>(params) {
-            Err(e) => errs.push(e),
+            Err(e) => errs.extend([e]),
             Ok(p) => {
                 let channel = p.channel.as_deref();
                 match &self.target {
-                    Target::Webhook(_) if channel.is_some() => errs.push((
-                        "params.channel".into(),
+                    Target::Webhook(_) if channel.is_some() => errs.push(
+                        "params.channel",
                         "an incoming webhook posts to the channel it was created for; \
-                         use a bot token (tokenFile) to choose channels"
-                            .into(),
-                    )),
+                         use a bot token (tokenFile) to choose channels",
+                    ),
                     _ if channel.is_some_and(|c| c.trim().is_empty()) => {
-                        errs.push(("params.channel".into(), "must not be empty".into()))
+                        errs.push("params.channel", "must not be empty")
                     }
-                    Target::Api { channel: None, .. } if channel.is_none() => errs.push((
-                        "params.channel".into(),
-                        "required: the Provider names no channel".into(),
-                    )),
+                    Target::Api { channel: None, .. } if channel.is_none() => errs.push(
+                        "params.channel",
+                        "required: the Provider names no channel",
+                    ),
                     _ => {}
                 }
             }
@@ -318,8 +318,8 @@ mod tests {
         let errs = hook
             .check_notification(Some("post"), &params(json!({"channel": "#ci"})))
             .unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert_eq!(errs[1].0, "params.channel");
+        assert_eq!(errs[0].path, "action");
+        assert_eq!(errs[1].path, "params.channel");
         assert!(!hook.uses_summary());
 
         let bot = SlackFactory
@@ -327,8 +327,8 @@ mod tests {
             .unwrap();
         assert!(bot.uses_summary());
         let errs = bot.check_notification(None, &Map::new()).unwrap_err();
-        assert_eq!(errs[0].0, "params.channel");
-        assert!(errs[0].1.contains("required"), "{errs:?}");
+        assert_eq!(errs[0].path, "params.channel");
+        assert!(errs[0].message.contains("required"), "{errs:?}");
         assert!(
             bot.check_notification(None, &params(json!({"channel": "C0123"})))
                 .is_ok()
@@ -336,7 +336,7 @@ mod tests {
         let errs = bot
             .check_notification(None, &params(json!({"channel": " ", "chanel": "x"})))
             .unwrap_err();
-        assert!(errs[0].1.contains("unknown field `chanel`"), "{errs:?}");
+        assert!(errs[0].message.contains("unknown field `chanel`"), "{errs:?}");
     }
 
     #[test]

@@ -152,10 +152,7 @@ async fn main() {
             http.push(http_once(&bin, f, work.path(), &sink, &event).await);
         }
         // Lambda mode applies to the functions that run on Lambda behind EventBridge.
-        let lambda = if matches!(
-            *f,
-            "webhook" | "log" | "github" | "gitlab"
-        ) {
+        let lambda = if matches!(*f, "webhook" | "log" | "github" | "gitlab") {
             let mut v = Vec::new();
             for _ in 0..args.runs {
                 v.push(lambda_once(&bin, f, work.path(), envelope.clone()).await);
