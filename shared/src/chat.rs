@@ -233,15 +233,14 @@ mod tests {
             "{{ event.name }} {% for k, v in event.annotations|items %}{% if v == 'v' %}{{ k }}{% endif %}{% endfor %}",
         )
         .unwrap();
-        let params = serde_json::Map::new();
+        let compiled = crate::provider::Compiled::none();
         let input = DeliveryInput {
             event: &ev,
             original: None,
             notification: "n",
             template: Some(&t),
             summary: None,
-            action: None,
-            params: &params,
+            compiled: &compiled,
             store: &store,
         };
         assert_eq!(
@@ -257,15 +256,14 @@ mod tests {
         let store: crate::store::SharedStore =
             std::sync::Arc::new(crate::store::memory::MemoryStore::default());
         let t = crate::template::Template::compile("*{{ event.name }}*").unwrap();
-        let params = serde_json::Map::new();
+        let compiled = crate::provider::Compiled::none();
         let input = DeliveryInput {
             event: &ev,
             original: None,
             notification: "n",
             template: Some(&t),
             summary: None,
-            action: None,
-            params: &params,
+            compiled: &compiled,
             store: &store,
         };
         assert_eq!(

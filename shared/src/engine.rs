@@ -78,8 +78,8 @@ pub struct CompiledNotification {
     pub filter: Filter,
     pub template: Option<Template>,
     pub dedupe: Dedupe,
-    pub action: Option<String>,
-    pub params: serde_json::Map<String, serde_json::Value>,
+    /// The `action` and `params`, as the provider compiled them.
+    pub compiled: crate::provider::Compiled,
 }
 
 /// A configuration compiled against a registry: every filter, template and
@@ -202,14 +202,21 @@ impl Plan {
                     None
                 }
             };
-            if let Some((_, _, p)) = provider
-                && let Err(list) = p.check_notification(n.spec.action.as_deref(), &n.spec.params)
+            let compiled = match provider
+                .map(|(_, _, p)| p.compile_notification(n.spec.action.as_deref(), &n.spec.params))
             {
-                for e in list.under("spec") {
-                    errs.push(&doc, e.path, e.message);
+                Some(Ok(c)) => Some(c),
+                Some(Err(list)) => {
+                    for e in list.under("spec") {
+                        errs.push(&doc, e.path, e.message);
+                    }
+                    None
                 }
-            }
-            if let (Some(filter), Some((pname, ptype, p))) = (filter, provider) {
+                None => None,
+            };
+            if let (Some(filter), Some((pname, ptype, p)), Some(compiled)) =
+                (filter, provider, compiled)
+            {
                 notifications.push(CompiledNotification {
                     name: n.name.clone(),
                     provider_name: pname.clone(),
@@ -218,8 +225,7 @@ impl Plan {
                     filter,
                     template,
                     dedupe: n.spec.dedupe,
-                    action: n.spec.action.clone(),
-                    params: n.spec.params.clone(),
+                    compiled,
                 });
             }
         }
@@ -660,8 +666,7 @@ impl Engine {
             notification: &n.name,
             template: n.template.as_ref(),
             summary,
-            action: n.action.as_deref(),
-            params: &n.params,
+            compiled: &n.compiled,
             store: &self.store,
         };
         let http = crate::transport::Http {

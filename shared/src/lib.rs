@@ -19,6 +19,7 @@ pub mod lambda;
 pub mod message;
 pub mod metrics;
 pub mod model;
+pub mod notification;
 pub mod oauth2;
 pub mod otel;
 pub mod provider;

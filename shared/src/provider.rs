@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::config::ProviderDoc;
 pub use crate::field::{FieldError, FieldErrors};
 use crate::model::RunEvent;
+pub use crate::notification::{Compiled, Parsed};
 use crate::template::Template;
 
 /// What a provider is given for one event and Notification.
@@ -27,9 +28,9 @@ pub struct DeliveryInput<'a> {
     /// The run's accumulated summary, for providers that ask for it
     /// ([`Provider::uses_summary`]) when the event belongs to a PipelineRun.
     pub summary: Option<&'a crate::accumulator::RunSummary>,
-    /// The Notification's `action` and `params`.
-    pub action: Option<&'a str>,
-    pub params: &'a serde_json::Map<String, Value>,
+    /// The Notification's `action` and `params` as the provider compiled
+    /// them at load ([`Provider::compile_notification`]).
+    pub compiled: &'a Compiled,
     /// The shared store, for providers that remember what they posted.
     pub store: &'a crate::store::SharedStore,
 }
@@ -139,13 +140,15 @@ pub trait Provider: Send + Sync + 'static {
         false
     }
 
-    /// Checks a Notification's `action` and `params` at load time; errors'
-    /// paths are under the Notification's spec. The default takes neither.
-    fn check_notification(
+    /// Compiles a Notification's `action` and `params` at load time, once:
+    /// what is returned is what every delivery reads
+    /// ([`DeliveryInput::compiled`]); errors' paths are under the
+    /// Notification's spec. The default takes neither.
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &serde_json::Map<String, Value>,
-    ) -> Result<(), FieldErrors> {
+    ) -> Result<Compiled, FieldErrors> {
         let mut errs = FieldErrors::new();
         if let Some(a) = action {
             errs.push(
@@ -159,7 +162,7 @@ pub trait Provider: Send + Sync + 'static {
                 format!("{} providers take no params", self.type_name()),
             );
         }
-        errs.into_result(())
+        errs.into_result(Compiled::none())
     }
 
     /// Why this provider will not act on `event` at all (a forwarding loop
@@ -391,20 +394,7 @@ pub fn status_context(configured: Option<&str>, ev: &RunEvent) -> String {
     )
 }
 
-/// A Notification's `params` as `P`, unknown keys rejected.
-pub fn notification_params<P: serde::de::DeserializeOwned>(
-    params: &serde_json::Map<String, Value>,
-) -> Result<P, FieldError> {
-    crate::config::parse_at::<P>(Value::Object(params.clone()), "params").map_err(Into::into)
-}
-
-/// As [`notification_params`], at delivery (already checked at load, so a
-/// failure here is permanent).
-pub fn delivery_params<P: serde::de::DeserializeOwned>(
-    input: &DeliveryInput<'_>,
-) -> Result<P, Verdict> {
-    notification_params(input.params).map_err(|e| Verdict::permanent(e.to_string()))
-}
+pub use crate::notification::params as notification_params;
 
 /// What most git hosts do for a Notification: post a commit status (the
 /// default action, `status`), or keep the run's summary message, whose
@@ -445,27 +435,13 @@ pub fn no_action(provider: &str, action: Option<&str>, what: &str) -> Result<(),
     }
 }
 
-/// `check_notification` for a provider with named actions and typed
-/// params: every error at once; a blank string param (a context, say) is
-/// an error too, since it would post an unnamed status.
+/// The check of a provider with named actions and typed params
+/// ([`crate::notification::parse`]), its result dropped.
 pub fn check_action_and_params<P: serde::de::DeserializeOwned>(
     action: Result<(), String>,
     params: &serde_json::Map<String, Value>,
 ) -> Result<(), FieldErrors> {
-    let mut errs = FieldErrors::new();
-    if let Err(e) = action {
-        errs.push("action", e);
-    }
-    match notification_params::<P>(params) {
-        Err(e) => errs.extend([e]),
-        Ok(_) => errs.extend(
-            params
-                .iter()
-                .filter(|(_, v)| v.as_str().is_some_and(|s| s.trim().is_empty()))
-                .map(|(k, _)| FieldError::new(format!("params.{k}"), "must not be empty")),
-        ),
-    }
-    errs.into_result(())
+    crate::notification::parse::<(), P>(action, params).map(|_| ())
 }
 
 #[cfg(test)]

@@ -31,9 +31,10 @@ use relay_core::message::{
     Identity, LastPosted, MEMORY, MessageAction, SummaryMessages, adopt_own, json_text,
     post_status_once, summary_text, upsert_summary,
 };
+use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, commit_sha, default_classify, delivery_params, parse_settings,
+    commit_sha, default_classify, Compiled, Parsed, parse_settings,
     status_context,
 };
 use relay_core::secret::SecretFile;
@@ -419,18 +420,18 @@ impl Provider for AzureDevops {
         true
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), FieldErrors> {
-        check_action_and_params::<Params>(GitAction::parse(action, "thread").map(|_| ()), params)
+    ) -> Result<Compiled, FieldErrors> {
+        compile::<GitAction, Params>(GitAction::parse(action, "thread"), params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params = delivery_params(input)?;
-        match GitAction::parse(input.action, "thread").map_err(Verdict::permanent)? {
-            GitAction::Status => self.status(input, &params, http).await,
+        let Parsed { action, params } = input.compiled.get::<Parsed<GitAction, Params>>()?;
+        match action {
+            GitAction::Status => self.status(input, params, http).await,
             GitAction::Summary => self.thread(input, http).await,
         }
     }
@@ -525,17 +526,17 @@ mod tests {
         let a = ado();
         let mut params = Map::new();
         params.insert("contxt".into(), "x".into());
-        let errs = a.check_notification(Some("note"), &params).unwrap_err();
+        let errs = a.compile_notification(Some("note"), &params).unwrap_err();
         assert_eq!(errs[0].path, "action");
         assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
         let mut params = Map::new();
         params.insert("genre".into(), " ".into());
-        let errs = a.check_notification(None, &params).unwrap_err();
+        let errs = a.compile_notification(None, &params).unwrap_err();
         assert_eq!(errs[0].path, "params.genre");
         let mut params = Map::new();
         params.insert("context".into(), "ci/build".into());
         params.insert("genre".into(), "acme".into());
-        assert!(a.check_notification(Some("status"), &params).is_ok());
-        assert!(a.check_notification(Some("thread"), &Map::new()).is_ok());
+        assert!(a.compile_notification(Some("status"), &params).is_ok());
+        assert!(a.compile_notification(Some("thread"), &Map::new()).is_ok());
     }
 }

@@ -12,9 +12,10 @@ use relay_core::config::ProviderDoc;
 use relay_core::escape;
 use relay_core::githost::{RepoPath, Repositories, api_url};
 use relay_core::message::post_status_once;
+use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams, Verdict,
-    check_action_and_params, commit_sha, delivery_params, parse_settings, status_context,
+    commit_sha, Compiled, Parsed, parse_settings, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -171,12 +172,12 @@ impl Provider for BitbucketServer {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), FieldErrors> {
-        check_action_and_params::<StatusParams>(
+    ) -> Result<Compiled, FieldErrors> {
+        compile::<(), StatusParams>(
             match action {
                 None | Some("status") => Ok(()),
                 Some(a) => Err(format!("unknown action {a:?}, expected status")),
@@ -186,8 +187,8 @@ impl Provider for BitbucketServer {
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: StatusParams = delivery_params(input)?;
-        self.status(input, &params, http).await
+        let Parsed { params, .. } = input.compiled.get::<Parsed<(), StatusParams>>()?;
+        self.status(input, params, http).await
     }
 }
 
@@ -262,7 +263,7 @@ mod tests {
         assert_eq!(status_key(&long), status_key(&long));
         let s = server();
         assert_eq!(
-            s.check_notification(Some("comment"), &Map::new())
+            s.compile_notification(Some("comment"), &Map::new())
                 .unwrap_err()[0]
                 .path,
             "action"
@@ -270,10 +271,10 @@ mod tests {
         let mut params = Map::new();
         params.insert("perTask".into(), true.into());
         assert!(
-            s.check_notification(None, &params).unwrap_err()[0]
+            s.compile_notification(None, &params).unwrap_err()[0]
                 .message
                 .contains("unknown field")
         );
-        assert!(s.check_notification(Some("status"), &Map::new()).is_ok());
+        assert!(s.compile_notification(Some("status"), &Map::new()).is_ok());
     }
 }

@@ -294,7 +294,7 @@ mod tests {
         ev.name = r#"x", "admin": true, "y": ""#.into();
         let store: relay_core::store::SharedStore =
             Arc::new(relay_core::store::memory::MemoryStore::default());
-        let params = serde_json::Map::new();
+        let compiled = relay_core::provider::Compiled::none();
         let data = |source: &str| {
             let t = relay_core::template::Template::compile(source).unwrap();
             template_data(&DeliveryInput {
@@ -303,8 +303,7 @@ mod tests {
                 notification: "n",
                 template: Some(&t),
                 summary: None,
-                action: None,
-                params: &params,
+                compiled: &compiled,
                 store: &store,
             })
             .unwrap()

@@ -17,9 +17,10 @@ use relay_core::githost::{RepoPath, Repositories, api_url};
 use relay_core::message::{
     Identity, SummaryMessages, adopt_own, json_text, post_status_once, summary_text, upsert_summary,
 };
+use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
-    Verdict, check_action_and_params, commit_sha, delivery_params, json_id, parse_settings,
+    Verdict, commit_sha, Compiled, Parsed, json_id, parse_settings,
     status_context,
 };
 use relay_core::secret::SecretFile;
@@ -339,21 +340,18 @@ impl Provider for Gitea {
         true
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), FieldErrors> {
-        check_action_and_params::<StatusParams>(
-            GitAction::parse(action, "comment").map(|_| ()),
-            params,
-        )
+    ) -> Result<Compiled, FieldErrors> {
+        compile::<GitAction, StatusParams>(GitAction::parse(action, "comment"), params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: StatusParams = delivery_params(input)?;
-        match GitAction::parse(input.action, "comment").map_err(Verdict::permanent)? {
-            GitAction::Status => self.status(input, &params, http).await,
+        let Parsed { action, params } = input.compiled.get::<Parsed<GitAction, StatusParams>>()?;
+        match action {
+            GitAction::Status => self.status(input, params, http).await,
             GitAction::Summary => self.comment(input, http).await,
         }
     }
@@ -385,15 +383,15 @@ mod tests {
         let g = gitea();
         let mut params = Map::new();
         params.insert("contxt".into(), "x".into());
-        let errs = g.check_notification(Some("note"), &params).unwrap_err();
+        let errs = g.compile_notification(Some("note"), &params).unwrap_err();
         assert_eq!(errs[0].path, "action");
         assert!(errs[0].message.contains("expected status or comment"), "{errs:?}");
         assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
         let mut params = Map::new();
         params.insert("context".into(), "ci/tekton".into());
-        assert!(g.check_notification(None, &params).is_ok());
-        assert!(g.check_notification(Some("status"), &Map::new()).is_ok());
-        assert!(g.check_notification(Some("comment"), &Map::new()).is_ok());
+        assert!(g.compile_notification(None, &params).is_ok());
+        assert!(g.compile_notification(Some("status"), &Map::new()).is_ok());
+        assert!(g.compile_notification(Some("comment"), &Map::new()).is_ok());
     }
 
     #[test]

@@ -19,9 +19,10 @@ use relay_core::message::{
     Identity, SummaryMessages, adopt_own, find_marked, json_text, post_status_once, summary_text,
     upsert_summary,
 };
+use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, commit_sha, default_classify, delivery_params, json_id,
+    commit_sha, default_classify, Compiled, Parsed, json_id,
     parse_settings, retry_after, status_context,
 };
 use relay_core::secret::SecretFile;
@@ -524,19 +525,19 @@ impl Provider for Github {
         true
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), FieldErrors> {
-        check_action_and_params::<Params>(Action::parse(action).map(|_| ()), params)
+    ) -> Result<Compiled, FieldErrors> {
+        compile::<Action, Params>(Action::parse(action), params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params = delivery_params(input)?;
-        match Action::parse(input.action).map_err(Verdict::permanent)? {
-            Action::Status => self.status(input, &params, http).await,
-            Action::CheckRun => self.check_run(input, &params, http).await,
+        let Parsed { action, params } = input.compiled.get::<Parsed<Action, Params>>()?;
+        match action {
+            Action::Status => self.status(input, params, http).await,
+            Action::CheckRun => self.check_run(input, params, http).await,
             Action::Comment => self.comment(input, http).await,
             Action::Deployment => self.deployment(input, http).await,
         }
@@ -620,9 +621,9 @@ mod tests {
         let g = github();
         let mut params = Map::new();
         params.insert("contxt".into(), "x".into());
-        let errs = g.check_notification(Some("tweet"), &params).unwrap_err();
+        let errs = g.compile_notification(Some("tweet"), &params).unwrap_err();
         assert_eq!(errs[0].path, "action");
         assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
-        assert!(g.check_notification(Some("checkRun"), &Map::new()).is_ok());
+        assert!(g.compile_notification(Some("checkRun"), &Map::new()).is_ok());
     }
 }

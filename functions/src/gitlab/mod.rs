@@ -17,9 +17,10 @@ use relay_core::message::{
     upsert_summary,
 };
 use relay_core::oauth2::{ClientCredentials, ClientCredentialsSettings};
+use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
-    Verdict, check_action_and_params, commit_sha, delivery_params, json_id, parse_settings,
+    Verdict, commit_sha, Compiled, Parsed, json_id, parse_settings,
     status_context,
 };
 use relay_core::secret::SecretFile;
@@ -327,22 +328,19 @@ impl Provider for Gitlab {
         true
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), FieldErrors> {
-        check_action_and_params::<StatusParams>(
-            GitAction::parse(action, "note").map(|_| ()),
-            params,
-        )
+    ) -> Result<Compiled, FieldErrors> {
+        compile::<GitAction, StatusParams>(GitAction::parse(action, "note"), params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: StatusParams = delivery_params(input)?;
-        match input.action {
-            Some("note") => self.note(input, http).await,
-            _ => self.status(input, &params, http).await,
+        let Parsed { action, params } = input.compiled.get::<Parsed<GitAction, StatusParams>>()?;
+        match action {
+            GitAction::Summary => self.note(input, http).await,
+            GitAction::Status => self.status(input, params, http).await,
         }
     }
 }

@@ -16,7 +16,7 @@ use relay_core::config::{ProviderDoc, check};
 use relay_core::escape;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory,
-    delivery_params, notification_params, parse_settings,
+    Compiled, notification_params, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use serde::Deserialize;
@@ -169,11 +169,11 @@ impl Provider for Grafana {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), FieldErrors> {
+    ) -> Result<Compiled, FieldErrors> {
         let mut errs = FieldErrors::new();
         if let Some(a) = action {
             errs.push(
@@ -181,8 +181,9 @@ impl Provider for Grafana {
                 format!("grafana providers take no action (got {a:?}): they annotate"),
             );
         }
-        match notification_params::<GrafanaParams>(params) {
-            Err(e) => errs.extend([e]),
+        let parsed = notification_params::<GrafanaParams>(params);
+        match &parsed {
+            Err(e) => errs.extend([e.clone()]),
             Ok(p) => {
                 errs.extend(check::blank_items("params.tags", &p.tags));
                 if p.dashboard_uid
@@ -199,7 +200,10 @@ impl Provider for Grafana {
                 }
             }
         }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        match parsed {
+            Ok(p) if errs.is_empty() => Ok(Compiled::new(p)),
+            _ => Err(errs),
+        }
     }
 
     /// Finished runs only: the annotation spans the run, and a TaskRun of a
@@ -222,12 +226,12 @@ impl Provider for Grafana {
 
     async fn build(&self, input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
         let ev = input.event;
-        let params: GrafanaParams = delivery_params(input).map_err(ProviderError::from)?;
+        let params: &GrafanaParams = input.compiled.get().map_err(ProviderError::from)?;
         let text = match template_text(input).map_err(ProviderError::from)? {
             Some(t) => text::from_template(&t),
             None => text::default_text(&ChatView::of(ev)),
         };
-        let b = body(ev, text, tags(ev, &self.tags, &params.tags), &params);
+        let b = body(ev, text, tags(ev, &self.tags, &params.tags), params);
         let mut req = OutboundRequest::post_json(self.url.clone(), b.to_string());
         if let Some(org) = &self.org_id {
             req.headers
@@ -302,16 +306,16 @@ mod tests {
     fn notification_params_are_checked() {
         let g = grafana();
         let p = |v: Value| v.as_object().unwrap().clone();
-        assert!(g.check_notification(None, &Map::new()).is_ok());
+        assert!(g.compile_notification(None, &Map::new()).is_ok());
         assert!(
-            g.check_notification(
+            g.compile_notification(
                 None,
                 &p(json!({"dashboardUID": "abc", "panelId": 2, "tags": ["x"]}))
             )
             .is_ok()
         );
         let errs = g
-            .check_notification(Some("annotate"), &p(json!({"panelId": 2, "tags": [""]})))
+            .compile_notification(Some("annotate"), &p(json!({"panelId": 2, "tags": [""]})))
             .unwrap_err();
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
@@ -320,7 +324,7 @@ mod tests {
             "{errs:?}"
         );
         let errs = g
-            .check_notification(None, &p(json!({"dashboardUid": "x"})))
+            .compile_notification(None, &p(json!({"dashboardUid": "x"})))
             .unwrap_err();
         assert!(
             errs[0].message.contains("unknown field `dashboardUid`"),

@@ -20,7 +20,7 @@ use relay_core::config::ProviderDoc;
 use relay_core::message::{LastPosted, MEMORY};
 use relay_core::oauth2::ClientCredentialsSettings;
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, delivery_params,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, Compiled, Parsed,
     parse_settings,
 };
 use relay_core::secret::SecretFile;
@@ -309,12 +309,12 @@ impl Provider for Jira {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), FieldErrors> {
-        params::check(action, params)
+    ) -> Result<Compiled, FieldErrors> {
+        params::check(action, params).map(Compiled::new)
     }
 
     fn declines(&self, ev: &RunEvent) -> Option<String> {
@@ -324,8 +324,10 @@ impl Provider for Jira {
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let ev = input.event;
         let key = issue::issue_key(ev, &self.projects).map_err(Verdict::permanent)?;
-        let actions = Actions::parse(input.action).map_err(Verdict::permanent)?;
-        let params: JiraParams = delivery_params(input)?;
+        let Parsed {
+            action: actions,
+            params,
+        } = input.compiled.get::<Parsed<Actions, JiraParams>>()?;
         let mut done = Vec::new();
         if actions.comment {
             if params.comments_on(ev.state) {

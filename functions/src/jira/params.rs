@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use relay_core::field::FieldErrors;
 use relay_core::model::RunState;
-use relay_core::provider::notification_params;
+use relay_core::provider::{Parsed, notification_params};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -63,11 +63,12 @@ fn state_names() -> String {
     RunState::ALL.map(RunState::as_str).join(", ")
 }
 
-/// `check_notification`: every error at once, with its path under `spec`.
+/// `compile_notification`: the parsed action and params, or every error at
+/// once, with its path under `spec`.
 pub fn check(
     action: Option<&str>,
     params: &Map<String, Value>,
-) -> Result<(), FieldErrors> {
+) -> Result<Parsed<Actions, JiraParams>, FieldErrors> {
     let mut errs = FieldErrors::new();
     let actions = Actions::parse(action).map_err(|e| errs.push("action", e));
     let p = match notification_params::<JiraParams>(params) {
@@ -115,7 +116,10 @@ pub fn check(
             );
         }
     }
-    if errs.is_empty() { Ok(()) } else { Err(errs) }
+    match actions {
+        Ok(action) if errs.is_empty() => Ok(Parsed { action, params: p }),
+        _ => Err(errs),
+    }
 }
 
 #[cfg(test)]

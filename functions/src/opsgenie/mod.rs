@@ -14,9 +14,10 @@ use relay_core::config::{ProviderDoc, check};
 use relay_core::escape;
 use relay_core::incident::{self, KeyFormat, Lifecycle, Step, Verbs};
 use relay_core::model::RunEvent;
+use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, delivery_params, no_action, parse_settings,
+    Compiled, Parsed, no_action, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -153,13 +154,13 @@ impl Provider for Opsgenie {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), FieldErrors> {
+    ) -> Result<Compiled, FieldErrors> {
         let action = no_action(TYPE, action, "failures create an alert, successes close it");
-        check_action_and_params::<OpsgenieParams>(action, params)
+        compile::<(), OpsgenieParams>(action, params)
     }
 
     /// Only create and close states are sent; nothing else is claimed
@@ -173,7 +174,7 @@ impl Provider for Opsgenie {
         let Some(step) = self.lifecycle.step(ev.state) else {
             return Ok(String::new());
         };
-        let params: OpsgenieParams = delivery_params(input)?;
+        let Parsed { params, .. } = input.compiled.get::<Parsed<(), OpsgenieParams>>()?;
         let alias = incident::key(ev, &ALIAS_FORMAT);
         let (url, body) = match step {
             Step::Open => (
@@ -288,9 +289,9 @@ mod tests {
         let og = Opsgenie::new(parse(json!({"apiKeyFile": "/k"}))).unwrap();
         let mut p = Map::new();
         p.insert("priority".into(), "P1".into());
-        assert!(og.check_notification(None, &p).is_ok());
+        assert!(og.compile_notification(None, &p).is_ok());
         p.insert("priority".into(), "urgent".into());
-        let e = og.check_notification(Some("create"), &p).unwrap_err();
+        let e = og.compile_notification(Some("create"), &p).unwrap_err();
         assert_eq!(e[0].path, "action");
         assert_eq!(e[1].path, "params.priority", "{e:?}");
     }

@@ -14,9 +14,10 @@ use relay_core::chat::template_text;
 use relay_core::config::{ProviderDoc, check};
 use relay_core::incident::{self, KeyFormat, Lifecycle, Step, Verbs};
 use relay_core::model::RunEvent;
+use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, default_classify, delivery_params, no_action, parse_settings,
+    default_classify, Compiled, Parsed, no_action, parse_settings,
 };
 use relay_core::secret::{Secret, SecretFile};
 use relay_core::secret_url::mask;
@@ -132,13 +133,13 @@ impl Provider for Pagerduty {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), FieldErrors> {
+    ) -> Result<Compiled, FieldErrors> {
         let action = no_action(TYPE, action, "failures trigger, successes resolve");
-        check_action_and_params::<PagerdutyParams>(action, params)
+        compile::<(), PagerdutyParams>(action, params)
     }
 
     /// Only trigger and resolve states are sent; nothing else is claimed
@@ -161,7 +162,7 @@ impl Provider for Pagerduty {
         let Some(step) = self.lifecycle.step(ev.state) else {
             return Ok(String::new());
         };
-        let params: PagerdutyParams = delivery_params(input)?;
+        let Parsed { params, .. } = input.compiled.get::<Parsed<(), PagerdutyParams>>()?;
         let key = incident::key(ev, &KEY_FORMAT);
         let mut body = match step {
             Step::Open => event::trigger(
@@ -273,9 +274,9 @@ mod tests {
         let pd = provider(json!({"routingKeyFile": "/k"}));
         let mut p = Map::new();
         p.insert("severity".into(), "warning".into());
-        assert!(pd.check_notification(None, &p).is_ok());
+        assert!(pd.compile_notification(None, &p).is_ok());
         p.insert("severity".into(), "high".into());
-        let e = pd.check_notification(Some("trigger"), &p).unwrap_err();
+        let e = pd.compile_notification(Some("trigger"), &p).unwrap_err();
         assert_eq!(e[0].path, "action");
         assert_eq!(e[1].path, "params.severity", "{e:?}");
     }

@@ -15,9 +15,10 @@ use relay_core::config::{ProviderDoc, check};
 use relay_core::engine::template_context;
 use relay_core::escape;
 use relay_core::model::RunEvent;
+use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, commit_sha, delivery_params, no_action, parse_settings,
+    commit_sha, Compiled, Parsed, no_action, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use relay_core::template::Template;
@@ -202,13 +203,13 @@ impl Provider for Sentry {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), FieldErrors> {
+    ) -> Result<Compiled, FieldErrors> {
         let action = no_action(TYPE, action, "a succeeded PipelineRun records a deploy");
-        check_action_and_params::<SentryParams>(action, params)?;
+        let compiled = compile::<(), SentryParams>(action, params)?;
         let env = params.get("environment").and_then(Value::as_str);
         let err = match (env, &self.environment) {
             (Some(e), _) => environment_error(e),
@@ -217,7 +218,7 @@ impl Provider for Sentry {
         };
         match err {
             Some(e) => Err(FieldErrors::one("params.environment", e)),
-            None => Ok(()),
+            None => Ok(compiled),
         }
     }
 
@@ -243,9 +244,10 @@ impl Provider for Sentry {
         if self.declines(ev).is_some() {
             return Ok(String::new());
         }
-        let params: SentryParams = delivery_params(input)?;
+        let Parsed { params, .. } = input.compiled.get::<Parsed<(), SentryParams>>()?;
         let environment = params
             .environment
+            .clone()
             .or_else(|| self.environment.clone())
             .ok_or_else(|| Verdict::permanent("no environment (settings or params)"))?;
         let version = match &self.version {
@@ -325,17 +327,17 @@ mod tests {
         let mut s = minimal();
         s.as_object_mut().unwrap().remove("environment");
         let without = sentry(s).unwrap();
-        let e = without.check_notification(None, &Map::new()).unwrap_err();
+        let e = without.compile_notification(None, &Map::new()).unwrap_err();
         assert_eq!(e[0].path, "params.environment");
         let mut p = Map::new();
         p.insert("environment".into(), "staging".into());
-        assert!(without.check_notification(None, &p).is_ok());
+        assert!(without.compile_notification(None, &p).is_ok());
         p.insert("environment".into(), "a/b".into());
-        assert!(without.check_notification(None, &p).is_err());
+        assert!(without.compile_notification(None, &p).is_err());
         let with = sentry(minimal()).unwrap();
-        assert!(with.check_notification(None, &Map::new()).is_ok());
+        assert!(with.compile_notification(None, &Map::new()).is_ok());
         let e = with
-            .check_notification(Some("deploy"), &Map::new())
+            .compile_notification(Some("deploy"), &Map::new())
             .unwrap_err();
         assert_eq!(e[0].path, "action");
     }

@@ -17,7 +17,7 @@ use relay_core::chat::escaped_template_text;
 use relay_core::config::ProviderDoc;
 use relay_core::message::{LastPosted, MEMORY, MessageIds, store_unavailable};
 use relay_core::provider::{
-    DeliveryInput, Provider, ProviderFactory, Verdict, delivery_params, notification_params,
+    DeliveryInput, Provider, ProviderFactory, Verdict, Compiled, notification_params,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -216,11 +216,11 @@ impl Provider for Slack {
         self.mode == Mode::Update
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), FieldErrors> {
+    ) -> Result<Compiled, FieldErrors> {
         let mut errs = FieldErrors::new();
         if let Some(a) = action {
             errs.push(
@@ -228,8 +228,9 @@ impl Provider for Slack {
                 format!("slack providers take no action (got {a:?}): set `mode` on the Provider"),
             );
         }
-        match notification_params::<SlackParams>(params) {
-            Err(e) => errs.extend([e]),
+        let parsed = notification_params::<SlackParams>(params);
+        match &parsed {
+            Err(e) => errs.extend([e.clone()]),
             Ok(p) => {
                 let channel = p.channel.as_deref();
                 match &self.target {
@@ -249,11 +250,14 @@ impl Provider for Slack {
                 }
             }
         }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        match parsed {
+            Ok(p) if errs.is_empty() => Ok(Compiled::new(p)),
+            _ => Err(errs),
+        }
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: SlackParams = delivery_params(input)?;
+        let params: &SlackParams = input.compiled.get()?;
         let custom = custom_text(input)?;
         if custom.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Ok("the template rendered nothing: not posted".into());
@@ -314,9 +318,9 @@ mod tests {
         let hook = SlackFactory
             .build(&doc(json!({"webhookURLFile": "/h"})))
             .unwrap();
-        assert!(hook.check_notification(None, &Map::new()).is_ok());
+        assert!(hook.compile_notification(None, &Map::new()).is_ok());
         let errs = hook
-            .check_notification(Some("post"), &params(json!({"channel": "#ci"})))
+            .compile_notification(Some("post"), &params(json!({"channel": "#ci"})))
             .unwrap_err();
         assert_eq!(errs[0].path, "action");
         assert_eq!(errs[1].path, "params.channel");
@@ -326,15 +330,15 @@ mod tests {
             .build(&doc(json!({"tokenFile": "/t", "mode": "update"})))
             .unwrap();
         assert!(bot.uses_summary());
-        let errs = bot.check_notification(None, &Map::new()).unwrap_err();
+        let errs = bot.compile_notification(None, &Map::new()).unwrap_err();
         assert_eq!(errs[0].path, "params.channel");
         assert!(errs[0].message.contains("required"), "{errs:?}");
         assert!(
-            bot.check_notification(None, &params(json!({"channel": "C0123"})))
+            bot.compile_notification(None, &params(json!({"channel": "C0123"})))
                 .is_ok()
         );
         let errs = bot
-            .check_notification(None, &params(json!({"channel": " ", "chanel": "x"})))
+            .compile_notification(None, &params(json!({"channel": " ", "chanel": "x"})))
             .unwrap_err();
         assert!(errs[0].message.contains("unknown field `chanel`"), "{errs:?}");
     }
@@ -352,8 +356,7 @@ mod tests {
             notification: "n",
             template: None,
             summary: None,
-            action: None,
-            params: &Map::new(),
+            compiled: &relay_core::provider::Compiled::none(),
             store: &store,
         };
         assert_eq!(

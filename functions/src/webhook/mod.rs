@@ -313,7 +313,7 @@ mod tests {
         let ev = relay_core::sample::run_event();
         let store: relay_core::store::SharedStore =
             std::sync::Arc::new(relay_core::store::memory::MemoryStore::default());
-        let params = serde_json::Map::new();
+        let compiled = relay_core::provider::Compiled::none();
         let out = p
             .build(&DeliveryInput {
                 event: &ev,
@@ -321,8 +321,7 @@ mod tests {
                 notification: "n",
                 template: None,
                 summary: None,
-                action: None,
-                params: &params,
+                compiled: &compiled,
                 store: &store,
             })
             .await
