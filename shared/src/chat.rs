@@ -241,7 +241,7 @@ mod tests {
             template: Some(&t),
             summary: None,
             compiled: &compiled,
-            store: &store,
+            state: crate::state::State::new(&store, "test"),
         };
         assert_eq!(
             escaped_template_text(&input, |s| s.replace('<', "&lt;")).unwrap(),
@@ -264,7 +264,7 @@ mod tests {
             template: Some(&t),
             summary: None,
             compiled: &compiled,
-            store: &store,
+            state: crate::state::State::new(&store, "test"),
         };
         assert_eq!(
             escaped_template_text(&input, |s| s.replace('<', "&lt;")).unwrap(),

@@ -667,7 +667,7 @@ impl Engine {
             template: n.template.as_ref(),
             summary,
             compiled: &n.compiled,
-            store: &self.store,
+            state: crate::state::State::new(&self.store, &n.provider_type),
         };
         let http = crate::transport::Http {
             transport: &self.transport,

@@ -31,6 +31,7 @@ pub mod sample;
 pub mod secret;
 pub mod secret_url;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod summary;
 pub mod telemetry;

@@ -31,8 +31,9 @@ pub struct DeliveryInput<'a> {
     /// The Notification's `action` and `params` as the provider compiled
     /// them at load ([`Provider::compile_notification`]).
     pub compiled: &'a Compiled,
-    /// The shared store, for providers that remember what they posted.
-    pub store: &'a crate::store::SharedStore,
+    /// This provider type's part of the shared store, for providers that
+    /// remember what they posted.
+    pub state: crate::state::State<'a>,
 }
 
 /// One effect to perform.

@@ -32,6 +32,7 @@ use relay_core::message::{
     post_status_once, summary_text, upsert_summary,
 };
 use relay_core::notification::compile;
+use relay_core::state::{Kind, StateKey};
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
     commit_sha, default_classify, Compiled, Parsed, parse_settings,
@@ -228,12 +229,19 @@ impl AzureDevops {
             ev.reason.as_deref().unwrap_or(ev.state.as_str()),
             DESCRIPTION_MAX,
         );
-        let key = format!(
-            "ado-status/{}/{}/{}/{sha}/{genre}/{name}",
-            r.organization, r.project, r.repository
+        let key = input.state.key(
+            Kind::CommitStatus,
+            &[
+                &r.organization,
+                &r.project,
+                &r.repository,
+                sha,
+                &genre,
+                &name,
+            ],
         );
         let context = format!("{genre}/{name}");
-        post_status_once(input.store, key, &context, state, &description, || async {
+        post_status_once(input.state, key, &context, state, &description, || async {
             let mut body = json!({
                 "state": state,
                 "description": description,
@@ -268,21 +276,27 @@ impl AzureDevops {
         let marker = format!("<!-- tekton-relay:{}:{uid} -->", input.notification);
         let text = summary_text(input, &marker)?.unwrap_or_default();
         let pr = pr.to_string();
-        let key = format!(
-            "ado-thread/{}/{}/{}/{pr}/{}/{uid}",
-            r.organization, r.project, r.repository, input.notification
-        );
+        let parts = [
+            r.organization.as_str(),
+            &r.project,
+            &r.repository,
+            &pr,
+            input.notification,
+            &uid,
+        ];
+        let key = input.state.key(Kind::Summary, &parts);
+        let closed = input.state.key(Kind::SummaryClosed, &parts);
         let threads = Threads {
             ado: self,
             http,
             repo: &r,
             pr: &pr,
         };
-        let action = upsert_summary(input.store, &key, &marker, &text, &threads).await?;
+        let action = upsert_summary(input.state, &key, &marker, &text, &threads).await?;
         if let MessageAction::Created(record) | MessageAction::Updated(record) = &action {
             let done = summary.run.as_ref().map(|e| e.state);
             if done == Some(RunState::Succeeded) {
-                self.close(input, &r, &pr, &key, record, http).await?;
+                self.close(input, &r, &pr, closed, record, http).await?;
             }
         }
         action.into_result("thread")
@@ -294,13 +308,11 @@ impl AzureDevops {
         input: &DeliveryInput<'_>,
         r: &AdoRepo,
         pr: &str,
-        key: &str,
+        closed: StateKey,
         record: &str,
         http: &Http<'_>,
     ) -> Result<(), Verdict> {
-        let Some(last) =
-            LastPosted::unless_same(input.store, format!("{key}/status"), "closed").await
-        else {
+        let Some(last) = LastPosted::unless_same(input.state, closed, "closed").await else {
             return Ok(());
         };
         let (thread, _) = thread_ids(record)?;

@@ -17,6 +17,7 @@ use relay_core::message::{
     Identity, SummaryMessages, adopt_own, json_text, post_status_once, summary_text, upsert_summary,
 };
 use relay_core::notification::compile;
+use relay_core::state::Kind;
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
     Verdict, commit_sha, Compiled, Parsed, json_id, parse_settings,
@@ -202,8 +203,10 @@ impl Bitbucket {
             ev.reason.as_deref().unwrap_or(ev.state.as_str()),
             DESCRIPTION_MAX,
         );
-        let memo = format!("bb-status/repositories/{repo}/{sha}/{key}");
-        post_status_once(input.store, memo, &name, state, &description, || async {
+        let memo = input
+            .state
+            .key(Kind::CommitStatus, &[&repo.to_string(), sha, &key]);
+        post_status_once(input.state, memo, &name, state, &description, || async {
             let body = json!({
                 "key": key, "state": state, "name": name, "url": url, "description": description,
             });
@@ -231,9 +234,9 @@ impl Bitbucket {
         // definition (and the blank line after it) renders as nothing.
         let marker = format!("[//]: # (tekton-relay:{}:{run})\n", input.notification);
         let text = summary_text(input, &marker)?.unwrap_or_default();
-        let key = format!(
-            "bb-comment/repositories/{repo}/{pr}/{}/{run}",
-            input.notification
+        let key = input.state.key(
+            Kind::Summary,
+            &[&repo.to_string(), &pr.to_string(), input.notification, run],
         );
         let comments = Comments {
             bitbucket: self,
@@ -241,7 +244,7 @@ impl Bitbucket {
             repo: &repo,
             pr: pr.to_string(),
         };
-        upsert_summary(input.store, &key, &marker, &text, &comments)
+        upsert_summary(input.state, &key, &marker, &text, &comments)
             .await?
             .into_result("comment")
     }

@@ -13,6 +13,7 @@ use relay_core::escape;
 use relay_core::githost::{RepoPath, Repositories, api_url};
 use relay_core::message::post_status_once;
 use relay_core::notification::compile;
+use relay_core::state::Kind;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams, Verdict,
     commit_sha, Compiled, Parsed, parse_settings, status_context,
@@ -142,8 +143,8 @@ impl BitbucketServer {
             &state::description(ev.state, ev.reason.as_deref()),
             DESCRIPTION_MAX,
         );
-        let memo = format!("bbs-status/{sha}/{key}");
-        post_status_once(input.store, memo, &name, state, &description, || async {
+        let memo = input.state.key(Kind::CommitStatus, &[sha, &key]);
+        post_status_once(input.state, memo, &name, state, &description, || async {
             let body = json!({
                 "state": state, "key": key, "name": name, "url": url, "description": description,
             });

@@ -304,7 +304,7 @@ mod tests {
                 template: Some(&t),
                 summary: None,
                 compiled: &compiled,
-                store: &store,
+                state: relay_core::state::State::new(&store, "test"),
             })
             .unwrap()
             .unwrap()

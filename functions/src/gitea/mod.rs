@@ -18,6 +18,7 @@ use relay_core::message::{
     Identity, SummaryMessages, adopt_own, json_text, post_status_once, summary_text, upsert_summary,
 };
 use relay_core::notification::compile;
+use relay_core::state::Kind;
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
     Verdict, commit_sha, Compiled, Parsed, json_id, parse_settings,
@@ -165,8 +166,11 @@ impl Gitea {
             },
             DESCRIPTION_MAX,
         );
-        let key = format!("gitea-status/{}/{repo}/{sha}/{context}", self.base);
-        post_status_once(input.store, key, &context, state, &description, || async {
+        let key = input.state.key(
+            Kind::CommitStatus,
+            &[self.base.as_str(), &repo.to_string(), sha, &context],
+        );
+        post_status_once(input.state, key, &context, state, &description, || async {
             let mut body = json!({"state": state, "description": description, "context": context});
             if let Some(u) = &ev.url {
                 body["target_url"] = u.clone().into();
@@ -190,9 +194,15 @@ impl Gitea {
         };
         let marker = format!("<!-- tekton-relay:{}:{run} -->", input.notification);
         let text = summary_text(input, &marker)?.unwrap_or_default();
-        let key = format!(
-            "gitea-comment/{}/{repo}/{pr}/{}/{run}",
-            self.base, input.notification
+        let key = input.state.key(
+            Kind::Summary,
+            &[
+                self.base.as_str(),
+                &repo.to_string(),
+                &pr.to_string(),
+                input.notification,
+                run,
+            ],
         );
         let comments = Comments {
             gitea: self,
@@ -200,7 +210,7 @@ impl Gitea {
             repo,
             pr: pr.to_string(),
         };
-        upsert_summary(input.store, &key, &marker, &text, &comments)
+        upsert_summary(input.state, &key, &marker, &text, &comments)
             .await?
             .into_result("comment")
     }

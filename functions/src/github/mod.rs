@@ -20,6 +20,7 @@ use relay_core::message::{
     upsert_summary,
 };
 use relay_core::notification::compile;
+use relay_core::state::Kind;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
     commit_sha, default_classify, Compiled, Parsed, json_id,
@@ -261,8 +262,10 @@ impl Github {
             },
             DESCRIPTION_MAX,
         );
-        let key = format!("gh-status/{repo}/{sha}/{context}");
-        post_status_once(input.store, key, &context, state, &description, || async {
+        let key = input
+            .state
+            .key(Kind::CommitStatus, &[&repo.to_string(), sha, &context]);
+        post_status_once(input.state, key, &context, state, &description, || async {
             let body = json!({"state": state, "target_url": ev.url, "description": description, "context": context});
             self.call(http, &repo, Method::POST, &["statuses", sha], None, Some(body))
                 .await
@@ -312,7 +315,9 @@ impl Github {
         }
         let mut create = body.clone();
         create["head_sha"] = sha.into();
-        let key = format!("gh-check/{repo}/{run_uid}/{name}");
+        let key = input
+            .state
+            .key(Kind::CheckRun, &[&repo.to_string(), &run_uid, &name]);
         let checks = CheckRuns {
             github: self,
             http,
@@ -320,7 +325,7 @@ impl Github {
             create,
             update: body,
         };
-        upsert_summary(input.store, &key, "", "", &checks)
+        upsert_summary(input.state, &key, "", "", &checks)
             .await?
             .into_result("check run")
     }
@@ -336,14 +341,17 @@ impl Github {
         };
         let marker = format!("<!-- tekton-relay:{}:{run} -->", input.notification);
         let text = summary_text(input, &marker)?.unwrap_or_default();
-        let key = format!("gh-comment/{repo}/{pr}/{}/{run}", input.notification);
+        let key = input.state.key(
+            Kind::Summary,
+            &[&repo.to_string(), &pr.to_string(), input.notification, run],
+        );
         let comments = Comments {
             github: self,
             http,
             repo: &repo,
             pr: pr.to_string(),
         };
-        upsert_summary(input.store, &key, &marker, &text, &comments)
+        upsert_summary(input.state, &key, &marker, &text, &comments)
             .await?
             .into_result("comment")
     }

@@ -18,6 +18,7 @@ use relay_core::message::{
 };
 use relay_core::oauth2::{ClientCredentials, ClientCredentialsSettings};
 use relay_core::notification::compile;
+use relay_core::state::Kind;
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
     Verdict, commit_sha, Compiled, Parsed, json_id, parse_settings,
@@ -196,8 +197,10 @@ impl Gitlab {
             ev.reason.as_deref().unwrap_or(ev.state.as_str()),
             DESCRIPTION_MAX,
         );
-        let key = format!("gl-status/{project}/{sha}/{name}");
-        post_status_once(input.store, key, &name, state, &description, || async {
+        let key = input
+            .state
+            .key(Kind::CommitStatus, &[&project.to_string(), sha, &name]);
+        post_status_once(input.state, key, &name, state, &description, || async {
             let mut body = json!({"state": state, "name": name, "description": description, "target_url": ev.url});
             if let Some(branch) = &ev.scm.branch {
                 body["ref"] = branch.clone().into();
@@ -227,8 +230,11 @@ impl Gitlab {
             project: project.clone(),
             mr: mr.to_string(),
         };
-        let key = format!("gl-note/{project}/{mr}/{}/{run}", input.notification);
-        upsert_summary(input.store, &key, &marker, &text, &notes)
+        let key = input.state.key(
+            Kind::Summary,
+            &[&project.to_string(), &mr.to_string(), input.notification, run],
+        );
+        upsert_summary(input.state, &key, &marker, &text, &notes)
             .await?
             .into_result("note")
     }

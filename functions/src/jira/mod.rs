@@ -19,6 +19,7 @@ use relay_core::chat::{ChatView, template_text};
 use relay_core::config::ProviderDoc;
 use relay_core::message::{LastPosted, MEMORY};
 use relay_core::oauth2::ClientCredentialsSettings;
+use relay_core::state::Kind;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, Compiled, Parsed,
     parse_settings,
@@ -240,11 +241,11 @@ impl Jira {
         };
         // One comment per run, state and Notification, even when a dead
         // letter (say, of a failed transition) is replayed.
-        let memo = format!(
-            "jira-comment/{}/{key}/{}/{}",
-            self.base, input.notification, ev.uid
+        let memo = input.state.key(
+            Kind::IssueComment,
+            &[self.base.as_str(), key, input.notification, &ev.uid],
         );
-        let Some(last) = LastPosted::unless_same(input.store, memo, ev.state.as_str()).await else {
+        let Some(last) = LastPosted::unless_same(input.state, memo, ev.state.as_str()).await else {
             return Ok(format!("{key} already has the {} comment", ev.state));
         };
         let url = self.url(&["issue", key, "comment"], None)?;

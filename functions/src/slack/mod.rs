@@ -16,6 +16,7 @@ use relay_core::field::FieldErrors;
 use relay_core::chat::escaped_template_text;
 use relay_core::config::ProviderDoc;
 use relay_core::message::{LastPosted, MEMORY, MessageIds, store_unavailable};
+use relay_core::state::Kind;
 use relay_core::provider::{
     DeliveryInput, Provider, ProviderFactory, Verdict, Compiled, notification_params,
 };
@@ -102,7 +103,7 @@ impl Slack {
         api: &WebApi<'_, '_>,
         input: &DeliveryInput<'_>,
         channel: &str,
-        key: &str,
+        uid: &str,
         custom: Option<&str>,
     ) -> Result<String, Verdict> {
         let ev = input.event;
@@ -112,19 +113,21 @@ impl Slack {
                 .await;
         };
         let msg = &run_message(ev, summary, custom);
-        let ids = &MessageIds::new(input.store.clone(), MEMORY, CREATE_LEASE);
+        let ids = &MessageIds::new(input.state, MEMORY, CREATE_LEASE);
         let owner = uuid::Uuid::new_v4().to_string();
         // What the message shows, so an event that changes nothing in it
         // (a duplicate state, say) costs no chat.update.
         let shown = &serde_json::to_string(&(&msg.text, &msg.blocks)).unwrap_or_default();
-        let last_key = &format!("slack-shown/{key}");
+        let parts = [input.notification, channel, uid];
+        let key = &input.state.key(Kind::ChatMessage, &parts);
+        let last_key = &input.state.key(Kind::ChatShown, &parts);
         ids.create_or_update(
             key,
             &owner,
             || async move {
                 let posted = api.post(channel, msg, None, false).await?;
                 if let Some(last) =
-                    LastPosted::unless_same(input.store, last_key.clone(), shown).await
+                    LastPosted::unless_same(input.state, last_key.clone(), shown).await
                 {
                     last.record(shown, MEMORY).await;
                 }
@@ -133,7 +136,7 @@ impl Slack {
             |record| async move {
                 let mut posted = Posted::parse(&record)?;
                 if let Some(last) =
-                    LastPosted::unless_same(input.store, last_key.clone(), shown).await
+                    LastPosted::unless_same(input.state, last_key.clone(), shown).await
                 {
                     match api.update(&posted, msg).await {
                         Ok(()) => {}
@@ -170,12 +173,15 @@ impl Slack {
         api: &WebApi<'_, '_>,
         input: &DeliveryInput<'_>,
         channel: &str,
-        key: &str,
+        uid: &str,
         custom: Option<&str>,
     ) -> Result<String, Verdict> {
         let ev = input.event;
         let msg = &event_message(ev, custom);
-        let ids = MessageIds::new(input.store.clone(), MEMORY, CREATE_LEASE);
+        let ids = MessageIds::new(input.state, MEMORY, CREATE_LEASE);
+        let key = &input
+            .state
+            .key(Kind::ChatMessage, &[input.notification, channel, uid]);
         let owner = uuid::Uuid::new_v4().to_string();
         let broadcast = ev.kind == "PipelineRun" && ev.state.is_terminal();
         ids.create_or_update(
@@ -277,14 +283,13 @@ impl Provider for Slack {
         let channel = channel.ok_or_else(|| Verdict::permanent("no channel configured"))?;
         let api = WebApi { base, token, http };
         let run = run_uid(input);
-        let key = |uid: &str| format!("slack/{}/{channel}/{uid}", input.notification);
         match (self.mode, self.thread, run) {
             (Mode::Update, _, Some(uid)) => {
-                self.update_run(&api, input, channel, &key(&uid), custom)
+                self.update_run(&api, input, channel, &uid, custom)
                     .await
             }
             (Mode::Post, true, Some(uid)) => {
-                self.thread_run(&api, input, channel, &key(&uid), custom)
+                self.thread_run(&api, input, channel, &uid, custom)
                     .await
             }
             // Per event, or an event of no PipelineRun (nothing to group by).
@@ -357,7 +362,7 @@ mod tests {
             template: None,
             summary: None,
             compiled: &relay_core::provider::Compiled::none(),
-            store: &store,
+            state: relay_core::state::State::new(&store, "test"),
         };
         assert_eq!(
             run_uid(&input).as_deref(),

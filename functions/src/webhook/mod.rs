@@ -322,7 +322,7 @@ mod tests {
                 template: None,
                 summary: None,
                 compiled: &compiled,
-                store: &store,
+                state: relay_core::state::State::new(&store, "test"),
             })
             .await
             .unwrap();
