@@ -51,6 +51,11 @@ pub struct OutboundRequest {
     pub url: url::Url,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Secrets the request carries outside its sensitive headers (a
+    /// routing key in the body) that an answer may echo: the transport
+    /// masks them in the answer before it is classified, so no verdict,
+    /// retry log or dead letter shows them.
+    pub masked: Vec<crate::secret::Secret>,
 }
 
 impl OutboundRequest {
@@ -71,7 +76,13 @@ impl OutboundRequest {
             url,
             headers,
             body: body.into(),
+            masked: Vec::new(),
         }
+    }
+
+    /// Masks `secret` wherever an answer to this request shows it.
+    pub fn mask_in_answer(&mut self, secret: crate::secret::Secret) {
+        self.masked.push(secret);
     }
 
     /// Adds a header whose value must never be logged.
@@ -208,9 +219,17 @@ pub trait Provider: Send + Sync + 'static {
         Ok(done.join("; "))
     }
 
-    /// Classifies an HTTP answer. The default: 2xx succeed; 408, 429 and 5xx
-    /// are retried (honouring `Retry-After`); anything else is permanent.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    /// Classifies the answer to `request` (one this delivery sent: what it
+    /// asked, and the secrets it carried, already masked in `body`). The
+    /// default: 2xx succeed; 408, 429 and 5xx are retried (honouring
+    /// `Retry-After`); anything else is permanent.
+    fn classify(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
         default_classify(status, headers, body)
     }
 }

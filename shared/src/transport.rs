@@ -176,7 +176,13 @@ impl Transport {
                             String::from_utf8_lossy(&body[..body.len().min(BODY_SNIPPET)])
                                 .into_owned()
                         };
-                        match provider.classify(status, &headers, &text) {
+                        let masked: Vec<&str> = req.masked.iter().map(|s| s.expose()).collect();
+                        let text = if masked.is_empty() {
+                            text
+                        } else {
+                            crate::secret_url::mask(&text, &masked)
+                        };
+                        match provider.classify(req, status, &headers, &text) {
                             Verdict::Success => Ok(Response {
                                 status,
                                 headers,

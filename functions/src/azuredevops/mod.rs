@@ -450,7 +450,13 @@ impl Provider for AzureDevops {
 
     /// A wrong or expired PAT is answered `203` with an HTML sign-in page:
     /// a failure, not a success, and no retry will fix it.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    fn classify(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
         if status == StatusCode::NON_AUTHORITATIVE_INFORMATION {
             return Verdict::Permanent {
                 status: Some(203),
@@ -466,6 +472,11 @@ impl Provider for AzureDevops {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a classification answers; its content does not matter here.
+    fn any_request() -> OutboundRequest {
+        OutboundRequest::post_json(url::Url::parse("https://example.com/").unwrap(), "")
+    }
 
     fn ado() -> AzureDevops {
         AzureDevops {
@@ -527,10 +538,10 @@ mod tests {
     fn a_sign_in_page_is_a_permanent_failure() {
         let h = HeaderMap::new();
         for (code, permanent) in [(203, true), (401, true), (403, true), (503, false)] {
-            let v = ado().classify(StatusCode::from_u16(code).unwrap(), &h, "<html>");
+            let v = ado().classify(&any_request(), StatusCode::from_u16(code).unwrap(), &h, "<html>");
             assert_eq!(matches!(v, Verdict::Permanent { .. }), permanent, "{code}");
         }
-        assert_eq!(ado().classify(StatusCode::OK, &h, ""), Verdict::Success);
+        assert_eq!(ado().classify(&any_request(), StatusCode::OK, &h, ""), Verdict::Success);
     }
 
     #[test]

@@ -116,7 +116,13 @@ impl Provider for Discord {
 
     /// A 429 says how long to wait in its body (`retry_after`, seconds,
     /// fractional), more precisely than its `Retry-After` header.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    fn classify(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
         match secret_url::classify(status, headers, body) {
             Verdict::Retryable {
                 status: Some(429),
@@ -149,6 +155,11 @@ fn body_retry_after(body: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a classification answers; its content does not matter here.
+    fn any_request() -> OutboundRequest {
+        OutboundRequest::post_json(url::Url::parse("https://example.com/").unwrap(), "")
+    }
     use serde_json::json;
 
     fn doc(settings: serde_json::Value) -> ProviderDoc {
@@ -214,7 +225,7 @@ mod tests {
         };
         let mut h = HeaderMap::new();
         h.insert("retry-after", "2".parse().unwrap());
-        let v = p.classify(
+        let v = p.classify(&any_request(), 
             StatusCode::TOO_MANY_REQUESTS,
             &h,
             r#"{"message": "You are being rate limited.", "retry_after": 0.25, "global": false}"#,
@@ -227,7 +238,7 @@ mod tests {
         for huge in ["1e300", "18446744073709551616"] {
             let body = format!(r#"{{"retry_after": {huge}}}"#);
             let Verdict::Retryable { retry_after, .. } =
-                p.classify(StatusCode::TOO_MANY_REQUESTS, &h, &body)
+                p.classify(&any_request(), StatusCode::TOO_MANY_REQUESTS, &h, &body)
             else {
                 panic!("{huge}")
             };
@@ -235,13 +246,13 @@ mod tests {
         }
         // A Cloudflare 429 has only the header.
         let Verdict::Retryable { retry_after, .. } =
-            p.classify(StatusCode::TOO_MANY_REQUESTS, &h, "<html>1015</html>")
+            p.classify(&any_request(), StatusCode::TOO_MANY_REQUESTS, &h, "<html>1015</html>")
         else {
             panic!()
         };
         assert_eq!(retry_after, Some(Duration::from_secs(2)));
         for status in [401, 403, 404, 400] {
-            let v = p.classify(
+            let v = p.classify(&any_request(), 
                 StatusCode::from_u16(status).unwrap(),
                 &HeaderMap::new(),
                 r#"{"message": "Unknown Webhook", "code": 10015}"#,
@@ -249,7 +260,7 @@ mod tests {
             assert!(matches!(v, Verdict::Permanent { .. }), "{status}: {v:?}");
         }
         assert!(matches!(
-            p.classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), ""),
+            p.classify(&any_request(), StatusCode::BAD_GATEWAY, &HeaderMap::new(), ""),
             Verdict::Retryable { .. }
         ));
     }

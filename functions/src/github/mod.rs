@@ -554,7 +554,13 @@ impl Provider for Github {
     /// GitHub's rate limits: a primary limit answers 403/429 with
     /// `X-RateLimit-Remaining: 0` (wait until `X-RateLimit-Reset`), a
     /// secondary one 403/429 with `Retry-After`. Both are retried.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    fn classify(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
         if status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS {
             if let Some(wait) = retry_after(headers) {
                 return rate_limited(status, wait, "secondary rate limit");
@@ -589,6 +595,11 @@ fn rate_limited(status: StatusCode, wait: Duration, what: &str) -> Verdict {
 mod tests {
     use super::*;
 
+    /// What a classification answers; its content does not matter here.
+    fn any_request() -> OutboundRequest {
+        OutboundRequest::post_json(url::Url::parse("https://example.com/").unwrap(), "")
+    }
+
     fn github() -> Github {
         Github {
             api: Api {
@@ -606,7 +617,7 @@ mod tests {
         h.insert("x-ratelimit-remaining", "0".parse().unwrap());
         let reset = chrono::Utc::now().timestamp() + 30;
         h.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
-        match github().classify(StatusCode::FORBIDDEN, &h, "") {
+        match github().classify(&any_request(), StatusCode::FORBIDDEN, &h, "") {
             Verdict::Retryable {
                 retry_after: Some(w),
                 ..
@@ -615,7 +626,7 @@ mod tests {
         }
         // A plain 403 (no permission) is permanent.
         assert!(matches!(
-            github().classify(
+            github().classify(&any_request(), 
                 StatusCode::FORBIDDEN,
                 &HeaderMap::new(),
                 "Resource not accessible"

@@ -115,7 +115,13 @@ impl Provider for Googlechat {
     /// (a bad key or token) and 404 (a deleted space) are permanent, 429
     /// (a space takes about one message a second) and 5xx retried: the
     /// default classification, with the whole answer kept until masked.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    fn classify(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
         secret_url::classify(status, headers, body)
     }
 }

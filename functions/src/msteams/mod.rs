@@ -73,7 +73,13 @@ impl Provider for Msteams {
     /// trigger schema refuses, 401/403 for a bad `sig`, 404 for a deleted
     /// flow, 429 when throttled: the default classification, with the
     /// whole answer kept until masked.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    fn classify(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
         secret_url::classify(status, headers, body)
     }
 }

@@ -4,10 +4,9 @@
 
 pub mod event;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::{HeaderMap, StatusCode};
 use relay_core::field::FieldErrors;
 use relay_core::RunState;
 use relay_core::chat::template_text;
@@ -17,10 +16,9 @@ use relay_core::model::RunEvent;
 use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    default_classify, Compiled, Parsed, no_action, parse_settings,
+    Compiled, Parsed, no_action, parse_settings,
 };
-use relay_core::secret::{Secret, SecretFile};
-use relay_core::secret_url::mask;
+use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -82,9 +80,6 @@ pub struct Pagerduty {
     /// `triggerOn` and `kinds`: what triggers, what resolves.
     lifecycle: Lifecycle,
     source: Option<String>,
-    /// The routing key last sent, to mask in answers that echo the body:
-    /// `classify` sees the answer before anything logs it (retries are).
-    sent_key: Mutex<Option<Secret>>,
 }
 
 pub struct PagerdutyFactory;
@@ -122,7 +117,6 @@ impl Pagerduty {
             severity: s.severity.unwrap_or(Severity::Error),
             lifecycle,
             source: s.source,
-            sent_key: Mutex::new(None),
         })
     }
 }
@@ -148,15 +142,6 @@ impl Provider for Pagerduty {
         self.lifecycle.declines(TYPE, ev)
     }
 
-    /// As the default (202 accepted; 400 invalid event, permanent; 429 and
-    /// 5xx retried), with the routing key masked in the answer's text.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
-        match &*self.sent_key.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(key) => default_classify(status, headers, &mask(body, &[key.expose()])),
-            None => default_classify(status, headers, body),
-        }
-    }
-
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let ev = input.event;
         let Some(step) = self.lifecycle.step(ev.state) else {
@@ -180,8 +165,11 @@ impl Provider for Pagerduty {
             .await
             .map_err(|e| Verdict::permanent(e.to_string()))?;
         body["routing_key"] = routing_key.expose().into();
-        let req = OutboundRequest::post_json(self.enqueue.clone(), body.to_string());
-        *self.sent_key.lock().unwrap_or_else(|e| e.into_inner()) = Some(routing_key);
+        let mut req = OutboundRequest::post_json(self.enqueue.clone(), body.to_string());
+        // PagerDuty's 400 answers may echo the body: classified (the
+        // default: 202 accepted; 400 invalid event, permanent; 429 and 5xx
+        // retried) with the routing key masked.
+        req.mask_in_answer(routing_key);
         http.send(&Outbound::Http(req)).await?;
         Ok(match step {
             Step::Open => format!("triggered {key}"),
