@@ -19,9 +19,10 @@ pub use event::model::{RunEvent, RunState};
 // module gathers them again under the old name.
 
 pub use delivery::{
-    accumulator, deadletter, metrics, replay, secret_url, store, summary, transport,
+    accumulator, deadletter, metrics, notification, replay, secret_url, state, store, summary,
+    transport,
 };
-pub use event::{config, decode, escape, model, sample, secret, template};
+pub use event::{config, decode, escape, field, model, sample, secret, template};
 pub use host::{emf, lambda, reload, telemetry};
 pub use toolkit::{chat, githost, incident, message, oauth2};
 

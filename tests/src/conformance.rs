@@ -321,8 +321,11 @@ pub async fn message_created_once(replicas: Factory) {
     let updates = Arc::new(std::sync::Mutex::new(BTreeMap::<String, usize>::new()));
     let mut tasks = Vec::new();
     for i in 0..16 {
-        let ids = MessageIds::new(replicas().await, LONG, LONG);
-        let (key, creates, updates) = (key.clone(), creates.clone(), updates.clone());
+        let store = replicas().await;
+        let state = relay_core::state::State::new(&store, "conformance");
+        let ids = MessageIds::new(state, LONG, LONG);
+        let key = state.key(relay_core::state::Kind::ChatMessage, &[&key]);
+        let (creates, updates) = (creates.clone(), updates.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let c = creates.clone();

@@ -48,7 +48,10 @@ impl ProviderFactory for Probe {
     fn type_name(&self) -> &'static str {
         self.name
     }
-    fn build(&self, _doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(
+        &self,
+        _doc: &ProviderDoc,
+    ) -> Result<Arc<dyn Provider>, relay_core::field::FieldErrors> {
         Ok(Arc::new(self.clone()))
     }
 }

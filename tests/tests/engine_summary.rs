@@ -39,7 +39,10 @@ impl ProviderFactory for SummaryProbe {
     fn type_name(&self) -> &'static str {
         "probe"
     }
-    fn build(&self, _doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(
+        &self,
+        _doc: &ProviderDoc,
+    ) -> Result<Arc<dyn Provider>, relay_core::field::FieldErrors> {
         Ok(Arc::new(self.clone()))
     }
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::Engine as _;
 use http::{HeaderMap, Method, StatusCode};
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
@@ -30,9 +31,11 @@ use relay_core::message::{
     Identity, LastPosted, MEMORY, MessageAction, SummaryMessages, adopt_own, json_text,
     post_status_once, summary_text, upsert_summary,
 };
+use relay_core::notification::compile;
+use relay_core::state::{Kind, StateKey};
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, commit_sha, default_classify, delivery_params, parse_settings,
+    commit_sha, default_classify, Compiled, Parsed, parse_settings,
     status_context,
 };
 use relay_core::secret::SecretFile;
@@ -102,15 +105,15 @@ impl ProviderFactory for AzureDevopsFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: AzureDevopsSettings = parse_settings(doc)?;
         let base = match s.base_url {
             Some(u) if matches!(u.scheme(), "https" | "http") && !u.cannot_be_a_base() => u,
             Some(_) => {
-                return Err(vec![(
-                    "baseURL".into(),
-                    "expected an http(s) URL such as https://dev.azure.com".into(),
-                )]);
+                return Err(FieldErrors::one(
+                    "baseURL",
+                    "expected an http(s) URL such as https://dev.azure.com",
+                ));
             }
             None => url::Url::parse(DEFAULT_BASE).expect("the default base URL parses"),
         };
@@ -226,12 +229,19 @@ impl AzureDevops {
             ev.reason.as_deref().unwrap_or(ev.state.as_str()),
             DESCRIPTION_MAX,
         );
-        let key = format!(
-            "ado-status/{}/{}/{}/{sha}/{genre}/{name}",
-            r.organization, r.project, r.repository
+        let key = input.state.key(
+            Kind::CommitStatus,
+            &[
+                &r.organization,
+                &r.project,
+                &r.repository,
+                sha,
+                &genre,
+                &name,
+            ],
         );
         let context = format!("{genre}/{name}");
-        post_status_once(input.store, key, &context, state, &description, || async {
+        post_status_once(input.state, key, &context, state, &description, || async {
             let mut body = json!({
                 "state": state,
                 "description": description,
@@ -266,21 +276,27 @@ impl AzureDevops {
         let marker = format!("<!-- tekton-relay:{}:{uid} -->", input.notification);
         let text = summary_text(input, &marker)?.unwrap_or_default();
         let pr = pr.to_string();
-        let key = format!(
-            "ado-thread/{}/{}/{}/{pr}/{}/{uid}",
-            r.organization, r.project, r.repository, input.notification
-        );
+        let parts = [
+            r.organization.as_str(),
+            &r.project,
+            &r.repository,
+            &pr,
+            input.notification,
+            &uid,
+        ];
+        let key = input.state.key(Kind::Summary, &parts);
+        let closed = input.state.key(Kind::SummaryClosed, &parts);
         let threads = Threads {
             ado: self,
             http,
             repo: &r,
             pr: &pr,
         };
-        let action = upsert_summary(input.store, &key, &marker, &text, &threads).await?;
+        let action = upsert_summary(input.state, &key, &marker, &text, &threads).await?;
         if let MessageAction::Created(record) | MessageAction::Updated(record) = &action {
             let done = summary.run.as_ref().map(|e| e.state);
             if done == Some(RunState::Succeeded) {
-                self.close(input, &r, &pr, &key, record, http).await?;
+                self.close(input, &r, &pr, closed, record, http).await?;
             }
         }
         action.into_result("thread")
@@ -292,13 +308,11 @@ impl AzureDevops {
         input: &DeliveryInput<'_>,
         r: &AdoRepo,
         pr: &str,
-        key: &str,
+        closed: StateKey,
         record: &str,
         http: &Http<'_>,
     ) -> Result<(), Verdict> {
-        let Some(last) =
-            LastPosted::unless_same(input.store, format!("{key}/status"), "closed").await
-        else {
+        let Some(last) = LastPosted::unless_same(input.state, closed, "closed").await else {
             return Ok(());
         };
         let (thread, _) = thread_ids(record)?;
@@ -418,25 +432,31 @@ impl Provider for AzureDevops {
         true
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        check_action_and_params::<Params>(GitAction::parse(action, "thread").map(|_| ()), params)
+    ) -> Result<Compiled, FieldErrors> {
+        compile::<GitAction, Params>(GitAction::parse(action, "thread"), params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params = delivery_params(input)?;
-        match GitAction::parse(input.action, "thread").map_err(Verdict::permanent)? {
-            GitAction::Status => self.status(input, &params, http).await,
+        let Parsed { action, params } = input.compiled.get::<Parsed<GitAction, Params>>()?;
+        match action {
+            GitAction::Status => self.status(input, params, http).await,
             GitAction::Summary => self.thread(input, http).await,
         }
     }
 
     /// A wrong or expired PAT is answered `203` with an HTML sign-in page:
     /// a failure, not a success, and no retry will fix it.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    fn classify(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
         if status == StatusCode::NON_AUTHORITATIVE_INFORMATION {
             return Verdict::Permanent {
                 status: Some(203),
@@ -458,6 +478,11 @@ pub fn state_columns() -> Vec<crate::StateColumn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a classification answers; its content does not matter here.
+    fn any_request() -> OutboundRequest {
+        OutboundRequest::post_json(url::Url::parse("https://example.com/").unwrap(), "")
+    }
 
     fn ado() -> AzureDevops {
         AzureDevops {
@@ -519,10 +544,10 @@ mod tests {
     fn a_sign_in_page_is_a_permanent_failure() {
         let h = HeaderMap::new();
         for (code, permanent) in [(203, true), (401, true), (403, true), (503, false)] {
-            let v = ado().classify(StatusCode::from_u16(code).unwrap(), &h, "<html>");
+            let v = ado().classify(&any_request(), StatusCode::from_u16(code).unwrap(), &h, "<html>");
             assert_eq!(matches!(v, Verdict::Permanent { .. }), permanent, "{code}");
         }
-        assert_eq!(ado().classify(StatusCode::OK, &h, ""), Verdict::Success);
+        assert_eq!(ado().classify(&any_request(), StatusCode::OK, &h, ""), Verdict::Success);
     }
 
     #[test]
@@ -530,17 +555,17 @@ mod tests {
         let a = ado();
         let mut params = Map::new();
         params.insert("contxt".into(), "x".into());
-        let errs = a.check_notification(Some("note"), &params).unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert!(errs[1].1.contains("unknown field `contxt`"), "{errs:?}");
+        let errs = a.compile_notification(Some("note"), &params).unwrap_err();
+        assert_eq!(errs[0].path, "action");
+        assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
         let mut params = Map::new();
         params.insert("genre".into(), " ".into());
-        let errs = a.check_notification(None, &params).unwrap_err();
-        assert_eq!(errs[0].0, "params.genre");
+        let errs = a.compile_notification(None, &params).unwrap_err();
+        assert_eq!(errs[0].path, "params.genre");
         let mut params = Map::new();
         params.insert("context".into(), "ci/build".into());
         params.insert("genre".into(), "acme".into());
-        assert!(a.check_notification(Some("status"), &params).is_ok());
-        assert!(a.check_notification(Some("thread"), &Map::new()).is_ok());
+        assert!(a.compile_notification(Some("status"), &params).is_ok());
+        assert!(a.compile_notification(Some("thread"), &Map::new()).is_ok());
     }
 }

@@ -3,6 +3,7 @@
 //! client credentials (a fetched, cached Bearer token). Exactly one is given.
 
 use base64::Engine;
+use relay_core::field::FieldErrors;
 use relay_core::oauth2::ClientCredentials;
 use relay_core::provider::Verdict;
 use relay_core::secret::{Secret, SecretFile};
@@ -23,8 +24,8 @@ pub enum Credential {
 
 impl Credential {
     /// The one credential the settings give; errors are `(path, message)`.
-    pub fn from_settings(s: &BitbucketSettings) -> Result<Credential, Vec<(String, String)>> {
-        let err = |path: &str, msg: &str| Err(vec![(path.to_string(), msg.to_string())]);
+    pub fn from_settings(s: &BitbucketSettings) -> Result<Credential, FieldErrors> {
+        let err = |path: &str, msg: &str| Err(FieldErrors::one(path.to_string(), msg.to_string()));
         if let Some(o) = &s.oauth2 {
             if s.username.is_some() || s.app_password_file.is_some() || s.token_file.is_some() {
                 return err(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Method;
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
@@ -15,9 +16,11 @@ use relay_core::githost::{RepoPath, Repositories, api_url};
 use relay_core::message::{
     Identity, SummaryMessages, adopt_own, json_text, post_status_once, summary_text, upsert_summary,
 };
+use relay_core::notification::compile;
+use relay_core::state::Kind;
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
-    Verdict, check_action_and_params, commit_sha, delivery_params, json_id, parse_settings,
+    Verdict, commit_sha, Compiled, Parsed, json_id, parse_settings,
     status_context,
 };
 use relay_core::secret::SecretFile;
@@ -79,17 +82,17 @@ impl ProviderFactory for BitbucketFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: BitbucketSettings = parse_settings(doc)?;
         let credential = Credential::from_settings(&s)?;
         let base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE).expect("the default base URL parses"));
         if base.cannot_be_a_base() || !matches!(base.scheme(), "https" | "http") {
-            return Err(vec![(
-                "baseURL".into(),
-                "expected an http(s) URL such as https://api.bitbucket.org/2.0".into(),
-            )]);
+            return Err(FieldErrors::one(
+                "baseURL",
+                "expected an http(s) URL such as https://api.bitbucket.org/2.0",
+            ));
         }
         Ok(Arc::new(Bitbucket {
             base,
@@ -200,8 +203,10 @@ impl Bitbucket {
             ev.reason.as_deref().unwrap_or(ev.state.as_str()),
             DESCRIPTION_MAX,
         );
-        let memo = format!("bb-status/repositories/{repo}/{sha}/{key}");
-        post_status_once(input.store, memo, &name, state, &description, || async {
+        let memo = input
+            .state
+            .key(Kind::CommitStatus, &[&repo.to_string(), sha, &key]);
+        post_status_once(input.state, memo, &name, state, &description, || async {
             let body = json!({
                 "key": key, "state": state, "name": name, "url": url, "description": description,
             });
@@ -229,9 +234,9 @@ impl Bitbucket {
         // definition (and the blank line after it) renders as nothing.
         let marker = format!("[//]: # (tekton-relay:{}:{run})\n", input.notification);
         let text = summary_text(input, &marker)?.unwrap_or_default();
-        let key = format!(
-            "bb-comment/repositories/{repo}/{pr}/{}/{run}",
-            input.notification
+        let key = input.state.key(
+            Kind::Summary,
+            &[&repo.to_string(), &pr.to_string(), input.notification, run],
         );
         let comments = Comments {
             bitbucket: self,
@@ -239,7 +244,7 @@ impl Bitbucket {
             repo: &repo,
             pr: pr.to_string(),
         };
-        upsert_summary(input.store, &key, &marker, &text, &comments)
+        upsert_summary(input.state, &key, &marker, &text, &comments)
             .await?
             .into_result("comment")
     }
@@ -334,21 +339,18 @@ impl Provider for Bitbucket {
         true
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        check_action_and_params::<StatusParams>(
-            GitAction::parse(action, "comment").map(|_| ()),
-            params,
-        )
+    ) -> Result<Compiled, FieldErrors> {
+        compile::<GitAction, StatusParams>(GitAction::parse(action, "comment"), params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: StatusParams = delivery_params(input)?;
-        match GitAction::parse(input.action, "comment").map_err(Verdict::permanent)? {
-            GitAction::Status => self.status(input, &params, http).await,
+        let Parsed { action, params } = input.compiled.get::<Parsed<GitAction, StatusParams>>()?;
+        match action {
+            GitAction::Status => self.status(input, params, http).await,
             GitAction::Summary => self.comment(input, http).await,
         }
     }
@@ -372,9 +374,9 @@ mod tests {
         }
     }
 
-    fn errors(settings: Value) -> Vec<(String, String)> {
+    fn errors(settings: Value) -> FieldErrors {
         match BitbucketFactory.build(&doc(settings)) {
-            Ok(_) => Vec::new(),
+            Ok(_) => FieldErrors::new(),
             Err(e) => e,
         }
     }
@@ -384,28 +386,28 @@ mod tests {
         let both =
             errors(json!({"username": "ci", "appPasswordFile": "/s/pw", "tokenFile": "/s/token"}));
         assert_eq!(both.len(), 1, "{both:?}");
-        assert_eq!(both[0].0, "tokenFile");
-        assert!(both[0].1.contains("not both"), "{both:?}");
+        assert_eq!(both[0].path, "tokenFile");
+        assert!(both[0].message.contains("not both"), "{both:?}");
         let none = errors(json!({"baseURL": "https://api.bitbucket.org/2.0"}));
-        assert_eq!(none[0].0, "");
-        assert!(none[0].1.contains("no credentials"), "{none:?}");
-        assert_eq!(errors(json!({"username": "ci"}))[0].0, "appPasswordFile");
-        assert_eq!(errors(json!({"appPasswordFile": "/s/pw"}))[0].0, "username");
+        assert_eq!(none[0].path, "");
+        assert!(none[0].message.contains("no credentials"), "{none:?}");
+        assert_eq!(errors(json!({"username": "ci"}))[0].path, "appPasswordFile");
+        assert_eq!(errors(json!({"appPasswordFile": "/s/pw"}))[0].path, "username");
         assert_eq!(
-            errors(json!({"username": "ci", "tokenFile": "/s/token"}))[0].0,
+            errors(json!({"username": "ci", "tokenFile": "/s/token"}))[0].path,
             "username"
         );
         assert!(errors(json!({"tokenFile": "/s/token"})).is_empty());
         let oauth2 = json!({"tokenURL": "https://bitbucket.org/site/oauth2/access_token", "clientId": "k", "clientSecretFile": "/s/c"});
         assert!(errors(json!({"oauth2": oauth2})).is_empty());
         assert_eq!(
-            errors(json!({"oauth2": oauth2, "tokenFile": "/s/token"}))[0].0,
+            errors(json!({"oauth2": oauth2, "tokenFile": "/s/token"}))[0].path,
             "oauth2"
         );
         assert!(errors(json!({"username": "ci", "appPasswordFile": "/s/pw"})).is_empty());
         assert!(
             errors(json!({"tokenFile": "/t", "token": "x"}))[0]
-                .1
+                .message
                 .contains("unknown field")
         );
     }
@@ -474,16 +476,16 @@ mod tests {
         let b = bitbucket();
         let mut params = Map::new();
         params.insert("contxt".into(), "x".into());
-        let errs = b.check_notification(Some("note"), &params).unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert!(errs[1].1.contains("unknown field `contxt`"), "{errs:?}");
+        let errs = b.compile_notification(Some("note"), &params).unwrap_err();
+        assert_eq!(errs[0].path, "action");
+        assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
         let mut params = Map::new();
         params.insert("context".into(), " ".into());
         assert_eq!(
-            b.check_notification(None, &params).unwrap_err()[0].0,
+            b.compile_notification(None, &params).unwrap_err()[0].path,
             "params.context"
         );
-        assert!(b.check_notification(Some("comment"), &Map::new()).is_ok());
+        assert!(b.compile_notification(Some("comment"), &Map::new()).is_ok());
     }
 
     #[test]

@@ -6,14 +6,17 @@ pub mod state;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
 use relay_core::githost::{RepoPath, Repositories, api_url};
 use relay_core::message::post_status_once;
+use relay_core::notification::compile;
+use relay_core::state::Kind;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams, Verdict,
-    check_action_and_params, commit_sha, delivery_params, parse_settings, status_context,
+    commit_sha, Compiled, Parsed, parse_settings, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -57,13 +60,13 @@ impl ProviderFactory for BitbucketServerFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: BitbucketServerSettings = parse_settings(doc)?;
         if !matches!(s.base_url.scheme(), "https" | "http") {
-            return Err(vec![("baseURL".into(), "must be an http(s) URL".into())]);
+            return Err(FieldErrors::one("baseURL", "must be an http(s) URL"));
         }
         if s.base_url.cannot_be_a_base() {
-            return Err(vec![("baseURL".into(), "must be an http(s) URL".into())]);
+            return Err(FieldErrors::one("baseURL", "must be an http(s) URL"));
         }
         Ok(Arc::new(BitbucketServer {
             base: s.base_url,
@@ -140,8 +143,8 @@ impl BitbucketServer {
             &state::description(ev.state, ev.reason.as_deref()),
             DESCRIPTION_MAX,
         );
-        let memo = format!("bbs-status/{sha}/{key}");
-        post_status_once(input.store, memo, &name, state, &description, || async {
+        let memo = input.state.key(Kind::CommitStatus, &[sha, &key]);
+        post_status_once(input.state, memo, &name, state, &description, || async {
             let body = json!({
                 "state": state, "key": key, "name": name, "url": url, "description": description,
             });
@@ -170,12 +173,12 @@ impl Provider for BitbucketServer {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        check_action_and_params::<StatusParams>(
+    ) -> Result<Compiled, FieldErrors> {
+        compile::<(), StatusParams>(
             match action {
                 None | Some("status") => Ok(()),
                 Some(a) => Err(format!("unknown action {a:?}, expected status")),
@@ -185,8 +188,8 @@ impl Provider for BitbucketServer {
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: StatusParams = delivery_params(input)?;
-        self.status(input, &params, http).await
+        let Parsed { params, .. } = input.compiled.get::<Parsed<(), StatusParams>>()?;
+        self.status(input, params, http).await
     }
 }
 
@@ -208,14 +211,14 @@ mod tests {
         }
     }
 
-    fn errors(settings: Value) -> Vec<(String, String)> {
+    fn errors(settings: Value) -> FieldErrors {
         let doc = ProviderDoc {
             name: "bbs".into(),
             provider_type: TYPE.into(),
             settings,
         };
         match BitbucketServerFactory.build(&doc) {
-            Ok(_) => Vec::new(),
+            Ok(_) => FieldErrors::new(),
             Err(e) => e,
         }
     }
@@ -227,11 +230,11 @@ mod tests {
                 .is_empty()
         );
         let missing = errors(json!({"tokenFile": "/t"}));
-        assert!(missing[0].1.contains("baseURL"), "{missing:?}");
+        assert!(missing[0].message.contains("baseURL"), "{missing:?}");
         let extra = errors(json!({"baseURL": "https://b", "tokenFile": "/t", "username": "x"}));
-        assert!(extra[0].1.contains("unknown field"), "{extra:?}");
+        assert!(extra[0].message.contains("unknown field"), "{extra:?}");
         assert_eq!(
-            errors(json!({"baseURL": "ftp://b", "tokenFile": "/t"}))[0].0,
+            errors(json!({"baseURL": "ftp://b", "tokenFile": "/t"}))[0].path,
             "baseURL"
         );
     }
@@ -267,18 +270,18 @@ mod tests {
         assert_eq!(status_key(&long), status_key(&long));
         let s = server();
         assert_eq!(
-            s.check_notification(Some("comment"), &Map::new())
+            s.compile_notification(Some("comment"), &Map::new())
                 .unwrap_err()[0]
-                .0,
+                .path,
             "action"
         );
         let mut params = Map::new();
         params.insert("perTask".into(), true.into());
         assert!(
-            s.check_notification(None, &params).unwrap_err()[0]
-                .1
+            s.compile_notification(None, &params).unwrap_err()[0]
+                .message
                 .contains("unknown field")
         );
-        assert!(s.check_notification(Some("status"), &Map::new()).is_ok());
+        assert!(s.compile_notification(Some("status"), &Map::new()).is_ok());
     }
 }

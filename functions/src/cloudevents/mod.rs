@@ -13,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cloudevents::{AttributesReader, Event};
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::ingress::Original;
@@ -73,9 +74,9 @@ impl ProviderFactory for CloudeventsFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: CloudeventsSettings = parse_settings(doc)?;
-        let mut errs = Vec::new();
+        let mut errs = FieldErrors::new();
         errs.extend(relay_core::config::check::url_or_file(
             s.url.as_ref(),
             s.url_file.as_ref(),
@@ -84,7 +85,7 @@ impl ProviderFactory for CloudeventsFactory {
         if let Some(src) = &s.source
             && cdevents_sdk::UriReference::try_from(src.as_str()).is_err()
         {
-            errs.push(("source".into(), format!("{src:?} is not a URI-reference")));
+            errs.push("source", format!("{src:?} is not a URI-reference"));
         }
         if !errs.is_empty() {
             return Err(errs);
@@ -245,7 +246,7 @@ mod tests {
         }
     }
 
-    fn errors(settings: Value) -> Vec<(String, String)> {
+    fn errors(settings: Value) -> FieldErrors {
         CloudeventsFactory.build(&doc(settings)).err().unwrap()
     }
 
@@ -253,18 +254,18 @@ mod tests {
     fn settings_errors_name_their_path() {
         assert!(
             errors(serde_json::json!({}))[0]
-                .1
+                .message
                 .contains("`url` or `urlFile`")
         );
         let e = errors(serde_json::json!({"url": "http://x", "mode": "batch"}));
-        assert_eq!(e[0].0, "mode", "{e:?}");
+        assert_eq!(e[0].path, "mode", "{e:?}");
         let e = errors(serde_json::json!({"url": "http://x", "format": "cdevent"}));
-        assert_eq!(e[0].0, "format", "{e:?}");
+        assert_eq!(e[0].path, "format", "{e:?}");
         let e = errors(serde_json::json!({"url": "http://x", "tokenFil": "/t"}));
-        assert!(e[0].1.contains("unknown field `tokenFil`"), "{e:?}");
+        assert!(e[0].message.contains("unknown field `tokenFil`"), "{e:?}");
         let e =
             errors(serde_json::json!({"url": "ftp://x", "source": "a b", "headers": {"a b": "c"}}));
-        let paths: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["url", "headers.a b", "source"]);
     }
 
@@ -293,7 +294,7 @@ mod tests {
         ev.name = r#"x", "admin": true, "y": ""#.into();
         let store: relay_core::store::SharedStore =
             Arc::new(relay_core::store::memory::MemoryStore::default());
-        let params = serde_json::Map::new();
+        let compiled = relay_core::provider::Compiled::none();
         let data = |source: &str| {
             let t = relay_core::template::Template::compile(source).unwrap();
             template_data(&DeliveryInput {
@@ -302,9 +303,8 @@ mod tests {
                 notification: "n",
                 template: Some(&t),
                 summary: None,
-                action: None,
-                params: &params,
-                store: &store,
+                compiled: &compiled,
+                state: relay_core::state::State::new(&store, "test"),
             })
             .unwrap()
             .unwrap()

@@ -42,6 +42,7 @@ pub fn request(mode: Mode, event: Event, url: url::Url) -> Result<OutboundReques
         url,
         headers,
         body: Bytes::from(body),
+        masked: Vec::new(),
     })
 }
 

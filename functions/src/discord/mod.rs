@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderMap, StatusCode};
+use relay_core::field::FieldErrors;
 use relay_core::chat::{ChatView, template_text};
 use relay_core::config::{ProviderDoc, check};
 use relay_core::provider::{
@@ -50,19 +51,19 @@ impl ProviderFactory for DiscordFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: DiscordSettings = parse_settings(doc)?;
-        let mut errs = Vec::new();
+        let mut errs = FieldErrors::new();
         if let Some(u) = &s.username {
             // Discord refuses these names with a 400 on every message.
             let lower = u.to_lowercase();
             if u.trim().is_empty() || u.chars().count() > 80 {
-                errs.push(("username".into(), "must be 1 to 80 characters".into()));
+                errs.push("username", "must be 1 to 80 characters");
             } else if lower.contains("discord") || lower.contains("clyde") {
-                errs.push((
-                    "username".into(),
-                    "Discord refuses webhook names containing \"discord\" or \"clyde\"".into(),
-                ));
+                errs.push(
+                    "username",
+                    "Discord refuses webhook names containing \"discord\" or \"clyde\"",
+                );
             }
         }
         if let Some(a) = &s.avatar_url {
@@ -115,7 +116,13 @@ impl Provider for Discord {
 
     /// A 429 says how long to wait in its body (`retry_after`, seconds,
     /// fractional), more precisely than its `Retry-After` header.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    fn classify(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
         match secret_url::classify(status, headers, body) {
             Verdict::Retryable {
                 status: Some(429),
@@ -148,6 +155,11 @@ fn body_retry_after(body: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a classification answers; its content does not matter here.
+    fn any_request() -> OutboundRequest {
+        OutboundRequest::post_json(url::Url::parse("https://example.com/").unwrap(), "")
+    }
     use serde_json::json;
 
     fn doc(settings: serde_json::Value) -> ProviderDoc {
@@ -158,7 +170,7 @@ mod tests {
         }
     }
 
-    fn errors(settings: serde_json::Value) -> Vec<(String, String)> {
+    fn errors(settings: serde_json::Value) -> FieldErrors {
         DiscordFactory
             .build(&doc(settings))
             .err()
@@ -167,16 +179,16 @@ mod tests {
 
     #[test]
     fn settings_errors_name_their_path() {
-        assert!(errors(json!({}))[0].1.contains("missing field `urlFile`"));
+        assert!(errors(json!({}))[0].message.contains("missing field `urlFile`"));
         let e = errors(json!({"urlFile": "/u", "url": "https://discord.com/api/webhooks/1/t"}));
-        assert!(e[0].1.contains("unknown field `url`"), "{e:?}");
+        assert!(e[0].message.contains("unknown field `url`"), "{e:?}");
         let e = errors(
             json!({"urlFile": "/u", "username": "Discord Bot", "avatarURL": "ftp://x/a.png"}),
         );
-        assert_eq!(e[0].0, "username");
-        assert_eq!(e[1].0, "avatarURL");
+        assert_eq!(e[0].path, "username");
+        assert_eq!(e[1].path, "avatarURL");
         assert_eq!(
-            errors(json!({"urlFile": "/u", "username": " "}))[0].0,
+            errors(json!({"urlFile": "/u", "username": " "}))[0].path,
             "username"
         );
         assert!(
@@ -213,7 +225,7 @@ mod tests {
         };
         let mut h = HeaderMap::new();
         h.insert("retry-after", "2".parse().unwrap());
-        let v = p.classify(
+        let v = p.classify(&any_request(), 
             StatusCode::TOO_MANY_REQUESTS,
             &h,
             r#"{"message": "You are being rate limited.", "retry_after": 0.25, "global": false}"#,
@@ -226,7 +238,7 @@ mod tests {
         for huge in ["1e300", "18446744073709551616"] {
             let body = format!(r#"{{"retry_after": {huge}}}"#);
             let Verdict::Retryable { retry_after, .. } =
-                p.classify(StatusCode::TOO_MANY_REQUESTS, &h, &body)
+                p.classify(&any_request(), StatusCode::TOO_MANY_REQUESTS, &h, &body)
             else {
                 panic!("{huge}")
             };
@@ -234,13 +246,13 @@ mod tests {
         }
         // A Cloudflare 429 has only the header.
         let Verdict::Retryable { retry_after, .. } =
-            p.classify(StatusCode::TOO_MANY_REQUESTS, &h, "<html>1015</html>")
+            p.classify(&any_request(), StatusCode::TOO_MANY_REQUESTS, &h, "<html>1015</html>")
         else {
             panic!()
         };
         assert_eq!(retry_after, Some(Duration::from_secs(2)));
         for status in [401, 403, 404, 400] {
-            let v = p.classify(
+            let v = p.classify(&any_request(), 
                 StatusCode::from_u16(status).unwrap(),
                 &HeaderMap::new(),
                 r#"{"message": "Unknown Webhook", "code": 10015}"#,
@@ -248,7 +260,7 @@ mod tests {
             assert!(matches!(v, Verdict::Permanent { .. }), "{status}: {v:?}");
         }
         assert!(matches!(
-            p.classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), ""),
+            p.classify(&any_request(), StatusCode::BAD_GATEWAY, &HeaderMap::new(), ""),
             Verdict::Retryable { .. }
         ));
     }

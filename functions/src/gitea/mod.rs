@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Method;
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
@@ -16,9 +17,11 @@ use relay_core::githost::{RepoPath, Repositories, api_url};
 use relay_core::message::{
     Identity, SummaryMessages, adopt_own, json_text, post_status_once, summary_text, upsert_summary,
 };
+use relay_core::notification::compile;
+use relay_core::state::Kind;
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
-    Verdict, check_action_and_params, commit_sha, delivery_params, json_id, parse_settings,
+    Verdict, commit_sha, Compiled, Parsed, json_id, parse_settings,
     status_context,
 };
 use relay_core::secret::SecretFile;
@@ -65,20 +68,20 @@ impl ProviderFactory for GiteaFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: GiteaSettings = parse_settings(doc)?;
         let mut base = s.base_url;
         // Checked here, so a server URL given for the API root fails at load
         // time rather than as a 404 on every delivery.
         let path = base.path().trim_end_matches('/').to_string();
         if !matches!(base.scheme(), "http" | "https") || !path.ends_with("/api/v1") {
-            return Err(vec![(
-                "baseURL".into(),
+            return Err(FieldErrors::one(
+                "baseURL",
                 format!(
                     "expected the API root, an http(s) URL ending in /api/v1 \
                      (https://gitea.example.com/api/v1), got {base}"
                 ),
-            )]);
+            ));
         }
         base.set_path(&path);
         base.set_query(None);
@@ -163,8 +166,11 @@ impl Gitea {
             },
             DESCRIPTION_MAX,
         );
-        let key = format!("gitea-status/{}/{repo}/{sha}/{context}", self.base);
-        post_status_once(input.store, key, &context, state, &description, || async {
+        let key = input.state.key(
+            Kind::CommitStatus,
+            &[self.base.as_str(), &repo.to_string(), sha, &context],
+        );
+        post_status_once(input.state, key, &context, state, &description, || async {
             let mut body = json!({"state": state, "description": description, "context": context});
             if let Some(u) = &ev.url {
                 body["target_url"] = u.clone().into();
@@ -188,9 +194,15 @@ impl Gitea {
         };
         let marker = format!("<!-- tekton-relay:{}:{run} -->", input.notification);
         let text = summary_text(input, &marker)?.unwrap_or_default();
-        let key = format!(
-            "gitea-comment/{}/{repo}/{pr}/{}/{run}",
-            self.base, input.notification
+        let key = input.state.key(
+            Kind::Summary,
+            &[
+                self.base.as_str(),
+                &repo.to_string(),
+                &pr.to_string(),
+                input.notification,
+                run,
+            ],
         );
         let comments = Comments {
             gitea: self,
@@ -198,7 +210,7 @@ impl Gitea {
             repo,
             pr: pr.to_string(),
         };
-        upsert_summary(input.store, &key, &marker, &text, &comments)
+        upsert_summary(input.state, &key, &marker, &text, &comments)
             .await?
             .into_result("comment")
     }
@@ -338,21 +350,18 @@ impl Provider for Gitea {
         true
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        check_action_and_params::<StatusParams>(
-            GitAction::parse(action, "comment").map(|_| ()),
-            params,
-        )
+    ) -> Result<Compiled, FieldErrors> {
+        compile::<GitAction, StatusParams>(GitAction::parse(action, "comment"), params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: StatusParams = delivery_params(input)?;
-        match GitAction::parse(input.action, "comment").map_err(Verdict::permanent)? {
-            GitAction::Status => self.status(input, &params, http).await,
+        let Parsed { action, params } = input.compiled.get::<Parsed<GitAction, StatusParams>>()?;
+        match action {
+            GitAction::Status => self.status(input, params, http).await,
             GitAction::Summary => self.comment(input, http).await,
         }
     }
@@ -390,15 +399,15 @@ mod tests {
         let g = gitea();
         let mut params = Map::new();
         params.insert("contxt".into(), "x".into());
-        let errs = g.check_notification(Some("note"), &params).unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert!(errs[0].1.contains("expected status or comment"), "{errs:?}");
-        assert!(errs[1].1.contains("unknown field `contxt`"), "{errs:?}");
+        let errs = g.compile_notification(Some("note"), &params).unwrap_err();
+        assert_eq!(errs[0].path, "action");
+        assert!(errs[0].message.contains("expected status or comment"), "{errs:?}");
+        assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
         let mut params = Map::new();
         params.insert("context".into(), "ci/tekton".into());
-        assert!(g.check_notification(None, &params).is_ok());
-        assert!(g.check_notification(Some("status"), &Map::new()).is_ok());
-        assert!(g.check_notification(Some("comment"), &Map::new()).is_ok());
+        assert!(g.compile_notification(None, &params).is_ok());
+        assert!(g.compile_notification(Some("status"), &Map::new()).is_ok());
+        assert!(g.compile_notification(Some("comment"), &Map::new()).is_ok());
     }
 
     #[test]
@@ -425,8 +434,8 @@ mod tests {
             ),
         ] {
             let errs = f.build(&doc(bad)).err().unwrap();
-            assert_eq!(errs[0].0, path, "{errs:?}");
-            assert!(errs[0].1.contains(msg), "{errs:?}");
+            assert_eq!(errs[0].path, path, "{errs:?}");
+            assert!(errs[0].message.contains(msg), "{errs:?}");
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
@@ -18,9 +19,11 @@ use relay_core::message::{
     Identity, SummaryMessages, adopt_own, find_marked, json_text, post_status_once, summary_text,
     upsert_summary,
 };
+use relay_core::notification::compile;
+use relay_core::state::Kind;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, commit_sha, default_classify, delivery_params, json_id,
+    commit_sha, default_classify, Compiled, Parsed, json_id,
     parse_settings, retry_after, status_context,
 };
 use relay_core::secret::SecretFile;
@@ -110,31 +113,31 @@ impl ProviderFactory for GithubFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: GithubSettings = parse_settings(doc)?;
         let base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE).expect("the default base URL parses"));
         if base.cannot_be_a_base() || !matches!(base.scheme(), "https" | "http") {
-            return Err(vec![(
-                "baseURL".into(),
-                "expected an http(s) URL such as https://api.github.com".into(),
-            )]);
+            return Err(FieldErrors::one(
+                "baseURL",
+                "expected an http(s) URL such as https://api.github.com",
+            ));
         }
         let credentials = match (s.token_file, s.app) {
             (Some(file), None) => auth::Credentials::Token(file),
             (None, Some(app)) => auth::Credentials::App(Box::new(auth::App::new(app))),
             (Some(_), Some(_)) => {
-                return Err(vec![(
-                    "app".into(),
-                    "give either tokenFile or app, not both".into(),
-                )]);
+                return Err(FieldErrors::one(
+                    "app",
+                    "give either tokenFile or app, not both",
+                ));
             }
             (None, None) => {
-                return Err(vec![(
+                return Err(FieldErrors::one(
                     String::new(),
-                    "credentials missing: give tokenFile, or app {appId, privateKeyFile}".into(),
-                )]);
+                    "credentials missing: give tokenFile, or app {appId, privateKeyFile}",
+                ));
             }
         };
         Ok(Arc::new(Github {
@@ -259,8 +262,10 @@ impl Github {
             },
             DESCRIPTION_MAX,
         );
-        let key = format!("gh-status/{repo}/{sha}/{context}");
-        post_status_once(input.store, key, &context, state, &description, || async {
+        let key = input
+            .state
+            .key(Kind::CommitStatus, &[&repo.to_string(), sha, &context]);
+        post_status_once(input.state, key, &context, state, &description, || async {
             let body = json!({"state": state, "target_url": ev.url, "description": description, "context": context});
             self.call(http, &repo, Method::POST, &["statuses", sha], None, Some(body))
                 .await
@@ -310,7 +315,9 @@ impl Github {
         }
         let mut create = body.clone();
         create["head_sha"] = sha.into();
-        let key = format!("gh-check/{repo}/{run_uid}/{name}");
+        let key = input
+            .state
+            .key(Kind::CheckRun, &[&repo.to_string(), &run_uid, &name]);
         let checks = CheckRuns {
             github: self,
             http,
@@ -318,7 +325,7 @@ impl Github {
             create,
             update: body,
         };
-        upsert_summary(input.store, &key, "", "", &checks)
+        upsert_summary(input.state, &key, "", "", &checks)
             .await?
             .into_result("check run")
     }
@@ -334,14 +341,17 @@ impl Github {
         };
         let marker = format!("<!-- tekton-relay:{}:{run} -->", input.notification);
         let text = summary_text(input, &marker)?.unwrap_or_default();
-        let key = format!("gh-comment/{repo}/{pr}/{}/{run}", input.notification);
+        let key = input.state.key(
+            Kind::Summary,
+            &[&repo.to_string(), &pr.to_string(), input.notification, run],
+        );
         let comments = Comments {
             github: self,
             http,
             repo: &repo,
             pr: pr.to_string(),
         };
-        upsert_summary(input.store, &key, &marker, &text, &comments)
+        upsert_summary(input.state, &key, &marker, &text, &comments)
             .await?
             .into_result("comment")
     }
@@ -523,19 +533,19 @@ impl Provider for Github {
         true
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        check_action_and_params::<Params>(Action::parse(action).map(|_| ()), params)
+    ) -> Result<Compiled, FieldErrors> {
+        compile::<Action, Params>(Action::parse(action), params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: Params = delivery_params(input)?;
-        match Action::parse(input.action).map_err(Verdict::permanent)? {
-            Action::Status => self.status(input, &params, http).await,
-            Action::CheckRun => self.check_run(input, &params, http).await,
+        let Parsed { action, params } = input.compiled.get::<Parsed<Action, Params>>()?;
+        match action {
+            Action::Status => self.status(input, params, http).await,
+            Action::CheckRun => self.check_run(input, params, http).await,
             Action::Comment => self.comment(input, http).await,
             Action::Deployment => self.deployment(input, http).await,
         }
@@ -544,7 +554,13 @@ impl Provider for Github {
     /// GitHub's rate limits: a primary limit answers 403/429 with
     /// `X-RateLimit-Remaining: 0` (wait until `X-RateLimit-Reset`), a
     /// secondary one 403/429 with `Retry-After`. Both are retried.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    fn classify(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
         if status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS {
             if let Some(wait) = retry_after(headers) {
                 return rate_limited(status, wait, "secondary rate limit");
@@ -592,6 +608,11 @@ pub fn state_columns() -> Vec<crate::StateColumn> {
 mod tests {
     use super::*;
 
+    /// What a classification answers; its content does not matter here.
+    fn any_request() -> OutboundRequest {
+        OutboundRequest::post_json(url::Url::parse("https://example.com/").unwrap(), "")
+    }
+
     fn github() -> Github {
         Github {
             api: Api {
@@ -609,7 +630,7 @@ mod tests {
         h.insert("x-ratelimit-remaining", "0".parse().unwrap());
         let reset = chrono::Utc::now().timestamp() + 30;
         h.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
-        match github().classify(StatusCode::FORBIDDEN, &h, "") {
+        match github().classify(&any_request(), StatusCode::FORBIDDEN, &h, "") {
             Verdict::Retryable {
                 retry_after: Some(w),
                 ..
@@ -618,7 +639,7 @@ mod tests {
         }
         // A plain 403 (no permission) is permanent.
         assert!(matches!(
-            github().classify(
+            github().classify(&any_request(), 
                 StatusCode::FORBIDDEN,
                 &HeaderMap::new(),
                 "Resource not accessible"
@@ -632,9 +653,9 @@ mod tests {
         let g = github();
         let mut params = Map::new();
         params.insert("contxt".into(), "x".into());
-        let errs = g.check_notification(Some("tweet"), &params).unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert!(errs[1].1.contains("unknown field `contxt`"), "{errs:?}");
-        assert!(g.check_notification(Some("checkRun"), &Map::new()).is_ok());
+        let errs = g.compile_notification(Some("tweet"), &params).unwrap_err();
+        assert_eq!(errs[0].path, "action");
+        assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
+        assert!(g.compile_notification(Some("checkRun"), &Map::new()).is_ok());
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Method;
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
@@ -16,9 +17,11 @@ use relay_core::message::{
     upsert_summary,
 };
 use relay_core::oauth2::{ClientCredentials, ClientCredentialsSettings};
+use relay_core::notification::compile;
+use relay_core::state::Kind;
 use relay_core::provider::{
     DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
-    Verdict, check_action_and_params, commit_sha, delivery_params, json_id, parse_settings,
+    Verdict, commit_sha, Compiled, Parsed, json_id, parse_settings,
     status_context,
 };
 use relay_core::secret::SecretFile;
@@ -85,32 +88,31 @@ impl ProviderFactory for GitlabFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: GitlabSettings = parse_settings(doc)?;
         let base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE).expect("the default base URL parses"));
         if base.cannot_be_a_base() || !matches!(base.scheme(), "https" | "http") {
-            return Err(vec![(
-                "baseURL".into(),
-                "expected an http(s) URL such as https://gitlab.com/api/v4".into(),
-            )]);
+            return Err(FieldErrors::one(
+                "baseURL",
+                "expected an http(s) URL such as https://gitlab.com/api/v4",
+            ));
         }
         let credentials = match (s.token_file, s.oauth2) {
             (Some(file), None) => Credentials::Token(file),
             (None, Some(o)) => Credentials::OAuth2(Box::new(ClientCredentials::new(o))),
             (Some(_), Some(_)) => {
-                return Err(vec![(
-                    "oauth2".into(),
-                    "give either tokenFile or oauth2, not both".into(),
-                )]);
+                return Err(FieldErrors::one(
+                    "oauth2",
+                    "give either tokenFile or oauth2, not both",
+                ));
             }
             (None, None) => {
-                return Err(vec![(
+                return Err(FieldErrors::one(
                     String::new(),
-                    "credentials missing: give tokenFile, or oauth2 {tokenURL, clientId, clientSecretFile}"
-                        .into(),
-                )]);
+                    "credentials missing: give tokenFile, or oauth2 {tokenURL, clientId, clientSecretFile}",
+                ));
             }
         };
         Ok(Arc::new(Gitlab {
@@ -195,8 +197,10 @@ impl Gitlab {
             ev.reason.as_deref().unwrap_or(ev.state.as_str()),
             DESCRIPTION_MAX,
         );
-        let key = format!("gl-status/{project}/{sha}/{name}");
-        post_status_once(input.store, key, &name, state, &description, || async {
+        let key = input
+            .state
+            .key(Kind::CommitStatus, &[&project.to_string(), sha, &name]);
+        post_status_once(input.state, key, &name, state, &description, || async {
             let mut body = json!({"state": state, "name": name, "description": description, "target_url": ev.url});
             if let Some(branch) = &ev.scm.branch {
                 body["ref"] = branch.clone().into();
@@ -226,8 +230,11 @@ impl Gitlab {
             project: project.clone(),
             mr: mr.to_string(),
         };
-        let key = format!("gl-note/{project}/{mr}/{}/{run}", input.notification);
-        upsert_summary(input.store, &key, &marker, &text, &notes)
+        let key = input.state.key(
+            Kind::Summary,
+            &[&project.to_string(), &mr.to_string(), input.notification, run],
+        );
+        upsert_summary(input.state, &key, &marker, &text, &notes)
             .await?
             .into_result("note")
     }
@@ -327,22 +334,19 @@ impl Provider for Gitlab {
         true
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        check_action_and_params::<StatusParams>(
-            GitAction::parse(action, "note").map(|_| ()),
-            params,
-        )
+    ) -> Result<Compiled, FieldErrors> {
+        compile::<GitAction, StatusParams>(GitAction::parse(action, "note"), params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: StatusParams = delivery_params(input)?;
-        match input.action {
-            Some("note") => self.note(input, http).await,
-            _ => self.status(input, &params, http).await,
+        let Parsed { action, params } = input.compiled.get::<Parsed<GitAction, StatusParams>>()?;
+        match action {
+            GitAction::Summary => self.note(input, http).await,
+            GitAction::Status => self.status(input, params, http).await,
         }
     }
 }

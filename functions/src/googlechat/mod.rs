@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::{HeaderMap, StatusCode};
+use relay_core::field::FieldErrors;
 use relay_core::chat::{ChatView, template_text};
 use relay_core::config::ProviderDoc;
 use relay_core::model::RunEvent;
@@ -46,7 +47,7 @@ impl ProviderFactory for GooglechatFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let settings: GooglechatSettings = parse_settings(doc)?;
         Ok(Arc::new(Googlechat { settings }))
     }
@@ -114,7 +115,13 @@ impl Provider for Googlechat {
     /// (a bad key or token) and 404 (a deleted space) are permanent, 429
     /// (a space takes about one message a second) and 5xx retried: the
     /// default classification, with the whole answer kept until masked.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    fn classify(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
         secret_url::classify(status, headers, body)
     }
 }
@@ -135,11 +142,11 @@ mod tests {
     #[test]
     fn settings_errors_name_their_path() {
         let errs = |v| GooglechatFactory.build(&doc(v)).err().expect("rejected");
-        assert!(errs(json!({}))[0].1.contains("missing field `urlFile`"));
+        assert!(errs(json!({}))[0].message.contains("missing field `urlFile`"));
         let e = errs(json!({"urlFile": "/u", "threadPerRun": "yes"}));
-        assert_eq!(e[0].0, "threadPerRun", "{e:?}");
+        assert_eq!(e[0].path, "threadPerRun", "{e:?}");
         let e = errs(json!({"urlFile": "/u", "threadKey": "x"}));
-        assert!(e[0].1.contains("unknown field `threadKey`"), "{e:?}");
+        assert!(e[0].message.contains("unknown field `threadKey`"), "{e:?}");
         assert!(
             GooglechatFactory
                 .build(&doc(json!({"urlFile": "/u", "threadPerRun": true})))

@@ -9,13 +9,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue};
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::chat::{ChatView, template_text};
 use relay_core::config::{ProviderDoc, check};
 use relay_core::escape;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderError, ProviderFactory,
-    delivery_params, notification_params, parse_settings,
+    Compiled, notification_params, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use serde::Deserialize;
@@ -72,9 +73,9 @@ impl ProviderFactory for GrafanaFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: GrafanaSettings = parse_settings(doc)?;
-        let mut errs: Vec<(String, String)> = check::blank_items("tags", &s.tags).collect();
+        let mut errs: FieldErrors = check::blank_items("tags", &s.tags).collect();
         let mut url = s.base_url.clone();
         let path = url.path().trim_end_matches('/').to_string();
         if !matches!(url.scheme(), "http" | "https")
@@ -83,13 +84,13 @@ impl ProviderFactory for GrafanaFactory {
             || path.ends_with("/api")
             || path.contains("/d/")
         {
-            errs.push((
-                "baseURL".into(),
+            errs.push(
+                "baseURL",
                 format!(
                     "expected Grafana's root URL (https://grafana.example.com), \
                      without /api or a dashboard path, got {url}"
                 ),
-            ));
+            );
         }
         if !errs.is_empty() {
             return Err(errs);
@@ -168,37 +169,41 @@ impl Provider for Grafana {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
+    ) -> Result<Compiled, FieldErrors> {
+        let mut errs = FieldErrors::new();
         if let Some(a) = action {
-            errs.push((
-                "action".into(),
+            errs.push(
+                "action",
                 format!("grafana providers take no action (got {a:?}): they annotate"),
-            ));
+            );
         }
-        match notification_params::<GrafanaParams>(params) {
-            Err(e) => errs.push(e),
+        let parsed = notification_params::<GrafanaParams>(params);
+        match &parsed {
+            Err(e) => errs.extend([e.clone()]),
             Ok(p) => {
                 errs.extend(check::blank_items("params.tags", &p.tags));
                 if p.dashboard_uid
                     .as_deref()
                     .is_some_and(|d| d.trim().is_empty())
                 {
-                    errs.push(("params.dashboardUID".into(), "must not be empty".into()));
+                    errs.push("params.dashboardUID", "must not be empty");
                 }
                 if p.panel_id.is_some() && p.dashboard_uid.is_none() {
-                    errs.push((
-                        "params.panelId".into(),
-                        "needs params.dashboardUID (the panel's dashboard)".into(),
-                    ));
+                    errs.push(
+                        "params.panelId",
+                        "needs params.dashboardUID (the panel's dashboard)",
+                    );
                 }
             }
         }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        match parsed {
+            Ok(p) if errs.is_empty() => Ok(Compiled::new(p)),
+            _ => Err(errs),
+        }
     }
 
     /// Finished runs only: the annotation spans the run, and a TaskRun of a
@@ -221,12 +226,12 @@ impl Provider for Grafana {
 
     async fn build(&self, input: &DeliveryInput<'_>) -> Result<Vec<Outbound>, ProviderError> {
         let ev = input.event;
-        let params: GrafanaParams = delivery_params(input).map_err(ProviderError::from)?;
+        let params: &GrafanaParams = input.compiled.get().map_err(ProviderError::from)?;
         let text = match template_text(input).map_err(ProviderError::from)? {
             Some(t) => text::from_template(&t),
             None => text::default_text(&ChatView::of(ev)),
         };
-        let b = body(ev, text, tags(ev, &self.tags, &params.tags), &params);
+        let b = body(ev, text, tags(ev, &self.tags, &params.tags), params);
         let mut req = OutboundRequest::post_json(self.url.clone(), b.to_string());
         if let Some(org) = &self.org_id {
             req.headers
@@ -292,8 +297,8 @@ mod tests {
             ),
         ] {
             let errs = f.build(&doc(bad)).err().unwrap();
-            assert_eq!(errs[0].0, path, "{errs:?}");
-            assert!(errs[0].1.contains(msg), "{errs:?}");
+            assert_eq!(errs[0].path, path, "{errs:?}");
+            assert!(errs[0].message.contains(msg), "{errs:?}");
         }
     }
 
@@ -301,28 +306,28 @@ mod tests {
     fn notification_params_are_checked() {
         let g = grafana();
         let p = |v: Value| v.as_object().unwrap().clone();
-        assert!(g.check_notification(None, &Map::new()).is_ok());
+        assert!(g.compile_notification(None, &Map::new()).is_ok());
         assert!(
-            g.check_notification(
+            g.compile_notification(
                 None,
                 &p(json!({"dashboardUID": "abc", "panelId": 2, "tags": ["x"]}))
             )
             .is_ok()
         );
         let errs = g
-            .check_notification(Some("annotate"), &p(json!({"panelId": 2, "tags": [""]})))
+            .compile_notification(Some("annotate"), &p(json!({"panelId": 2, "tags": [""]})))
             .unwrap_err();
-        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
             ["action", "params.tags[0]", "params.panelId"],
             "{errs:?}"
         );
         let errs = g
-            .check_notification(None, &p(json!({"dashboardUid": "x"})))
+            .compile_notification(None, &p(json!({"dashboardUid": "x"})))
             .unwrap_err();
         assert!(
-            errs[0].1.contains("unknown field `dashboardUid`"),
+            errs[0].message.contains("unknown field `dashboardUid`"),
             "{errs:?}"
         );
     }

@@ -3,6 +3,7 @@
 //! token), or OAuth2 client credentials (an Atlassian service account,
 //! through `https://api.atlassian.com/ex/jira/<cloudId>`). Exactly one.
 
+use relay_core::field::FieldErrors;
 use relay_core::oauth2::{ClientCredentials, basic};
 use relay_core::provider::Verdict;
 use relay_core::secret::{Secret, SecretFile};
@@ -18,8 +19,8 @@ pub enum Credential {
 
 impl Credential {
     /// The one credential the settings give; errors are `(path, message)`.
-    pub fn from_settings(s: &JiraSettings) -> Result<Credential, Vec<(String, String)>> {
-        let err = |path: &str, msg: &str| Err(vec![(path.to_string(), msg.to_string())]);
+    pub fn from_settings(s: &JiraSettings) -> Result<Credential, FieldErrors> {
+        let err = |path: &str, msg: &str| Err(FieldErrors::one(path.to_string(), msg.to_string()));
         let given = [
             s.email.is_some() || s.api_token_file.is_some(),
             s.token_file.is_some(),

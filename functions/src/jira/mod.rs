@@ -13,13 +13,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Method;
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::chat::{ChatView, template_text};
 use relay_core::config::ProviderDoc;
 use relay_core::message::{LastPosted, MEMORY};
 use relay_core::oauth2::ClientCredentialsSettings;
+use relay_core::state::Kind;
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, delivery_params,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, Compiled, Parsed,
     parse_settings,
 };
 use relay_core::secret::SecretFile;
@@ -106,15 +108,15 @@ impl ProviderFactory for JiraFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: JiraSettings = parse_settings(doc)?;
-        let mut errs = Vec::new();
+        let mut errs = FieldErrors::new();
         let mut base = s.base_url.clone();
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            errs.push((
-                "baseURL".into(),
+            errs.push(
+                "baseURL",
                 format!("expected an http(s) URL such as https://acme.atlassian.net, got {base}"),
-            ));
+            );
         }
         // The REST path is appended; a pasted `/rest/api/3` or browse URL
         // would double it, so it is refused here rather than 404 later.
@@ -125,21 +127,20 @@ impl ProviderFactory for JiraFactory {
             || base.path().contains("/browse")
             || (cloud_site && !base.path().trim_end_matches('/').is_empty())
         {
-            errs.push((
-                "baseURL".into(),
-                "give the site root (https://acme.atlassian.net), without /rest/api or /browse"
-                    .into(),
-            ));
+            errs.push(
+                "baseURL",
+                "give the site root (https://acme.atlassian.net), without /rest/api or /browse",
+            );
         }
         let api = Api::of(s.api_version, &base)
-            .map_err(|e| errs.push(("apiVersion".into(), e)))
+            .map_err(|e| errs.push("apiVersion", e))
             .unwrap_or(Api::V3);
         for (i, p) in s.projects.iter().enumerate() {
             if !issue::is_project(p) {
-                errs.push((
+                errs.push(
                     format!("projects[{i}]"),
                     format!("{p:?} is not a project key (uppercase, like PAY)"),
-                ));
+                );
             }
         }
         let credential = Credential::from_settings(&s)
@@ -240,11 +241,11 @@ impl Jira {
         };
         // One comment per run, state and Notification, even when a dead
         // letter (say, of a failed transition) is replayed.
-        let memo = format!(
-            "jira-comment/{}/{key}/{}/{}",
-            self.base, input.notification, ev.uid
+        let memo = input.state.key(
+            Kind::IssueComment,
+            &[self.base.as_str(), key, input.notification, &ev.uid],
         );
-        let Some(last) = LastPosted::unless_same(input.store, memo, ev.state.as_str()).await else {
+        let Some(last) = LastPosted::unless_same(input.state, memo, ev.state.as_str()).await else {
             return Ok(format!("{key} already has the {} comment", ev.state));
         };
         let url = self.url(&["issue", key, "comment"], None)?;
@@ -309,12 +310,12 @@ impl Provider for Jira {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        params::check(action, params)
+    ) -> Result<Compiled, FieldErrors> {
+        params::check(action, params).map(Compiled::new)
     }
 
     fn declines(&self, ev: &RunEvent) -> Option<String> {
@@ -324,8 +325,10 @@ impl Provider for Jira {
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let ev = input.event;
         let key = issue::issue_key(ev, &self.projects).map_err(Verdict::permanent)?;
-        let actions = Actions::parse(input.action).map_err(Verdict::permanent)?;
-        let params: JiraParams = delivery_params(input)?;
+        let Parsed {
+            action: actions,
+            params,
+        } = input.compiled.get::<Parsed<Actions, JiraParams>>()?;
         let mut done = Vec::new();
         if actions.comment {
             if params.comments_on(ev.state) {
@@ -356,7 +359,7 @@ mod tests {
         }
     }
 
-    fn errors(settings: Value) -> Vec<(String, String)> {
+    fn errors(settings: Value) -> FieldErrors {
         JiraFactory.build(&doc(settings)).err().unwrap()
     }
 
@@ -373,32 +376,32 @@ mod tests {
                 .is_ok()
         );
         let errs = errors(json!({"email": "a@b", "apiTokenFile": "/t"}));
-        assert!(errs[0].1.contains("missing field `baseURL`"), "{errs:?}");
+        assert!(errs[0].message.contains("missing field `baseURL`"), "{errs:?}");
         let errs = errors(json!({"baseURL": "https://a.atlassian.net", "apiToken": "x"}));
-        assert_eq!(errs[0].0, "apiToken");
-        assert!(errs[0].1.contains("unknown field `apiToken`"), "{errs:?}");
+        assert_eq!(errs[0].path, "apiToken");
+        assert!(errs[0].message.contains("unknown field `apiToken`"), "{errs:?}");
         // Every error at once.
         let errs = errors(
             json!({"baseURL": "ftp://a/rest/api/3", "projects": ["PAY", "pay"],
                                  "email": "ci@acme.dev"}),
         );
-        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
             ["baseURL", "baseURL", "projects[1]", "apiTokenFile"],
             "{errs:?}"
         );
         let errs = errors(json!({"baseURL": "https://a.atlassian.net"}));
-        assert!(errs[0].1.contains("no credentials"), "{errs:?}");
+        assert!(errs[0].message.contains("no credentials"), "{errs:?}");
         // A page of the site pasted for its root.
         let errs = errors(
             json!({"baseURL": "https://a.atlassian.net/jira/software/projects/PAY/boards/1", "tokenFile": "/t"}),
         );
-        assert_eq!(errs[0].0, "baseURL");
+        assert_eq!(errs[0].path, "baseURL");
         let errs = errors(
             json!({"baseURL": "https://a.atlassian.net", "email": "e", "apiTokenFile": "/t", "tokenFile": "/p"}),
         );
-        assert_eq!(errs[0].0, "tokenFile");
+        assert_eq!(errs[0].path, "tokenFile");
     }
 
     #[test]
@@ -417,9 +420,9 @@ mod tests {
         );
         let errs =
             errors(json!({"baseURL": "https://jira.acme.dev", "tokenFile": "/t", "apiVersion": 1}));
-        assert_eq!(errs[0].0, "apiVersion");
+        assert_eq!(errs[0].path, "apiVersion");
         assert!(
-            errs[0].1.contains("not 2 (Data Center) or 3 (Cloud)"),
+            errs[0].message.contains("not 2 (Data Center) or 3 (Cloud)"),
             "{errs:?}"
         );
     }

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use relay_core::field::FieldErrors;
 use relay_core::model::RunState;
-use relay_core::provider::notification_params;
+use relay_core::provider::{Parsed, notification_params};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -62,59 +63,63 @@ fn state_names() -> String {
     RunState::ALL.map(RunState::as_str).join(", ")
 }
 
-/// `check_notification`: every error at once, with its path under `spec`.
+/// `compile_notification`: the parsed action and params, or every error at
+/// once, with its path under `spec`.
 pub fn check(
     action: Option<&str>,
     params: &Map<String, Value>,
-) -> Result<(), Vec<(String, String)>> {
-    let mut errs = Vec::new();
-    let actions = Actions::parse(action).map_err(|e| errs.push(("action".into(), e)));
+) -> Result<Parsed<Actions, JiraParams>, FieldErrors> {
+    let mut errs = FieldErrors::new();
+    let actions = Actions::parse(action).map_err(|e| errs.push("action", e));
     let p = match notification_params::<JiraParams>(params) {
         Ok(p) => p,
         Err(e) => return Err(errs.into_iter().chain([e]).collect()),
     };
     for (state, name) in &p.transitions {
         if RunState::parse(state).is_none() {
-            errs.push((
+            errs.push(
                 format!("params.transitions.{state}"),
                 format!("unknown state, expected one of {}", state_names()),
-            ));
+            );
         } else if name.trim().is_empty() {
-            errs.push((
+            errs.push(
                 format!("params.transitions.{state}"),
-                "must name a transition".into(),
-            ));
+                "must name a transition",
+            );
         }
     }
     for (i, state) in p.comment_on.iter().flatten().enumerate() {
         if RunState::parse(state).is_none() {
-            errs.push((
+            errs.push(
                 format!("params.commentOn[{i}]"),
                 format!("unknown state {state:?}, expected one of {}", state_names()),
-            ));
+            );
         }
     }
     if let Ok(a) = actions {
         if a.transition && p.transitions.is_empty() {
-            errs.push((
-                "params.transitions".into(),
+            errs.push(
+                "params.transitions",
                 format!("required by action {}", action.unwrap_or(TRANSITION)),
-            ));
+            );
         }
         if !a.transition && !p.transitions.is_empty() {
-            errs.push((
-                "params.transitions".into(),
+            errs.push(
+                "params.transitions",
                 format!("only with action {TRANSITION} or {BOTH}"),
-            ));
+            );
         }
         if !a.comment && p.comment_on.is_some() {
-            errs.push((
-                "params.commentOn".into(),
+            errs.push(
+                "params.commentOn",
                 format!("only with action {COMMENT} or {BOTH}"),
-            ));
+            );
         }
     }
-    if errs.is_empty() { Ok(()) } else { Err(errs) }
+    match actions {
+        Ok(action) if errs.is_empty() => Ok(Parsed { action, params: p }),
+        _ => Err(errs),
+    }
 }
 
 #[cfg(test)]
@@ -135,15 +140,15 @@ mod tests {
         assert!(check(Some(TRANSITION), &both).is_ok());
 
         let errs = check(Some(TRANSITION), &Map::new()).unwrap_err();
-        assert_eq!(errs[0].0, "params.transitions", "{errs:?}");
+        assert_eq!(errs[0].path, "params.transitions", "{errs:?}");
         let errs = check(Some("close"), &params(json!({"transition": {}}))).unwrap_err();
-        assert_eq!(errs[0].0, "action");
+        assert_eq!(errs[0].path, "action");
         assert!(
             errs[0]
-                .1
+                .message
                 .contains("expected comment, transition or comment+transition")
         );
-        assert!(errs[1].1.contains("unknown field `transition`"), "{errs:?}");
+        assert!(errs[1].message.contains("unknown field `transition`"), "{errs:?}");
         let errs = check(
             Some(BOTH),
             &params(
@@ -151,7 +156,7 @@ mod tests {
             ),
         )
         .unwrap_err();
-        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
             [
@@ -161,13 +166,13 @@ mod tests {
             ]
         );
         let errs = check(None, &both).unwrap_err();
-        assert_eq!(errs[0].0, "params.transitions");
+        assert_eq!(errs[0].path, "params.transitions");
         let errs = check(
             Some(TRANSITION),
             &params(json!({"transitions": {"failed": "Reopen"}, "commentOn": []})),
         )
         .unwrap_err();
-        assert_eq!(errs[0].0, "params.commentOn");
+        assert_eq!(errs[0].path, "params.commentOn");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use relay_core::field::FieldErrors;
 use relay_core::chat::escaped_template_text;
 use relay_core::config::ProviderDoc;
 use relay_core::escape::{log_text, prefix};
@@ -20,7 +21,7 @@ impl ProviderFactory for LogFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         require_empty(doc)?;
         Ok(Arc::new(Log))
     }

@@ -8,11 +8,13 @@ pub mod payload;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use relay_core::field::FieldErrors;
 use relay_core::chat::escaped_template_text;
 use relay_core::config::{ProviderDoc, check};
+use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, delivery_params, parse_settings,
+    Compiled, Parsed, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use relay_core::secret_url;
@@ -62,12 +64,12 @@ impl ProviderFactory for MattermostFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: MattermostSettings = parse_settings(doc)?;
-        let mut errs = Vec::new();
+        let mut errs = FieldErrors::new();
         for (path, v) in [("channel", &s.channel), ("username", &s.username)] {
             if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                errs.push((path.to_string(), "must not be empty".to_string()));
+                errs.push(path.to_string(), "must not be empty".to_string());
             }
         }
         if let Some(u) = &s.icon_url {
@@ -99,28 +101,28 @@ impl Provider for Mattermost {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<Compiled, FieldErrors> {
         let action = match action {
             None => Ok(()),
             Some(a) => Err(format!("mattermost providers take no action (got {a:?})")),
         };
         // A blank channel is refused with the other blank params.
-        check_action_and_params::<MattermostParams>(action, params)
+        compile::<(), MattermostParams>(action, params)
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: MattermostParams = delivery_params(input)?;
+        let Parsed { params, .. } = input.compiled.get::<Parsed<(), MattermostParams>>()?;
         let custom = custom_text(input)?;
         if custom.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Ok("the template rendered nothing: not posted".into());
         }
         let mut poster = self.poster.clone();
         if params.channel.is_some() {
-            poster.channel = params.channel;
+            poster.channel = params.channel.clone();
         }
         let body = payload::body(input.event, &poster, custom.as_deref());
         let url = secret_url::read(&self.url, "urlFile").await?;
@@ -177,8 +179,8 @@ mod tests {
             ),
         ] {
             let errs = f.build(&doc(bad)).err().unwrap();
-            assert_eq!(errs[0].0, path, "{errs:?}");
-            assert!(errs[0].1.contains(msg), "{errs:?}");
+            assert_eq!(errs[0].path, path, "{errs:?}");
+            assert!(errs[0].message.contains(msg), "{errs:?}");
         }
     }
 
@@ -189,17 +191,17 @@ mod tests {
             .unwrap();
         let params = |v: Value| v.as_object().unwrap().clone();
         assert!(
-            p.check_notification(None, &params(json!({"channel": "builds"})))
+            p.compile_notification(None, &params(json!({"channel": "builds"})))
                 .is_ok()
         );
         let errs = p
-            .check_notification(Some("post"), &params(json!({"chanel": "x"})))
+            .compile_notification(Some("post"), &params(json!({"chanel": "x"})))
             .unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert!(errs[1].1.contains("unknown field `chanel`"), "{errs:?}");
+        assert_eq!(errs[0].path, "action");
+        assert!(errs[1].message.contains("unknown field `chanel`"), "{errs:?}");
         let errs = p
-            .check_notification(None, &params(json!({"channel": ""})))
+            .compile_notification(None, &params(json!({"channel": ""})))
             .unwrap_err();
-        assert_eq!(errs[0].0, "params.channel");
+        assert_eq!(errs[0].path, "params.channel");
     }
 }

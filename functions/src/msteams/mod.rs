@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::{HeaderMap, StatusCode};
+use relay_core::field::FieldErrors;
 use relay_core::chat::{ChatView, template_text};
 use relay_core::config::ProviderDoc;
 use relay_core::provider::{
@@ -39,7 +40,7 @@ impl ProviderFactory for MsteamsFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: MsteamsSettings = parse_settings(doc)?;
         Ok(Arc::new(Msteams {
             url_file: s.url_file,
@@ -72,7 +73,13 @@ impl Provider for Msteams {
     /// trigger schema refuses, 401/403 for a bad `sig`, 404 for a deleted
     /// flow, 429 when throttled: the default classification, with the
     /// whole answer kept until masked.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    fn classify(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
         secret_url::classify(status, headers, body)
     }
 }
@@ -117,9 +124,9 @@ mod tests {
     #[test]
     fn settings_errors_name_their_path() {
         let errs = |v| MsteamsFactory.build(&doc(v)).err().expect("rejected");
-        assert!(errs(json!({}))[0].1.contains("missing field `urlFile`"));
+        assert!(errs(json!({}))[0].message.contains("missing field `urlFile`"));
         let e = errs(json!({"urlFile": "/u", "url": "https://x"}));
-        assert!(e[0].1.contains("unknown field `url`"), "{e:?}");
+        assert!(e[0].message.contains("unknown field `url`"), "{e:?}");
         assert!(MsteamsFactory.build(&doc(json!({"urlFile": "/u"}))).is_ok());
     }
 

@@ -7,15 +7,17 @@ pub mod alert;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use relay_core::field::FieldErrors;
 use relay_core::RunState;
 use relay_core::chat::template_text;
 use relay_core::config::{ProviderDoc, check};
 use relay_core::escape;
 use relay_core::incident::{self, KeyFormat, Lifecycle, Step, Verbs};
 use relay_core::model::RunEvent;
+use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, delivery_params, no_action, parse_settings,
+    Compiled, Parsed, no_action, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -92,14 +94,14 @@ impl ProviderFactory for OpsgenieFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         Ok(Arc::new(Opsgenie::new(parse_settings(doc)?)?))
     }
 }
 
 impl Opsgenie {
-    pub fn new(s: OpsgenieSettings) -> Result<Opsgenie, Vec<(String, String)>> {
-        let mut errs = Vec::new();
+    pub fn new(s: OpsgenieSettings) -> Result<Opsgenie, FieldErrors> {
+        let mut errs = FieldErrors::new();
         let mut base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE_URL).expect("a valid URL"));
@@ -108,14 +110,14 @@ impl Opsgenie {
         let lifecycle = Lifecycle::new("createOn", s.create_on, s.kinds, VERBS, &mut errs);
         for (i, t) in s.tags.iter().enumerate() {
             if t.trim().is_empty() || t.chars().count() > alert::TAG_MAX {
-                errs.push((
+                errs.push(
                     format!("tags[{i}]"),
                     format!("a tag has 1 to {} characters", alert::TAG_MAX),
-                ));
+                );
             }
         }
         if s.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
-            errs.push(("source".into(), "must not be empty".into()));
+            errs.push("source", "must not be empty");
         }
         if !errs.is_empty() {
             return Err(errs);
@@ -152,13 +154,13 @@ impl Provider for Opsgenie {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<Compiled, FieldErrors> {
         let action = no_action(TYPE, action, "failures create an alert, successes close it");
-        check_action_and_params::<OpsgenieParams>(action, params)
+        compile::<(), OpsgenieParams>(action, params)
     }
 
     /// Only create and close states are sent; nothing else is claimed
@@ -172,7 +174,7 @@ impl Provider for Opsgenie {
         let Some(step) = self.lifecycle.step(ev.state) else {
             return Ok(String::new());
         };
-        let params: OpsgenieParams = delivery_params(input)?;
+        let Parsed { params, .. } = input.compiled.get::<Parsed<(), OpsgenieParams>>()?;
         let alias = incident::key(ev, &ALIAS_FORMAT);
         let (url, body) = match step {
             Step::Open => (
@@ -222,7 +224,7 @@ mod tests {
         parse_settings(&doc(settings)).unwrap()
     }
 
-    fn errors(settings: Value) -> Vec<(String, String)> {
+    fn errors(settings: Value) -> FieldErrors {
         OpsgenieFactory.build(&doc(settings)).err().unwrap()
     }
 
@@ -234,17 +236,17 @@ mod tests {
                 .is_ok()
         );
         let e = errors(json!({}));
-        assert!(e[0].1.contains("missing field `apiKeyFile`"), "{e:?}");
+        assert!(e[0].message.contains("missing field `apiKeyFile`"), "{e:?}");
         let e = errors(json!({"apiKeyFile": "/k", "priority": "P6"}));
-        assert_eq!(e[0].0, "priority");
-        assert!(e[0].1.contains("expected one of `P1`"), "{e:?}");
+        assert_eq!(e[0].path, "priority");
+        assert!(e[0].message.contains("expected one of `P1`"), "{e:?}");
         let e = errors(json!({"apiKeyFile": "/k", "createOn": ["succeeded"]}));
-        assert_eq!(e[0].0, "createOn[0]", "{e:?}");
+        assert_eq!(e[0].path, "createOn[0]", "{e:?}");
         let e = errors(json!({"apiKeyFile": "/k", "baseURL": "ftp://x", "tags": ["ok", ""]}));
-        assert_eq!(e[0].0, "baseURL");
-        assert_eq!(e[1].0, "tags[1]");
+        assert_eq!(e[0].path, "baseURL");
+        assert_eq!(e[1].path, "tags[1]");
         let e = errors(json!({"apiKeyFile": "/k", "apiKey": "x"}));
-        assert!(e[0].1.contains("unknown field `apiKey`"), "{e:?}");
+        assert!(e[0].message.contains("unknown field `apiKey`"), "{e:?}");
     }
 
     #[test]
@@ -287,10 +289,10 @@ mod tests {
         let og = Opsgenie::new(parse(json!({"apiKeyFile": "/k"}))).unwrap();
         let mut p = Map::new();
         p.insert("priority".into(), "P1".into());
-        assert!(og.check_notification(None, &p).is_ok());
+        assert!(og.compile_notification(None, &p).is_ok());
         p.insert("priority".into(), "urgent".into());
-        let e = og.check_notification(Some("create"), &p).unwrap_err();
-        assert_eq!(e[0].0, "action");
-        assert_eq!(e[1].0, "params.priority", "{e:?}");
+        let e = og.compile_notification(Some("create"), &p).unwrap_err();
+        assert_eq!(e[0].path, "action");
+        assert_eq!(e[1].path, "params.priority", "{e:?}");
     }
 }

@@ -4,21 +4,21 @@
 
 pub mod event;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::{HeaderMap, StatusCode};
+use relay_core::field::FieldErrors;
 use relay_core::RunState;
 use relay_core::chat::template_text;
 use relay_core::config::{ProviderDoc, check};
 use relay_core::incident::{self, KeyFormat, Lifecycle, Step, Verbs};
 use relay_core::model::RunEvent;
+use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, default_classify, delivery_params, no_action, parse_settings,
+    Compiled, Parsed, no_action, parse_settings,
 };
-use relay_core::secret::{Secret, SecretFile};
-use relay_core::secret_url::mask;
+use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -80,9 +80,6 @@ pub struct Pagerduty {
     /// `triggerOn` and `kinds`: what triggers, what resolves.
     lifecycle: Lifecycle,
     source: Option<String>,
-    /// The routing key last sent, to mask in answers that echo the body:
-    /// `classify` sees the answer before anything logs it (retries are).
-    sent_key: Mutex<Option<Secret>>,
 }
 
 pub struct PagerdutyFactory;
@@ -92,14 +89,14 @@ impl ProviderFactory for PagerdutyFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         Ok(Arc::new(Pagerduty::new(parse_settings(doc)?)?))
     }
 }
 
 impl Pagerduty {
-    pub fn new(s: PagerdutySettings) -> Result<Pagerduty, Vec<(String, String)>> {
-        let mut errs = Vec::new();
+    pub fn new(s: PagerdutySettings) -> Result<Pagerduty, FieldErrors> {
+        let mut errs = FieldErrors::new();
         let base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE_URL).expect("a valid URL"));
@@ -109,7 +106,7 @@ impl Pagerduty {
         enqueue.set_query(None);
         let lifecycle = Lifecycle::new("triggerOn", s.trigger_on, s.kinds, VERBS, &mut errs);
         if s.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
-            errs.push(("source".into(), "must not be empty".into()));
+            errs.push("source", "must not be empty");
         }
         if !errs.is_empty() {
             return Err(errs);
@@ -120,7 +117,6 @@ impl Pagerduty {
             severity: s.severity.unwrap_or(Severity::Error),
             lifecycle,
             source: s.source,
-            sent_key: Mutex::new(None),
         })
     }
 }
@@ -131,13 +127,13 @@ impl Provider for Pagerduty {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<Compiled, FieldErrors> {
         let action = no_action(TYPE, action, "failures trigger, successes resolve");
-        check_action_and_params::<PagerdutyParams>(action, params)
+        compile::<(), PagerdutyParams>(action, params)
     }
 
     /// Only trigger and resolve states are sent; nothing else is claimed
@@ -146,21 +142,12 @@ impl Provider for Pagerduty {
         self.lifecycle.declines(TYPE, ev)
     }
 
-    /// As the default (202 accepted; 400 invalid event, permanent; 429 and
-    /// 5xx retried), with the routing key masked in the answer's text.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
-        match &*self.sent_key.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(key) => default_classify(status, headers, &mask(body, &[key.expose()])),
-            None => default_classify(status, headers, body),
-        }
-    }
-
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
         let ev = input.event;
         let Some(step) = self.lifecycle.step(ev.state) else {
             return Ok(String::new());
         };
-        let params: PagerdutyParams = delivery_params(input)?;
+        let Parsed { params, .. } = input.compiled.get::<Parsed<(), PagerdutyParams>>()?;
         let key = incident::key(ev, &KEY_FORMAT);
         let mut body = match step {
             Step::Open => event::trigger(
@@ -178,8 +165,11 @@ impl Provider for Pagerduty {
             .await
             .map_err(|e| Verdict::permanent(e.to_string()))?;
         body["routing_key"] = routing_key.expose().into();
-        let req = OutboundRequest::post_json(self.enqueue.clone(), body.to_string());
-        *self.sent_key.lock().unwrap_or_else(|e| e.into_inner()) = Some(routing_key);
+        let mut req = OutboundRequest::post_json(self.enqueue.clone(), body.to_string());
+        // PagerDuty's 400 answers may echo the body: classified (the
+        // default: 202 accepted; 400 invalid event, permanent; 429 and 5xx
+        // retried) with the routing key masked.
+        req.mask_in_answer(routing_key);
         http.send(&Outbound::Http(req)).await?;
         Ok(match step {
             Step::Open => format!("triggered {key}"),
@@ -205,7 +195,7 @@ mod tests {
         parse_settings(&doc(settings)).unwrap()
     }
 
-    fn errors(settings: Value) -> Vec<(String, String)> {
+    fn errors(settings: Value) -> FieldErrors {
         PagerdutyFactory.build(&doc(settings)).err().unwrap()
     }
 
@@ -217,19 +207,19 @@ mod tests {
                 .is_ok()
         );
         let e = errors(json!({}));
-        assert!(e[0].1.contains("missing field `routingKeyFile`"), "{e:?}");
+        assert!(e[0].message.contains("missing field `routingKeyFile`"), "{e:?}");
         let e = errors(json!({"routingKeyFile": "/k", "severity": "fatal"}));
-        assert_eq!(e[0].0, "severity");
-        assert!(e[0].1.contains("expected one of `critical`"), "{e:?}");
+        assert_eq!(e[0].path, "severity");
+        assert!(e[0].message.contains("expected one of `critical`"), "{e:?}");
         let e = errors(json!({"routingKeyFile": "/k", "triggerOn": ["failed", "broken"]}));
-        assert_eq!(e[0].0, "triggerOn[1]", "{e:?}");
+        assert_eq!(e[0].path, "triggerOn[1]", "{e:?}");
         let e = errors(json!({"routingKeyFile": "/k", "triggerOn": ["failed", "succeeded"]}));
-        assert_eq!(e[0].0, "triggerOn[1]", "{e:?}");
+        assert_eq!(e[0].path, "triggerOn[1]", "{e:?}");
         let e = errors(json!({"routingKeyFile": "/k", "baseURL": "ftp://x", "kinds": []}));
-        assert_eq!(e[0].0, "baseURL");
-        assert_eq!(e[1].0, "kinds");
+        assert_eq!(e[0].path, "baseURL");
+        assert_eq!(e[1].path, "kinds");
         let e = errors(json!({"routingKeyFile": "/k", "routingKey": "R0UT1NG"}));
-        assert!(e[0].1.contains("unknown field `routingKey`"), "{e:?}");
+        assert!(e[0].message.contains("unknown field `routingKey`"), "{e:?}");
     }
 
     fn provider(settings: Value) -> Arc<dyn Provider> {
@@ -272,11 +262,11 @@ mod tests {
         let pd = provider(json!({"routingKeyFile": "/k"}));
         let mut p = Map::new();
         p.insert("severity".into(), "warning".into());
-        assert!(pd.check_notification(None, &p).is_ok());
+        assert!(pd.compile_notification(None, &p).is_ok());
         p.insert("severity".into(), "high".into());
-        let e = pd.check_notification(Some("trigger"), &p).unwrap_err();
-        assert_eq!(e[0].0, "action");
-        assert_eq!(e[1].0, "params.severity", "{e:?}");
+        let e = pd.compile_notification(Some("trigger"), &p).unwrap_err();
+        assert_eq!(e[0].path, "action");
+        assert_eq!(e[1].path, "params.severity", "{e:?}");
     }
 
     #[test]

@@ -8,15 +8,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::StatusCode;
+use relay_core::field::FieldErrors;
 use relay_core::RunState;
 use relay_core::chat::template_text;
 use relay_core::config::{ProviderDoc, check};
 use relay_core::engine::template_context;
 use relay_core::escape;
 use relay_core::model::RunEvent;
+use relay_core::notification::compile;
 use relay_core::provider::{
     DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    check_action_and_params, commit_sha, delivery_params, no_action, parse_settings,
+    commit_sha, Compiled, Parsed, no_action, parse_settings,
 };
 use relay_core::secret::SecretFile;
 use relay_core::template::Template;
@@ -77,7 +79,7 @@ impl ProviderFactory for SentryFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         Ok(Arc::new(Sentry::new(parse_settings(doc)?)?))
     }
 }
@@ -96,22 +98,22 @@ fn environment_error(env: &str) -> Option<String> {
 }
 
 impl Sentry {
-    pub fn new(s: SentrySettings) -> Result<Sentry, Vec<(String, String)>> {
-        let mut errs = Vec::new();
+    pub fn new(s: SentrySettings) -> Result<Sentry, FieldErrors> {
+        let mut errs = FieldErrors::new();
         let mut base = s
             .base_url
             .unwrap_or_else(|| url::Url::parse(DEFAULT_BASE_URL).expect("a valid URL"));
         errs.extend(check::http_url("baseURL", &base));
         base.set_query(None);
         if escape::path_segment(&s.organization).is_none() || s.organization.trim().is_empty() {
-            errs.push((
-                "organization".into(),
-                "expected the organization's slug".into(),
-            ));
+            errs.push(
+                "organization",
+                "expected the organization's slug",
+            );
         }
         errs.extend(check::blank_items("projects", &s.projects));
         if let Some(e) = s.environment.as_deref().and_then(environment_error) {
-            errs.push(("environment".into(), e));
+            errs.push("environment", e);
         }
         let version = s.version.as_deref().map(Template::compile).map(|t| {
             let sample = relay_core::sample::run_event();
@@ -120,7 +122,7 @@ impl Sentry {
         let version = match version.transpose() {
             Ok(t) => t,
             Err(e) => {
-                errs.push(("version".into(), e));
+                errs.push("version", e);
                 None
             }
         };
@@ -201,13 +203,13 @@ impl Provider for Sentry {
         TYPE
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
+    ) -> Result<Compiled, FieldErrors> {
         let action = no_action(TYPE, action, "a succeeded PipelineRun records a deploy");
-        check_action_and_params::<SentryParams>(action, params)?;
+        let compiled = compile::<(), SentryParams>(action, params)?;
         let env = params.get("environment").and_then(Value::as_str);
         let err = match (env, &self.environment) {
             (Some(e), _) => environment_error(e),
@@ -215,8 +217,8 @@ impl Provider for Sentry {
             (None, Some(_)) => None,
         };
         match err {
-            Some(e) => Err(vec![("params.environment".into(), e)]),
-            None => Ok(()),
+            Some(e) => Err(FieldErrors::one("params.environment", e)),
+            None => Ok(compiled),
         }
     }
 
@@ -242,9 +244,10 @@ impl Provider for Sentry {
         if self.declines(ev).is_some() {
             return Ok(String::new());
         }
-        let params: SentryParams = delivery_params(input)?;
+        let Parsed { params, .. } = input.compiled.get::<Parsed<(), SentryParams>>()?;
         let environment = params
             .environment
+            .clone()
             .or_else(|| self.environment.clone())
             .ok_or_else(|| Verdict::permanent("no environment (settings or params)"))?;
         let version = match &self.version {
@@ -286,7 +289,7 @@ mod tests {
         }
     }
 
-    fn sentry(settings: Value) -> Result<Sentry, Vec<(String, String)>> {
+    fn sentry(settings: Value) -> Result<Sentry, FieldErrors> {
         Sentry::new(parse_settings(&doc(settings))?)
     }
 
@@ -301,14 +304,14 @@ mod tests {
             .build(&doc(json!({"authTokenFile": "/t"})))
             .err()
             .unwrap();
-        assert!(e[0].1.contains("missing field `organization`"), "{e:?}");
+        assert!(e[0].message.contains("missing field `organization`"), "{e:?}");
         let mut bad = minimal();
         bad["organization"] = "..".into();
         bad["environment"] = "prod/eu".into();
         bad["version"] = "{{ event.nope }}".into();
         bad["projects"] = json!(["api", " "]);
         let e = sentry(bad).err().unwrap();
-        let paths: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
             ["organization", "projects[1]", "environment", "version"]
@@ -316,7 +319,7 @@ mod tests {
         let mut bad = minimal();
         bad["authToken"] = "x".into();
         let e = SentryFactory.build(&doc(bad)).err().unwrap();
-        assert!(e[0].1.contains("unknown field `authToken`"), "{e:?}");
+        assert!(e[0].message.contains("unknown field `authToken`"), "{e:?}");
     }
 
     #[test]
@@ -324,19 +327,19 @@ mod tests {
         let mut s = minimal();
         s.as_object_mut().unwrap().remove("environment");
         let without = sentry(s).unwrap();
-        let e = without.check_notification(None, &Map::new()).unwrap_err();
-        assert_eq!(e[0].0, "params.environment");
+        let e = without.compile_notification(None, &Map::new()).unwrap_err();
+        assert_eq!(e[0].path, "params.environment");
         let mut p = Map::new();
         p.insert("environment".into(), "staging".into());
-        assert!(without.check_notification(None, &p).is_ok());
+        assert!(without.compile_notification(None, &p).is_ok());
         p.insert("environment".into(), "a/b".into());
-        assert!(without.check_notification(None, &p).is_err());
+        assert!(without.compile_notification(None, &p).is_err());
         let with = sentry(minimal()).unwrap();
-        assert!(with.check_notification(None, &Map::new()).is_ok());
+        assert!(with.compile_notification(None, &Map::new()).is_ok());
         let e = with
-            .check_notification(Some("deploy"), &Map::new())
+            .compile_notification(Some("deploy"), &Map::new())
             .unwrap_err();
-        assert_eq!(e[0].0, "action");
+        assert_eq!(e[0].path, "action");
     }
 
     #[test]

@@ -12,11 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use relay_core::field::FieldErrors;
 use relay_core::chat::escaped_template_text;
 use relay_core::config::ProviderDoc;
 use relay_core::message::{LastPosted, MEMORY, MessageIds, store_unavailable};
+use relay_core::state::Kind;
 use relay_core::provider::{
-    DeliveryInput, Provider, ProviderFactory, Verdict, delivery_params, notification_params,
+    DeliveryInput, Provider, ProviderFactory, Verdict, Compiled, notification_params,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
@@ -53,7 +55,7 @@ impl ProviderFactory for SlackFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: SlackSettings = relay_core::provider::parse_settings(doc)?;
         s.check()?;
         let target = match (s.webhook_url_file, s.token_file) {
@@ -101,7 +103,7 @@ impl Slack {
         api: &WebApi<'_, '_>,
         input: &DeliveryInput<'_>,
         channel: &str,
-        key: &str,
+        uid: &str,
         custom: Option<&str>,
     ) -> Result<String, Verdict> {
         let ev = input.event;
@@ -111,19 +113,21 @@ impl Slack {
                 .await;
         };
         let msg = &run_message(ev, summary, custom);
-        let ids = &MessageIds::new(input.store.clone(), MEMORY, CREATE_LEASE);
+        let ids = &MessageIds::new(input.state, MEMORY, CREATE_LEASE);
         let owner = uuid::Uuid::new_v4().to_string();
         // What the message shows, so an event that changes nothing in it
         // (a duplicate state, say) costs no chat.update.
         let shown = &serde_json::to_string(&(&msg.text, &msg.blocks)).unwrap_or_default();
-        let last_key = &format!("slack-shown/{key}");
+        let parts = [input.notification, channel, uid];
+        let key = &input.state.key(Kind::ChatMessage, &parts);
+        let last_key = &input.state.key(Kind::ChatShown, &parts);
         ids.create_or_update(
             key,
             &owner,
             || async move {
                 let posted = api.post(channel, msg, None, false).await?;
                 if let Some(last) =
-                    LastPosted::unless_same(input.store, last_key.clone(), shown).await
+                    LastPosted::unless_same(input.state, last_key.clone(), shown).await
                 {
                     last.record(shown, MEMORY).await;
                 }
@@ -132,7 +136,7 @@ impl Slack {
             |record| async move {
                 let mut posted = Posted::parse(&record)?;
                 if let Some(last) =
-                    LastPosted::unless_same(input.store, last_key.clone(), shown).await
+                    LastPosted::unless_same(input.state, last_key.clone(), shown).await
                 {
                     match api.update(&posted, msg).await {
                         Ok(()) => {}
@@ -169,12 +173,15 @@ impl Slack {
         api: &WebApi<'_, '_>,
         input: &DeliveryInput<'_>,
         channel: &str,
-        key: &str,
+        uid: &str,
         custom: Option<&str>,
     ) -> Result<String, Verdict> {
         let ev = input.event;
         let msg = &event_message(ev, custom);
-        let ids = MessageIds::new(input.store.clone(), MEMORY, CREATE_LEASE);
+        let ids = MessageIds::new(input.state, MEMORY, CREATE_LEASE);
+        let key = &input
+            .state
+            .key(Kind::ChatMessage, &[input.notification, channel, uid]);
         let owner = uuid::Uuid::new_v4().to_string();
         let broadcast = ev.kind == "PipelineRun" && ev.state.is_terminal();
         ids.create_or_update(
@@ -215,45 +222,48 @@ impl Provider for Slack {
         self.mode == Mode::Update
     }
 
-    fn check_notification(
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
+    ) -> Result<Compiled, FieldErrors> {
+        let mut errs = FieldErrors::new();
         if let Some(a) = action {
-            errs.push((
-                "action".into(),
+            errs.push(
+                "action",
                 format!("slack providers take no action (got {a:?}): set `mode` on the Provider"),
-            ));
+            );
         }
-        match notification_params::<SlackParams>(params) {
-            Err(e) => errs.push(e),
+        let parsed = notification_params::<SlackParams>(params);
+        match &parsed {
+            Err(e) => errs.extend([e.clone()]),
             Ok(p) => {
                 let channel = p.channel.as_deref();
                 match &self.target {
-                    Target::Webhook(_) if channel.is_some() => errs.push((
-                        "params.channel".into(),
+                    Target::Webhook(_) if channel.is_some() => errs.push(
+                        "params.channel",
                         "an incoming webhook posts to the channel it was created for; \
-                         use a bot token (tokenFile) to choose channels"
-                            .into(),
-                    )),
+                         use a bot token (tokenFile) to choose channels",
+                    ),
                     _ if channel.is_some_and(|c| c.trim().is_empty()) => {
-                        errs.push(("params.channel".into(), "must not be empty".into()))
+                        errs.push("params.channel", "must not be empty")
                     }
-                    Target::Api { channel: None, .. } if channel.is_none() => errs.push((
-                        "params.channel".into(),
-                        "required: the Provider names no channel".into(),
-                    )),
+                    Target::Api { channel: None, .. } if channel.is_none() => errs.push(
+                        "params.channel",
+                        "required: the Provider names no channel",
+                    ),
                     _ => {}
                 }
             }
         }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        match parsed {
+            Ok(p) if errs.is_empty() => Ok(Compiled::new(p)),
+            _ => Err(errs),
+        }
     }
 
     async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let params: SlackParams = delivery_params(input)?;
+        let params: &SlackParams = input.compiled.get()?;
         let custom = custom_text(input)?;
         if custom.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Ok("the template rendered nothing: not posted".into());
@@ -273,14 +283,13 @@ impl Provider for Slack {
         let channel = channel.ok_or_else(|| Verdict::permanent("no channel configured"))?;
         let api = WebApi { base, token, http };
         let run = run_uid(input);
-        let key = |uid: &str| format!("slack/{}/{channel}/{uid}", input.notification);
         match (self.mode, self.thread, run) {
             (Mode::Update, _, Some(uid)) => {
-                self.update_run(&api, input, channel, &key(&uid), custom)
+                self.update_run(&api, input, channel, &uid, custom)
                     .await
             }
             (Mode::Post, true, Some(uid)) => {
-                self.thread_run(&api, input, channel, &key(&uid), custom)
+                self.thread_run(&api, input, channel, &uid, custom)
                     .await
             }
             // Per event, or an event of no PipelineRun (nothing to group by).
@@ -314,29 +323,29 @@ mod tests {
         let hook = SlackFactory
             .build(&doc(json!({"webhookURLFile": "/h"})))
             .unwrap();
-        assert!(hook.check_notification(None, &Map::new()).is_ok());
+        assert!(hook.compile_notification(None, &Map::new()).is_ok());
         let errs = hook
-            .check_notification(Some("post"), &params(json!({"channel": "#ci"})))
+            .compile_notification(Some("post"), &params(json!({"channel": "#ci"})))
             .unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert_eq!(errs[1].0, "params.channel");
+        assert_eq!(errs[0].path, "action");
+        assert_eq!(errs[1].path, "params.channel");
         assert!(!hook.uses_summary());
 
         let bot = SlackFactory
             .build(&doc(json!({"tokenFile": "/t", "mode": "update"})))
             .unwrap();
         assert!(bot.uses_summary());
-        let errs = bot.check_notification(None, &Map::new()).unwrap_err();
-        assert_eq!(errs[0].0, "params.channel");
-        assert!(errs[0].1.contains("required"), "{errs:?}");
+        let errs = bot.compile_notification(None, &Map::new()).unwrap_err();
+        assert_eq!(errs[0].path, "params.channel");
+        assert!(errs[0].message.contains("required"), "{errs:?}");
         assert!(
-            bot.check_notification(None, &params(json!({"channel": "C0123"})))
+            bot.compile_notification(None, &params(json!({"channel": "C0123"})))
                 .is_ok()
         );
         let errs = bot
-            .check_notification(None, &params(json!({"channel": " ", "chanel": "x"})))
+            .compile_notification(None, &params(json!({"channel": " ", "chanel": "x"})))
             .unwrap_err();
-        assert!(errs[0].1.contains("unknown field `chanel`"), "{errs:?}");
+        assert!(errs[0].message.contains("unknown field `chanel`"), "{errs:?}");
     }
 
     #[test]
@@ -352,9 +361,8 @@ mod tests {
             notification: "n",
             template: None,
             summary: None,
-            action: None,
-            params: &Map::new(),
-            store: &store,
+            compiled: &relay_core::provider::Compiled::none(),
+            state: relay_core::state::State::new(&store, "test"),
         };
         assert_eq!(
             run_uid(&input).as_deref(),

@@ -1,5 +1,6 @@
 //! The `spec.slack` settings block and each Notification's `params`.
 
+use relay_core::field::FieldErrors;
 use relay_core::config::check;
 use relay_core::secret::SecretFile;
 use serde::Deserialize;
@@ -44,9 +45,9 @@ pub struct SlackSettings {
 
 impl SlackSettings {
     /// Every inconsistency at once, each with its path.
-    pub fn check(&self) -> Result<(), Vec<(String, String)>> {
-        let mut errs: Vec<(String, String)> = Vec::new();
-        let mut err = |path: &str, msg: &str| errs.push((path.into(), msg.into()));
+    pub fn check(&self) -> Result<(), FieldErrors> {
+        let mut errs = FieldErrors::new();
+        let mut err = |path: &str, msg: &str| errs.push(path, msg);
         match (&self.webhook_url_file, &self.token_file) {
             (None, None) => err("", "one of `webhookURLFile` or `tokenFile` is required"),
             (Some(_), Some(_)) => err(
@@ -99,7 +100,7 @@ mod tests {
     use relay_core::config::ProviderDoc;
     use serde_json::{Value, json};
 
-    fn parse(v: Value) -> Result<SlackSettings, Vec<(String, String)>> {
+    fn parse(v: Value) -> Result<SlackSettings, FieldErrors> {
         let doc = ProviderDoc {
             name: "s".into(),
             provider_type: "slack".into(),
@@ -121,7 +122,7 @@ mod tests {
             "thread": true, "baseURL": "ftp://x"}),
         )
         .unwrap_err();
-        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
             ["channel", "baseURL", "mode", "thread", "baseURL"],
@@ -151,8 +152,8 @@ mod tests {
             ),
         ] {
             let errs = parse(bad).unwrap_err();
-            assert_eq!(errs[0].0, path, "{errs:?}");
-            assert!(errs[0].1.contains(msg), "{errs:?}");
+            assert_eq!(errs[0].path, path, "{errs:?}");
+            assert!(errs[0].message.contains(msg), "{errs:?}");
         }
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::model::EventFormat;
@@ -74,18 +75,18 @@ impl ProviderFactory for TektonTriggerFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: TektonTriggerSettings = parse_settings(doc)?;
-        let mut errs = Vec::new();
+        let mut errs = FieldErrors::new();
         errs.extend(relay_core::config::check::url_or_file(
             s.url.as_ref(),
             s.url_file.as_ref(),
         ));
         if s.max_depth == 0 {
-            errs.push((
-                "maxDepth".into(),
-                "must be at least 1 (0 would forward nothing)".into(),
-            ));
+            errs.push(
+                "maxDepth",
+                "must be at least 1 (0 would forward nothing)",
+            );
         }
         let headers = relay_core::config::check::headers(&s.headers, &mut errs);
         if !errs.is_empty() {
@@ -214,25 +215,25 @@ mod tests {
     #[test]
     fn settings_errors_name_their_path() {
         let e = TektonTriggerFactory.build(&doc(json!({}))).err().unwrap();
-        assert!(e[0].1.contains("`url` or `urlFile`"));
+        assert!(e[0].message.contains("`url` or `urlFile`"));
         let e = TektonTriggerFactory
             .build(&doc(
                 json!({"url": "http://el:8080", "maxDepth": 0, "headers": {"a b": "c"}}),
             ))
             .err()
             .unwrap();
-        let paths: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["maxDepth", "headers.a b"]);
         let e = TektonTriggerFactory
             .build(&doc(json!({"url": "http://el:8080", "maxDepth": "two"})))
             .err()
             .unwrap();
-        assert_eq!(e[0].0, "maxDepth");
+        assert_eq!(e[0].path, "maxDepth");
         let e = TektonTriggerFactory
             .build(&doc(json!({"url": "http://el:8080", "hmacSecret": "x"})))
             .err()
             .unwrap();
-        assert!(e[0].1.contains("unknown field `hmacSecret`"), "{e:?}");
+        assert!(e[0].message.contains("unknown field `hmacSecret`"), "{e:?}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
+use relay_core::field::FieldErrors;
 use relay_core::config::ProviderDoc;
 use relay_core::engine::template_context;
 use relay_core::oauth2::ClientCredentialsSettings;
@@ -81,24 +82,24 @@ impl ProviderFactory for WebhookFactory {
         TYPE
     }
 
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
         let s: WebhookSettings = parse_settings(doc)?;
-        let mut errs = Vec::new();
+        let mut errs = FieldErrors::new();
         errs.extend(relay_core::config::check::url_or_file(
             s.url.as_ref(),
             s.url_file.as_ref(),
         ));
         let method = Method::from_bytes(s.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| errs.push(("method".into(), format!("invalid method {:?}", s.method))))
+            .map_err(|_| errs.push("method", format!("invalid method {:?}", s.method)))
             .unwrap_or(Method::POST);
         if s.token_file.is_some() && s.oauth2.is_some() {
-            errs.push(("oauth2".into(), "give tokenFile or oauth2, not both".into()));
+            errs.push("oauth2", "give tokenFile or oauth2, not both");
         }
         let headers = relay_core::config::check::headers(&s.headers, &mut errs);
         let content_type = s.content_type.as_deref().unwrap_or("application/json");
         let json_body = relay_core::decode::is_json_content_type(content_type);
         let content_type = HeaderValue::from_str(content_type).unwrap_or_else(|_| {
-            errs.push(("contentType".into(), "not a valid header value".into()));
+            errs.push("contentType", "not a valid header value");
             HeaderValue::from_static("application/json")
         });
         let template = match s.template.as_deref().map(Template::compile) {
@@ -112,12 +113,12 @@ impl ProviderFactory for WebhookFactory {
                     t.render(ctx)
                 };
                 if let Err(e) = rendered {
-                    errs.push(("template".into(), e));
+                    errs.push("template", e);
                 }
                 Some(t)
             }
             Some(Err(e)) => {
-                errs.push(("template".into(), e));
+                errs.push("template", e);
                 None
             }
         };
@@ -250,26 +251,26 @@ mod tests {
             .build(&doc(serde_json::json!({})))
             .err()
             .unwrap();
-        assert!(errs[0].1.contains("`url` or `urlFile`"));
+        assert!(errs[0].message.contains("`url` or `urlFile`"));
         let errs = WebhookFactory
             .build(&doc(
                 serde_json::json!({"url": "http://x", "tokenFil": "/t"}),
             ))
             .err()
             .unwrap();
-        assert!(errs[0].1.contains("unknown field `tokenFil`"), "{errs:?}");
+        assert!(errs[0].message.contains("unknown field `tokenFil`"), "{errs:?}");
         let errs = WebhookFactory
             .build(&doc(serde_json::json!({"url": "ftp://x"})))
             .err()
             .unwrap();
-        assert_eq!(errs[0].0, "url");
+        assert_eq!(errs[0].path, "url");
         let errs = WebhookFactory
             .build(&doc(
                 serde_json::json!({"url": "http://x", "template": "{{ event.nope }}"}),
             ))
             .err()
             .unwrap();
-        assert_eq!(errs[0].0, "template");
+        assert_eq!(errs[0].path, "template");
         let oauth = serde_json::json!({"tokenURL": "http://a/t", "clientId": "c", "clientSecretFile": "/s"});
         let errs = WebhookFactory
             .build(&doc(
@@ -277,15 +278,15 @@ mod tests {
             ))
             .err()
             .unwrap();
-        assert_eq!(errs[0].0, "oauth2", "{errs:?}");
+        assert_eq!(errs[0].path, "oauth2", "{errs:?}");
         let errs = WebhookFactory
             .build(&doc(
                 serde_json::json!({"url": "http://x", "oauth2": {"tokenURL": "http://a/t", "clientId": "c"}}),
             ))
             .err()
             .unwrap();
-        assert!(errs[0].0.starts_with("oauth2"), "{errs:?}");
-        assert!(errs[0].1.contains("refreshTokenFile"), "{errs:?}");
+        assert!(errs[0].path.starts_with("oauth2"), "{errs:?}");
+        assert!(errs[0].message.contains("refreshTokenFile"), "{errs:?}");
         assert!(
             WebhookFactory
                 .build(&doc(
@@ -312,7 +313,7 @@ mod tests {
         let ev = relay_core::sample::run_event();
         let store: relay_core::store::SharedStore =
             std::sync::Arc::new(relay_core::store::memory::MemoryStore::default());
-        let params = serde_json::Map::new();
+        let compiled = relay_core::provider::Compiled::none();
         let out = p
             .build(&DeliveryInput {
                 event: &ev,
@@ -320,9 +321,8 @@ mod tests {
                 notification: "n",
                 template: None,
                 summary: None,
-                action: None,
-                params: &params,
-                store: &store,
+                compiled: &compiled,
+                state: relay_core::state::State::new(&store, "test"),
             })
             .await
             .unwrap();

@@ -80,8 +80,8 @@ pub struct CompiledNotification {
     pub filter: Filter,
     pub template: Option<Template>,
     pub dedupe: Dedupe,
-    pub action: Option<String>,
-    pub params: serde_json::Map<String, serde_json::Value>,
+    /// The `action` and `params`, as the provider compiled them.
+    pub compiled: crate::delivery::provider::Compiled,
 }
 
 /// A configuration compiled against a registry: every filter, template and
@@ -145,14 +145,8 @@ impl Plan {
                 Some(f) => match f.build(doc) {
                     Ok(p) => providers.push((doc.name.clone(), doc.provider_type.clone(), p)),
                     Err(list) => {
-                        for (path, msg) in list {
-                            let base = format!("spec.{}", doc.provider_type);
-                            let path = if path.is_empty() {
-                                base
-                            } else {
-                                format!("{base}.{path}")
-                            };
-                            errs.push(&name, path, msg);
+                        for e in list.under(&format!("spec.{}", doc.provider_type)) {
+                            errs.push(&name, e.path, e.message);
                         }
                     }
                 },
@@ -215,14 +209,21 @@ impl Plan {
                     None
                 }
             };
-            if let Some((_, _, p)) = provider
-                && let Err(list) = p.check_notification(n.spec.action.as_deref(), &n.spec.params)
+            let compiled = match provider
+                .map(|(_, _, p)| p.compile_notification(n.spec.action.as_deref(), &n.spec.params))
             {
-                for (path, msg) in list {
-                    errs.push(&doc, format!("spec.{path}"), msg);
+                Some(Ok(c)) => Some(c),
+                Some(Err(list)) => {
+                    for e in list.under("spec") {
+                        errs.push(&doc, e.path, e.message);
+                    }
+                    None
                 }
-            }
-            if let (Some(filter), Some((pname, ptype, p))) = (filter, provider) {
+                None => None,
+            };
+            if let (Some(filter), Some((pname, ptype, p)), Some(compiled)) =
+                (filter, provider, compiled)
+            {
                 notifications.push(CompiledNotification {
                     name: n.name.clone(),
                     provider_name: pname.clone(),
@@ -231,8 +232,7 @@ impl Plan {
                     filter,
                     template,
                     dedupe: n.spec.dedupe,
-                    action: n.spec.action.clone(),
-                    params: n.spec.params.clone(),
+                    compiled,
                 });
             }
         }
@@ -646,13 +646,12 @@ impl Engine {
             notification: &n.name,
             template: n.template.as_ref(),
             summary,
-            action: n.action.as_deref(),
-            params: &n.params,
-            store: &self.store,
+            compiled: &n.compiled,
+            state: crate::delivery::state::State::new(&self.store, &n.provider_type),
         };
         let http = crate::delivery::transport::Http {
             transport: &self.transport,
-            classify: &|status, headers, body| n.provider.classify(status, headers, body),
+            classify: &|req, status, headers, body| n.provider.classify(req, status, headers, body),
             provider_name: &n.provider_name,
             policy,
             deadline: crate::delivery::transport::instant_after(

@@ -9,6 +9,7 @@ pub mod assemble;
 pub mod deadletter;
 pub mod engine;
 pub mod metrics;
+pub mod notification;
 pub mod original;
 pub mod otel;
 pub mod outbound;
@@ -16,6 +17,7 @@ pub mod provider;
 pub mod ratelimit;
 pub mod replay;
 pub mod secret_url;
+pub mod state;
 pub mod store;
 pub mod summary;
 #[cfg(test)]

@@ -22,6 +22,11 @@ pub struct OutboundRequest {
     pub url: url::Url,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Secrets the request carries outside its sensitive headers (a
+    /// routing key in the body) that an answer may echo: the transport
+    /// masks them in the answer before it is classified, so no verdict,
+    /// retry log or dead letter shows them.
+    pub masked: Vec<crate::event::secret::Secret>,
 }
 
 impl OutboundRequest {
@@ -42,7 +47,13 @@ impl OutboundRequest {
             url,
             headers,
             body: body.into(),
+            masked: Vec::new(),
         }
+    }
+
+    /// Masks `secret` wherever an answer to this request shows it.
+    pub fn mask_in_answer(&mut self, secret: crate::event::secret::Secret) {
+        self.masked.push(secret);
     }
 
     /// Adds a header whose value must never be logged.

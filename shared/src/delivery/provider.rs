@@ -9,12 +9,13 @@ use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use crate::delivery::accumulator::RunSummary;
+pub use crate::delivery::notification::{Compiled, Parsed};
 use crate::delivery::original::Original;
-use crate::delivery::outbound::{Outbound, ProviderError};
-use crate::delivery::store::SharedStore;
+use crate::delivery::outbound::{Outbound, OutboundRequest, ProviderError};
 use crate::delivery::transport::{Http, describe};
 use crate::delivery::verdict::{Verdict, default_classify};
 use crate::event::config::ProviderDoc;
+pub use crate::event::field::{FieldError, FieldErrors};
 use crate::event::model::RunEvent;
 use crate::event::template::Template;
 
@@ -30,11 +31,12 @@ pub struct DeliveryInput<'a> {
     /// The run's accumulated summary, for providers that ask for it
     /// ([`Provider::uses_summary`]) when the event belongs to a PipelineRun.
     pub summary: Option<&'a RunSummary>,
-    /// The Notification's `action` and `params`.
-    pub action: Option<&'a str>,
-    pub params: &'a serde_json::Map<String, Value>,
-    /// The shared store, for providers that remember what they posted.
-    pub store: &'a SharedStore,
+    /// The Notification's `action` and `params` as the provider compiled
+    /// them at load ([`Provider::compile_notification`]).
+    pub compiled: &'a Compiled,
+    /// This provider type's part of the shared store, for providers that
+    /// remember what they posted.
+    pub state: crate::delivery::state::State<'a>,
 }
 
 #[async_trait]
@@ -47,27 +49,29 @@ pub trait Provider: Send + Sync + 'static {
         false
     }
 
-    /// Checks a Notification's `action` and `params` at load time; errors are
-    /// `(path under spec, message)`. The default takes neither.
-    fn check_notification(
+    /// Compiles a Notification's `action` and `params` at load time, once:
+    /// what is returned is what every delivery reads
+    /// ([`DeliveryInput::compiled`]); errors' paths are under the
+    /// Notification's spec. The default takes neither.
+    fn compile_notification(
         &self,
         action: Option<&str>,
         params: &serde_json::Map<String, Value>,
-    ) -> Result<(), Vec<(String, String)>> {
-        let mut errs = Vec::new();
+    ) -> Result<Compiled, FieldErrors> {
+        let mut errs = FieldErrors::new();
         if let Some(a) = action {
-            errs.push((
-                "action".into(),
+            errs.push(
+                "action",
                 format!("{} providers take no action (got {a:?})", self.type_name()),
-            ));
+            );
         }
         for k in params.keys() {
-            errs.push((
+            errs.push(
                 format!("params.{k}"),
                 format!("{} providers take no params", self.type_name()),
-            ));
+            );
         }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
+        errs.into_result(Compiled::none())
     }
 
     /// Why this provider will not act on `event` at all (a forwarding loop
@@ -108,9 +112,17 @@ pub trait Provider: Send + Sync + 'static {
         Ok(done.join("; "))
     }
 
-    /// Classifies an HTTP answer. The default: 2xx succeed; 408, 429 and 5xx
-    /// are retried (honouring `Retry-After`); anything else is permanent.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    /// Classifies the answer to `request` (one this delivery sent: what it
+    /// asked, and the secrets it carried, already masked in `body`). The
+    /// default: 2xx succeed; 408, 429 and 5xx are retried (honouring
+    /// `Retry-After`); anything else is permanent.
+    fn classify(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
         default_classify(status, headers, body)
     }
 }
@@ -118,8 +130,8 @@ pub trait Provider: Send + Sync + 'static {
 /// Builds a provider from its `Provider` document.
 pub trait ProviderFactory: Send + Sync {
     fn type_name(&self) -> &'static str;
-    /// Errors are `(path under spec.<type>, message)`.
-    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>>;
+    /// Errors' paths are under `spec.<type>`.
+    fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors>;
 }
 
 /// The provider types a function knows.

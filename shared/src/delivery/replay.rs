@@ -144,7 +144,10 @@ mod tests {
         fn type_name(&self) -> &'static str {
             "probe"
         }
-        fn build(&self, _: &ProviderDoc) -> Result<Arc<dyn Provider>, Vec<(String, String)>> {
+        fn build(
+            &self,
+            _: &ProviderDoc,
+        ) -> Result<Arc<dyn Provider>, crate::event::field::FieldErrors> {
             Ok(Arc::new(self.clone()))
         }
     }

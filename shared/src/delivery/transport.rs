@@ -10,14 +10,16 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
 use crate::delivery::metrics::Metrics;
-use crate::delivery::outbound::Outbound;
+use crate::delivery::outbound::{Outbound, OutboundRequest};
 use crate::delivery::ratelimit::OutboundLimiter;
 use crate::delivery::verdict::{MAX_RETRY_AFTER, Verdict};
 use crate::event::config::{DeliverySettings, OutboundLimits};
 
-/// How a provider reads an HTTP answer (its `Provider::classify`): the
-/// transport sees only this, so it stays below the provider contract.
-pub type Classify<'a> = &'a (dyn Fn(StatusCode, &HeaderMap, &str) -> Verdict + Send + Sync);
+/// How a provider reads the answer to a request it sent (its
+/// `Provider::classify`): the transport sees only this, so it stays below
+/// the provider contract.
+pub type Classify<'a> =
+    &'a (dyn Fn(&OutboundRequest, StatusCode, &HeaderMap, &str) -> Verdict + Send + Sync);
 
 /// Most of an error body worth keeping for a message.
 const BODY_SNIPPET: usize = 4096;
@@ -177,7 +179,13 @@ impl Transport {
                             String::from_utf8_lossy(&body[..body.len().min(BODY_SNIPPET)])
                                 .into_owned()
                         };
-                        match classify(status, &headers, &text) {
+                        let masked: Vec<&str> = req.masked.iter().map(|s| s.expose()).collect();
+                        let text = if masked.is_empty() {
+                            text
+                        } else {
+                            crate::delivery::secret_url::mask(&text, &masked)
+                        };
+                        match classify(req, status, &headers, &text) {
                             Verdict::Success => Ok(Response {
                                 status,
                                 headers,

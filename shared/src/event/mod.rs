@@ -6,6 +6,7 @@
 pub mod config;
 pub mod decode;
 pub mod escape;
+pub mod field;
 pub mod model;
 pub mod sample;
 pub mod secret;

@@ -236,16 +236,15 @@ mod tests {
             "{{ event.name }} {% for k, v in event.annotations|items %}{% if v == 'v' %}{{ k }}{% endif %}{% endfor %}",
         )
         .unwrap();
-        let params = serde_json::Map::new();
+        let compiled = crate::delivery::provider::Compiled::none();
         let input = DeliveryInput {
             event: &ev,
             original: None,
             notification: "n",
             template: Some(&t),
             summary: None,
-            action: None,
-            params: &params,
-            store: &store,
+            compiled: &compiled,
+            state: crate::delivery::state::State::new(&store, "test"),
         };
         assert_eq!(
             escaped_template_text(&input, |s| s.replace('<', "&lt;")).unwrap(),
@@ -260,16 +259,15 @@ mod tests {
         let store: crate::delivery::store::SharedStore =
             std::sync::Arc::new(crate::delivery::store::memory::MemoryStore::default());
         let t = crate::event::template::Template::compile("*{{ event.name }}*").unwrap();
-        let params = serde_json::Map::new();
+        let compiled = crate::delivery::provider::Compiled::none();
         let input = DeliveryInput {
             event: &ev,
             original: None,
             notification: "n",
             template: Some(&t),
             summary: None,
-            action: None,
-            params: &params,
-            store: &store,
+            compiled: &compiled,
+            state: crate::delivery::state::State::new(&store, "test"),
         };
         assert_eq!(
             escaped_template_text(&input, |s| s.replace('<', "&lt;")).unwrap(),

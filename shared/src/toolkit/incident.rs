@@ -106,24 +106,24 @@ impl Lifecycle {
         open_on: Option<Vec<RunState>>,
         kinds: Option<Vec<String>>,
         verbs: Verbs,
-        errs: &mut Vec<(String, String)>,
+        errs: &mut crate::event::field::FieldErrors,
     ) -> Lifecycle {
         let open_on = open_on.unwrap_or_else(|| vec![RunState::Failed, RunState::TimedOut]);
         if open_on.is_empty() {
-            errs.push((open_setting.into(), "name at least one state".into()));
+            errs.push(open_setting, "name at least one state");
         }
         if let Some(i) = open_on.iter().position(|s| *s == RunState::Succeeded) {
-            errs.push((
+            errs.push(
                 format!("{open_setting}[{i}]"),
                 format!(
                     "succeeded {}s the alert; it cannot {} one",
                     verbs.close, verbs.open
                 ),
-            ));
+            );
         }
         let kinds = kinds.unwrap_or_else(|| vec!["PipelineRun".into()]);
         if kinds.is_empty() {
-            errs.push(("kinds".into(), "name at least one kind".into()));
+            errs.push("kinds", "name at least one kind");
         }
         errs.extend(crate::event::config::check::blank_items("kinds", &kinds));
         Lifecycle {
@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_lifecycle_opens_on_its_states_and_closes_on_success() {
-        let mut errs = Vec::new();
+        let mut errs = crate::event::field::FieldErrors::new();
         let l = Lifecycle::new("triggerOn", None, None, VERBS, &mut errs);
         assert!(errs.is_empty(), "{errs:?}");
         for (state, step) in [
@@ -315,7 +315,8 @@ mod tests {
 
     #[test]
     fn lifecycle_settings_errors_name_their_path() {
-        let mut errs = Vec::new();
+        use crate::event::field::{FieldError, FieldErrors};
+        let mut errs = FieldErrors::new();
         Lifecycle::new(
             "createOn",
             Some(vec![RunState::Failed, RunState::Succeeded]),
@@ -328,17 +329,17 @@ mod tests {
         );
         assert_eq!(
             errs,
-            [
-                (
-                    "createOn[1]".to_string(),
-                    "succeeded closes the alert; it cannot create one".to_string()
+            FieldErrors::from_iter([
+                FieldError::new(
+                    "createOn[1]",
+                    "succeeded closes the alert; it cannot create one"
                 ),
-                ("kinds[1]".to_string(), "must not be empty".to_string()),
-            ]
+                FieldError::new("kinds[1]", "must not be empty"),
+            ])
         );
-        errs.clear();
+        let mut errs = FieldErrors::new();
         Lifecycle::new("triggerOn", Some(vec![]), Some(vec![]), VERBS, &mut errs);
-        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["triggerOn", "kinds"]);
     }
 

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::delivery::state::{State, StateKey};
 use crate::delivery::store::{Claim, SharedStore, StoreError};
 
 /// What `create_or_update` did.
@@ -23,16 +24,21 @@ pub struct MessageIds {
 }
 
 impl MessageIds {
-    pub fn new(store: SharedStore, ttl: Duration, lease: Duration) -> MessageIds {
-        MessageIds { store, ttl, lease }
+    /// The message ids of `state`'s provider.
+    pub fn new(state: State<'_>, ttl: Duration, lease: Duration) -> MessageIds {
+        MessageIds {
+            store: state.store().clone(),
+            ttl,
+            lease,
+        }
     }
 
     /// Where the record of `key` is kept in the store.
-    fn record_key(key: &str) -> String {
+    fn record_key(key: &StateKey) -> String {
         format!("msg/{key}")
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+    pub async fn get(&self, key: &StateKey) -> Result<Option<String>, StoreError> {
         Ok(self
             .store
             .get(&Self::record_key(key))
@@ -44,7 +50,7 @@ impl MessageIds {
     /// message it named is gone and another was posted in its place. `false`
     /// when there is no such record, or another replica changed it first
     /// (its record is kept: it names a message too).
-    pub async fn replace(&self, key: &str, old: &str, new: &str) -> Result<bool, StoreError> {
+    pub async fn replace(&self, key: &StateKey, old: &str, new: &str) -> Result<bool, StoreError> {
         let k = Self::record_key(key);
         match self.store.get(&k).await? {
             Some(r) if r.value == old.as_bytes() => Ok(self
@@ -60,7 +66,7 @@ impl MessageIds {
     /// is none — the create guarded by a claim, so exactly one replica runs it.
     pub async fn create_or_update<E, C, CF, U, UF>(
         &self,
-        key: &str,
+        key: &StateKey,
         owner: &str,
         create: C,
         update: U,
@@ -259,10 +265,12 @@ impl<'a> LastPosted<'a> {
     /// Reads the record; `Ok(None)` when `value` is what was last posted.
     /// A store error reads as "not posted" (the post is repeated, not lost).
     pub async fn unless_same(
-        store: &'a SharedStore,
-        key: String,
+        state: State<'a>,
+        key: StateKey,
         value: &str,
     ) -> Option<LastPosted<'a>> {
+        let store = state.store();
+        let key = key.to_string();
         let last = store.get(&key).await.ok().flatten();
         if last.as_ref().is_some_and(|r| r.value == value.as_bytes()) {
             return None;
@@ -305,13 +313,13 @@ pub trait SummaryMessages: Sync {
 /// created once — by exactly one replica, the store's message-id record
 /// decides — then updated in place.
 pub async fn upsert_summary(
-    store: &SharedStore,
-    key: &str,
+    state: State<'_>,
+    key: &StateKey,
     marker: &str,
     text: &str,
     messages: &dyn SummaryMessages,
 ) -> Result<MessageAction<crate::delivery::verdict::Verdict>, crate::delivery::verdict::Verdict> {
-    let ids = MessageIds::new(store.clone(), MEMORY, CREATE_LEASE);
+    let ids = MessageIds::new(state, MEMORY, CREATE_LEASE);
     let owner = uuid::Uuid::new_v4().to_string();
     ids.create_or_update(
         key,
@@ -347,8 +355,8 @@ pub fn summary_text(
 /// `key` (a host, repository, commit and context) had the same `state` and
 /// `description`; the delivery detail either way.
 pub async fn post_status_once<F, Fut>(
-    store: &SharedStore,
-    key: String,
+    memory: State<'_>,
+    key: StateKey,
     context: &str,
     state: &str,
     description: &str,
@@ -359,7 +367,7 @@ where
     Fut: Future<Output = Result<(), crate::delivery::verdict::Verdict>>,
 {
     let posted = format!("{state}\u{1f}{description}");
-    let Some(last) = LastPosted::unless_same(store, key, &posted).await else {
+    let Some(last) = LastPosted::unless_same(memory, key, &posted).await else {
         return Ok(format!("status {context} already {state}"));
     };
     post().await?;
@@ -461,15 +469,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_record_is_replaced_only_while_it_holds_the_old_message() {
-        let ids = MessageIds::new(Arc::new(MemoryStore::default()), MEMORY, CREATE_LEASE);
+        let store: SharedStore = Arc::new(MemoryStore::default());
+        let state = State::new(&store, "test");
+        let ids = MessageIds::new(state, MEMORY, CREATE_LEASE);
+        let k = &state.key(crate::delivery::state::Kind::ChatMessage, &["k"]);
         assert!(
-            !ids.replace("k", "C1 1.0", "C1 2.0").await.unwrap(),
+            !ids.replace(k, "C1 1.0", "C1 2.0").await.unwrap(),
             "none yet"
         );
-        assert_eq!(ids.get("k").await.unwrap(), None);
+        assert_eq!(ids.get(k).await.unwrap(), None);
         let created = ids
             .create_or_update(
-                "k",
+                k,
                 "me",
                 || async { Ok::<_, ()>("C1 1.0".to_string()) },
                 |_| async { Ok(()) },
@@ -477,15 +488,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(created, MessageAction::Created("C1 1.0".into()));
-        assert!(ids.replace("k", "C1 1.0", "C1 2.0").await.unwrap());
-        assert_eq!(ids.get("k").await.unwrap().as_deref(), Some("C1 2.0"));
+        assert!(ids.replace(k, "C1 1.0", "C1 2.0").await.unwrap());
+        assert_eq!(ids.get(k).await.unwrap().as_deref(), Some("C1 2.0"));
         // Another replica replaced it first: its record stays.
-        assert!(!ids.replace("k", "C1 1.0", "C1 3.0").await.unwrap());
-        assert_eq!(ids.get("k").await.unwrap().as_deref(), Some("C1 2.0"));
+        assert!(!ids.replace(k, "C1 1.0", "C1 3.0").await.unwrap());
+        assert_eq!(ids.get(k).await.unwrap().as_deref(), Some("C1 2.0"));
         // Later events update the replacement.
         let updated = ids
             .create_or_update(
-                "k",
+                k,
                 "me",
                 || async { Ok::<_, ()>("never".to_string()) },
                 |id| async move {

@@ -4,33 +4,31 @@
 
 use serde_json::Value;
 
-use crate::delivery::provider::DeliveryInput;
 use crate::delivery::verdict::Verdict;
 use crate::event::config::ProviderDoc;
+use crate::event::field::{FieldError, FieldErrors};
 use crate::event::model::RunEvent;
 
 /// Parses a provider's settings block with unknown keys rejected.
-pub fn parse_settings<T: serde::de::DeserializeOwned>(
-    doc: &ProviderDoc,
-) -> Result<T, Vec<(String, String)>> {
-    crate::event::config::parse_at::<T>(doc.settings.clone(), "").map_err(|(p, m)| vec![(p, m)])
+pub fn parse_settings<T: serde::de::DeserializeOwned>(doc: &ProviderDoc) -> Result<T, FieldErrors> {
+    crate::event::config::parse_at::<T>(doc.settings.clone(), "").map_err(FieldErrors::from)
 }
 
 /// The settings block as JSON, for providers with nothing to configure.
-pub fn require_empty(doc: &ProviderDoc) -> Result<(), Vec<(String, String)>> {
+pub fn require_empty(doc: &ProviderDoc) -> Result<(), FieldErrors> {
     match &doc.settings {
         Value::Object(m) if m.is_empty() => Ok(()),
         Value::Null => Ok(()),
         Value::Object(m) => Err(m
             .keys()
             .map(|k| {
-                (
+                FieldError::new(
                     k.clone(),
                     format!("unknown field `{k}`: this provider takes no settings"),
                 )
             })
             .collect()),
-        _ => Err(vec![(String::new(), "expected a map".into())]),
+        _ => Err(FieldErrors::one("", "expected a map")),
     }
 }
 
@@ -69,21 +67,7 @@ pub fn status_context(configured: Option<&str>, ev: &RunEvent) -> String {
     )
 }
 
-/// A Notification's `params` as `P`, unknown keys rejected; errors are
-/// `(path, message)` for `check_notification`.
-pub fn notification_params<P: serde::de::DeserializeOwned>(
-    params: &serde_json::Map<String, Value>,
-) -> Result<P, (String, String)> {
-    crate::event::config::parse_at::<P>(Value::Object(params.clone()), "params")
-}
-
-/// As [`notification_params`], at delivery (already checked at load, so a
-/// failure here is permanent).
-pub fn delivery_params<P: serde::de::DeserializeOwned>(
-    input: &DeliveryInput<'_>,
-) -> Result<P, Verdict> {
-    notification_params(input.params).map_err(|(p, m)| Verdict::permanent(format!("{p}: {m}")))
-}
+pub use crate::delivery::notification::params as notification_params;
 
 /// What most git hosts do for a Notification: post a commit status (the
 /// default action, `status`), or keep the run's summary message, whose
@@ -124,27 +108,13 @@ pub fn no_action(provider: &str, action: Option<&str>, what: &str) -> Result<(),
     }
 }
 
-/// `check_notification` for a provider with named actions and typed
-/// params: every error at once; a blank string param (a context, say) is
-/// an error too, since it would post an unnamed status.
+/// The check of a provider with named actions and typed params
+/// ([`crate::delivery::notification::parse`]), its result dropped.
 pub fn check_action_and_params<P: serde::de::DeserializeOwned>(
     action: Result<(), String>,
     params: &serde_json::Map<String, Value>,
-) -> Result<(), Vec<(String, String)>> {
-    let mut errs = Vec::new();
-    if let Err(e) = action {
-        errs.push(("action".into(), e));
-    }
-    match notification_params::<P>(params) {
-        Err(e) => errs.push(e),
-        Ok(_) => errs.extend(
-            params
-                .iter()
-                .filter(|(_, v)| v.as_str().is_some_and(|s| s.trim().is_empty()))
-                .map(|(k, _)| (format!("params.{k}"), "must not be empty".to_string())),
-        ),
-    }
-    if errs.is_empty() { Ok(()) } else { Err(errs) }
+) -> Result<(), FieldErrors> {
+    crate::delivery::notification::parse::<(), P>(action, params).map(|_| ())
 }
 
 #[cfg(test)]
@@ -197,15 +167,21 @@ mod tests {
             &params,
         )
         .unwrap_err();
-        assert_eq!(errs[0].0, "action");
-        assert!(errs[0].1.contains("expected status or note"), "{errs:?}");
+        assert_eq!(errs[0].path, "action");
+        assert!(
+            errs[0].message.contains("expected status or note"),
+            "{errs:?}"
+        );
         assert_eq!(
             errs[1],
-            ("params.context".into(), "must not be empty".into())
+            FieldError::new("params.context", "must not be empty")
         );
         params.insert("contxt".into(), "x".into());
         let errs = check_action_and_params::<StatusParams>(Ok(()), &params).unwrap_err();
-        assert!(errs[0].1.contains("unknown field `contxt`"), "{errs:?}");
+        assert!(
+            errs[0].message.contains("unknown field `contxt`"),
+            "{errs:?}"
+        );
         params.clear();
         params.insert("context".into(), "ci".into());
         assert!(check_action_and_params::<StatusParams>(Ok(()), &params).is_ok());

@@ -1,14 +1,16 @@
 //! Checks that several providers make of their settings, so the same
 //! mistake reads the same whichever provider it is made in. Each returns
-//! errors as `(path, message)`, the path relative to the provider's
-//! settings (or `params.` for a Notification's).
+//! [`FieldError`]s, the path relative to the provider's settings (or
+//! `params.` for a Notification's).
+
+use crate::event::field::{FieldError, FieldErrors};
 
 /// The error for a URL setting at `path` (a base URL, an avatar or icon)
 /// that is not http(s), if it is not.
-pub fn http_url(path: &str, url: &url::Url) -> Option<(String, String)> {
+pub fn http_url(path: &str, url: &url::Url) -> Option<FieldError> {
     (!matches!(url.scheme(), "http" | "https")).then(|| {
-        (
-            path.to_string(),
+        FieldError::new(
+            path,
             format!("scheme {:?} is not http or https", url.scheme()),
         )
     })
@@ -19,13 +21,13 @@ pub fn http_url(path: &str, url: &url::Url) -> Option<(String, String)> {
 pub fn url_or_file(
     url: Option<&url::Url>,
     file: Option<&crate::event::secret::SecretFile>,
-) -> Option<(String, String)> {
+) -> Option<FieldError> {
     match (url, file) {
-        (None, None) => Some((
-            String::new(),
-            "one of `url` or `urlFile` is required".into(),
+        (None, None) => Some(FieldError::new("", "one of `url` or `urlFile` is required")),
+        (Some(_), Some(_)) => Some(FieldError::new(
+            "urlFile",
+            "give `url` or `urlFile`, not both",
         )),
-        (Some(_), Some(_)) => Some(("urlFile".into(), "give `url` or `urlFile`, not both".into())),
         (Some(u), None) => http_url("url", u),
         (None, Some(_)) => None,
     }
@@ -35,7 +37,7 @@ pub fn url_or_file(
 /// `headers.<name>` for each that is not a valid HTTP header.
 pub fn headers(
     map: &std::collections::BTreeMap<String, String>,
-    errs: &mut Vec<(String, String)>,
+    errs: &mut FieldErrors,
 ) -> Vec<(http::HeaderName, http::HeaderValue)> {
     let mut out = Vec::new();
     for (k, v) in map {
@@ -44,7 +46,7 @@ pub fn headers(
             http::HeaderValue::from_str(v),
         ) {
             (Ok(n), Ok(v)) => out.push((n, v)),
-            _ => errs.push((format!("headers.{k}"), "not a valid HTTP header".into())),
+            _ => errs.push(format!("headers.{k}"), "not a valid HTTP header"),
         }
     }
     out
@@ -55,12 +57,12 @@ pub fn headers(
 pub fn blank_items<'a>(
     path: &'a str,
     items: &'a [String],
-) -> impl Iterator<Item = (String, String)> + 'a {
+) -> impl Iterator<Item = FieldError> + 'a {
     items
         .iter()
         .enumerate()
         .filter(|(_, t)| t.trim().is_empty())
-        .map(move |(i, _)| (format!("{path}[{i}]"), "must not be empty".to_string()))
+        .map(move |(i, _)| FieldError::new(format!("{path}[{i}]"), "must not be empty"))
 }
 
 #[cfg(test)]
@@ -71,11 +73,11 @@ mod tests {
     fn a_target_is_one_http_url_or_a_file_and_headers_are_valid() {
         let u = url::Url::parse("ftp://x").unwrap();
         let f = crate::event::secret::SecretFile("/f".into());
-        assert_eq!(url_or_file(None, None).unwrap().0, "");
-        assert_eq!(url_or_file(Some(&u), Some(&f)).unwrap().0, "urlFile");
-        assert_eq!(url_or_file(Some(&u), None).unwrap().0, "url");
+        assert_eq!(url_or_file(None, None).unwrap().path, "");
+        assert_eq!(url_or_file(Some(&u), Some(&f)).unwrap().path, "urlFile");
+        assert_eq!(url_or_file(Some(&u), None).unwrap().path, "url");
         assert_eq!(url_or_file(None, Some(&f)), None);
-        let mut errs = Vec::new();
+        let mut errs = FieldErrors::new();
         let map = [
             ("X-Team".to_string(), "ci".to_string()),
             ("a b".into(), "c".into()),
@@ -86,10 +88,7 @@ mod tests {
         assert_eq!(h.len(), 1);
         assert_eq!(
             errs,
-            [(
-                "headers.a b".to_string(),
-                "not a valid HTTP header".to_string()
-            )]
+            FieldErrors::one("headers.a b", "not a valid HTTP header")
         );
     }
 
@@ -100,9 +99,9 @@ mod tests {
         assert_eq!(http_url("baseURL", &u("http://x.example")), None);
         assert_eq!(
             http_url("iconURL", &u("ftp://x/i.png")),
-            Some((
-                "iconURL".into(),
-                "scheme \"ftp\" is not http or https".into()
+            Some(FieldError::new(
+                "iconURL",
+                "scheme \"ftp\" is not http or https"
             ))
         );
         let items = ["a".to_string(), " ".into(), "b".into(), "".into()];
@@ -110,14 +109,8 @@ mod tests {
         assert_eq!(
             errs,
             [
-                (
-                    "params.tags[1]".to_string(),
-                    "must not be empty".to_string()
-                ),
-                (
-                    "params.tags[3]".to_string(),
-                    "must not be empty".to_string()
-                ),
+                FieldError::new("params.tags[1]", "must not be empty"),
+                FieldError::new("params.tags[3]", "must not be empty"),
             ]
         );
     }
