@@ -3,8 +3,10 @@
 //! ingress, the dead-letter function, and what serves each of them
 //! ([`function`]). The binary (`src/main.rs`) is all of them.
 
+#[cfg(feature = "dlq")]
 pub mod dlq;
 pub mod function;
+#[cfg(feature = "ingress")]
 pub mod ingress;
 
 /// One row of the provider table (`[package.metadata.relay.providers]` in

@@ -710,6 +710,41 @@ async fn remove(
     }
 }
 
+/// Serves as the dead-letter function until stopped: HTTP on `$PORT`,
+/// store from `RELAY_DLQ_STORE`, replay targets from `RELAY_DLQ_SUBSCRIBERS`.
+pub async fn serve() -> Result<(), String> {
+    let env = |k: &str| std::env::var(k).ok();
+    let cfg =
+        relay_core::runtime::load_config(None).map_err(|e| format!("invalid config:\n{e}"))?;
+    check_auth(cfg.settings.inbound_auth.as_ref(), insecure_no_auth(env)?)?;
+    let subscribers = Subscribers::from_env(env)?;
+    if subscribers.is_empty() {
+        tracing::warn!(
+            "no {} configured: dead letters are kept, but none can be replayed",
+            SUBSCRIBERS_ENV
+        );
+    }
+    if cfg.settings.api_auth.is_none() {
+        tracing::info!("no spec.apiAuth: the dead-letter API answers 404");
+    }
+    let store = std::env::var("RELAY_DLQ_STORE").map_err(|_| {
+        "set RELAY_DLQ_STORE (file:///path.jsonl, valkey://… or dynamodb://…)".to_string()
+    })?;
+    let dl = DeadLetters::open(&cfg.settings, &store, subscribers).await?;
+    let addr = relay_core::runtime::listen_addr(None);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    relay_core::runtime::serve_router_with(
+        router(Arc::new(dl)),
+        listener,
+        std::time::Duration::from_secs(30),
+        relay_core::runtime::ConnectionLimits::from_settings(&cfg.settings.limits),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 
 mod bounded_labels;
 mod deployables;
+#[cfg(feature = "dlq")]
 mod dlq;
 mod e2e_delivery;
 mod e2e_scenarios;
@@ -16,8 +17,11 @@ mod function_secure_default;
 mod hostile_input;
 mod hostile_providers;
 mod http_contract;
+#[cfg(feature = "ingress")]
 mod ingress;
+#[cfg(feature = "ingress")]
 mod ingress_rate_limit;
+#[cfg(feature = "ingress")]
 mod ingress_secure_default;
 mod rate_limits;
 mod reload;

@@ -6,7 +6,9 @@
 //! the other files: binding rules, signals, Lambda, the log, timeouts and
 //! header limits on a real socket, the CLI.
 
+#[cfg(feature = "dlq")]
 mod dlq;
+#[cfg(feature = "ingress")]
 mod ingress;
 mod relay;
 
