@@ -317,3 +317,74 @@ impl<H: GitHost> Provider for H {
         self.classify_answer(request, status, headers, body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct StatusOnly;
+
+    #[async_trait]
+    impl GitHost for StatusOnly {
+        const TYPE: &'static str = "statusonly";
+        const SUMMARY: Option<&'static str> = None;
+        type Params = crate::toolkit::params::StatusParams;
+        type Other = NoOther;
+        type Repo = ();
+
+        fn repository(&self, _ev: &RunEvent) -> Result<(), Verdict> {
+            Ok(())
+        }
+        fn key_parts(&self, _repo: &()) -> Vec<String> {
+            Vec::new()
+        }
+        fn status_line(
+            &self,
+            _ev: &RunEvent,
+            _params: &Self::Params,
+            _sha: &str,
+        ) -> Result<StatusLine, Verdict> {
+            Err(Verdict::permanent("unused"))
+        }
+        async fn post_status(
+            &self,
+            _http: &Http<'_>,
+            _ev: &RunEvent,
+            _params: &Self::Params,
+            _repo: &(),
+            _sha: &str,
+            _line: &StatusLine,
+        ) -> Result<(), Verdict> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn flux_events_are_declined_and_runs_are_not() {
+        let mut ev = crate::event::sample::run_event();
+        assert_eq!(StatusOnly.declines(&ev), None);
+        ev.format = EventFormat::Flux;
+        ev.kind = "Kustomization".into();
+        ev.name = "apps".into();
+        let why = StatusOnly.declines(&ev).unwrap();
+        assert!(why.contains("Kustomization \"apps\""), "{why}");
+        assert!(why.contains("names no repository or commit"), "{why}");
+    }
+
+    #[test]
+    fn a_host_without_a_summary_takes_status_only() {
+        assert!(!StatusOnly.uses_summary());
+        assert_eq!(StatusOnly.type_name(), "statusonly");
+        assert!(StatusOnly.compile_notification(None, &Map::new()).is_ok());
+        assert!(
+            StatusOnly
+                .compile_notification(Some("status"), &Map::new())
+                .is_ok()
+        );
+        let errs = StatusOnly
+            .compile_notification(Some("comment"), &Map::new())
+            .unwrap_err();
+        assert_eq!(errs[0].path, "action");
+        assert!(errs[0].message.contains("expected status"), "{errs:?}");
+    }
+}
