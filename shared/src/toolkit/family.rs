@@ -56,7 +56,7 @@ pub struct StatusLine {
 /// A git host. Implementing it makes the host a [`Provider`].
 #[async_trait]
 pub trait GitHost: Send + Sync + 'static {
-    /// The provider type (`github`).
+    /// The provider type, as Provider documents name it.
     const TYPE: &'static str;
     /// The action that keeps the run's summary on a pull request
     /// (`comment`, `note`, `thread`); `None`: statuses only.

@@ -195,7 +195,7 @@ pub fn headline(view: &ChatView) -> String {
 /// one blanket impl of `Provider`, and the git hosts have it.
 #[async_trait::async_trait]
 pub trait IncidentService: Send + Sync + 'static {
-    /// The provider type (`pagerduty`).
+    /// The provider type, as Provider documents name it.
     const TYPE: &'static str;
     /// What a Notification gets instead of an action, for the error that
     /// refuses one (`failures trigger, successes resolve`).
