@@ -24,7 +24,7 @@ pub use delivery::{
 };
 pub use event::{config, decode, escape, field, model, sample, secret, template};
 pub use host::{emf, lambda, reload, telemetry};
-pub use toolkit::{chat, githost, incident, message, oauth2};
+pub use toolkit::{chat, family, githost, incident, message, oauth2};
 
 /// `relay_core::auth`: inbound authentication (host) and its settings (event).
 pub mod auth {

@@ -21,27 +21,23 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::Engine as _;
 use http::{HeaderMap, Method, StatusCode};
-use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
+use relay_core::family::{GitHost, NoOther, StatusLine};
+use relay_core::field::FieldErrors;
 use relay_core::githost::{RepoPath, Repositories, api_url, check_name};
-use relay_core::message::{
-    Identity, LastPosted, MEMORY, MessageAction, SummaryMessages, adopt_own, json_text,
-    post_status_once, summary_text, upsert_summary,
-};
-use relay_core::notification::compile;
-use relay_core::state::{Kind, StateKey};
+use relay_core::message::{Identity, LastPosted, MEMORY, SummaryMessages, adopt_own, json_text};
 use relay_core::provider::{
-    DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    commit_sha, default_classify, Compiled, Parsed, parse_settings,
-    status_context,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, default_classify,
+    parse_settings, status_context,
 };
 use relay_core::secret::SecretFile;
+use relay_core::state::{Kind, StateKey};
 use relay_core::transport::{Http, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub use repo::AdoRepo;
 
@@ -151,16 +147,6 @@ fn thread_ids(record: &str) -> Result<(u64, u64), Verdict> {
 }
 
 impl AzureDevops {
-    /// The repository of an event, checked and allowed (as
-    /// `organization/project/repository`).
-    fn repository(&self, ev: &RunEvent) -> Result<AdoRepo, Verdict> {
-        let r = target(ev)?;
-        let owner = format!("{}/{}", r.organization, r.project);
-        self.repositories
-            .permit(RepoPath::new(&owner, &r.repository)?)?;
-        Ok(r)
-    }
-
     /// `{base}/{org}/{project}/_apis/git/repositories/{repo}/{tail}?api-version=7.1`,
     /// every segment percent-encoded (projects often hold spaces).
     fn url(&self, r: &AdoRepo, tail: &[&str]) -> Result<url::Url, Verdict> {
@@ -210,98 +196,6 @@ impl AzureDevops {
         http.send(&Outbound::Http(req)).await
     }
 
-    async fn status(
-        &self,
-        input: &DeliveryInput<'_>,
-        params: &Params,
-        http: &Http<'_>,
-    ) -> Result<String, Verdict> {
-        let ev = input.event;
-        if ev.kind != "PipelineRun" {
-            return Ok("not a PipelineRun: no status".into());
-        }
-        let r = self.repository(ev)?;
-        let sha = commit_sha(ev)?;
-        let name = status_context(params.context.as_deref(), ev);
-        let genre = params.genre.clone().unwrap_or_else(|| "tekton".into());
-        let state = status_state(ev.state);
-        let description = escape::one_line(
-            ev.reason.as_deref().unwrap_or(ev.state.as_str()),
-            DESCRIPTION_MAX,
-        );
-        let key = input.state.key(
-            Kind::CommitStatus,
-            &[
-                &r.organization,
-                &r.project,
-                &r.repository,
-                sha,
-                &genre,
-                &name,
-            ],
-        );
-        let context = format!("{genre}/{name}");
-        post_status_once(input.state, key, &context, state, &description, || async {
-            let mut body = json!({
-                "state": state,
-                "description": description,
-                "context": {"name": name, "genre": genre},
-            });
-            if let Some(u) = ev.url.as_deref() {
-                body["targetUrl"] = u.into();
-            }
-            let url = self.url(&r, &["commits", sha, "statuses"])?;
-            self.call(http, Method::POST, url, Some(body))
-                .await
-                .map(|_| ())
-        })
-        .await
-    }
-
-    async fn thread(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let ev = input.event;
-        let r = self.repository(ev)?;
-        let Some(pr) = ev.scm.pull_request else {
-            return Ok("not a pull request: no thread".into());
-        };
-        let Some(summary) = input.summary else {
-            return Ok("not part of a PipelineRun: no thread".into());
-        };
-        // Only uid characters, so nothing can close the HTML comment early.
-        let uid: String = summary
-            .uid
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
-        let marker = format!("<!-- tekton-relay:{}:{uid} -->", input.notification);
-        let text = summary_text(input, &marker)?.unwrap_or_default();
-        let pr = pr.to_string();
-        let parts = [
-            r.organization.as_str(),
-            &r.project,
-            &r.repository,
-            &pr,
-            input.notification,
-            &uid,
-        ];
-        let key = input.state.key(Kind::Summary, &parts);
-        let closed = input.state.key(Kind::SummaryClosed, &parts);
-        let threads = Threads {
-            ado: self,
-            http,
-            repo: &r,
-            pr: &pr,
-        };
-        let action = upsert_summary(input.state, &key, &marker, &text, &threads).await?;
-        if let MessageAction::Created(record) | MessageAction::Updated(record) = &action {
-            let done = summary.run.as_ref().map(|e| e.state);
-            if done == Some(RunState::Succeeded) {
-                self.close(input, &r, &pr, closed, record, http).await?;
-            }
-        }
-        action.into_result("thread")
-    }
-
     /// Closes the thread of a succeeded run, once.
     async fn close(
         &self,
@@ -322,6 +216,133 @@ impl AzureDevops {
         last.record("closed", MEMORY).await;
         Ok(())
     }
+}
+
+#[async_trait]
+impl GitHost for AzureDevops {
+    const TYPE: &'static str = TYPE;
+    const SUMMARY: Option<&'static str> = Some("thread");
+    type Params = Params;
+    type Other = NoOther;
+    type Repo = AdoRepo;
+
+    /// The repository of an event, checked and allowed (as
+    /// `organization/project/repository`).
+    fn repository(&self, ev: &RunEvent) -> Result<AdoRepo, Verdict> {
+        let r = target(ev)?;
+        let owner = format!("{}/{}", r.organization, r.project);
+        self.repositories
+            .permit(RepoPath::new(&owner, &r.repository)?)?;
+        Ok(r)
+    }
+
+    fn key_parts(&self, r: &AdoRepo) -> Vec<String> {
+        vec![
+            r.organization.clone(),
+            r.project.clone(),
+            r.repository.clone(),
+        ]
+    }
+
+    fn status_line(
+        &self,
+        ev: &RunEvent,
+        params: &Params,
+        _sha: &str,
+    ) -> Result<StatusLine, Verdict> {
+        let name = status_context(params.context.as_deref(), ev);
+        let genre = genre(params);
+        Ok(StatusLine {
+            context: format!("{genre}/{name}"),
+            key: vec![genre, name],
+            state: status_state(ev.state),
+            description: escape::one_line(
+                ev.reason.as_deref().unwrap_or(ev.state.as_str()),
+                DESCRIPTION_MAX,
+            ),
+        })
+    }
+
+    async fn post_status(
+        &self,
+        http: &Http<'_>,
+        ev: &RunEvent,
+        params: &Params,
+        r: &AdoRepo,
+        sha: &str,
+        line: &StatusLine,
+    ) -> Result<(), Verdict> {
+        let mut body = json!({
+            "state": line.state,
+            "description": line.description,
+            "context": {"name": status_context(params.context.as_deref(), ev), "genre": genre(params)},
+        });
+        if let Some(u) = ev.url.as_deref() {
+            body["targetUrl"] = u.into();
+        }
+        let url = self.url(r, &["commits", sha, "statuses"])?;
+        self.call(http, Method::POST, url, Some(body))
+            .await
+            .map(|_| ())
+    }
+
+    fn messages<'a>(
+        &'a self,
+        http: &'a Http<'_>,
+        repo: &'a AdoRepo,
+        pr: &'a str,
+    ) -> Box<dyn SummaryMessages + Send + 'a> {
+        Box::new(Threads {
+            ado: self,
+            http,
+            repo,
+            pr,
+        })
+    }
+
+    /// A succeeded run's thread is closed.
+    async fn summary_kept(
+        &self,
+        input: &DeliveryInput<'_>,
+        http: &Http<'_>,
+        r: &AdoRepo,
+        pr: &str,
+        parts: &[String],
+        record: &str,
+    ) -> Result<(), Verdict> {
+        let done = input.summary.and_then(|s| s.run.as_ref()).map(|e| e.state);
+        if done != Some(RunState::Succeeded) {
+            return Ok(());
+        }
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let closed = input.state.key(Kind::SummaryClosed, &parts);
+        self.close(input, r, pr, closed, record, http).await
+    }
+
+    /// A wrong or expired PAT is answered `203` with an HTML sign-in page:
+    /// a failure, not a success, and no retry will fix it.
+    fn classify_answer(
+        &self,
+        _request: &OutboundRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+    ) -> Verdict {
+        if status == StatusCode::NON_AUTHORITATIVE_INFORMATION {
+            return Verdict::Permanent {
+                status: Some(203),
+                message: "answered 203 (a sign-in page): the personal access token is wrong, \
+                          expired or lacks access"
+                    .into(),
+            };
+        }
+        default_classify(status, headers, body)
+    }
+}
+
+/// The status genre: the Notification's, else `tekton`.
+fn genre(params: &Params) -> String {
+    params.genre.clone().unwrap_or_else(|| "tekton".into())
 }
 
 /// A pull request's comment threads; a message id is `"{threadId}/{commentId}"`.
@@ -422,53 +443,6 @@ impl SummaryMessages for Threads<'_, '_> {
     }
 }
 
-#[async_trait]
-impl Provider for AzureDevops {
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-
-    fn uses_summary(&self) -> bool {
-        true
-    }
-
-    fn compile_notification(
-        &self,
-        action: Option<&str>,
-        params: &Map<String, Value>,
-    ) -> Result<Compiled, FieldErrors> {
-        compile::<GitAction, Params>(GitAction::parse(action, "thread"), params)
-    }
-
-    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let Parsed { action, params } = input.compiled.get::<Parsed<GitAction, Params>>()?;
-        match action {
-            GitAction::Status => self.status(input, params, http).await,
-            GitAction::Summary => self.thread(input, http).await,
-        }
-    }
-
-    /// A wrong or expired PAT is answered `203` with an HTML sign-in page:
-    /// a failure, not a success, and no retry will fix it.
-    fn classify(
-        &self,
-        _request: &OutboundRequest,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &str,
-    ) -> Verdict {
-        if status == StatusCode::NON_AUTHORITATIVE_INFORMATION {
-            return Verdict::Permanent {
-                status: Some(203),
-                message: "answered 203 (a sign-in page): the personal access token is wrong, \
-                          expired or lacks access"
-                    .into(),
-            };
-        }
-        default_classify(status, headers, body)
-    }
-}
-
 /// How each relay state shows on this host: the columns of the state table
 /// in docs/providers/README.md (checked by the `state_table` test).
 pub fn state_columns() -> Vec<crate::StateColumn> {
@@ -478,6 +452,7 @@ pub fn state_columns() -> Vec<crate::StateColumn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
 
     /// What a classification answers; its content does not matter here.
     fn any_request() -> OutboundRequest {
@@ -544,10 +519,18 @@ mod tests {
     fn a_sign_in_page_is_a_permanent_failure() {
         let h = HeaderMap::new();
         for (code, permanent) in [(203, true), (401, true), (403, true), (503, false)] {
-            let v = ado().classify(&any_request(), StatusCode::from_u16(code).unwrap(), &h, "<html>");
+            let v = ado().classify(
+                &any_request(),
+                StatusCode::from_u16(code).unwrap(),
+                &h,
+                "<html>",
+            );
             assert_eq!(matches!(v, Verdict::Permanent { .. }), permanent, "{code}");
         }
-        assert_eq!(ado().classify(&any_request(), StatusCode::OK, &h, ""), Verdict::Success);
+        assert_eq!(
+            ado().classify(&any_request(), StatusCode::OK, &h, ""),
+            Verdict::Success
+        );
     }
 
     #[test]
@@ -557,7 +540,10 @@ mod tests {
         params.insert("contxt".into(), "x".into());
         let errs = a.compile_notification(Some("note"), &params).unwrap_err();
         assert_eq!(errs[0].path, "action");
-        assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
+        assert!(
+            errs[1].message.contains("unknown field `contxt`"),
+            "{errs:?}"
+        );
         let mut params = Map::new();
         params.insert("genre".into(), " ".into());
         let errs = a.compile_notification(None, &params).unwrap_err();

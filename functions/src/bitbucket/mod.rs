@@ -8,25 +8,21 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Method;
-use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
+use relay_core::family::{GitHost, NoOther, StatusLine};
+use relay_core::field::FieldErrors;
 use relay_core::githost::{RepoPath, Repositories, api_url};
-use relay_core::message::{
-    Identity, SummaryMessages, adopt_own, json_text, post_status_once, summary_text, upsert_summary,
-};
-use relay_core::notification::compile;
-use relay_core::state::Kind;
+use relay_core::message::{Identity, SummaryMessages, adopt_own, json_text};
 use relay_core::provider::{
-    DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
-    Verdict, commit_sha, Compiled, Parsed, json_id, parse_settings,
-    status_context,
+    Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams, Verdict, json_id,
+    parse_settings, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::{Http, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub use auth::Credential;
 
@@ -177,76 +173,91 @@ impl Bitbucket {
         }
         answer
     }
+}
 
-    async fn status(
-        &self,
-        input: &DeliveryInput<'_>,
-        params: &StatusParams,
-        http: &Http<'_>,
-    ) -> Result<String, Verdict> {
-        let ev = input.event;
-        if ev.kind != "PipelineRun" {
-            return Ok("not a PipelineRun: no status".into());
-        }
-        let repo = self.repositories.of_event(ev)?;
-        let sha = commit_sha(ev)?;
-        let name = status_context(params.context.as_deref(), ev);
-        let key = status_key(&name);
-        let url = status_url(ev).ok_or_else(|| {
-            Verdict::permanent(
-                "a Bitbucket build status needs a link: set the RelayConfig dashboardURL \
-                 or give the run a repository URL",
-            )
-        })?;
-        let state = state::build_status(ev.state);
-        let description = escape::one_line(
-            ev.reason.as_deref().unwrap_or(ev.state.as_str()),
-            DESCRIPTION_MAX,
-        );
-        let memo = input
-            .state
-            .key(Kind::CommitStatus, &[&repo.to_string(), sha, &key]);
-        post_status_once(input.state, memo, &name, state, &description, || async {
-            let body = json!({
-                "key": key, "state": state, "name": name, "url": url, "description": description,
-            });
-            let url = self.url(
-                &repository_path(&repo, &["commit", sha, "statuses", "build"]),
-                None,
-            )?;
-            self.call(http, Method::POST, url, Some(body))
-                .await
-                .map(|_| ())
-        })
-        .await
+/// Why a build status cannot be posted without a link.
+fn no_link() -> Verdict {
+    Verdict::permanent(
+        "a Bitbucket build status needs a link: set the RelayConfig dashboardURL \
+         or give the run a repository URL",
+    )
+}
+
+#[async_trait]
+impl GitHost for Bitbucket {
+    const TYPE: &'static str = TYPE;
+    const SUMMARY: Option<&'static str> = Some("comment");
+    type Params = StatusParams;
+    type Other = NoOther;
+    type Repo = RepoPath;
+
+    fn repository(&self, ev: &RunEvent) -> Result<RepoPath, Verdict> {
+        self.repositories.of_event(ev)
     }
 
-    async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let ev = input.event;
-        let repo = self.repositories.of_event(ev)?;
-        let Some(pr) = ev.scm.pull_request else {
-            return Ok("not a pull request: no comment".into());
-        };
-        let Some(run) = input.summary.map(|s| &s.uid) else {
-            return Ok("not part of a PipelineRun: no comment".into());
-        };
-        // Bitbucket shows HTML comments as text; an empty link reference
-        // definition (and the blank line after it) renders as nothing.
-        let marker = format!("[//]: # (tekton-relay:{}:{run})\n", input.notification);
-        let text = summary_text(input, &marker)?.unwrap_or_default();
-        let key = input.state.key(
-            Kind::Summary,
-            &[&repo.to_string(), &pr.to_string(), input.notification, run],
-        );
-        let comments = Comments {
+    fn key_parts(&self, repo: &RepoPath) -> Vec<String> {
+        vec![repo.to_string()]
+    }
+
+    fn status_line(
+        &self,
+        ev: &RunEvent,
+        params: &StatusParams,
+        _sha: &str,
+    ) -> Result<StatusLine, Verdict> {
+        let name = status_context(params.context.as_deref(), ev);
+        status_url(ev).ok_or_else(no_link)?;
+        Ok(StatusLine {
+            key: vec![status_key(&name)],
+            context: name,
+            state: state::build_status(ev.state),
+            description: escape::one_line(
+                ev.reason.as_deref().unwrap_or(ev.state.as_str()),
+                DESCRIPTION_MAX,
+            ),
+        })
+    }
+
+    async fn post_status(
+        &self,
+        http: &Http<'_>,
+        ev: &RunEvent,
+        _params: &StatusParams,
+        repo: &RepoPath,
+        sha: &str,
+        line: &StatusLine,
+    ) -> Result<(), Verdict> {
+        let body = json!({
+            "key": status_key(&line.context), "state": line.state, "name": line.context,
+            "url": status_url(ev).ok_or_else(no_link)?, "description": line.description,
+        });
+        let url = self.url(
+            &repository_path(repo, &["commit", sha, "statuses", "build"]),
+            None,
+        )?;
+        self.call(http, Method::POST, url, Some(body))
+            .await
+            .map(|_| ())
+    }
+
+    /// Bitbucket shows HTML comments as text; an empty link reference
+    /// definition (and the blank line after it) renders as nothing.
+    fn marker(&self, notification: &str, run: &str) -> String {
+        format!("[//]: # (tekton-relay:{notification}:{run})\n")
+    }
+
+    fn messages<'a>(
+        &'a self,
+        http: &'a Http<'_>,
+        repo: &'a RepoPath,
+        pr: &'a str,
+    ) -> Box<dyn SummaryMessages + Send + 'a> {
+        Box::new(Comments {
             bitbucket: self,
             http,
-            repo: &repo,
+            repo,
             pr: pr.to_string(),
-        };
-        upsert_summary(input.state, &key, &marker, &text, &comments)
-            .await?
-            .into_result("comment")
+        })
     }
 }
 
@@ -329,33 +340,6 @@ impl SummaryMessages for Comments<'_, '_> {
     }
 }
 
-#[async_trait]
-impl Provider for Bitbucket {
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-
-    fn uses_summary(&self) -> bool {
-        true
-    }
-
-    fn compile_notification(
-        &self,
-        action: Option<&str>,
-        params: &Map<String, Value>,
-    ) -> Result<Compiled, FieldErrors> {
-        compile::<GitAction, StatusParams>(GitAction::parse(action, "comment"), params)
-    }
-
-    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let Parsed { action, params } = input.compiled.get::<Parsed<GitAction, StatusParams>>()?;
-        match action {
-            GitAction::Status => self.status(input, params, http).await,
-            GitAction::Summary => self.comment(input, http).await,
-        }
-    }
-}
-
 /// How each relay state shows on this host: the columns of the state table
 /// in docs/providers/README.md (checked by the `state_table` test).
 pub fn state_columns() -> Vec<crate::StateColumn> {
@@ -365,6 +349,7 @@ pub fn state_columns() -> Vec<crate::StateColumn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
 
     fn doc(settings: Value) -> ProviderDoc {
         ProviderDoc {
@@ -392,7 +377,10 @@ mod tests {
         assert_eq!(none[0].path, "");
         assert!(none[0].message.contains("no credentials"), "{none:?}");
         assert_eq!(errors(json!({"username": "ci"}))[0].path, "appPasswordFile");
-        assert_eq!(errors(json!({"appPasswordFile": "/s/pw"}))[0].path, "username");
+        assert_eq!(
+            errors(json!({"appPasswordFile": "/s/pw"}))[0].path,
+            "username"
+        );
         assert_eq!(
             errors(json!({"username": "ci", "tokenFile": "/s/token"}))[0].path,
             "username"
@@ -478,7 +466,10 @@ mod tests {
         params.insert("contxt".into(), "x".into());
         let errs = b.compile_notification(Some("note"), &params).unwrap_err();
         assert_eq!(errs[0].path, "action");
-        assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
+        assert!(
+            errs[1].message.contains("unknown field `contxt`"),
+            "{errs:?}"
+        );
         let mut params = Map::new();
         params.insert("context".into(), " ".into());
         assert_eq!(

@@ -6,22 +6,20 @@ pub mod state;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
+use relay_core::family::{GitHost, NoOther, StatusLine};
+use relay_core::field::FieldErrors;
 use relay_core::githost::{RepoPath, Repositories, api_url};
-use relay_core::message::post_status_once;
-use relay_core::notification::compile;
-use relay_core::state::Kind;
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams, Verdict,
-    commit_sha, Compiled, Parsed, parse_settings, status_context,
+    Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams, Verdict, parse_settings,
+    status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::Http;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 pub const TYPE: &str = "bitbucketserver";
 const DESCRIPTION_MAX: usize = 255;
@@ -117,79 +115,81 @@ impl BitbucketServer {
             .or_else(|| on_server.as_deref().and_then(escape::link))
             .or_else(|| ev.scm.url.as_deref().and_then(escape::repository_page))
     }
-
-    async fn status(
-        &self,
-        input: &DeliveryInput<'_>,
-        params: &StatusParams,
-        http: &Http<'_>,
-    ) -> Result<String, Verdict> {
-        let ev = input.event;
-        if ev.kind != "PipelineRun" {
-            return Ok("not a PipelineRun: no status".into());
-        }
-        self.check_repository(ev)?;
-        let sha = commit_sha(ev)?;
-        let name = status_context(params.context.as_deref(), ev);
-        let key = status_key(&name);
-        let url = self.status_url(ev).ok_or_else(|| {
-            Verdict::permanent(
-                "a Bitbucket build status needs a link: set the RelayConfig dashboardURL \
-                 or give the run a repository URL",
-            )
-        })?;
-        let state = state::build_status(ev.state);
-        let description = escape::one_line(
-            &state::description(ev.state, ev.reason.as_deref()),
-            DESCRIPTION_MAX,
-        );
-        let memo = input.state.key(Kind::CommitStatus, &[sha, &key]);
-        post_status_once(input.state, memo, &name, state, &description, || async {
-            let body = json!({
-                "state": state, "key": key, "name": name, "url": url, "description": description,
-            });
-            let url = api_url(&self.base, &["rest", "build-status", "1.0", "commits", sha])?;
-            let mut req = OutboundRequest::post_json(url, body.to_string());
-            let token = self
-                .token
-                .read()
-                .await
-                .map_err(|e| Verdict::permanent(e.to_string()))?;
-            req.sensitive_header(
-                http::header::AUTHORIZATION,
-                &format!("Bearer {}", token.expose()),
-            )
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
-            // 204 No Content on success: nothing to read.
-            http.send(&Outbound::Http(req)).await.map(|_| ())
-        })
-        .await
-    }
 }
 
+/// Why a build status cannot be posted without a link.
+fn no_link() -> Verdict {
+    Verdict::permanent(
+        "a Bitbucket build status needs a link: set the RelayConfig dashboardURL \
+         or give the run a repository URL",
+    )
+}
+
+/// Statuses only: the build-status API takes the commit alone, so a
+/// repository is only checked against the allowlist, and is no part of the
+/// state keys.
 #[async_trait]
-impl Provider for BitbucketServer {
-    fn type_name(&self) -> &'static str {
-        TYPE
+impl GitHost for BitbucketServer {
+    const TYPE: &'static str = TYPE;
+    const SUMMARY: Option<&'static str> = None;
+    type Params = StatusParams;
+    type Other = NoOther;
+    type Repo = ();
+
+    fn repository(&self, ev: &RunEvent) -> Result<(), Verdict> {
+        self.check_repository(ev)
     }
 
-    fn compile_notification(
+    fn key_parts(&self, _repo: &()) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn status_line(
         &self,
-        action: Option<&str>,
-        params: &Map<String, Value>,
-    ) -> Result<Compiled, FieldErrors> {
-        compile::<(), StatusParams>(
-            match action {
-                None | Some("status") => Ok(()),
-                Some(a) => Err(format!("unknown action {a:?}, expected status")),
-            },
-            params,
-        )
+        ev: &RunEvent,
+        params: &StatusParams,
+        _sha: &str,
+    ) -> Result<StatusLine, Verdict> {
+        let name = status_context(params.context.as_deref(), ev);
+        self.status_url(ev).ok_or_else(no_link)?;
+        Ok(StatusLine {
+            key: vec![status_key(&name)],
+            context: name,
+            state: state::build_status(ev.state),
+            description: escape::one_line(
+                &state::description(ev.state, ev.reason.as_deref()),
+                DESCRIPTION_MAX,
+            ),
+        })
     }
 
-    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let Parsed { params, .. } = input.compiled.get::<Parsed<(), StatusParams>>()?;
-        self.status(input, params, http).await
+    async fn post_status(
+        &self,
+        http: &Http<'_>,
+        ev: &RunEvent,
+        _params: &StatusParams,
+        _repo: &(),
+        sha: &str,
+        line: &StatusLine,
+    ) -> Result<(), Verdict> {
+        let body = json!({
+            "state": line.state, "key": status_key(&line.context), "name": line.context,
+            "url": self.status_url(ev).ok_or_else(no_link)?, "description": line.description,
+        });
+        let url = api_url(&self.base, &["rest", "build-status", "1.0", "commits", sha])?;
+        let mut req = OutboundRequest::post_json(url, body.to_string());
+        let token = self
+            .token
+            .read()
+            .await
+            .map_err(|e| Verdict::permanent(e.to_string()))?;
+        req.sensitive_header(
+            http::header::AUTHORIZATION,
+            &format!("Bearer {}", token.expose()),
+        )
+        .map_err(|e| Verdict::permanent(e.to_string()))?;
+        // 204 No Content on success: nothing to read.
+        http.send(&Outbound::Http(req)).await.map(|_| ())
     }
 }
 
@@ -202,6 +202,7 @@ pub fn state_columns() -> Vec<crate::StateColumn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Map, Value};
 
     fn server() -> BitbucketServer {
         BitbucketServer {

@@ -556,3 +556,38 @@ async fn the_repositories_allowlist_refuses_other_repositories() {
         1
     );
 }
+
+/// A Flux event names an object in a cluster, no repository or commit: a
+/// git host declines it (filtered, with the reason) rather than failing
+/// and dead-lettering it. Written once for every git host (the family).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flux_event_is_declined_not_dead_lettered() {
+    let gt = Receiver::start().await;
+    let relay = start(
+        &gt,
+        &[
+            ("status", "  action: status"),
+            ("comment", "  action: comment"),
+        ],
+    )
+    .await;
+    for f in [
+        "flux-events/001-flux-gitrepository-widgets-info.json",
+        "flux-events/003-flux-kustomization-apps-error.json",
+    ] {
+        let answer = relay.send(&fixture(f)).await;
+        assert_eq!(answer["outcome"], "filtered", "{f}: {answer}");
+        let deliveries = answer["deliveries"].as_array().unwrap();
+        assert_eq!(deliveries.len(), 2, "{f}: {answer}");
+        for d in deliveries {
+            assert_eq!(d["outcome"], "filtered", "{f}: {answer}");
+            let detail = d["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("names no repository or commit"),
+                "{f}: {answer}"
+            );
+        }
+    }
+    assert_eq!(gt.requests().len(), 0, "nothing asked of Gitea");
+    assert!(!relay.dead_letter_path().exists(), "no dead letter");
+}

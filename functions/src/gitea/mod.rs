@@ -9,25 +9,21 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Method;
-use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
+use relay_core::family::{GitHost, NoOther, StatusLine};
+use relay_core::field::FieldErrors;
 use relay_core::githost::{RepoPath, Repositories, api_url};
-use relay_core::message::{
-    Identity, SummaryMessages, adopt_own, json_text, post_status_once, summary_text, upsert_summary,
-};
-use relay_core::notification::compile;
-use relay_core::state::Kind;
+use relay_core::message::{Identity, SummaryMessages, adopt_own, json_text};
 use relay_core::provider::{
-    DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
-    Verdict, commit_sha, Compiled, Parsed, json_id, parse_settings,
-    status_context,
+    Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams, Verdict, json_id,
+    parse_settings, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::{Http, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub const TYPE: &str = "gitea";
 /// Gitea's column for a commit status description.
@@ -105,11 +101,6 @@ fn target(ev: &RunEvent) -> Result<RepoPath, Verdict> {
 }
 
 impl Gitea {
-    /// The repository of an event, checked and allowed.
-    fn repository(&self, ev: &RunEvent) -> Result<RepoPath, Verdict> {
-        self.repositories.permit(target(ev)?)
-    }
-
     /// The API URL of `segments` (each percent-encoded, so a name cannot
     /// change the path), with `query`.
     fn url(&self, segments: &[&str], query: Option<&str>) -> Result<url::Url, Verdict> {
@@ -141,21 +132,32 @@ impl Gitea {
         .map_err(|e| Verdict::permanent(e.to_string()))?;
         http.send(&Outbound::Http(req)).await
     }
+}
 
-    async fn status(
+#[async_trait]
+impl GitHost for Gitea {
+    const TYPE: &'static str = TYPE;
+    const SUMMARY: Option<&'static str> = Some("comment");
+    type Params = StatusParams;
+    type Other = NoOther;
+    type Repo = RepoPath;
+
+    /// The repository of an event, checked and allowed.
+    fn repository(&self, ev: &RunEvent) -> Result<RepoPath, Verdict> {
+        self.repositories.permit(target(ev)?)
+    }
+
+    fn key_parts(&self, repo: &RepoPath) -> Vec<String> {
+        vec![self.base.to_string(), repo.to_string()]
+    }
+
+    fn status_line(
         &self,
-        input: &DeliveryInput<'_>,
+        ev: &RunEvent,
         params: &StatusParams,
-        http: &Http<'_>,
-    ) -> Result<String, Verdict> {
-        let ev = input.event;
-        if ev.kind != "PipelineRun" {
-            return Ok("not a PipelineRun: no status".into());
-        }
-        let repo = self.repository(ev)?;
-        let sha = commit_sha(ev)?;
+        _sha: &str,
+    ) -> Result<StatusLine, Verdict> {
         let context = status_context(params.context.as_deref(), ev);
-        let state = state::commit_status(ev.state);
         // Plain text: Gitea shows the description HTML-escaped, unrendered.
         let description = escape::one_line(
             &match (&ev.reason, &ev.message) {
@@ -166,53 +168,47 @@ impl Gitea {
             },
             DESCRIPTION_MAX,
         );
-        let key = input.state.key(
-            Kind::CommitStatus,
-            &[self.base.as_str(), &repo.to_string(), sha, &context],
-        );
-        post_status_once(input.state, key, &context, state, &description, || async {
-            let mut body = json!({"state": state, "description": description, "context": context});
-            if let Some(u) = &ev.url {
-                body["target_url"] = u.clone().into();
-            }
-            let url = self.url(&["repos", repo.owner(), repo.name(), "statuses", sha], None)?;
-            self.call(http, Method::POST, url, Some(&body))
-                .await
-                .map(|_| ())
+        Ok(StatusLine {
+            key: vec![context.clone()],
+            context,
+            state: state::commit_status(ev.state),
+            description,
         })
-        .await
     }
 
-    async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let ev = input.event;
-        let repo = self.repository(ev)?;
-        let Some(pr) = ev.scm.pull_request else {
-            return Ok("not a pull request: no comment".into());
-        };
-        let Some(run) = input.summary.map(|s| &s.uid) else {
-            return Ok("not part of a PipelineRun: no comment".into());
-        };
-        let marker = format!("<!-- tekton-relay:{}:{run} -->", input.notification);
-        let text = summary_text(input, &marker)?.unwrap_or_default();
-        let key = input.state.key(
-            Kind::Summary,
-            &[
-                self.base.as_str(),
-                &repo.to_string(),
-                &pr.to_string(),
-                input.notification,
-                run,
-            ],
-        );
-        let comments = Comments {
+    async fn post_status(
+        &self,
+        http: &Http<'_>,
+        ev: &RunEvent,
+        _params: &StatusParams,
+        repo: &RepoPath,
+        sha: &str,
+        line: &StatusLine,
+    ) -> Result<(), Verdict> {
+        let mut body = json!({
+            "state": line.state, "description": line.description, "context": line.context,
+        });
+        if let Some(u) = &ev.url {
+            body["target_url"] = u.clone().into();
+        }
+        let url = self.url(&["repos", repo.owner(), repo.name(), "statuses", sha], None)?;
+        self.call(http, Method::POST, url, Some(&body))
+            .await
+            .map(|_| ())
+    }
+
+    fn messages<'a>(
+        &'a self,
+        http: &'a Http<'_>,
+        repo: &'a RepoPath,
+        pr: &'a str,
+    ) -> Box<dyn SummaryMessages + Send + 'a> {
+        Box::new(Comments {
             gitea: self,
             http,
             repo,
-            pr: pr.to_string(),
-        };
-        upsert_summary(input.state, &key, &marker, &text, &comments)
-            .await?
-            .into_result("comment")
+            pr,
+        })
     }
 }
 
@@ -220,8 +216,8 @@ impl Gitea {
 struct Comments<'a, 'h> {
     gitea: &'a Gitea,
     http: &'a Http<'h>,
-    repo: RepoPath,
-    pr: String,
+    repo: &'a RepoPath,
+    pr: &'a str,
 }
 
 impl Comments<'_, '_> {
@@ -231,7 +227,7 @@ impl Comments<'_, '_> {
             self.repo.owner(),
             self.repo.name(),
             "issues",
-            &self.pr,
+            self.pr,
             "comments",
         ];
         self.gitea.url(&path, query)
@@ -340,33 +336,6 @@ where
     Ok(found)
 }
 
-#[async_trait]
-impl Provider for Gitea {
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-
-    fn uses_summary(&self) -> bool {
-        true
-    }
-
-    fn compile_notification(
-        &self,
-        action: Option<&str>,
-        params: &Map<String, Value>,
-    ) -> Result<Compiled, FieldErrors> {
-        compile::<GitAction, StatusParams>(GitAction::parse(action, "comment"), params)
-    }
-
-    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let Parsed { action, params } = input.compiled.get::<Parsed<GitAction, StatusParams>>()?;
-        match action {
-            GitAction::Status => self.status(input, params, http).await,
-            GitAction::Summary => self.comment(input, http).await,
-        }
-    }
-}
-
 /// How each relay state shows on this host: the columns of the state table
 /// in docs/providers/README.md (checked by the `state_table` test).
 pub fn state_columns() -> Vec<crate::StateColumn> {
@@ -376,6 +345,7 @@ pub fn state_columns() -> Vec<crate::StateColumn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
 
     fn doc(settings: Value) -> ProviderDoc {
         ProviderDoc {
@@ -401,8 +371,14 @@ mod tests {
         params.insert("contxt".into(), "x".into());
         let errs = g.compile_notification(Some("note"), &params).unwrap_err();
         assert_eq!(errs[0].path, "action");
-        assert!(errs[0].message.contains("expected status or comment"), "{errs:?}");
-        assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
+        assert!(
+            errs[0].message.contains("expected status or comment"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].message.contains("unknown field `contxt`"),
+            "{errs:?}"
+        );
         let mut params = Map::new();
         params.insert("context".into(), "ci/tekton".into());
         assert!(g.compile_notification(None, &params).is_ok());

@@ -10,26 +10,24 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
+use relay_core::family::{GitHost, HostAction, StatusLine};
+use relay_core::field::FieldErrors;
 use relay_core::githost::{RepoPath, Repositories, api_url};
 use relay_core::message::{
-    Identity, SummaryMessages, adopt_own, find_marked, json_text, post_status_once, summary_text,
-    upsert_summary,
+    Identity, SummaryMessages, adopt_own, find_marked, json_text, upsert_summary,
 };
-use relay_core::notification::compile;
-use relay_core::state::Kind;
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    commit_sha, default_classify, Compiled, Parsed, json_id,
-    parse_settings, retry_after, status_context,
+    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict, commit_sha,
+    default_classify, json_id, parse_settings, retry_after, status_context,
 };
 use relay_core::secret::SecretFile;
+use relay_core::state::Kind;
 use relay_core::transport::Http;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub const TYPE: &str = "github";
 const DEFAULT_BASE: &str = "https://api.github.com";
@@ -58,27 +56,11 @@ pub struct GithubSettings {
     pub repositories: Repositories,
 }
 
-/// What a Notification does on GitHub.
+/// GitHub's own actions, beside `status` and `comment` (the family's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Status,
+pub enum Own {
     CheckRun,
-    Comment,
     Deployment,
-}
-
-impl Action {
-    fn parse(a: Option<&str>) -> Result<Action, String> {
-        match a.unwrap_or("status") {
-            "status" => Ok(Action::Status),
-            "checkRun" => Ok(Action::CheckRun),
-            "comment" => Ok(Action::Comment),
-            "deployment" => Ok(Action::Deployment),
-            other => Err(format!(
-                "unknown action {other:?}, expected one of status, checkRun, comment, deployment"
-            )),
-        }
-    }
 }
 
 /// Notification params.
@@ -185,11 +167,6 @@ impl Api {
 }
 
 impl Github {
-    /// The repository of an event, checked and allowed.
-    fn repository(&self, ev: &RunEvent) -> Result<RepoPath, Verdict> {
-        self.repositories.of_event(ev)
-    }
-
     /// One request on `/repos/{owner}/{repo}/{tail…}?{query}` (every
     /// segment percent-encoded) through the delivery's retry policy.
     async fn call(
@@ -237,41 +214,6 @@ impl Github {
             (true, Some(task)) if ev.kind != "PipelineRun" => format!("{base}/{task}"),
             _ => base,
         }
-    }
-
-    async fn status(
-        &self,
-        input: &DeliveryInput<'_>,
-        params: &Params,
-        http: &Http<'_>,
-    ) -> Result<String, Verdict> {
-        let ev = input.event;
-        if ev.kind != "PipelineRun" && !params.per_task {
-            return Ok("not a PipelineRun: no status".into());
-        }
-        let repo = self.repository(ev)?;
-        let sha = commit_sha(ev)?;
-        let context = self.context(params, ev);
-        let state = state::commit_status(ev.state);
-        let description = escape::one_line(
-            &match (&ev.reason, &ev.message) {
-                (Some(r), Some(m)) if !m.is_empty() => format!("{r}: {m}"),
-                (Some(r), _) => r.clone(),
-                (None, Some(m)) => m.clone(),
-                _ => ev.state.to_string(),
-            },
-            DESCRIPTION_MAX,
-        );
-        let key = input
-            .state
-            .key(Kind::CommitStatus, &[&repo.to_string(), sha, &context]);
-        post_status_once(input.state, key, &context, state, &description, || async {
-            let body = json!({"state": state, "target_url": ev.url, "description": description, "context": context});
-            self.call(http, &repo, Method::POST, &["statuses", sha], None, Some(body))
-                .await
-                .map(|_| ())
-        })
-        .await
     }
 
     async fn check_run(
@@ -328,32 +270,6 @@ impl Github {
         upsert_summary(input.state, &key, "", "", &checks)
             .await?
             .into_result("check run")
-    }
-
-    async fn comment(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let ev = input.event;
-        let repo = self.repository(ev)?;
-        let Some(pr) = ev.scm.pull_request else {
-            return Ok("not a pull request: no comment".into());
-        };
-        let Some(run) = input.summary.map(|s| &s.uid) else {
-            return Ok("not part of a PipelineRun: no comment".into());
-        };
-        let marker = format!("<!-- tekton-relay:{}:{run} -->", input.notification);
-        let text = summary_text(input, &marker)?.unwrap_or_default();
-        let key = input.state.key(
-            Kind::Summary,
-            &[&repo.to_string(), &pr.to_string(), input.notification, run],
-        );
-        let comments = Comments {
-            github: self,
-            http,
-            repo: &repo,
-            pr: pr.to_string(),
-        };
-        upsert_summary(input.state, &key, &marker, &text, &comments)
-            .await?
-            .into_result("comment")
     }
 
     async fn deployment(
@@ -524,37 +440,120 @@ fn run_uid(ev: &RunEvent) -> Result<String, Verdict> {
 }
 
 #[async_trait]
-impl Provider for Github {
-    fn type_name(&self) -> &'static str {
-        TYPE
+impl GitHost for Github {
+    const TYPE: &'static str = TYPE;
+    const SUMMARY: Option<&'static str> = Some("comment");
+    type Params = Params;
+    type Other = Own;
+    type Repo = RepoPath;
+
+    fn parse_action(a: Option<&str>) -> Result<HostAction<Own>, String> {
+        match a.unwrap_or("status") {
+            "status" => Ok(HostAction::Status),
+            "checkRun" => Ok(HostAction::Other(Own::CheckRun)),
+            "comment" => Ok(HostAction::Summary),
+            "deployment" => Ok(HostAction::Other(Own::Deployment)),
+            other => Err(format!(
+                "unknown action {other:?}, expected one of status, checkRun, comment, deployment"
+            )),
+        }
     }
 
-    fn uses_summary(&self) -> bool {
-        true
+    /// The repository of an event, checked and allowed.
+    fn repository(&self, ev: &RunEvent) -> Result<RepoPath, Verdict> {
+        self.repositories.of_event(ev)
     }
 
-    fn compile_notification(
+    fn key_parts(&self, repo: &RepoPath) -> Vec<String> {
+        vec![repo.to_string()]
+    }
+
+    /// PipelineRuns, and with `perTask` TaskRuns too.
+    fn posts_status(&self, ev: &RunEvent, params: &Params) -> bool {
+        ev.kind == "PipelineRun" || params.per_task
+    }
+
+    fn status_line(
         &self,
-        action: Option<&str>,
-        params: &Map<String, Value>,
-    ) -> Result<Compiled, FieldErrors> {
-        compile::<Action, Params>(Action::parse(action), params)
+        ev: &RunEvent,
+        params: &Params,
+        _sha: &str,
+    ) -> Result<StatusLine, Verdict> {
+        let context = self.context(params, ev);
+        let description = escape::one_line(
+            &match (&ev.reason, &ev.message) {
+                (Some(r), Some(m)) if !m.is_empty() => format!("{r}: {m}"),
+                (Some(r), _) => r.clone(),
+                (None, Some(m)) => m.clone(),
+                _ => ev.state.to_string(),
+            },
+            DESCRIPTION_MAX,
+        );
+        Ok(StatusLine {
+            key: vec![context.clone()],
+            context,
+            state: state::commit_status(ev.state),
+            description,
+        })
     }
 
-    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let Parsed { action, params } = input.compiled.get::<Parsed<Action, Params>>()?;
+    async fn post_status(
+        &self,
+        http: &Http<'_>,
+        ev: &RunEvent,
+        _params: &Params,
+        repo: &RepoPath,
+        sha: &str,
+        line: &StatusLine,
+    ) -> Result<(), Verdict> {
+        let body = json!({
+            "state": line.state, "target_url": ev.url, "description": line.description,
+            "context": line.context,
+        });
+        self.call(
+            http,
+            repo,
+            Method::POST,
+            &["statuses", sha],
+            None,
+            Some(body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    fn messages<'a>(
+        &'a self,
+        http: &'a Http<'_>,
+        repo: &'a RepoPath,
+        pr: &'a str,
+    ) -> Box<dyn SummaryMessages + Send + 'a> {
+        Box::new(Comments {
+            github: self,
+            http,
+            repo,
+            pr: pr.to_string(),
+        })
+    }
+
+    /// Check runs and deployment statuses: GitHub's alone, kept here.
+    async fn other(
+        &self,
+        action: &Own,
+        input: &DeliveryInput<'_>,
+        params: &Params,
+        http: &Http<'_>,
+    ) -> Result<String, Verdict> {
         match action {
-            Action::Status => self.status(input, params, http).await,
-            Action::CheckRun => self.check_run(input, params, http).await,
-            Action::Comment => self.comment(input, http).await,
-            Action::Deployment => self.deployment(input, http).await,
+            Own::CheckRun => self.check_run(input, params, http).await,
+            Own::Deployment => self.deployment(input, http).await,
         }
     }
 
     /// GitHub's rate limits: a primary limit answers 403/429 with
     /// `X-RateLimit-Remaining: 0` (wait until `X-RateLimit-Reset`), a
     /// secondary one 403/429 with `Retry-After`. Both are retried.
-    fn classify(
+    fn classify_answer(
         &self,
         _request: &OutboundRequest,
         status: StatusCode,
@@ -607,6 +606,7 @@ pub fn state_columns() -> Vec<crate::StateColumn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
 
     /// What a classification answers; its content does not matter here.
     fn any_request() -> OutboundRequest {
@@ -639,7 +639,8 @@ mod tests {
         }
         // A plain 403 (no permission) is permanent.
         assert!(matches!(
-            github().classify(&any_request(), 
+            github().classify(
+                &any_request(),
                 StatusCode::FORBIDDEN,
                 &HeaderMap::new(),
                 "Resource not accessible"
@@ -655,7 +656,13 @@ mod tests {
         params.insert("contxt".into(), "x".into());
         let errs = g.compile_notification(Some("tweet"), &params).unwrap_err();
         assert_eq!(errs[0].path, "action");
-        assert!(errs[1].message.contains("unknown field `contxt`"), "{errs:?}");
-        assert!(g.compile_notification(Some("checkRun"), &Map::new()).is_ok());
+        assert!(
+            errs[1].message.contains("unknown field `contxt`"),
+            "{errs:?}"
+        );
+        assert!(
+            g.compile_notification(Some("checkRun"), &Map::new())
+                .is_ok()
+        );
     }
 }

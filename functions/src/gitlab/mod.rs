@@ -6,28 +6,23 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Method;
-use relay_core::field::FieldErrors;
 use relay_core::RunEvent;
 use relay_core::RunState;
 use relay_core::config::ProviderDoc;
 use relay_core::escape;
+use relay_core::family::{GitHost, NoOther, StatusLine};
+use relay_core::field::FieldErrors;
 use relay_core::githost::{Repositories, api_url};
-use relay_core::message::{
-    Identity, SummaryMessages, adopt_own, find_marked, json_text, post_status_once, summary_text,
-    upsert_summary,
-};
+use relay_core::message::{Identity, SummaryMessages, adopt_own, find_marked, json_text};
 use relay_core::oauth2::{ClientCredentials, ClientCredentialsSettings};
-use relay_core::notification::compile;
-use relay_core::state::Kind;
 use relay_core::provider::{
-    DeliveryInput, GitAction, Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams,
-    Verdict, commit_sha, Compiled, Parsed, json_id, parse_settings,
-    status_context,
+    Outbound, OutboundRequest, Provider, ProviderFactory, StatusParams, Verdict, json_id,
+    parse_settings, status_context,
 };
 use relay_core::secret::SecretFile;
 use relay_core::transport::{Http, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub const TYPE: &str = "gitlab";
 const DEFAULT_BASE: &str = "https://gitlab.com/api/v4";
@@ -178,65 +173,78 @@ impl Gitlab {
         }
         answer
     }
+}
 
-    async fn status(
-        &self,
-        input: &DeliveryInput<'_>,
-        params: &StatusParams,
-        http: &Http<'_>,
-    ) -> Result<String, Verdict> {
-        let ev = input.event;
-        if ev.kind != "PipelineRun" {
-            return Ok("not a PipelineRun: no status".into());
-        }
-        let project = self.project(ev)?;
-        let sha = commit_sha(ev)?;
-        let name = status_context(params.context.as_deref(), ev);
-        let state = commit_status(ev.state);
-        let description = escape::one_line(
-            ev.reason.as_deref().unwrap_or(ev.state.as_str()),
-            DESCRIPTION_MAX,
-        );
-        let key = input
-            .state
-            .key(Kind::CommitStatus, &[&project.to_string(), sha, &name]);
-        post_status_once(input.state, key, &name, state, &description, || async {
-            let mut body = json!({"state": state, "name": name, "description": description, "target_url": ev.url});
-            if let Some(branch) = &ev.scm.branch {
-                body["ref"] = branch.clone().into();
-            }
-            let url = self.url(&["projects", &project, "statuses", sha], None)?;
-            self.call(http, Method::POST, url, Some(body))
-                .await
-                .map(|_| ())
-        })
-        .await
+#[async_trait]
+impl GitHost for Gitlab {
+    const TYPE: &'static str = TYPE;
+    const SUMMARY: Option<&'static str> = Some("note");
+    const CHANGE_REQUEST: &'static str = "merge request";
+    type Params = StatusParams;
+    type Other = NoOther;
+    /// The project path (`group/sub/project`).
+    type Repo = String;
+
+    fn repository(&self, ev: &RunEvent) -> Result<String, Verdict> {
+        self.project(ev)
     }
 
-    async fn note(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let ev = input.event;
-        let project = self.project(ev)?;
-        let Some(mr) = ev.scm.pull_request else {
-            return Ok("not a merge request: no note".into());
-        };
-        let Some(run) = input.summary.map(|s| &s.uid) else {
-            return Ok("not part of a PipelineRun: no note".into());
-        };
-        let marker = format!("<!-- tekton-relay:{}:{run} -->", input.notification);
-        let text = summary_text(input, &marker)?.unwrap_or_default();
-        let notes = Notes {
+    fn key_parts(&self, project: &String) -> Vec<String> {
+        vec![project.clone()]
+    }
+
+    fn status_line(
+        &self,
+        ev: &RunEvent,
+        params: &StatusParams,
+        _sha: &str,
+    ) -> Result<StatusLine, Verdict> {
+        let name = status_context(params.context.as_deref(), ev);
+        Ok(StatusLine {
+            key: vec![name.clone()],
+            context: name,
+            state: commit_status(ev.state),
+            description: escape::one_line(
+                ev.reason.as_deref().unwrap_or(ev.state.as_str()),
+                DESCRIPTION_MAX,
+            ),
+        })
+    }
+
+    async fn post_status(
+        &self,
+        http: &Http<'_>,
+        ev: &RunEvent,
+        _params: &StatusParams,
+        project: &String,
+        sha: &str,
+        line: &StatusLine,
+    ) -> Result<(), Verdict> {
+        let mut body = json!({
+            "state": line.state, "name": line.context, "description": line.description,
+            "target_url": ev.url,
+        });
+        if let Some(branch) = &ev.scm.branch {
+            body["ref"] = branch.clone().into();
+        }
+        let url = self.url(&["projects", project, "statuses", sha], None)?;
+        self.call(http, Method::POST, url, Some(body))
+            .await
+            .map(|_| ())
+    }
+
+    fn messages<'a>(
+        &'a self,
+        http: &'a Http<'_>,
+        project: &'a String,
+        mr: &'a str,
+    ) -> Box<dyn SummaryMessages + Send + 'a> {
+        Box::new(Notes {
             gitlab: self,
             http,
             project: project.clone(),
             mr: mr.to_string(),
-        };
-        let key = input.state.key(
-            Kind::Summary,
-            &[&project.to_string(), &mr.to_string(), input.notification, run],
-        );
-        upsert_summary(input.state, &key, &marker, &text, &notes)
-            .await?
-            .into_result("note")
+        })
     }
 }
 
@@ -321,33 +329,6 @@ impl SummaryMessages for Notes<'_, '_> {
             )
             .await
             .map(|_| ())
-    }
-}
-
-#[async_trait]
-impl Provider for Gitlab {
-    fn type_name(&self) -> &'static str {
-        TYPE
-    }
-
-    fn uses_summary(&self) -> bool {
-        true
-    }
-
-    fn compile_notification(
-        &self,
-        action: Option<&str>,
-        params: &Map<String, Value>,
-    ) -> Result<Compiled, FieldErrors> {
-        compile::<GitAction, StatusParams>(GitAction::parse(action, "note"), params)
-    }
-
-    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
-        let Parsed { action, params } = input.compiled.get::<Parsed<GitAction, StatusParams>>()?;
-        match action {
-            GitAction::Summary => self.note(input, http).await,
-            GitAction::Status => self.status(input, params, http).await,
-        }
     }
 }
 

@@ -7,22 +7,17 @@ pub mod alert;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use relay_core::field::FieldErrors;
 use relay_core::RunState;
 use relay_core::chat::template_text;
 use relay_core::config::{ProviderDoc, check};
 use relay_core::escape;
-use relay_core::incident::{self, KeyFormat, Lifecycle, Step, Verbs};
-use relay_core::model::RunEvent;
-use relay_core::notification::compile;
+use relay_core::field::FieldErrors;
+use relay_core::incident::{IncidentProvider, IncidentService, KeyFormat, Lifecycle, Step, Verbs};
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    Compiled, Parsed, no_action, parse_settings,
+    DeliveryInput, OutboundRequest, Provider, ProviderFactory, Verdict, parse_settings,
 };
 use relay_core::secret::SecretFile;
-use relay_core::transport::Http;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 pub use alert::Priority;
 
@@ -95,7 +90,9 @@ impl ProviderFactory for OpsgenieFactory {
     }
 
     fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
-        Ok(Arc::new(Opsgenie::new(parse_settings(doc)?)?))
+        Ok(Arc::new(IncidentProvider(Opsgenie::new(parse_settings(
+            doc,
+        )?)?)))
     }
 }
 
@@ -149,40 +146,37 @@ impl Opsgenie {
 }
 
 #[async_trait]
-impl Provider for Opsgenie {
-    fn type_name(&self) -> &'static str {
-        TYPE
+impl IncidentService for Opsgenie {
+    const TYPE: &'static str = TYPE;
+    const NO_ACTION: &'static str = "failures create an alert, successes close it";
+    const KEY_FORMAT: KeyFormat = ALIAS_FORMAT;
+    // Opsgenie answers 202 and processes the request later: a close of an
+    // alias with no open alert is accepted and does nothing.
+    const DONE: Verbs = Verbs {
+        open: "created alert",
+        close: "closed alert",
+    };
+    type Params = OpsgenieParams;
+
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
-    fn compile_notification(
+    async fn request(
         &self,
-        action: Option<&str>,
-        params: &Map<String, Value>,
-    ) -> Result<Compiled, FieldErrors> {
-        let action = no_action(TYPE, action, "failures create an alert, successes close it");
-        compile::<(), OpsgenieParams>(action, params)
-    }
-
-    /// Only create and close states are sent; nothing else is claimed
-    /// either, so a cancelled run leaves the alert as it was.
-    fn declines(&self, ev: &RunEvent) -> Option<String> {
-        self.lifecycle.declines(TYPE, ev)
-    }
-
-    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        input: &DeliveryInput<'_>,
+        params: &OpsgenieParams,
+        step: Step,
+        alias: &str,
+    ) -> Result<OutboundRequest, Verdict> {
         let ev = input.event;
-        let Some(step) = self.lifecycle.step(ev.state) else {
-            return Ok(String::new());
-        };
-        let Parsed { params, .. } = input.compiled.get::<Parsed<(), OpsgenieParams>>()?;
-        let alias = incident::key(ev, &ALIAS_FORMAT);
         let (url, body) = match step {
             Step::Open => (
                 self.url(None)?,
                 alert::create(
                     ev,
                     alert::Create {
-                        alias: &alias,
+                        alias,
                         priority: params.priority.unwrap_or(self.priority),
                         source: &self.source,
                         tags: &self.tags,
@@ -190,27 +184,21 @@ impl Provider for Opsgenie {
                     },
                 ),
             ),
-            Step::Close => (self.url(Some(&alias))?, alert::close(ev, &self.source)),
+            Step::Close => (self.url(Some(alias))?, alert::close(ev, &self.source)),
         };
         let mut req = OutboundRequest::post_json(url, body.to_string());
         self.api_key
             .authorize(&mut req, "GenieKey")
             .await
             .map_err(|e| Verdict::permanent(e.to_string()))?;
-        http.send(&Outbound::Http(req)).await?;
-        // Opsgenie answers 202 and processes the request later: a close of
-        // an alias with no open alert is accepted and does nothing.
-        Ok(match step {
-            Step::Open => format!("created alert {alias}"),
-            Step::Close => format!("closed alert {alias}"),
-        })
+        Ok(req)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, Value, json};
 
     fn doc(settings: Value) -> ProviderDoc {
         ProviderDoc {
@@ -268,7 +256,7 @@ mod tests {
 
     #[test]
     fn only_create_and_close_states_of_chosen_kinds_are_sent() {
-        let og = Opsgenie::new(parse(json!({"apiKeyFile": "/k"}))).unwrap();
+        let og = IncidentProvider(Opsgenie::new(parse(json!({"apiKeyFile": "/k"}))).unwrap());
         let mut ev = relay_core::sample::run_event();
         for (state, sent) in [
             (RunState::Failed, true),
@@ -286,7 +274,7 @@ mod tests {
 
     #[test]
     fn notifications_take_a_priority_only() {
-        let og = Opsgenie::new(parse(json!({"apiKeyFile": "/k"}))).unwrap();
+        let og = IncidentProvider(Opsgenie::new(parse(json!({"apiKeyFile": "/k"}))).unwrap());
         let mut p = Map::new();
         p.insert("priority".into(), "P1".into());
         assert!(og.compile_notification(None, &p).is_ok());

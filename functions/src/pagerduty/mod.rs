@@ -7,21 +7,16 @@ pub mod event;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use relay_core::field::FieldErrors;
 use relay_core::RunState;
 use relay_core::chat::template_text;
 use relay_core::config::{ProviderDoc, check};
-use relay_core::incident::{self, KeyFormat, Lifecycle, Step, Verbs};
-use relay_core::model::RunEvent;
-use relay_core::notification::compile;
+use relay_core::field::FieldErrors;
+use relay_core::incident::{IncidentProvider, IncidentService, KeyFormat, Lifecycle, Step, Verbs};
 use relay_core::provider::{
-    DeliveryInput, Outbound, OutboundRequest, Provider, ProviderFactory, Verdict,
-    Compiled, Parsed, no_action, parse_settings,
+    DeliveryInput, OutboundRequest, Provider, ProviderFactory, Verdict, parse_settings,
 };
 use relay_core::secret::SecretFile;
-use relay_core::transport::Http;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 pub use event::Severity;
 
@@ -90,7 +85,9 @@ impl ProviderFactory for PagerdutyFactory {
     }
 
     fn build(&self, doc: &ProviderDoc) -> Result<Arc<dyn Provider>, FieldErrors> {
-        Ok(Arc::new(Pagerduty::new(parse_settings(doc)?)?))
+        Ok(Arc::new(IncidentProvider(Pagerduty::new(parse_settings(
+            doc,
+        )?)?)))
     }
 }
 
@@ -122,42 +119,37 @@ impl Pagerduty {
 }
 
 #[async_trait]
-impl Provider for Pagerduty {
-    fn type_name(&self) -> &'static str {
-        TYPE
+impl IncidentService for Pagerduty {
+    const TYPE: &'static str = TYPE;
+    const NO_ACTION: &'static str = "failures trigger, successes resolve";
+    const KEY_FORMAT: KeyFormat = KEY_FORMAT;
+    const DONE: Verbs = Verbs {
+        open: "triggered",
+        close: "resolved",
+    };
+    type Params = PagerdutyParams;
+
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
-    fn compile_notification(
+    async fn request(
         &self,
-        action: Option<&str>,
-        params: &Map<String, Value>,
-    ) -> Result<Compiled, FieldErrors> {
-        let action = no_action(TYPE, action, "failures trigger, successes resolve");
-        compile::<(), PagerdutyParams>(action, params)
-    }
-
-    /// Only trigger and resolve states are sent; nothing else is claimed
-    /// either, so a cancelled run leaves the alert as it was.
-    fn declines(&self, ev: &RunEvent) -> Option<String> {
-        self.lifecycle.declines(TYPE, ev)
-    }
-
-    async fn deliver(&self, input: &DeliveryInput<'_>, http: &Http<'_>) -> Result<String, Verdict> {
+        input: &DeliveryInput<'_>,
+        params: &PagerdutyParams,
+        step: Step,
+        key: &str,
+    ) -> Result<OutboundRequest, Verdict> {
         let ev = input.event;
-        let Some(step) = self.lifecycle.step(ev.state) else {
-            return Ok(String::new());
-        };
-        let Parsed { params, .. } = input.compiled.get::<Parsed<(), PagerdutyParams>>()?;
-        let key = incident::key(ev, &KEY_FORMAT);
         let mut body = match step {
             Step::Open => event::trigger(
                 ev,
-                &key,
+                key,
                 params.severity.unwrap_or(self.severity),
                 self.source.as_deref(),
                 template_text(input)?,
             ),
-            Step::Close => event::resolve(&key),
+            Step::Close => event::resolve(key),
         };
         let routing_key = self
             .routing_key
@@ -170,18 +162,14 @@ impl Provider for Pagerduty {
         // default: 202 accepted; 400 invalid event, permanent; 429 and 5xx
         // retried) with the routing key masked.
         req.mask_in_answer(routing_key);
-        http.send(&Outbound::Http(req)).await?;
-        Ok(match step {
-            Step::Open => format!("triggered {key}"),
-            Step::Close => format!("resolved {key}"),
-        })
+        Ok(req)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, Value, json};
 
     fn doc(settings: Value) -> ProviderDoc {
         ProviderDoc {
@@ -207,7 +195,10 @@ mod tests {
                 .is_ok()
         );
         let e = errors(json!({}));
-        assert!(e[0].message.contains("missing field `routingKeyFile`"), "{e:?}");
+        assert!(
+            e[0].message.contains("missing field `routingKeyFile`"),
+            "{e:?}"
+        );
         let e = errors(json!({"routingKeyFile": "/k", "severity": "fatal"}));
         assert_eq!(e[0].path, "severity");
         assert!(e[0].message.contains("expected one of `critical`"), "{e:?}");

@@ -185,6 +185,90 @@ pub fn headline(view: &ChatView) -> String {
     s
 }
 
+/// An incident service (PagerDuty, Opsgenie): what it supplies of the
+/// incident family. Wrapped in [`IncidentProvider`], it is a `Provider`
+/// whose Notifications take no action and only `Params`, which declines
+/// what its [`Lifecycle`] does not act on, and which sends one request per
+/// event, opening or closing the incident of the event's [`key`].
+///
+/// A wrapper, not a blanket impl as the git hosts' `GitHost`: Rust allows
+/// one blanket impl of `Provider`, and the git hosts have it.
+#[async_trait::async_trait]
+pub trait IncidentService: Send + Sync + 'static {
+    /// The provider type, as Provider documents name it.
+    const TYPE: &'static str;
+    /// What a Notification gets instead of an action, for the error that
+    /// refuses one (`failures trigger, successes resolve`).
+    const NO_ACTION: &'static str;
+    /// How the service spells an incident's key.
+    const KEY_FORMAT: KeyFormat;
+    /// The delivery detail's words for an opened and a closed incident
+    /// (`triggered`, `resolved`), before its key.
+    const DONE: Verbs;
+    /// The Notification params.
+    type Params: serde::de::DeserializeOwned + Send + Sync + 'static;
+
+    /// Which events open the incident, and which close it.
+    fn lifecycle(&self) -> &Lifecycle;
+
+    /// The request that takes `step` on the incident keyed `key`.
+    async fn request(
+        &self,
+        input: &crate::delivery::provider::DeliveryInput<'_>,
+        params: &Self::Params,
+        step: Step,
+        key: &str,
+    ) -> Result<crate::delivery::outbound::OutboundRequest, crate::delivery::verdict::Verdict>;
+}
+
+/// An [`IncidentService`] as a `Provider`.
+pub struct IncidentProvider<S>(pub S);
+
+#[async_trait::async_trait]
+impl<S: IncidentService> crate::delivery::provider::Provider for IncidentProvider<S> {
+    fn type_name(&self) -> &'static str {
+        S::TYPE
+    }
+
+    fn compile_notification(
+        &self,
+        action: Option<&str>,
+        params: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<crate::delivery::notification::Compiled, crate::event::field::FieldErrors> {
+        let action = crate::toolkit::params::no_action(S::TYPE, action, S::NO_ACTION);
+        crate::delivery::notification::compile::<(), S::Params>(action, params)
+    }
+
+    /// Only the states that open or close are sent; nothing else is
+    /// claimed either, so a cancelled run leaves the incident as it was.
+    fn declines(&self, ev: &RunEvent) -> Option<String> {
+        self.0.lifecycle().declines(S::TYPE, ev)
+    }
+
+    async fn deliver(
+        &self,
+        input: &crate::delivery::provider::DeliveryInput<'_>,
+        http: &crate::delivery::transport::Http<'_>,
+    ) -> Result<String, crate::delivery::verdict::Verdict> {
+        let ev = input.event;
+        let Some(step) = self.0.lifecycle().step(ev.state) else {
+            return Ok(String::new());
+        };
+        let crate::delivery::notification::Parsed { params, .. } =
+            input
+                .compiled
+                .get::<crate::delivery::notification::Parsed<(), S::Params>>()?;
+        let key = key(ev, &S::KEY_FORMAT);
+        let req = self.0.request(input, params, step, &key).await?;
+        http.send(&crate::delivery::outbound::Outbound::Http(req))
+            .await?;
+        Ok(match step {
+            Step::Open => format!("{} {key}", S::DONE.open),
+            Step::Close => format!("{} {key}", S::DONE.close),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //! from `host` (docs/design.md, "Layers").
 
 pub mod chat;
+pub mod family;
 pub mod githost;
 pub mod incident;
 pub mod message;
