@@ -59,8 +59,10 @@ async fn http_once(
         .env("RELAY_FUNCTION", function)
         .env("RELAY_CONFIG", config(work))
         .env("PORT", port.to_string())
-        // Loopback: no inbound auth needed to measure a start.
+        // Loopback: no inbound auth needed to measure a start (the
+        // dead-letter function asks for the switch even there).
         .env("RELAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RELAY_INSECURE_NO_AUTH", "true")
         .env("K_SINK", sink)
         .env(
             "RELAY_DLQ_STORE",
