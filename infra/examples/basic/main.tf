@@ -2,7 +2,10 @@
 #
 #   pip install cargo-lambda && rustup target add aarch64-unknown-linux-gnu
 #   cp examples/github.yaml relay.yaml   # your config, packaged as /var/task/relay.yaml
-#   cargo lambda build --profile lambda --arm64 --output-format zip -p relay --include relay.yaml
+#   cargo lambda build --profile lambda --arm64 --output-format zip -p relay --include relay.yaml \
+#     --no-default-features --features providers --lambda-dir target/lambda/providers
+#   cargo lambda build --profile lambda --arm64 --output-format zip -p relay --include relay.yaml \
+#     --no-default-features --features ingress --lambda-dir target/lambda/ingress
 #   terraform init && terraform apply
 
 terraform {

@@ -14,9 +14,12 @@ locals {
   # Tracing export is off unless an OTLP/HTTP endpoint is given (e.g. the
   # ADOT collector extension at http://localhost:4318); metrics always go
   # out as EMF log lines under metrics_namespace.
-  # One artifact for every function: the relay binary, RELAY_FUNCTION
-  # saying which it is.
-  artifact = "${var.artifacts_dir}/relay/bootstrap.zip"
+  # The relay binary, RELAY_FUNCTION saying which function it is: one
+  # artifact for every provider function (the `providers` feature), one for
+  # the ingress (the `ingress` feature); each stays under the size budget,
+  # the two together would not (docs/deploy-aws.md).
+  provider_artifact = "${var.artifacts_dir}/providers/relay/bootstrap.zip"
+  ingress_artifact  = "${var.artifacts_dir}/ingress/relay/bootstrap.zip"
   environment = merge(
     {
       RELAY_CONFIG            = "/var/task/relay.yaml"
@@ -144,16 +147,16 @@ resource "aws_lambda_function" "provider" {
   runtime       = "provided.al2023"
   architectures = ["arm64"]
   handler       = "bootstrap"
-  filename      = local.artifact
+  filename      = local.provider_artifact
 
-  source_code_hash               = filebase64sha256(local.artifact)
+  source_code_hash               = filebase64sha256(local.provider_artifact)
   memory_size                    = var.memory_mb
   timeout                        = var.timeout_seconds
   reserved_concurrent_executions = var.reserved_concurrency
 
   environment {
     variables = merge(local.environment, {
-      # The one artifact serves as this provider's function.
+      # The providers artifact serves as this provider's function.
       RELAY_FUNCTION = each.key
       # Override spec.store and spec.deadLetter of the packaged relay.yaml.
       RELAY_STORE       = "dynamodb://${aws_dynamodb_table.state.name}?region=${data.aws_region.current.name}"
@@ -259,9 +262,9 @@ resource "aws_lambda_function" "ingress" {
   runtime       = "provided.al2023"
   architectures = ["arm64"]
   handler       = "bootstrap"
-  filename      = local.artifact
+  filename      = local.ingress_artifact
 
-  source_code_hash               = filebase64sha256(local.artifact)
+  source_code_hash               = filebase64sha256(local.ingress_artifact)
   memory_size                    = var.memory_mb
   timeout                        = 10
   reserved_concurrent_executions = var.reserved_concurrency

@@ -5,7 +5,7 @@ variable "name" {
 }
 
 variable "artifacts_dir" {
-  description = "Where `cargo lambda build --profile lambda --arm64 --output-format zip -p relay --include <config>` left the zip: <dir>/relay/bootstrap.zip (the one artifact of every function, relay.yaml included)."
+  description = "Where the two `cargo lambda build --profile lambda --arm64 --output-format zip -p relay --no-default-features --include relay.yaml` builds left their zips: <dir>/providers/relay/bootstrap.zip (`--features providers --lambda-dir <dir>/providers`, every provider function) and <dir>/ingress/relay/bootstrap.zip (`--features ingress --lambda-dir <dir>/ingress`)."
   type        = string
 }
 

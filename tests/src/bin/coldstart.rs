@@ -1,7 +1,9 @@
 //! Cold start and size of each function: process start -> first event
 //! answered, in HTTP mode (Knative) and on a Lambda Runtime API (median of
-//! several runs each), and the stripped arm64 size of the one `bootstrap`
-//! every function runs, from `cargo lambda build --profile lambda --arm64 -p relay`.
+//! several runs each), and the stripped arm64 size of the `bootstrap` each
+//! runs on Lambda: `<lambda-dir>/providers/relay/bootstrap` for the provider
+//! functions, `<lambda-dir>/ingress/relay/bootstrap` for the ingress (the two
+//! `cargo lambda build` commands of docs/deploy-aws.md).
 //! Every function is the one `relay` binary with `RELAY_FUNCTION` set.
 //!
 //! cargo build --release -p relay -p relay-tests
@@ -20,7 +22,7 @@ use relay_tests::process::free_port;
 struct Args {
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
-    /// Where `cargo lambda build --profile lambda --arm64` put `relay/bootstrap`.
+    /// The `--lambda-dir` parent of the two Lambda builds (`providers/`, `ingress/`).
     #[arg(long, default_value = "target/lambda")]
     lambda_dir: PathBuf,
     #[arg(long, default_value_t = 9)]
@@ -143,11 +145,19 @@ async fn main() {
         "no {} (cargo build --release -p relay)",
         bin.display()
     );
-    // One artifact serves every function.
-    let arm = args.lambda_dir.join("relay").join("bootstrap");
-    let size = std::fs::metadata(&arm).map_or("not built".into(), |m| {
-        format!("{:.1} MB", m.len() as f64 / 1e6)
-    });
+    // One artifact serves every provider function, one the ingress
+    // (docs/deploy-aws.md); the dead-letter function is not on Lambda.
+    let size_of = |f: &str| -> String {
+        let artifact = match f {
+            "ingress" => "ingress",
+            "dlq" => return "-".into(),
+            _ => "providers",
+        };
+        let arm = args.lambda_dir.join(artifact).join("relay/bootstrap");
+        std::fs::metadata(&arm).map_or("not built".into(), |m| {
+            format!("{:.1} MB", m.len() as f64 / 1e6)
+        })
+    };
     for f in FUNCTIONS {
         let mut http = Vec::new();
         for _ in 0..args.runs {
@@ -163,6 +173,7 @@ async fn main() {
         } else {
             "-".into()
         };
+        let size = size_of(f);
         println!(
             "{f:<14} {:>9.1} ms {lambda:>14} {size:>16}",
             median(http).as_secs_f64() * 1000.0
