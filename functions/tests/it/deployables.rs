@@ -542,8 +542,8 @@ fn functions_manifests_and_terraform_agree() {
 
 /// Adding a provider touches four places: its module, its row (and
 /// feature) in functions/Cargo.toml, its example, its doc page. Outside
-/// those (and documentation: docs/, the Markdown files at the root), only
-/// the one manifest list, knative/base/functions.yaml, names a provider.
+/// those (docs/, examples/), only the one manifest list,
+/// knative/base/functions.yaml, names a provider.
 /// A name counts as a word of its own: `relay-gitea` names it,
 /// `gitea.example.com` or `/bitbucket/` (a host, a path) do not.
 #[test]
@@ -558,10 +558,8 @@ fn only_the_table_and_the_manifest_list_name_a_provider() {
     let texts: Vec<(&str, String)> = listed
         .lines()
         .filter(|f| {
-            let documentation = f.starts_with("docs/")
-                || f.starts_with("examples/")
-                || f.contains("/examples/")
-                || (f.ends_with(".md") && !f.contains('/'));
+            let documentation =
+                f.starts_with("docs/") || f.starts_with("examples/") || f.contains("/examples/");
             // The table, the manifest list, lock files; and this test, which
             // names providers in its reasons below.
             let exempt = ["functions/Cargo.toml", "knative/base/functions.yaml"].contains(f)
