@@ -30,6 +30,35 @@ pub type StateColumn = (&'static str, fn(relay_core::RunState) -> String);
 
 include!(concat!(env!("OUT_DIR"), "/providers.rs"));
 
+/// What the providers' unit tests share.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use relay_core::config::ProviderDoc;
+    use relay_core::field::FieldErrors;
+    use relay_core::provider::ProviderFactory;
+
+    /// The `Provider` document `name` of type `provider_type` with `settings`.
+    pub(crate) fn provider_doc(
+        name: &str,
+        provider_type: &str,
+        settings: serde_json::Value,
+    ) -> ProviderDoc {
+        ProviderDoc {
+            name: name.into(),
+            provider_type: provider_type.into(),
+            settings,
+        }
+    }
+
+    /// The errors `factory` refuses `doc` with (it must refuse it).
+    pub(crate) fn refused(factory: &dyn ProviderFactory, doc: &ProviderDoc) -> FieldErrors {
+        match factory.build(doc) {
+            Ok(_) => panic!("the settings were accepted"),
+            Err(e) => e,
+        }
+    }
+}
+
 #[cfg(test)]
 mod table_tests {
     use std::path::Path;

@@ -351,12 +351,8 @@ mod tests {
     use super::*;
     use serde_json::Map;
 
-    fn doc(settings: Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "bb".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+    fn doc(settings: serde_json::Value) -> ProviderDoc {
+        crate::testkit::provider_doc("bb", TYPE, settings)
     }
 
     fn errors(settings: Value) -> FieldErrors {

@@ -238,16 +238,12 @@ impl Provider for Cloudevents {
 mod tests {
     use super::*;
 
-    fn doc(settings: Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "ce".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+    fn doc(settings: serde_json::Value) -> ProviderDoc {
+        crate::testkit::provider_doc("ce", TYPE, settings)
     }
 
     fn errors(settings: Value) -> FieldErrors {
-        CloudeventsFactory.build(&doc(settings)).err().unwrap()
+        crate::testkit::refused(&CloudeventsFactory, &doc(settings))
     }
 
     #[test]

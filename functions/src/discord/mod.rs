@@ -163,18 +163,11 @@ mod tests {
     use serde_json::json;
 
     fn doc(settings: serde_json::Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "dc".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+        crate::testkit::provider_doc("dc", TYPE, settings)
     }
 
     fn errors(settings: serde_json::Value) -> FieldErrors {
-        DiscordFactory
-            .build(&doc(settings))
-            .err()
-            .expect("rejected")
+        crate::testkit::refused(&DiscordFactory, &doc(settings))
     }
 
     #[test]

@@ -347,12 +347,8 @@ mod tests {
     use super::*;
     use serde_json::Map;
 
-    fn doc(settings: Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "gitea".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+    fn doc(settings: serde_json::Value) -> ProviderDoc {
+        crate::testkit::provider_doc("gitea", TYPE, settings)
     }
 
     fn gitea() -> Gitea {

@@ -132,11 +132,7 @@ mod tests {
     use serde_json::json;
 
     fn doc(settings: serde_json::Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "chat".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+        crate::testkit::provider_doc("chat", TYPE, settings)
     }
 
     #[test]

@@ -246,12 +246,8 @@ impl Provider for Grafana {
 mod tests {
     use super::*;
 
-    fn doc(settings: Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "grafana".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+    fn doc(settings: serde_json::Value) -> ProviderDoc {
+        crate::testkit::provider_doc("grafana", TYPE, settings)
     }
 
     fn grafana() -> Grafana {

@@ -351,16 +351,12 @@ impl Provider for Jira {
 mod tests {
     use super::*;
 
-    fn doc(settings: Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "jira".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+    fn doc(settings: serde_json::Value) -> ProviderDoc {
+        crate::testkit::provider_doc("jira", TYPE, settings)
     }
 
     fn errors(settings: Value) -> FieldErrors {
-        JiraFactory.build(&doc(settings)).err().unwrap()
+        crate::testkit::refused(&JiraFactory, &doc(settings))
     }
 
     #[test]

@@ -142,12 +142,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn doc(settings: Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "mm".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+    fn doc(settings: serde_json::Value) -> ProviderDoc {
+        crate::testkit::provider_doc("mm", TYPE, settings)
     }
 
     #[test]

@@ -114,11 +114,7 @@ mod tests {
     use serde_json::json;
 
     fn doc(settings: serde_json::Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "teams".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+        crate::testkit::provider_doc("teams", TYPE, settings)
     }
 
     #[test]

@@ -200,12 +200,8 @@ mod tests {
     use super::*;
     use serde_json::{Map, Value, json};
 
-    fn doc(settings: Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "og".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+    fn doc(settings: serde_json::Value) -> ProviderDoc {
+        crate::testkit::provider_doc("og", TYPE, settings)
     }
 
     fn parse(settings: Value) -> OpsgenieSettings {
@@ -213,7 +209,7 @@ mod tests {
     }
 
     fn errors(settings: Value) -> FieldErrors {
-        OpsgenieFactory.build(&doc(settings)).err().unwrap()
+        crate::testkit::refused(&OpsgenieFactory, &doc(settings))
     }
 
     #[test]

@@ -171,12 +171,8 @@ mod tests {
     use super::*;
     use serde_json::{Map, Value, json};
 
-    fn doc(settings: Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "pd".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+    fn doc(settings: serde_json::Value) -> ProviderDoc {
+        crate::testkit::provider_doc("pd", TYPE, settings)
     }
 
     fn parse(settings: Value) -> PagerdutySettings {
@@ -184,7 +180,7 @@ mod tests {
     }
 
     fn errors(settings: Value) -> FieldErrors {
-        PagerdutyFactory.build(&doc(settings)).err().unwrap()
+        crate::testkit::refused(&PagerdutyFactory, &doc(settings))
     }
 
     #[test]

@@ -281,12 +281,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn doc(settings: Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "sentry".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+    fn doc(settings: serde_json::Value) -> ProviderDoc {
+        crate::testkit::provider_doc("sentry", TYPE, settings)
     }
 
     fn sentry(settings: Value) -> Result<Sentry, FieldErrors> {

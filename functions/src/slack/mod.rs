@@ -306,12 +306,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn doc(settings: Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "slack".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+    fn doc(settings: serde_json::Value) -> ProviderDoc {
+        crate::testkit::provider_doc("slack", TYPE, settings)
     }
 
     fn params(v: Value) -> Map<String, Value> {

@@ -196,14 +196,10 @@ impl Provider for TektonTrigger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
+    use serde_json::json;
 
-    fn doc(settings: Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "el".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+    fn doc(settings: serde_json::Value) -> ProviderDoc {
+        crate::testkit::provider_doc("el", TYPE, settings)
     }
 
     #[test]

@@ -229,11 +229,7 @@ mod tests {
     use super::*;
 
     fn doc(settings: serde_json::Value) -> ProviderDoc {
-        ProviderDoc {
-            name: "hook".into(),
-            provider_type: TYPE.into(),
-            settings,
-        }
+        crate::testkit::provider_doc("hook", TYPE, settings)
     }
 
     #[test]
