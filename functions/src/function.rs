@@ -1,5 +1,5 @@
-//! Serving as one function: `ingress`, `dlq`, or one provider type (its
-//! Notifications only). The same binary is every function: the name comes
+//! Serving as one function: `ingress`, `dlq`, `router`, or one provider
+//! type (its Notifications only). The same binary is every function: the name comes
 //! from `relay function <name>` or `$RELAY_FUNCTION`, set by the Knative
 //! manifests and the Terraform module.
 
@@ -23,6 +23,7 @@ pub async fn run(name: &str) -> Result<(), String> {
             #[cfg(not(feature = "dlq"))]
             return Err(not_built(name));
         }
+        "router" => crate::router::serve().await,
         _ => {
             let row = crate::PROVIDERS
                 .iter()
@@ -46,7 +47,7 @@ fn not_built(name: &str) -> String {
 fn unknown(name: &str) -> String {
     let types: Vec<&str> = crate::PROVIDERS.iter().map(|r| r.name).collect();
     format!(
-        "unknown function {}: ingress, dlq, or a provider type ({})",
+        "unknown function {}: ingress, dlq, router, or a provider type ({})",
         relay_core::escape::log_text(name),
         types.join(", ")
     )

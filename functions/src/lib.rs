@@ -8,6 +8,8 @@ pub mod dlq;
 pub mod function;
 #[cfg(feature = "ingress")]
 pub mod ingress;
+pub mod manifests;
+pub mod router;
 
 /// One row of the provider table (`[package.metadata.relay.providers]` in
 /// Cargo.toml), from which build.rs makes the modules and the registry.

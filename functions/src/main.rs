@@ -65,10 +65,26 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080/")]
         to: String,
     },
+    /// Print deployment manifests for a config: `manifests knative` prints
+    /// the Knative Service and Trigger of each provider function it uses.
+    Manifests {
+        #[command(subcommand)]
+        target: ManifestsTarget,
+    },
     /// Inspect and replay the dead-letter queue of a running relay.
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ManifestsTarget {
+    /// The provider functions' Services and Triggers (knative/base/functions.yaml).
+    Knative {
+        /// The config the functions serve (knative/base/config/relay.yaml).
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -154,6 +170,9 @@ async fn main() -> ExitCode {
         Command::Validate { files } => validate(&files),
         Command::Send { paths, to } => send::send(&paths, &to).await,
         Command::Dlq { action } => dlq(action).await,
+        Command::Manifests {
+            target: ManifestsTarget::Knative { config },
+        } => manifests_knative(&config),
     };
     match result {
         Ok(code) => code,
@@ -194,6 +213,30 @@ async fn serve(
     relay_core::runtime::serve(app, listener, Duration::from_secs(drain))
         .await
         .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn manifests_knative(config: &std::path::Path) -> Result<ExitCode, String> {
+    let invalid = |errs: relay_core::config::ConfigErrors| {
+        let lines: Vec<String> = errs
+            .0
+            .iter()
+            .map(|e| format!("{}: {e}", config.display()))
+            .collect();
+        format!("invalid config:\n{}", lines.join("\n"))
+    };
+    let cfg = RelayConfig::load(config).map_err(invalid)?;
+    let functions = relay::manifests::functions_used(&cfg).map_err(invalid)?;
+    if functions.is_empty() {
+        return Err(format!(
+            "{}: no Notification, so no provider function to deploy",
+            config.display()
+        ));
+    }
+    print!(
+        "{}",
+        relay::manifests::knative(&functions, &config.display().to_string())
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -207,10 +207,12 @@ impl Subscribers {
     pub fn parse(spec: &str, namespace: Option<&str>) -> Result<Subscribers, String> {
         let mut out: Vec<Subscriber> = Vec::new();
         let items = spec.split(',').map(str::trim).filter(|s| !s.is_empty());
+        // `*`: every provider function of the image, and the router.
         let every_provider = crate::PROVIDERS
             .iter()
             .filter(|r| r.enabled)
-            .map(|r| r.name);
+            .map(|r| r.name)
+            .chain(["router"]);
         let items = items.flat_map(|item| -> Box<dyn Iterator<Item = &str>> {
             if item == "*" {
                 Box::new(every_provider.clone())
@@ -730,6 +732,7 @@ pub async fn serve() -> Result<(), String> {
     let store = std::env::var("RELAY_DLQ_STORE").map_err(|_| {
         "set RELAY_DLQ_STORE (file:///path.jsonl, valkey://… or dynamodb://…)".to_string()
     })?;
+    relay_core::runtime::check_state_is_shared("RELAY_DLQ_STORE", &store, env)?;
     let dl = DeadLetters::open(&cfg.settings, &store, subscribers).await?;
     let addr = relay_core::runtime::listen_addr(None);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -806,10 +809,12 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(s.names().collect::<Vec<_>>(), ["github", "hook"]);
-        // `*`: every provider of the table, at its cluster-local address.
+        // `*`: every provider of the table and the router, at its
+        // cluster-local address.
         let every = Subscribers::parse("*", Some("ns")).unwrap();
         let names: Vec<&str> = every.names().collect();
-        let table: Vec<&str> = crate::PROVIDERS.iter().map(|r| r.name).collect();
+        let mut table: Vec<&str> = crate::PROVIDERS.iter().map(|r| r.name).collect();
+        table.push("router");
         assert_eq!(names, table);
         assert_eq!(
             every

@@ -93,6 +93,19 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The provider types with a Notification that wants `ev`: its filter
+    /// matches (or fails to evaluate, which that function then reports as a
+    /// failure) and its provider does not decline the event. The router
+    /// (docs/design.md, "Routing") wakes only these functions.
+    pub fn wanted_by(&self, ev: &RunEvent) -> std::collections::BTreeSet<&str> {
+        self.notifications
+            .iter()
+            .filter(|n| !matches!(n.filter.evaluate(ev), FilterVerdict::NoMatch))
+            .filter(|n| n.provider.declines(ev).is_none())
+            .map(|n| n.provider_type.as_str())
+            .collect()
+    }
+
     pub fn compile(cfg: &RelayConfig, registry: &Registry) -> Result<Plan, ConfigErrors> {
         let mut errs = ConfigErrors::default();
         if let Err(e) = crate::delivery::store::check_url(&cfg.settings.store) {

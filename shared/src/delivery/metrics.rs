@@ -7,6 +7,8 @@ use prometheus::{
 pub struct Metrics {
     registry: Registry,
     pub events_received: IntCounterVec,
+    /// The router's verdicts: per function woken, or `none`.
+    pub events_routed: IntCounterVec,
     pub requests_rejected: IntCounterVec,
     pub deliveries: IntCounterVec,
     pub delivery_duration: HistogramVec,
@@ -123,6 +125,12 @@ impl Metrics {
                 "relay_events_received_total",
                 "Events received, by type: Tekton types as sent, CDEvents types without their version, Flux `io.fluxcd.notification.info`, `error` or `other`; anything else `other`.",
                 &["type"],
+            ),
+            events_routed: counter(
+                &registry,
+                "relay_events_routed_total",
+                "Events the router sent on, by the function woken (a provider type; one event can wake several), or `none` when no Notification wants it.",
+                &["function"],
             ),
             requests_rejected: counter(
                 &registry,

@@ -302,6 +302,30 @@ pub fn insecure_no_auth_from(env: impl Fn(&str) -> Option<String>) -> Result<boo
     }
 }
 
+/// The switch that lets a function on Knative keep state in its pod.
+pub const ALLOW_LOCAL_STATE_ENV: &str = "RELAY_ALLOW_LOCAL_STATE";
+
+/// On Knative (`K_SERVICE` is set) a function's pods come and go (scale to
+/// zero, new revisions, more replicas): state kept in the pod — the memory
+/// store, a `file://` dead-letter store — is lost with it and never shared.
+/// Such a `what` (`spec.store`, `RELAY_DLQ_STORE`) at `url` is refused at
+/// start unless `RELAY_ALLOW_LOCAL_STATE=true`.
+pub fn check_state_is_shared(
+    what: &str,
+    url: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let local = url == "memory" || url.starts_with("file://");
+    let on_knative = env("K_SERVICE").is_some_and(|s| !s.is_empty());
+    let allowed = env(ALLOW_LOCAL_STATE_ENV).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if local && on_knative && !allowed {
+        return Err(format!(
+            "{what} is {url:?}, which lives and dies with this pod: on Knative it is lost when the function scales to zero and is not shared by its replicas. Use valkey://… (knative/base/valkey.yaml), or set {ALLOW_LOCAL_STATE_ENV}=true to accept the loss"
+        ));
+    }
+    Ok(())
+}
+
 /// Resolves `addr`, checks the door (see [`door_check`]) and binds. Serving
 /// without auth beyond loopback is logged as a warning and shows as
 /// `relay_insecure_no_auth 1` in `metrics`.
@@ -406,6 +430,9 @@ pub async fn run_function(registry: Registry) -> anyhow_like::Result {
         config_path(None).map(crate::host::reload::Watcher::new)
     };
     let cfg = load_config(None).map_err(|e| e.to_string())?;
+    let env = |k: &str| std::env::var(k).ok();
+    check_state_is_shared("spec.store", &cfg.settings.store, env)?;
+    check_state_is_shared("spec.deadLetter", &cfg.settings.dead_letter, env)?;
     let app = build_app(&cfg, &registry)
         .await
         .map_err(|e| e.to_string())?;
@@ -436,6 +463,34 @@ pub mod anyhow_like {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_knative_state_in_the_pod_is_refused_unless_allowed() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let knative = env(&[("K_SERVICE", "relay-github")]);
+        let err = check_state_is_shared("spec.store", "memory", knative).unwrap_err();
+        assert!(
+            err.contains("spec.store") && err.contains("scales to zero"),
+            "{err}"
+        );
+        assert!(check_state_is_shared("RELAY_DLQ_STORE", "file:///tmp/dl.jsonl", knative).is_err());
+        assert!(check_state_is_shared("spec.store", "valkey://v:6379/0", knative).is_ok());
+        assert!(check_state_is_shared("spec.deadLetter", "respond", knative).is_ok());
+        // Not on Knative (relay serve, a test), or told to accept the loss.
+        assert!(check_state_is_shared("spec.store", "memory", env(&[])).is_ok());
+        let allowed = env(&[
+            ("K_SERVICE", "relay-github"),
+            (ALLOW_LOCAL_STATE_ENV, "true"),
+        ]);
+        assert!(check_state_is_shared("spec.store", "memory", allowed).is_ok());
+    }
     use crate::event::config::apply_env_overrides;
     use crate::host::door::is_body_timeout;
 

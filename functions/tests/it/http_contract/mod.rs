@@ -11,6 +11,7 @@ mod dlq;
 #[cfg(feature = "ingress")]
 mod ingress;
 mod relay;
+mod router;
 
 use serde_json::{Value, json};
 
