@@ -124,9 +124,10 @@ metadata:
     relay.tekton.dev/function: {name}
 spec:
   broker: default
-  filters:
-    - exact:
-        {attribute}: "true"
+  # Exact attribute matching, which every Knative Eventing version has.
+  filter:
+    attributes:
+      {attribute}: "true"
   subscriber:
     ref:
       apiVersion: serving.knative.dev/v1

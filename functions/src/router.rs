@@ -26,7 +26,7 @@ pub const ROUTED_ATTRIBUTE: &str = "relayrouted";
 
 /// The CloudEvent extension attribute that sends an event to the provider
 /// function `function`: `relay` and the name's letters and digits
-/// (`tekton-trigger` → `relaytektontrigger`). CloudEvents attribute names
+/// (`azure-pipelines` would be `relayazurepipelines`). CloudEvents attribute names
 /// are lower-case letters and digits, at most 20 of them by advice; the
 /// provider table's names keep within that (checked by a test).
 pub fn route_attribute(function: &str) -> String {
@@ -75,6 +75,11 @@ async fn route(State(app): State<SharedApp>, req: Request) -> Response {
     {
         return r;
     }
+    if routed(&parts.headers, &bytes) {
+        // A reply of ours back on the Broker (the Trigger's `not` filter
+        // keeps them away where Trigger `filters` are on): never again.
+        return StatusCode::ACCEPTED.into_response();
+    }
     let (event, original) =
         match ingress::parse_request(&parts.headers, bytes).and_then(ingress::decode) {
             Err(e) => {
@@ -118,6 +123,17 @@ async fn route(State(app): State<SharedApp>, req: Request) -> Response {
         HeaderValue::from_static("application/cloudevents+json"),
     );
     answer
+}
+
+/// Whether the event was routed already: it carries [`ROUTED_ATTRIBUTE`]
+/// (a `ce-` header in binary mode, a member in structured mode).
+fn routed(headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
+    if headers.contains_key(format!("ce-{ROUTED_ATTRIBUTE}").as_str()) {
+        return true;
+    }
+    relay_core::ingress::classify(headers) == relay_core::ingress::RequestKind::CloudEventStructured
+        && serde_json::from_slice::<serde_json::Value>(body)
+            .is_ok_and(|v| v.get(ROUTED_ATTRIBUTE).is_some())
 }
 
 /// Serves as the router until stopped: HTTP on `$PORT`, the config from
@@ -171,7 +187,7 @@ mod tests {
                 row.name
             );
         }
-        assert_eq!(route_attribute("tekton-trigger"), "relaytektontrigger");
+        assert_eq!(route_attribute("Some-Provider_2"), "relaysomeprovider2");
         assert!(ROUTED_ATTRIBUTE.len() <= 20);
     }
 }

@@ -534,8 +534,8 @@ fn functions_manifests_and_terraform_agree() {
             "{want}: every function runs the one image"
         );
         assert_eq!(
-            trg["spec"]["filters"],
-            json!([{"exact": {relay::router::route_attribute(row.name): "true"}}]),
+            trg["spec"]["filter"],
+            json!({"attributes": {relay::router::route_attribute(row.name): "true"}}),
             "{want}: only events routed to it"
         );
         assert_eq!(trg["spec"]["subscriber"]["ref"]["name"], want.as_str());
