@@ -3,6 +3,7 @@
 //! the HTTP contract of each router, in-process (`http_contract`).
 
 mod bounded_labels;
+mod deploy_knative_doc;
 mod deployables;
 #[cfg(feature = "dlq")]
 mod dlq;
