@@ -449,6 +449,9 @@ async fn verify_jwt(j: &JwtAuth, token: &str) -> Result<(), AuthError> {
     let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
         .map_err(|_| AuthError::Unauthorized)?
         .claims;
+    if !j.subject_allowed(claims.get("sub").and_then(serde_json::Value::as_str)) {
+        return Err(AuthError::Unauthorized);
+    }
     check_lifetime(j, &claims, chrono::Utc::now().timestamp())
 }
 
@@ -1162,6 +1165,7 @@ mod tests {
                 issuer: Some("https://issuer.example".into()),
                 leeway_seconds: 0,
                 max_lifetime_seconds: default_max_lifetime(),
+                subjects: Vec::new(),
             }),
             ..none()
         }
@@ -1176,6 +1180,32 @@ mod tests {
     async fn api(auth: &InboundAuth, h: &HeaderMap) -> Result<(), AuthError> {
         let (m, u) = (http::Method::GET, http::Uri::from_static("/api/v1/dlq"));
         verify(auth, Entry::Api, &m, &u, h, b"").await
+    }
+
+    /// Kubernetes signs tokens for any audience a pod asks for: with
+    /// `subjects`, only the named service accounts' tokens pass.
+    #[tokio::test]
+    async fn jwt_subjects_admit_only_the_named_service_accounts() {
+        let (_d, f) = files(JWT_SECRET);
+        let mut auth = jwt_auth(Some(f), None);
+        auth.jwt.as_mut().unwrap().subjects = vec!["system:serviceaccount:tekton-relay:*".into()];
+        assert!(auth.check_config().is_ok());
+        let now = now();
+        let token = |sub: Option<&str>| {
+            let mut c = serde_json::json!({"aud": "tekton-relay", "iss": "https://issuer.example", "iat": now, "exp": now + 60});
+            if let Some(s) = sub {
+                c["sub"] = s.into();
+            }
+            hs256(&c, JWT_SECRET.as_bytes())
+        };
+        let broker = token(Some("system:serviceaccount:tekton-relay:oidc-relay-github"));
+        assert_eq!(api(&auth, &with_bearer(&broker)).await, Ok(()));
+        for other in [token(Some("system:serviceaccount:ci:default")), token(None)] {
+            assert_eq!(
+                api(&auth, &with_bearer(&other)).await,
+                Err(AuthError::Unauthorized)
+            );
+        }
     }
 
     #[tokio::test]

@@ -56,7 +56,7 @@ pub async fn reload(app: &App, path: &Path, registry: &Registry) -> Result<usize
     let current = app.engine();
     let result = async {
         let mut cfg = RelayConfig::load(path)?;
-        apply_env_overrides(&mut cfg, |k| std::env::var(k).ok());
+        apply_env_overrides(&mut cfg, |k| std::env::var(k).ok())?;
         let engine = build_engine(&cfg, registry, Some(&current)).await?;
         // A reload must not open the door the start kept closed.
         app.admits(&engine.plan.settings).map_err(|e| {

@@ -393,7 +393,7 @@ pub async fn bind_app(
 /// deployment's overrides (see [`apply_env_overrides`]).
 pub fn load_config(path: Option<&std::path::Path>) -> Result<RelayConfig, ConfigErrors> {
     let mut cfg = load_config_file(path)?;
-    apply_env_overrides(&mut cfg, |k| std::env::var(k).ok());
+    apply_env_overrides(&mut cfg, |k| std::env::var(k).ok())?;
     Ok(cfg)
 }
 
@@ -540,15 +540,49 @@ mod tests {
             "RELAY_STORE" => Some("dynamodb://relay-state?region=eu-west-1".into()),
             "RELAY_DEAD_LETTER" => Some("sqs://https://sqs.eu-west-1.amazonaws.com/1/dlq".into()),
             _ => None,
-        });
+        })
+        .unwrap();
         assert_eq!(
             cfg.settings.store,
             "dynamodb://relay-state?region=eu-west-1"
         );
         assert!(cfg.settings.dead_letter.starts_with("sqs://"));
         let mut cfg = RelayConfig::embedded_default();
-        apply_env_overrides(&mut cfg, |_| None);
+        apply_env_overrides(&mut cfg, |_| None).unwrap();
         assert_eq!(cfg.settings.store, "memory");
+    }
+
+    /// Knative's OIDC component sets `RELAY_INBOUND_AUTH`: it replaces
+    /// `spec.inboundAuth`; what is no `inboundAuth` stops the start.
+    #[test]
+    fn the_environment_can_set_inbound_auth_and_a_bad_one_is_an_error() {
+        let mut cfg = RelayConfig::embedded_default();
+        let jwt = r#"{"jwt": {"jwksFile": "/etc/relay-oidc/jwks.json", "audience": "tekton-relay", "subjects": ["system:serviceaccount:tekton-relay:*"]}}"#;
+        apply_env_overrides(&mut cfg, |k| {
+            (k == "RELAY_INBOUND_AUTH").then(|| jwt.to_string())
+        })
+        .unwrap();
+        let j = cfg.settings.inbound_auth.unwrap().jwt.unwrap();
+        assert_eq!(j.audience, "tekton-relay");
+        assert!(j.subject_allowed(Some("system:serviceaccount:tekton-relay:oidc-trigger-x")));
+        assert!(!j.subject_allowed(Some("system:serviceaccount:other:default")));
+        assert!(!j.subject_allowed(None));
+        for bad in [
+            r#"{"jwt": {"audience": "a"}}"#,
+            "{bearerTokenFile: [",
+            r#"{"jwt": {"jwksFile": "/k", "audience": "a", "subjects": ["*"]}}"#,
+        ] {
+            let mut cfg = RelayConfig::embedded_default();
+            let e = apply_env_overrides(&mut cfg, |k| {
+                (k == "RELAY_INBOUND_AUTH").then(|| bad.to_string())
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("RELAY_INBOUND_AUTH") && e.contains("inboundAuth"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -81,6 +81,27 @@ pub struct JwtAuth {
     /// with the default `expirationSeconds`).
     #[serde(default = "default_max_lifetime")]
     pub max_lifetime_seconds: u64,
+    /// When set, the `sub` a token must name: one of these, where a
+    /// trailing `*` stands for any rest. Kubernetes signs a token for any
+    /// audience a pod asks for, so a cluster's tokens (Knative's OIDC
+    /// sender identity) need this: `system:serviceaccount:tekton-relay:*`
+    /// takes only the relay namespace's service accounts (the Triggers').
+    #[serde(default)]
+    pub subjects: Vec<String>,
+}
+
+impl JwtAuth {
+    /// Whether `sub` is one of [`JwtAuth::subjects`] (any, when none are set).
+    pub fn subject_allowed(&self, sub: Option<&str>) -> bool {
+        if self.subjects.is_empty() {
+            return true;
+        }
+        let Some(sub) = sub else { return false };
+        self.subjects.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => sub.starts_with(prefix),
+            None => sub == p,
+        })
+    }
 }
 
 /// The default `hmacHeader`.
@@ -174,6 +195,16 @@ impl InboundAuth {
             }
             if j.max_lifetime_seconds == 0 {
                 return Err(("jwt.maxLifetimeSeconds".into(), "must be at least 1".into()));
+            }
+            if let Some(i) = j
+                .subjects
+                .iter()
+                .position(|p| p.trim().is_empty() || p == "*" || p[..p.len() - 1].contains('*'))
+            {
+                return Err((
+                    format!("jwt.subjects[{i}]"),
+                    "a subject, or a prefix followed by one `*` (not `*` alone)".into(),
+                ));
             }
         }
         Ok(())

@@ -656,16 +656,52 @@ fn provider_doc(name: String, spec: Value) -> Result<ProviderDoc, (String, Strin
     })
 }
 
+/// The environment variable that replaces `spec.inboundAuth`.
+pub const INBOUND_AUTH_ENV: &str = "RELAY_INBOUND_AUTH";
+
 /// `RELAY_STORE` and `RELAY_DEAD_LETTER` replace `spec.store` and
 /// `spec.deadLetter`: the infrastructure that creates the table and the
-/// queue (Terraform) names them, while the packaged relay.yaml stays the same.
-pub fn apply_env_overrides(cfg: &mut RelayConfig, env: impl Fn(&str) -> Option<String>) {
+/// queue (Terraform) names them, while the packaged relay.yaml stays the
+/// same. `RELAY_INBOUND_AUTH` (an `inboundAuth` object, JSON or YAML)
+/// replaces `spec.inboundAuth`: how the platform authenticates to a
+/// function (Knative's OIDC, knative/components/oidc) is set apart from the
+/// config the user edits. A value that is no `inboundAuth` is an error.
+pub fn apply_env_overrides(
+    cfg: &mut RelayConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigErrors> {
     if let Some(v) = env("RELAY_STORE").filter(|v| !v.is_empty()) {
         cfg.settings.store = v;
     }
     if let Some(v) = env("RELAY_DEAD_LETTER").filter(|v| !v.is_empty()) {
         cfg.settings.dead_letter = v;
     }
+    if let Some(v) = env(INBOUND_AUTH_ENV).filter(|v| !v.trim().is_empty()) {
+        let mut errs = ConfigErrors::default();
+        match serde_yaml_ng::from_str::<crate::event::config::auth::InboundAuth>(&v) {
+            Ok(auth) => match auth.check_config() {
+                Ok(()) => cfg.settings.inbound_auth = Some(auth),
+                Err((path, msg)) => errs.push(
+                    &format!("${INBOUND_AUTH_ENV}"),
+                    if path.is_empty() {
+                        "inboundAuth".to_string()
+                    } else {
+                        format!("inboundAuth.{path}")
+                    },
+                    msg,
+                ),
+            },
+            Err(e) => errs.push(
+                &format!("${INBOUND_AUTH_ENV}"),
+                "inboundAuth",
+                e.to_string(),
+            ),
+        }
+        if !errs.0.is_empty() {
+            return Err(errs);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
