@@ -154,6 +154,7 @@ fn every_step_of_the_knative_guide_refers_to_what_exists() {
     let secrets = secrets_used(&docs);
 
     let mut checked = 0;
+    let mut jwks_file: Option<String> = None;
     for block in blocks(&guide, "sh") {
         for line in block.lines().filter(|l| !l.trim().is_empty()) {
             for command in line.split(" && ") {
@@ -204,6 +205,23 @@ fn every_step_of_the_knative_guide_refers_to_what_exists() {
                         );
                     }
                     ["kubectl", "create", "namespace", ns] => assert_eq!(*ns, namespace),
+                    ["kubectl", "get", "--raw", "/openid/v1/jwks", ">", file] => {
+                        jwks_file = Some(file.to_string());
+                    }
+                    ["kubectl", "-n", ns, "create", "configmap", name, from] => {
+                        // The issuer's keys, for the OIDC component: the
+                        // file just fetched, under the name the component
+                        // mounts and the key its setting reads.
+                        assert_eq!(*ns, namespace, "{what}");
+                        let oidc = std::fs::read_to_string(
+                            root().join("knative/components/oidc/kustomization.yaml"),
+                        )
+                        .unwrap();
+                        let file = jwks_file.as_deref().expect("the keys fetched first");
+                        assert_eq!(*from, format!("--from-file={file}"), "{what}");
+                        assert!(oidc.contains(&format!("name: {name}")), "{what}");
+                        assert!(oidc.contains(&format!("/etc/relay-oidc/{file}")), "{what}");
+                    }
                     [
                         "kubectl",
                         "-n",

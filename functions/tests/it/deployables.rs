@@ -790,3 +790,120 @@ fn every_test_security_md_names_exists() {
     }
     assert!(named >= 30, "only {named} tests named");
 }
+
+/// knative/components/oidc: with Knative's OIDC sender identity, every
+/// function the Broker calls (router, providers, relay-dlq) verifies the
+/// Broker's token, and the Broker asks for one per subscriber and for the
+/// dead-letter sink. Rendered with the base, validated, and the setting it
+/// adds run: a function started with it refuses a request without a token
+/// and a token of another namespace's service account, and takes the
+/// Trigger's.
+#[tokio::test]
+async fn the_oidc_component_makes_broker_facing_functions_verify_the_brokers_token() {
+    let checkout = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(root().join("knative"), checkout.path().join("knative")).unwrap();
+    std::fs::create_dir(checkout.path().join("deploy")).unwrap();
+    std::fs::write(
+        checkout.path().join("deploy/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../knative/base]\ncomponents: [../knative/components/oidc]\n",
+    )
+    .unwrap();
+    let text = kubectl_kustomize(&checkout.path().join("deploy"));
+    let file = checkout.path().join("rendered.yaml");
+    std::fs::write(&file, &text).unwrap();
+    validate_manifests(std::slice::from_ref(&file));
+    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde_json::to_value(serde_yaml_ng::Value::deserialize(d).unwrap()).unwrap())
+        .collect();
+    let mut setting = None;
+    for d in docs
+        .iter()
+        .filter(|d| d["apiVersion"] == "serving.knative.dev/v1")
+    {
+        let name = d["metadata"]["name"].as_str().unwrap();
+        let auth = service_env(d, "RELAY_INBOUND_AUTH");
+        if name == "relay-ingress" {
+            assert_eq!(auth, None, "the ingress keeps its own front-door auth");
+            continue;
+        }
+        let auth = auth.unwrap_or_else(|| panic!("{name} does not verify the Broker's token"));
+        let volumes = d["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v["configMap"]["name"] == "relay-oidc-jwks"),
+            "{name}"
+        );
+        setting = Some(auth.to_string());
+    }
+    for d in docs.iter().filter(|d| d["kind"] == "Trigger") {
+        assert_eq!(d["spec"]["subscriber"]["audience"], "tekton-relay", "{d}");
+    }
+    let broker = docs.iter().find(|d| d["kind"] == "Broker").unwrap();
+    assert_eq!(
+        broker["spec"]["delivery"]["deadLetterSink"]["audience"],
+        "tekton-relay"
+    );
+
+    // The setting, run: the JWKS holds one key; tokens are signed with it.
+    let setting = setting.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let secret = b"the-cluster-issuer-key-0123456789abcdef";
+    use base64::Engine as _;
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    std::fs::write(
+        &jwks,
+        json!({"keys": [{"kty": "oct", "kid": "issuer-1", "alg": "HS256", "k": k}]}).to_string(),
+    )
+    .unwrap();
+    let setting = setting.replace("/etc/relay-oidc/jwks.json", jwks.to_str().unwrap());
+    let config = "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {store: memory, deadLetter: respond}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: out}\nspec: {type: log}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: all}\nspec: {providerRef: {name: out}}\n";
+    let (_f, base) = relay_tests::process::FunctionProcess::start_http(
+        relay_tests::process::Binary::function(env!("CARGO_BIN_EXE_relay"), "log"),
+        config,
+        &[("RELAY_INBOUND_AUTH".into(), setting)],
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let token = |sub: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some("issuer-1".into());
+        jsonwebtoken::encode(
+            &header,
+            &json!({"aud": "tekton-relay", "iss": "https://kubernetes.default.svc.cluster.local",
+                "sub": sub, "iat": now, "exp": now + 600}),
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let client = reqwest::Client::new();
+    let send = |bearer: Option<String>, id: &str| {
+        let f = relay_tests::fixtures::fresh_pipelinerun(id);
+        let mut req = client.post(format!("{base}/")).body(f.body_bytes());
+        for (k, v) in f.send_headers() {
+            req = req.header(k, v);
+        }
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(send(None, "oidc-none").await, 401);
+    assert_eq!(
+        send(
+            Some(token("system:serviceaccount:ci:default")),
+            "oidc-other"
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        send(
+            Some(token("system:serviceaccount:tekton-relay:oidc-relay-log")),
+            "oidc-broker"
+        )
+        .await,
+        200
+    );
+}
