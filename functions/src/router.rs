@@ -48,6 +48,9 @@ pub fn router(app: SharedApp) -> Router {
             get(|State(app): State<SharedApp>| async move { app.engine().metrics.render() }),
         )
         .with_state(app)
+        .layer(axum::middleware::from_fn(
+            relay_core::server::broker_answers,
+        ))
 }
 
 async fn route(State(app): State<SharedApp>, req: Request) -> Response {

@@ -116,6 +116,9 @@ pub fn router(dl: Arc<DeadLetters>) -> Router {
         .route("/api/v1/dlq/replay", post(replay))
         .route("/api/v1/dlq/{id}", delete(remove))
         .with_state(dl)
+        .layer(axum::middleware::from_fn(
+            relay_core::server::broker_answers,
+        ))
 }
 
 /// Whether [`INSECURE_NO_AUTH_ENV`] is on in `env` (`true`/`false`;

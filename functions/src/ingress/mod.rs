@@ -42,6 +42,9 @@ pub struct Ingress {
     pub inbound_limit: Option<InboundLimit>,
 }
 
+/// How long the Broker may take to take an event.
+pub const SINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(55);
+
 /// EventBridge's limit on one entry.
 pub const EVENTBRIDGE_MAX_BYTES: usize = 256 * 1024;
 
@@ -64,7 +67,10 @@ impl Ingress {
             }
         } else if let Ok(url) = std::env::var("K_SINK") {
             Forward::Sink {
-                client: relay_core::transport::client(std::time::Duration::from_secs(10))?,
+                // A Broker's ingress answers once every Trigger has had
+                // the event (retries included): wait for it, within the
+                // Service's 60 s request timeout.
+                client: relay_core::transport::client(SINK_TIMEOUT)?,
                 url,
             }
         } else {

@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::delivery::deadletter::DeadLetterTarget;
@@ -124,6 +124,76 @@ pub fn router(app: SharedApp) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .with_state(app)
+        .layer(axum::middleware::from_fn(broker_answers))
+}
+
+/// The most of an error body a Knative Broker is sent: its dispatcher puts
+/// the body, base64, into the dead letter's `knativeerrordata`, and panics
+/// on one over 768 bytes (knative/eventing-natss#434; the same code in the
+/// channel dispatcher).
+pub const BROKER_ERROR_BODY_MAX: usize = 512;
+
+/// Answers for a Knative Broker, which sends `Prefer: reply`: a 2xx with a
+/// body that is no CloudEvent is a bad reply to it (broker-filter answers
+/// 502, retries and dead-letters a delivery that succeeded), so a 2xx goes
+/// back with no body; an error body is cut to [`BROKER_ERROR_BODY_MAX`].
+/// A CloudEvent answer (the router's reply) goes back as it is. Other
+/// callers get the answers of docs/operations.md unchanged.
+pub async fn broker_answers(req: Request, next: axum::middleware::Next) -> Response {
+    let broker = req
+        .headers()
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("reply"));
+    let resp = next.run(req).await;
+    if !broker {
+        return resp;
+    }
+    let is_event = resp.headers().contains_key("ce-specversion")
+        || resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/cloudevents"));
+    if is_event {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    if parts.status.is_success() {
+        parts.headers.remove(header::CONTENT_TYPE);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, axum::body::Body::empty());
+    }
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    if bytes.len() <= BROKER_ERROR_BODY_MAX {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    let full: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let code = full["error"]["code"].as_str().unwrap_or("error");
+    let mut message = full["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let room = BROKER_ERROR_BODY_MAX - 64 - code.len().min(64);
+    if message.len() > room {
+        let mut cut = room;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+    let short = json!({"error": {"code": code, "message": message}}).to_string();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(short))
 }
 
 /// The inbound limit of `spec.limits.inboundPerSource`, read once: its

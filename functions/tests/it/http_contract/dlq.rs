@@ -114,19 +114,46 @@ fn dead_letter(dest: &str) -> RequestFile {
 
 const GITHUB: &str = "http://relay-github.tekton-relay.svc.cluster.local";
 
-/// A dead letter is kept: 202 and its id (never a CloudEvent body: the
-/// Broker would take it as a reply); listed, deleted (204), and the API's
-/// answers to what it does not have or understand.
+/// A dead letter is kept: 202 and its id for a direct caller; for the
+/// Broker (`Prefer: reply`, as the fixture's real request has it) 202 with
+/// no body, since a body that is no CloudEvent is a bad reply to it. Listed,
+/// deleted (204), and the API's answers to what it does not have or
+/// understand.
 #[tokio::test]
 async fn a_dead_letter_is_kept_listed_and_deleted() {
     let dlq = Dlq::start("", "").await;
-    let a = dlq.post(&dead_letter(GITHUB)).await;
+    let from_broker = dead_letter(GITHUB);
+    assert_eq!(from_broker.headers["Prefer"], "reply");
+    let a = dlq.post(&from_broker).await;
+    assert_eq!((a.status, a.text.as_str()), (202, ""));
+    let mut direct = dead_letter(GITHUB);
+    direct.headers.remove("Prefer");
+    direct.headers.insert("ce-id".into(), "direct-1".into());
+    let a = dlq.post(&direct).await;
     assert_eq!(a.status, 202, "{}", a.text);
     let id = a.json["id"].as_str().unwrap().to_string();
     assert_eq!(a.json, json!({"id": id}));
     let list = dlq.list().await;
-    assert_eq!(list["total"], 1, "{list}");
-    assert_eq!(list["entries"][0]["id"], id.as_str());
+    assert_eq!(list["total"], 2, "{list}");
+    assert!(
+        list["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == id.as_str()),
+        "{list}"
+    );
+    let other = list["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .find(|e| *e != id)
+        .unwrap();
+    let a = dlq
+        .call(Call::delete(&format!("/api/v1/dlq/{other}")).bearer(API_TOKEN))
+        .await;
+    assert_eq!((a.status, a.text.as_str()), (204, ""));
 
     for body in ["not json", r#"{"what": 1}"#] {
         let a = dlq

@@ -225,6 +225,45 @@ async fn respond_mode_answers_422_and_limits_are_configurable() {
     assert_error_body(&a.json, "no_dead_letter_queue");
 }
 
+/// A Knative Broker sends `Prefer: reply` and takes a 2xx body that is no
+/// CloudEvent for a bad reply (502, retried, dead-lettered): it gets a 2xx
+/// with no body, and error bodies short enough for its dispatcher's
+/// `knativeerrordata` (at most 512 bytes, still the error body).
+#[tokio::test]
+async fn a_broker_gets_an_empty_success_and_a_short_error() {
+    let rx = Receiver::start().await;
+    rx.always("/gone", Some((410, None)));
+    let mut cfg = relay_config("  deadLetter: respond\n") + &webhook("ok", &rx.url("/ok"), "");
+    let relay = RelayApp::build(&cfg, &registry()).await;
+    let broker = |f: &RequestFile| Call::event(f).header("prefer", "reply");
+    let a = relay.call(broker(&event("broker-ok"))).await;
+    assert_eq!((a.status, a.text.as_str()), (200, ""));
+    assert_eq!(a.header("content-type"), None);
+    assert_eq!(rx.accepted_on("/ok").len(), 1, "delivered all the same");
+    // Without the header, the answer of the HTTP contract.
+    let a = relay.send(&event("direct-ok")).await;
+    assert_eq!(a.json["outcome"], "delivered", "{}", a.text);
+
+    // Twenty failing Notifications: a long 422 for a direct caller, a
+    // short one for the Broker.
+    for i in 0..20 {
+        cfg += &webhook(
+            &format!("gone-with-a-long-name-{i:02}"),
+            &rx.url("/gone"),
+            "",
+        );
+    }
+    let relay = RelayApp::with_door(&cfg, &registry(), true).await;
+    let direct = relay.send(&event("direct-gone")).await;
+    assert_eq!(direct.status, 422);
+    assert!(direct.text.len() > 512, "{}", direct.text.len());
+    let a = relay.call(broker(&event("broker-gone"))).await;
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert!(a.text.len() <= 512, "{} bytes", a.text.len());
+    assert_error_body(&a.json, "permanent_failure");
+    assert!(a.json["error"]["message"].as_str().unwrap().contains("410"));
+}
+
 /// Every malformed request of the fixtures is answered with its status and
 /// an error body naming why; so are the content types the relay does not
 /// take. Each is counted by its code.
