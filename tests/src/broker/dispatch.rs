@@ -14,7 +14,7 @@ use cloudevents::{AttributesReader, Event};
 
 use super::filter::{extension_string, rfc3339_nano};
 use super::{
-    Attempt, Decision, DeadLetter, Delivery, EventFormat, InFlight, Ingested, IngressMode, Outcome,
+    Attempt, DeadLetter, Decision, Delivery, EventFormat, InFlight, Ingested, IngressMode, Outcome,
     Reply, Shared, Target, TriggerRt,
 };
 
@@ -63,7 +63,13 @@ fn encoding(headers: &HeaderMap) -> Encoding {
     let media = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     match media.as_deref() {
         Some(STRUCTURED) => Encoding::Structured,
         Some(BATCH) => Encoding::Batch,
@@ -87,10 +93,15 @@ enum Decoded {
 fn decode(headers: &HeaderMap, body: &[u8]) -> Decoded {
     let required = ["id", "source", "type"];
     match encoding(headers) {
-        Encoding::Unknown => Decoded::Unreadable("not a CloudEvent (no ce-specversion, not structured)".into()),
+        Encoding::Unknown => {
+            Decoded::Unreadable("not a CloudEvent (no ce-specversion, not structured)".into())
+        }
         Encoding::Batch => Decoded::Unreadable("a batch of CloudEvents is not one event".into()),
         Encoding::Binary => {
-            if let Some(a) = required.iter().find(|a| !headers.contains_key(format!("ce-{a}").as_str())) {
+            if let Some(a) = required
+                .iter()
+                .find(|a| !headers.contains_key(format!("ce-{a}").as_str()))
+            {
                 return Decoded::Invalid(format!("missing required attribute {a}"));
             }
             match cloudevents::binding::http::to_event(headers, body.to_vec()) {
@@ -300,8 +311,7 @@ struct Answer {
 
 impl Answer {
     fn delivered(&self) -> bool {
-        self.broker_status
-            .is_some_and(|s| (200..300).contains(&s))
+        self.broker_status.is_some_and(|s| (200..300).contains(&s))
     }
 
     fn retryable(&self) -> bool {
@@ -480,7 +490,8 @@ impl Shared {
         match decode(&answer.headers, &body) {
             Decoded::Event(e) => answer.reply = Some(ReplyBody::Event(e)),
             Decoded::Invalid(why) => answer.reply = Some(ReplyBody::Invalid(why)),
-            Decoded::Unreadable(_) if body.is_empty() && encoding(&answer.headers) == Encoding::Unknown => {}
+            Decoded::Unreadable(_)
+                if body.is_empty() && encoding(&answer.headers) == Encoding::Unknown => {}
             Decoded::Unreadable(why) => {
                 answer.broker_status = Some(502);
                 answer.note = Some(format!(
@@ -529,7 +540,10 @@ async fn deliver(
     }
     let namespace = HeaderValue::from_str(&t.namespace).map_err(|e| e.to_string())?;
     let mut headers = pass.clone();
-    headers.insert(HeaderName::from_static("prefer"), HeaderValue::from_static("reply"));
+    headers.insert(
+        HeaderName::from_static("prefer"),
+        HeaderValue::from_static("reply"),
+    );
     headers.insert(HeaderName::from_static("kn-namespace"), namespace.clone());
     let format = t
         .delivery
@@ -655,9 +669,16 @@ async fn dead_letter(
             ));
         }
         letter.set_extension("knativeerrordest", destination.clone());
-        letter.set_extension("knativeerrorcode", ExtensionValue::Integer(i64::from(failure.code)));
+        letter.set_extension(
+            "knativeerrorcode",
+            ExtensionValue::Integer(i64::from(failure.code)),
+        );
         letter.set_extension("knativeerrordata", cut.clone());
-        (code, dest, data) = (Some(failure.code.to_string()), Some(destination.clone()), Some(cut));
+        (code, dest, data) = (
+            Some(failure.code.to_string()),
+            Some(destination.clone()),
+            Some(cut),
+        );
     }
     let mut headers = pass.clone();
     let namespace = HeaderValue::from_str(&t.namespace).map_err(|e| e.to_string())?;

@@ -144,7 +144,9 @@ impl Delivery {
 
     /// The waits before each retry, in order (`retry` entries).
     pub fn schedule(&self) -> Vec<Duration> {
-        (0..self.retry.unwrap_or(0)).map(|i| self.backoff(i)).collect()
+        (0..self.retry.unwrap_or(0))
+            .map(|i| self.backoff(i))
+            .collect()
     }
 }
 
@@ -358,7 +360,8 @@ fn trigger(raw: Object<RawTriggerSpec>) -> Result<TriggerManifest, String> {
         }
         _ => TriggerFilter::None,
     };
-    let subscriber = destination(spec.subscriber).map_err(|e| at(&format!("spec.subscriber{e}")))?;
+    let subscriber =
+        destination(spec.subscriber).map_err(|e| at(&format!("spec.subscriber{e}")))?;
     let delivery = spec
         .delivery
         .map(|d| delivery(d, true))
@@ -411,7 +414,11 @@ fn validate_filter(f: &RawFilter) -> Result<(), String> {
              (use exact, prefix, suffix, all, any, not)"
         ));
     }
-    for (field, map) in [("exact", &f.exact), ("prefix", &f.prefix), ("suffix", &f.suffix)] {
+    for (field, map) in [
+        ("exact", &f.exact),
+        ("prefix", &f.prefix),
+        ("suffix", &f.suffix),
+    ] {
         if let Some(m) = map {
             validate_names(m).map_err(|e| format!(".{field}{e}"))?;
         }
@@ -431,7 +438,8 @@ fn validate_filter(f: &RawFilter) -> Result<(), String> {
 /// order exact, prefix, suffix, all, any, not; None where Knative's
 /// constructor fails or no dialect is set (the entry is then skipped).
 fn materialize(f: &RawFilter) -> Option<Filter> {
-    let valid = |m: &BTreeMap<String, String>| m.iter().all(|(k, v)| !k.is_empty() && !v.is_empty());
+    let valid =
+        |m: &BTreeMap<String, String>| m.iter().all(|(k, v)| !k.is_empty() && !v.is_empty());
     if let Some(m) = f.exact.as_ref().filter(|m| !m.is_empty()) {
         return valid(m).then(|| Filter::Exact(m.clone()));
     }
@@ -463,8 +471,14 @@ fn destination(raw: RawDestination) -> Result<Destination, String> {
         None => None,
         Some(r) => {
             let missing = |f: &str| format!(".ref.{f}: missing field");
-            let name = r.name.filter(|n| !n.is_empty()).ok_or_else(|| missing("name"))?;
-            let kind = r.kind.filter(|k| !k.is_empty()).ok_or_else(|| missing("kind"))?;
+            let name = r
+                .name
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| missing("name"))?;
+            let kind = r
+                .kind
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| missing("kind"))?;
             let api_version = r
                 .api_version
                 .or(r.group)
@@ -483,9 +497,9 @@ fn destination(raw: RawDestination) -> Result<Destination, String> {
         (Some(_), Some(u)) if reqwest::Url::parse(u).is_ok() => Err(format!(
             ".uri: {u:?}: an absolute URI is not allowed when ref is set"
         )),
-        (None, Some(u)) if reqwest::Url::parse(u).is_err() => {
-            Err(format!(".uri: {u:?}: must be an absolute URI when ref is not set"))
-        }
+        (None, Some(u)) if reqwest::Url::parse(u).is_err() => Err(format!(
+            ".uri: {u:?}: must be an absolute URI when ref is not set"
+        )),
         _ => Ok(Destination { reference, uri }),
     }
 }
@@ -511,12 +525,16 @@ fn delivery(raw: RawDelivery, is_trigger: bool) -> Result<Delivery, String> {
     };
     let backoff_delay = match raw.backoff_delay {
         None => None,
-        Some(d) => Some(iso8601(&d).map_err(|e| format!(".backoffDelay: invalid value: {d}: {e}"))?),
+        Some(d) => {
+            Some(iso8601(&d).map_err(|e| format!(".backoffDelay: invalid value: {d}: {e}"))?)
+        }
     };
     if raw.retry_after_max.is_some() {
-        return Err(".retryAfterMax: not allowed: the feature delivery-retryafter is disabled \
+        return Err(
+            ".retryAfterMax: not allowed: the feature delivery-retryafter is disabled \
                     by default (Retry-After headers are then ignored)"
-            .into());
+                .into(),
+        );
     }
     let format = match raw.format.as_deref() {
         None => None,

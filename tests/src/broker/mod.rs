@@ -367,7 +367,8 @@ impl Broker {
                     continue;
                 }
             };
-            let dead_letter_url = match delivery.as_ref().and_then(|d| d.dead_letter_sink.as_ref()) {
+            let dead_letter_url = match delivery.as_ref().and_then(|d| d.dead_letter_sink.as_ref())
+            {
                 None => None,
                 Some(dls) => match resolve(dls, subscribers)? {
                     Some(u) => Some(u),
@@ -492,10 +493,9 @@ impl Broker {
     /// at most `within`.
     pub async fn settled(&self, within: Duration) -> Result<(), String> {
         let mut rx = self.shared.inflight.subscribe();
-        let waited = tokio::time::timeout(within, async {
-            rx.wait_for(|n| *n == 0).await.map(|_| ())
-        })
-        .await;
+        let waited =
+            tokio::time::timeout(within, async { rx.wait_for(|n| *n == 0).await.map(|_| ()) })
+                .await;
         match waited {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(_) => Err(format!(
@@ -509,7 +509,10 @@ impl Broker {
 /// A Destination's URL: the mapped base URL, joined with a relative `uri`
 /// (knative.dev/pkg's resolver: `URL.ResolveReference`). Ok(None): not
 /// mapped. Err: a URL that is not loopback.
-fn resolve(dest: &Destination, subscribers: &HashMap<String, String>) -> Result<Option<String>, String> {
+fn resolve(
+    dest: &Destination,
+    subscribers: &HashMap<String, String>,
+) -> Result<Option<String>, String> {
     let url = match (&dest.reference, &dest.uri) {
         (Some(r), uri) => {
             let Some(base) = subscribers.get(&r.name) else {
