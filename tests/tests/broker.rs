@@ -615,6 +615,10 @@ async fn retries_exactly_the_statuses_knative_retries() {
         );
     }
     broker.settled(SETTLE).await.unwrap();
+    for code in retried.iter().chain(&not_retried) {
+        let want = retried.contains(code);
+        assert_eq!(relay_tests::broker::retried_status(*code), want, "{code}");
+    }
     for code in retried {
         let calls = broker.invocations(&format!("e{code}"));
         assert_eq!(

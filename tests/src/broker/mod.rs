@@ -93,6 +93,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use cloudevents::Event;
 
+pub use dispatch::retried_status;
 pub use filter::{Filter, FilterResult, TriggerFilter};
 pub use manifests::{
     BackoffPolicy, BrokerManifest, Delivery, Destination, EventFormat, Manifests, Reference,
