@@ -1245,8 +1245,9 @@ async fn the_rendered_base_manifests() {
     assert_eq!(waits, Duration::from_millis(15_500));
 
     let trigger_docs = yaml.matches("\nkind: Trigger\n").count();
-    assert!(trigger_docs >= 10, "{trigger_docs} Triggers rendered");
     assert_eq!(m.triggers.len(), trigger_docs);
+    let names: BTreeSet<&str> = m.triggers.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, BTreeSet::from(["relay-log", "relay-router"]));
     for t in &m.triggers {
         assert_eq!(t.broker, "default", "{}", t.name);
         assert_eq!(
@@ -1261,64 +1262,70 @@ async fn the_rendered_base_manifests() {
             t.name
         );
     }
-    // Every Trigger takes Tekton's events; none takes an unrelated type;
-    // those listing io.fluxcd. take Flux's.
-    let event = |ty: &str| {
-        cloudevents::EventBuilderV10::new()
+    // The router takes Tekton's, CDEvents' and Flux's events once, never
+    // its own (marked) replies; the log function only events marked for it.
+    let event = |ty: &str, marks: &[&str]| {
+        let mut b = cloudevents::EventBuilderV10::new()
             .id("1")
             .ty(ty)
-            .source("/x")
-            .build()
-            .unwrap()
-    };
-    let tekton = event("dev.tekton.event.pipelinerun.successful.v1");
-    let flux = event("io.fluxcd.v1.HelmRelease.ready");
-    let other = event("com.example.unrelated");
-    let mut flux_triggers = BTreeSet::new();
-    for t in &m.triggers {
-        assert_eq!(t.filter.evaluate(&tekton), FilterResult::Pass, "{}", t.name);
-        assert_eq!(t.filter.evaluate(&other), FilterResult::Fail, "{}", t.name);
-        if t.filter.evaluate(&flux) == FilterResult::Pass {
-            flux_triggers.insert(t.name.clone());
+            .source("/x");
+        for m in marks {
+            b = b.extension(m, "true");
         }
-    }
-    assert!(flux_triggers.contains("relay-slack"));
-    assert!(!flux_triggers.contains("relay-github"));
+        b.build().unwrap()
+    };
+    let tekton = event("dev.tekton.event.pipelinerun.successful.v1", &[]);
+    let routed = event(
+        "dev.tekton.event.pipelinerun.successful.v1",
+        &["relaylog", "relayrouted"],
+    );
+    let flux = event("io.fluxcd.v1.HelmRelease.ready", &[]);
+    let other = event("com.example.unrelated", &[]);
+    let by_name = |n: &str| m.triggers.iter().find(|t| t.name == n).unwrap();
+    let (router, log) = (by_name("relay-router"), by_name("relay-log"));
+    assert_eq!(router.filter.evaluate(&tekton), FilterResult::Pass);
+    assert_eq!(router.filter.evaluate(&flux), FilterResult::Pass);
+    assert_eq!(router.filter.evaluate(&routed), FilterResult::Fail);
+    assert_eq!(router.filter.evaluate(&other), FilterResult::Fail);
+    assert_eq!(log.filter.evaluate(&tekton), FilterResult::Fail);
+    assert_eq!(log.filter.evaluate(&routed), FilterResult::Pass);
 
-    // A Broker from them, with two functions and the dead-letter function
-    // served (the others are not ready).
+    // A Broker from them: the router (standing in: it marks t1 for the log
+    // function, and wants nothing of t2) and the log function.
     let sink = Sink::start().await;
     let subs = HashMap::from([
-        ("relay-slack".to_string(), sink.url("/slack")),
-        ("relay-github".to_string(), sink.url("/github")),
+        ("relay-router".to_string(), sink.url("/router")),
+        ("relay-log".to_string(), sink.url("/log")),
         ("relay-dlq".to_string(), sink.url("/dlq")),
     ]);
-    sink.always("/github", status(422));
+    let reply = serde_json::json!({"specversion": "1.0", "id": "t1", "source": "/x",
+        "type": "dev.tekton.event.pipelinerun.failed.v1", "relaylog": "true", "relayrouted": "true"});
+    sink.script(
+        "/router",
+        vec![
+            with_body(
+                200,
+                "application/cloudevents+json",
+                reply.to_string().as_bytes(),
+            ),
+            status(202),
+        ],
+    );
     let broker = Broker::start_with(&m, &subs, FAST).await.unwrap();
-    assert_eq!(broker.unready().len(), m.triggers.len() - 2);
+    assert_eq!(broker.unready(), Vec::<(String, String)>::new());
     assert!(broker.url().ends_with("/tekton-relay/default"));
-    assert_eq!(
-        send(&broker.url(), "f1", "io.fluxcd.v1.HelmRelease.ready", &[]).await,
-        202
-    );
-    assert_eq!(
-        send(
+    for id in ["t1", "t2"] {
+        let sent = send(
             &broker.url(),
-            "t1",
+            id,
             "dev.tekton.event.pipelinerun.failed.v1",
-            &[]
+            &[],
         )
-        .await,
-        202
-    );
-    assert_eq!(sink.ids("/slack"), ["f1", "t1"].map(String::from).into());
-    assert_eq!(sink.ids("/github"), ["t1".to_string()].into());
-    let dlq = sink.got("/dlq");
-    assert_eq!(dlq.len(), 1);
-    assert_eq!(dlq[0].header("ce-knativeerrorcode").unwrap(), "422");
-    assert_eq!(
-        dlq[0].header("ce-knativeerrordest").unwrap(),
-        sink.url("/github")
-    );
-    assert_eq!(dlq[0].header("kn-namespace").unwrap(), "tekton-relay");
+        .await;
+        assert_eq!(sent, 202);
+    }
+    broker.settled(SETTLE).await.unwrap();
+    assert_eq!(sink.ids("/router"), ["t1", "t2"].map(String::from).into());
+    assert_eq!(sink.ids("/log"), ["t1".to_string()].into());
+    assert!(sink.got("/dlq").is_empty());
 }
