@@ -3,6 +3,7 @@
 //! `relay serve` process, and a function's router called in-process.
 
 pub mod attack;
+pub mod balancer;
 pub mod broker;
 pub mod conformance;
 pub mod expect;

@@ -34,6 +34,8 @@ pub struct ValkeyServer {
     pub port: u16,
     binary: Option<PathBuf>,
     child: Option<Child>,
+    /// `requirepass`, for a server this test started.
+    password: Option<String>,
 }
 
 impl ValkeyServer {
@@ -46,6 +48,7 @@ impl ValkeyServer {
                     port: free_port(),
                     binary: Some(bin),
                     child: None,
+                    password: None,
                 };
                 s.restart();
                 s
@@ -64,9 +67,26 @@ impl ValkeyServer {
                     port,
                     binary: None,
                     child: None,
+                    password: None,
                 }
             }
         }
+    }
+
+    /// A server of its own that takes only clients with `password`
+    /// (`requirepass`), as a production Valkey does.
+    pub fn start_with_password(password: &str) -> ValkeyServer {
+        let bin = which(&["valkey-server", "redis-server"]).expect(
+            "valkey-server or redis-server on PATH for a password-protected server (scripts/test installs it)",
+        );
+        let mut s = ValkeyServer {
+            port: free_port(),
+            binary: Some(bin),
+            child: None,
+            password: Some(password.to_string()),
+        };
+        s.restart();
+        s
     }
 
     /// A store URL with a key prefix of its own, so tests sharing a server
@@ -91,7 +111,11 @@ impl ValkeyServer {
     /// Starts (again) on the same port.
     pub fn restart(&mut self) {
         let bin = self.binary.clone().expect("a server this test started");
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        if let Some(p) = &self.password {
+            command.args(["--requirepass", p]);
+        }
+        let child = command
             .args([
                 "--port",
                 &self.port.to_string(),

@@ -13,6 +13,7 @@ mod fail_open;
 mod faults;
 mod flux;
 mod function_lambda;
+mod knative_e2e;
 mod function_rotation;
 mod function_secure_default;
 mod hostile_input;
