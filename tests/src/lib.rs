@@ -8,6 +8,7 @@ pub mod expect;
 pub mod faulty;
 pub mod fixtures;
 pub mod function;
+pub mod image;
 pub mod lambda_api;
 pub mod metrics;
 pub mod otlp;
