@@ -21,7 +21,9 @@
 //!   free port), nothing of the test's.
 //!
 //! The process listens on the host's network (`0.0.0.0:$PORT`, as the image
-//! sets it); its base URL is on 127.0.0.1.
+//! sets it); its base URL is on 127.0.0.1. Running it takes root (mount
+//! namespaces, chroot) and podman; without them the tests fail, they do not
+//! skip.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};

@@ -5,7 +5,9 @@
 //! The ingress, the dead-letter function and provider functions start from
 //! the image's entry point and deliver; a rotated Secret and an updated
 //! ConfigMap (the `..data` swap) reach the running function; nothing can be
-//! written outside a writable volume.
+//! written outside a writable volume. `RELAY_IMAGE_BINARY=<path>` runs
+//! them on the image around another build (the static musl release binary
+//! of scripts/images, say).
 
 use std::io::ErrorKind;
 use std::path::Path;
@@ -24,9 +26,13 @@ const WEBHOOK_TOKEN: &str = "webhook-token-0123456789abcdefghijklmnop";
 const WEBHOOK_ROTATED: &str = "webhook-token-rotated-9876543210zyxwvut";
 const API_TOKEN: &str = "dlq-api-token-0123456789abcdefghijklmnop";
 
-/// The image around this build's `relay` (built once, then cached).
+/// The image around this build's `relay` (built once, then cached), or
+/// around `$RELAY_IMAGE_BINARY` (the static release build, say).
 fn image() -> Image {
-    Image::build(Path::new(env!("CARGO_BIN_EXE_relay")))
+    match std::env::var_os("RELAY_IMAGE_BINARY") {
+        Some(b) => Image::build(Path::new(&b)),
+        None => Image::build(Path::new(env!("CARGO_BIN_EXE_relay"))),
+    }
 }
 
 /// A RelayConfig `name` with `spec` lines (indented by two).
