@@ -10,6 +10,7 @@ pub mod expect;
 pub mod faulty;
 pub mod fixtures;
 pub mod function;
+pub mod image;
 pub mod lambda_api;
 pub mod metrics;
 pub mod otlp;

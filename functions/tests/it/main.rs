@@ -19,6 +19,14 @@ mod function_secure_default;
 mod hostile_input;
 mod hostile_providers;
 mod http_contract;
+// The container image: the ingress, the dlq and provider functions in it.
+#[cfg(all(
+    feature = "ingress",
+    feature = "dlq",
+    feature = "webhook",
+    feature = "log"
+))]
+mod image;
 #[cfg(feature = "ingress")]
 mod ingress;
 #[cfg(feature = "ingress")]
