@@ -59,7 +59,9 @@ async fn forward(State(b): State<Arc<Backends>>, req: Request) -> Response {
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
     let mut out = b
         .client
         .request(parts.method, format!("{}{path}", b.urls[i]))

@@ -13,12 +13,12 @@ mod fail_open;
 mod faults;
 mod flux;
 mod function_lambda;
-mod knative_e2e;
 mod function_rotation;
 mod function_secure_default;
 mod hostile_input;
 mod hostile_providers;
 mod http_contract;
+mod knative_e2e;
 // The container image: the ingress, the dlq and provider functions in it.
 #[cfg(all(
     feature = "ingress",
