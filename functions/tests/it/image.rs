@@ -483,3 +483,65 @@ async fn the_dlq_keeps_dead_letters_in_its_volume_and_cannot_write_the_root() {
         c.stderr()
     );
 }
+
+/// scripts/images refuses what it cannot do, saying why, before building
+/// anything.
+#[test]
+fn scripts_images_refuses_impossible_requests_with_a_reason() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/images");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&script)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    for option in ["--arch amd64|arm64|all", "--binary PATH", "--push REGISTRY"] {
+        assert!(stdout.contains(option), "{stdout}");
+    }
+    let bin = env!("CARGO_BIN_EXE_relay");
+    let other = match std::env::consts::ARCH {
+        "aarch64" => "amd64",
+        _ => "arm64",
+    };
+    for (args, says) in [
+        (
+            vec!["--arch", "sparc"],
+            "--arch must be amd64, arm64 or all",
+        ),
+        (vec!["--frobnicate"], "unknown argument: --frobnicate"),
+        (
+            vec!["--push", "registry.example", "--arch", "amd64"],
+            "--push builds both architectures",
+        ),
+        (
+            vec!["--binary", bin, "--arch", "all"],
+            "one architecture only",
+        ),
+        (
+            vec!["--binary", bin, "--push", "registry.example"],
+            "one architecture only",
+        ),
+        (
+            vec!["--binary", "/nonexistent/relay"],
+            "not an executable file",
+        ),
+        (
+            vec!["--binary", bin, "--arch", other],
+            &format!("not {other}"),
+        ),
+    ] {
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(says),
+            "{args:?}: {stderr:?} does not say {says:?}"
+        );
+    }
+}
