@@ -604,6 +604,45 @@ async fn the_rendered_install_delivers_each_effect_once_and_dead_letters_survive
         broker.attempts().len()
     );
 
+    // One event sent once: the Broker invokes each function that wants it
+    // exactly once, and no other provider function.
+    let single = |name: &str, id: &str| {
+        let mut f = RequestFile::load(&relay_tests::fixtures::dir().join(name));
+        f.headers.insert("Ce-Id".into(), id.into());
+        f
+    };
+    for (f, want) in [
+        (
+            single(
+                "tekton-pipelinerun-failure/012-pipelinerun-failed.json",
+                "once-failed",
+            ),
+            vec!["relay-github", "relay-slack"],
+        ),
+        (
+            single(
+                "tekton-pipelinerun-success/017-pipelinerun-successful.json",
+                "once-ok",
+            ),
+            vec!["relay-github"],
+        ),
+        (
+            single(
+                "tekton-pipelinerun-success/003-taskrun-fetch-source-started.json",
+                "once-nobody",
+            ),
+            vec![],
+        ),
+    ] {
+        assert_eq!(send(&client, &ingress, &f).await, 200);
+        broker.settled(SETTLE).await.unwrap();
+        let id = f.headers["Ce-Id"].clone();
+        let mut invoked = broker.invocations(&id);
+        assert_eq!(invoked.remove("relay-router"), Some(1), "{id}");
+        let want: BTreeMap<String, u32> = want.iter().map(|n| (n.to_string(), 1)).collect();
+        assert_eq!(invoked, want, "{id}");
+    }
+
     // A permanent failure: GitHub refuses the first status of a new
     // commit (422).
     let sha = "feedfacefeedfacefeedfacefeedfacefeedface";
