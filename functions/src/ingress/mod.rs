@@ -33,8 +33,65 @@ pub enum Forward {
     },
 }
 
+/// The Notifications' filters by provider type: on AWS the ingress marks
+/// each event for the functions with a Notification whose filter it could
+/// match (`relay<function>: "true"` in the detail, see
+/// [`crate::router::route_attribute`]), and each function's EventBridge rule
+/// matches its own mark. Filters only: a provider that would decline the
+/// event still gets it (and declines it), so nothing wanted is missed.
+#[derive(Default)]
+pub struct Routes(Vec<(String, relay_core::config::filter::Filter)>);
+
+impl Routes {
+    /// From a config's Notifications and Providers; every filter error.
+    pub fn compile(cfg: &relay_core::config::RelayConfig) -> Result<Routes, String> {
+        let mut routes = Vec::new();
+        let mut errors = Vec::new();
+        for n in &cfg.notifications {
+            let Some(p) = cfg
+                .providers
+                .iter()
+                .find(|p| p.name == n.spec.provider_ref.name)
+            else {
+                errors.push(format!(
+                    "Notification/{}: no Provider {}",
+                    n.name, n.spec.provider_ref.name
+                ));
+                continue;
+            };
+            let filter = match &n.spec.filter {
+                Some(spec) => relay_core::config::filter::Filter::compile(spec),
+                None => Ok(relay_core::config::filter::Filter::any()),
+            };
+            match filter {
+                Ok(f) => routes.push((p.provider_type.clone(), f)),
+                Err(es) => errors.extend(es.into_iter().map(|(path, msg)| {
+                    format!("Notification/{}: spec.filter{path}: {msg}", n.name)
+                })),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Routes(routes))
+        } else {
+            Err(errors.join("\n"))
+        }
+    }
+
+    /// The functions (provider types) with a Notification that could want `ev`.
+    pub fn wanted_by(&self, ev: &relay_core::RunEvent) -> std::collections::BTreeSet<&str> {
+        use relay_core::config::filter::FilterVerdict;
+        self.0
+            .iter()
+            .filter(|(_, f)| !matches!(f.evaluate(ev), FilterVerdict::NoMatch))
+            .map(|(t, _)| t.as_str())
+            .collect()
+    }
+}
+
 pub struct Ingress {
     pub forward: Forward,
+    /// Marks for EventBridge rules (AWS only; on Knative the router marks).
+    pub routes: Routes,
     pub auth: Option<InboundAuth>,
     pub max_body_bytes: usize,
     pub metrics: Metrics,
@@ -80,6 +137,7 @@ impl Ingress {
         };
         Ok(Ingress {
             forward,
+            routes: Routes::default(),
             auth,
             max_body_bytes,
             metrics: Metrics::new(),
@@ -159,7 +217,7 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
     }
     // Decode at the door, so a malformed event is refused here, clearly.
     let accepted = ingress::parse_request(&parts.headers, bytes.clone()).and_then(ingress::decode);
-    let (event_type, rewrap, original) = match accepted {
+    let (event_type, rewrap, original, wanted) = match accepted {
         Err(e) => {
             ing.metrics
                 .requests_rejected
@@ -188,7 +246,13 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
             // either goes on as the structured event it now is.
             let adopted = original.adopt_trace_headers(&parts.headers);
             let rewrap = event.format == relay_core::model::EventFormat::Flux || adopted;
-            (event.event_type.clone(), rewrap, original)
+            let wanted: Vec<String> = ing
+                .routes
+                .wanted_by(&event)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            (event.event_type.clone(), rewrap, original, wanted)
         }
     };
     let span = relay_core::otel::start_forward(&original, &event_type);
@@ -197,7 +261,17 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
             client,
             bus,
             source,
-        } => to_eventbridge(client, bus, source, &event_type, &original).await,
+        } => {
+            if wanted.is_empty() {
+                ing.metrics.events_routed.with_label_values(&["none"]).inc();
+                tracing::info!(%event_type, "no Notification wants this event; not put on the bus");
+                return axum::Json(json!({"outcome": "unrouted"})).into_response();
+            }
+            for f in &wanted {
+                ing.metrics.events_routed.with_label_values(&[f]).inc();
+            }
+            to_eventbridge(client, bus, source, &event_type, &original, &wanted).await
+        }
         Forward::Sink { client, url } if rewrap => {
             let mut headers = HeaderMap::new();
             headers.insert(
@@ -225,8 +299,23 @@ async fn to_eventbridge(
     source: &str,
     event_type: &str,
     original: &Original,
+    wanted: &[String],
 ) -> Response {
     let mut detail = original.to_json();
+    // The marks each function's rule matches (infra/: detail.relay<function>).
+    if let Some(obj) = detail.as_object_mut() {
+        // A sender's own marks steer nothing: only the ingress's stay.
+        obj.retain(|k, _| {
+            k != crate::router::ROUTED_ATTRIBUTE
+                && !crate::PROVIDERS
+                    .iter()
+                    .any(|r| *k == crate::router::route_attribute(r.name))
+        });
+        for f in wanted {
+            obj.insert(crate::router::route_attribute(f), "true".into());
+        }
+        obj.insert(crate::router::ROUTED_ATTRIBUTE.into(), "true".into());
+    }
     let trimmed = trim::fit(
         &mut detail,
         EVENTBRIDGE_MAX_BYTES - source.len() - event_type.len() - 512,
@@ -330,6 +419,12 @@ pub async fn serve() -> Result<(), String> {
     )
     .await?;
     ingress.inbound_limit = cfg.settings.limits.inbound_per_source.clone();
+    if matches!(ingress.forward, Forward::EventBridge { .. }) {
+        ingress.routes = Routes::compile(&cfg).map_err(|e| format!("invalid config:\n{e}"))?;
+        if cfg.notifications.is_empty() {
+            tracing::warn!("no Notifications in the config: no event will be put on the bus");
+        }
+    }
     let has_auth = relay_core::runtime::guards_events(ingress.auth.as_ref());
     let on_lambda = relay_core::lambda::on_lambda();
     // A Function URL is public: there is no network to keep senders out,

@@ -909,3 +909,173 @@ async fn the_oidc_component_makes_broker_facing_functions_verify_the_brokers_tok
         200
     );
 }
+
+/// Every resource of `kind` in `main`, as (name, attributes with
+/// python-hcl2's one-element lists unwrapped).
+fn resources(main: &Value, kind: &str) -> Vec<(String, serde_json::Map<String, Value>)> {
+    let mut out = Vec::new();
+    for r in main["resource"].as_array().unwrap() {
+        if let Some(m) = r.get(kind).and_then(Value::as_object) {
+            for (name, body) in m {
+                let attrs = body
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), attr(v)))
+                    .map(|(k, v)| match v {
+                        Value::Array(a) if a.len() == 1 => (k, a[0].clone()),
+                        v => (k, v),
+                    })
+                    .collect();
+                out.push((name.clone(), attrs));
+            }
+        }
+    }
+    out
+}
+
+/// AWS's rule for a public Function URL (auth type NONE): the function's
+/// resource policy must let anyone invoke it through the URL, with both
+/// `lambda:InvokeFunctionUrl` (for auth type NONE) and, since October 2025,
+/// `lambda:InvokeFunction` (invoked via the Function URL); without either,
+/// every request is answered 403
+/// (https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html). Checked
+/// for every Function URL of the module, so the mistake cannot return; and
+/// the provider that has `invoked_via_function_url` (6.29) is required.
+#[test]
+fn every_public_function_url_has_both_permissions_aws_requires() {
+    let main = hcl(&root().join("infra/modules/relay/main.tf"));
+    let urls = resources(&main, "aws_lambda_function_url");
+    let permissions = resources(&main, "aws_lambda_permission");
+    assert!(!urls.is_empty());
+    for (name, url) in &urls {
+        if url["authorization_type"] != "NONE" {
+            continue;
+        }
+        let function = &url["function_name"];
+        let grants = |action: &str, condition: (&str, Value)| {
+            permissions.iter().any(|(_, p)| {
+                p["function_name"] == *function
+                    && p["action"] == action
+                    && p["principal"] == "*"
+                    && p.get(condition.0) == Some(&condition.1)
+                    && !p.contains_key("source_arn")
+            })
+        };
+        assert!(
+            grants(
+                "lambda:InvokeFunctionUrl",
+                ("function_url_auth_type", json!("NONE"))
+            ),
+            "Function URL {name}: no lambda:InvokeFunctionUrl for principal * with function_url_auth_type NONE"
+        );
+        assert!(
+            grants(
+                "lambda:InvokeFunction",
+                ("invoked_via_function_url", json!(true))
+            ),
+            "Function URL {name}: no lambda:InvokeFunction for principal * invoked via the Function URL"
+        );
+    }
+    for f in [
+        "infra/modules/relay/versions.tf",
+        "infra/examples/basic/main.tf",
+    ] {
+        let text = std::fs::read_to_string(root().join(f)).unwrap();
+        assert!(
+            text.contains(r#"version = ">= 6.29""#),
+            "{f}: aws provider 6.29 or later"
+        );
+    }
+}
+
+/// Only functions with work are invoked: each provider function's rule
+/// matches the mark the ingress sets for it (`detail.relay<function>`:
+/// `relay` and the letters and digits of its name, as
+/// `relay::router::route_attribute` writes it) and nothing else; the
+/// ingress really sets it (ingress::on_lambda_events_reach_eventbridge_intact_or_trimmed).
+/// Reserved concurrency is optional (unset by default: accounts with a low
+/// quota can apply), the functions can run in a VPC with the role to do it,
+/// the dead-letter queue has an alarm, and the module is `terraform fmt`
+/// clean where a terraform binary is installed.
+#[test]
+fn terraform_routes_by_the_ingress_mark_and_installs_anywhere() {
+    let main_tf = std::fs::read_to_string(root().join("infra/modules/relay/main.tf")).unwrap();
+    let main = hcl(&root().join("infra/modules/relay/main.tf"));
+    let pattern = main["locals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|l| l.get("events_pattern"))
+        .map(|v| attr(v).to_string())
+        .expect("locals.events_pattern");
+    assert!(
+        pattern.contains(r#"'relay${replace(f, \"/[^a-z0-9]/\", \"\")}': ['true']"#),
+        "{pattern}"
+    );
+    for row in relay::PROVIDERS {
+        // What Terraform's replace(f, "/[^a-z0-9]/", "") makes of the name.
+        let terraform: String = row
+            .name
+            .chars()
+            .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            .collect();
+        assert_eq!(
+            format!("relay{terraform}"),
+            relay::router::route_attribute(row.name)
+        );
+    }
+    let rules = resources(&main, "aws_cloudwatch_event_rule");
+    assert_eq!(
+        rules[0].1["event_pattern"], "${local.events_pattern[each.key]}",
+        "each function's rule has its own pattern"
+    );
+
+    let vars = hcl(&root().join("infra/modules/relay/variables.tf"));
+    let var = |name: &str| {
+        vars["variable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|v| v.get(name))
+            .cloned()
+            .unwrap_or_else(|| panic!("variable {name}"))
+    };
+    let reserved = attr(&var("reserved_concurrency")["default"]);
+    assert!(
+        reserved == Value::Null || reserved == json!([null]),
+        "reserved concurrency is unset by default: {reserved}"
+    );
+    for v in [
+        "vpc_subnet_ids",
+        "vpc_security_group_ids",
+        "alarm_topic_arn",
+    ] {
+        var(v);
+    }
+    assert!(main_tf.contains("dynamic \"vpc_config\""));
+    assert!(main_tf.contains("AWSLambdaVPCAccessExecutionRole"));
+    let alarms = resources(&main, "aws_cloudwatch_metric_alarm");
+    let (_, alarm) = alarms
+        .iter()
+        .find(|(n, _)| n == "dead_letters")
+        .expect("an alarm on the dead-letter queue");
+    assert_eq!(alarm["metric_name"], "ApproximateNumberOfMessagesVisible");
+    assert_eq!(alarm["namespace"], "AWS/SQS");
+    assert!(
+        !main_tf.contains("ingress_token_ssm_parameter"),
+        "no variable that nothing uses"
+    );
+
+    if let Ok(out) = Command::new("terraform")
+        .args(["fmt", "-check", "-recursive"])
+        .arg(root().join("infra"))
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "terraform fmt would change: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

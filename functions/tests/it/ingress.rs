@@ -21,6 +21,10 @@ fn config(auth: &str) -> String {
     )
 }
 
+/// Notifications: every PipelineRun and Flux Kustomization to the log
+/// function, failures to the webhook's; a TaskRun that starts, nobody's.
+const ROUTES: &str = "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: out}\nspec: {type: log}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: runs}\nspec: {providerRef: {name: out}, filter: {kinds: [PipelineRun, Kustomization]}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: hook}\nspec: {type: webhook, webhook: {url: \"http://hooks.example/x\"}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: failures}\nspec: {providerRef: {name: hook}, filter: {states: [failed]}}\n";
+
 /// A Lambda Function URL invocation (payload format 2.0) of `POST /`.
 fn function_url_event(f: &RequestFile, extra: &[(&str, &str)]) -> Value {
     let mut headers = serde_json::Map::new();
@@ -97,14 +101,35 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
     let mut env = api.env("relay-ingress");
     env.extend(moto.process_env());
     env.push(("RELAY_EVENT_BUS".into(), "relay".into()));
+    // The functions' Notifications: the ingress marks each event for the
+    // functions whose filters could want it (their rules match the mark).
     let cfg = config(&format!(
         "{{bearerTokenFile: {}}}",
         secrets.path().join("token").display()
-    ));
+    )) + ROUTES;
     let function = FunctionProcess::start(BIN, &cfg, &env);
 
     let ev = RequestFile::load(
         &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
+    );
+    // An event no Notification wants is not put on the bus.
+    let unwanted = RequestFile::load(
+        &dir().join("tekton-pipelinerun-success/003-taskrun-fetch-source-started.json"),
+    );
+    let r = api
+        .invoke(function_url_event(
+            &unwanted,
+            &[(
+                "authorization",
+                "Bearer ingress-token-0123456789abcdefghijk",
+            )],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert_eq!(
+        serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap(),
+        json!({"outcome": "unrouted"})
     );
     let r = api
         .invoke(function_url_event(&ev, &[]))
@@ -195,6 +220,11 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
         "dev.tekton.event.pipelinerun.successful.v1"
     );
     assert_eq!(first["source"], "tekton.relay");
+    // Marked for the log function (its rule's pattern), not the webhook.
+    assert_eq!(first["detail"]["relaylog"], "true");
+    assert_eq!(first["detail"]["relayrouted"], "true");
+    assert!(first["detail"].get("relaywebhook").is_none(), "{first}");
+    assert_eq!(flux_entry["detail"]["relaywebhook"], "true", "a failure");
     // The envelope is what the provider functions decode.
     let ce = relay_core::decode::wrappers::from_eventbridge(first).unwrap();
     let relay_core::decode::Decoded::Run(run) = relay_core::decode::decode_cloudevent(&ce).unwrap()
@@ -227,7 +257,7 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
             .filter_map(|d| d.get(metric).and_then(Value::as_f64))
             .sum()
     };
-    assert_eq!(sum("relay_events_received_total"), 3.0, "{emf:#?}");
+    assert_eq!(sum("relay_events_received_total"), 4.0, "{emf:#?}");
     assert_eq!(sum("relay_requests_rejected_total"), 1.0, "{emf:#?}");
     assert!(emf.iter().all(|d| d["function"] == "relay-ingress"));
     assert!(

@@ -4,13 +4,17 @@
 
 locals {
   functions = toset(var.provider_functions)
-  # Tekton and CDEvents run events and Flux events reach every function
-  # (git hosts decline Flux events, which name no repository); other
-  # detail-types never reach a function.
-  events_pattern = jsonencode({
-    source      = [var.event_source]
-    detail-type = [{ prefix = "dev.tekton.event." }, { prefix = "dev.cdevents." }, { prefix = "io.fluxcd." }]
-  })
+  # The ingress marks each event for the functions with a Notification whose
+  # filter could want it (detail.relay<function> = "true", the letters and
+  # digits of the function's name; functions/src/router.rs), so a function
+  # is invoked only for events it has work for.
+  events_pattern = {
+    for f in local.functions : f => jsonencode({
+      source = [var.event_source]
+      detail = { "relay${replace(f, "/[^a-z0-9]/", "")}" = ["true"] }
+    })
+  }
+  vpc = length(var.vpc_subnet_ids) > 0
   # Tracing export is off unless an OTLP/HTTP endpoint is given (e.g. the
   # ADOT collector extension at http://localhost:4318); metrics always go
   # out as EMF log lines under metrics_namespace.
@@ -130,6 +134,13 @@ data "aws_iam_policy_document" "function" {
   }
 }
 
+# In a VPC, Lambda manages the functions' network interfaces with the role.
+resource "aws_iam_role_policy_attachment" "function_vpc" {
+  for_each   = local.vpc ? local.functions : toset([])
+  role       = aws_iam_role.function[each.key].name
+  policy_arn = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+}
+
 resource "aws_iam_role_policy" "function" {
   for_each = local.functions
   name     = "${var.name}-${each.key}"
@@ -138,7 +149,7 @@ resource "aws_iam_role_policy" "function" {
 }
 
 resource "aws_lambda_function" "provider" {
-  #checkov:skip=CKV_AWS_117:The functions call public provider APIs (GitHub, Slack, ...); a VPC adds a NAT and nothing to protect.
+  #checkov:skip=CKV_AWS_117:In a VPC only when the operator names subnets (vpc_subnet_ids: to reach self-hosted providers); the public provider APIs need none.
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile the operator owns; the zip is built from source by cargo lambda.
   #checkov:skip=CKV_AWS_173:The environment holds no secrets (a config path and a log level); credentials are files.
   for_each      = local.functions
@@ -153,6 +164,14 @@ resource "aws_lambda_function" "provider" {
   memory_size                    = var.memory_mb
   timeout                        = var.timeout_seconds
   reserved_concurrent_executions = var.reserved_concurrency
+
+  dynamic "vpc_config" {
+    for_each = local.vpc ? [1] : []
+    content {
+      subnet_ids         = var.vpc_subnet_ids
+      security_group_ids = var.vpc_security_group_ids
+    }
+  }
 
   environment {
     variables = merge(local.environment, {
@@ -198,7 +217,7 @@ resource "aws_cloudwatch_event_rule" "provider" {
   for_each       = local.functions
   name           = "${var.name}-${each.key}"
   event_bus_name = aws_cloudwatch_event_bus.relay.name
-  event_pattern  = local.events_pattern
+  event_pattern  = local.events_pattern[each.key]
   tags           = var.tags
 }
 
@@ -293,4 +312,49 @@ resource "aws_lambda_function_url" "ingress" {
   #checkov:skip=CKV_AWS_258:Tekton cannot sign requests with SigV4; the ingress authenticates each request itself (bearer token or HMAC, spec.inboundAuth).
   function_name      = aws_lambda_function.ingress.function_name
   authorization_type = "NONE"
+}
+
+# A public Function URL (auth type NONE) answers 403 unless the function's
+# resource policy lets anyone invoke it through the URL: lambda:InvokeFunctionUrl
+# for auth type NONE and, since October 2025, lambda:InvokeFunction when
+# invoked via the Function URL (https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html).
+# The ingress authenticates every request itself.
+resource "aws_lambda_permission" "ingress_url" {
+  #checkov:skip=CKV_AWS_301:The ingress is Tekton's public endpoint by design (Tekton cannot sign SigV4); it authenticates every request itself (spec.inboundAuth) and refuses to start without it.
+  statement_id           = "FunctionURLAllowPublicAccess"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.ingress.function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}
+
+resource "aws_lambda_permission" "ingress_url_invoke" {
+  #checkov:skip=CKV_AWS_301:Only through the Function URL (invoked_via_function_url), which the ingress guards with spec.inboundAuth; without this statement the URL answers 403.
+  statement_id             = "FunctionURLInvokeAllowPublicAccess"
+  action                   = "lambda:InvokeFunction"
+  function_name            = aws_lambda_function.ingress.function_name
+  principal                = "*"
+  invoked_via_function_url = true
+}
+
+# --- the dead-letter queue's alarm ------------------------------------------
+
+# Anything on the queue is a notification that did not arrive: a permanent
+# failure (a dead-letter entry) or Lambda's on-failure record of retries
+# exhausted. Recover with `relay dlq list|replay --sqs` (docs/deploy-aws.md).
+resource "aws_cloudwatch_metric_alarm" "dead_letters" {
+  alarm_name          = "${var.name}-dead-letters"
+  alarm_description   = "tekton-relay notifications wait in ${aws_sqs_queue.dead_letters.name}: relay dlq list --sqs ${aws_sqs_queue.dead_letters.url}"
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.dead_letters.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_topic_arn == "" ? [] : [var.alarm_topic_arn]
+  ok_actions          = var.alarm_topic_arn == "" ? [] : [var.alarm_topic_arn]
+  tags                = var.tags
 }

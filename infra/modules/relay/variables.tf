@@ -42,21 +42,41 @@ variable "timeout_seconds" {
 }
 
 variable "reserved_concurrency" {
-  description = "Concurrent executions per function (caps provider API load)."
+  description = "Concurrent executions reserved per function (caps provider API load). Unset (null): none reserved, so an account with a low concurrency quota can apply; each reservation is taken from the account's unreserved pool, which must stay at 100 or more."
   type        = number
-  default     = 20
+  default     = null
+  validation {
+    condition     = var.reserved_concurrency == null || try(var.reserved_concurrency >= 1, false)
+    error_message = "reserved_concurrency is null (unset) or at least 1."
+  }
+}
+
+variable "vpc_subnet_ids" {
+  description = "Run the functions in these subnets (to reach a self-hosted GitLab, Jira or EventListener in a VPC); empty: no VPC. The subnets need a route to the public APIs the providers call (a NAT gateway) and to DynamoDB, SQS and EventBridge (NAT or VPC endpoints)."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_security_group_ids" {
+  description = "Security groups of the functions when vpc_subnet_ids is set."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = length(var.vpc_security_group_ids) > 0 || length(var.vpc_subnet_ids) == 0
+    error_message = "vpc_subnet_ids needs vpc_security_group_ids."
+  }
+}
+
+variable "alarm_topic_arn" {
+  description = "SNS topic the dead-letter alarm notifies (empty: the alarm only shows in CloudWatch)."
+  type        = string
+  default     = ""
 }
 
 variable "maximum_retry_attempts" {
   description = "Lambda's own retries of a failed (retryable) invocation before the on-failure destination."
   type        = number
   default     = 2
-}
-
-variable "ingress_token_ssm_parameter" {
-  description = "Optional SSM parameter the ingress may read for its inbound token (leave empty when the token file is packaged)."
-  type        = string
-  default     = ""
 }
 
 variable "otlp_endpoint" {

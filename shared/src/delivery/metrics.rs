@@ -129,8 +129,8 @@ impl Metrics {
             events_routed: counter(
                 &registry,
                 "relay_events_routed_total",
-                "Events the router sent on, by the function woken (a provider type; one event can wake several), or `none` when no Notification wants it.",
-                &["function"],
+                "Events routed (by the Knative router, or the ingress on AWS), by the function woken (`to`: a provider type; one event can wake several), or `none` when no Notification wants it.",
+                &["to"],
             ),
             requests_rejected: counter(
                 &registry,

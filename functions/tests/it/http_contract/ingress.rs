@@ -27,6 +27,7 @@ fn ingress(spec: &str, sink: String) -> (Arc<Ingress>, axum::Router) {
             client: reqwest::Client::new(),
             url: sink,
         },
+        routes: Default::default(),
         auth: cfg.settings.inbound_auth.clone(),
         max_body_bytes: cfg.settings.limits.max_body_bytes,
         metrics: Metrics::new(),

@@ -115,18 +115,9 @@ async fn an_event_is_marked_for_exactly_the_functions_that_want_it() {
     );
 
     let m = r.relay.metrics().await;
-    assert_eq!(
-        counter(&m, "relay_events_routed_total{function=\"log\"}"),
-        4
-    );
-    assert_eq!(
-        counter(&m, "relay_events_routed_total{function=\"github\"}"),
-        2
-    );
-    assert_eq!(
-        counter(&m, "relay_events_routed_total{function=\"webhook\"}"),
-        1
-    );
+    assert_eq!(counter(&m, "relay_events_routed_total{to=\"log\"}"), 4);
+    assert_eq!(counter(&m, "relay_events_routed_total{to=\"github\"}"), 2);
+    assert_eq!(counter(&m, "relay_events_routed_total{to=\"webhook\"}"), 1);
 }
 
 /// An event nobody wants, or of a type nobody decodes, is answered 202
@@ -144,10 +135,7 @@ async fn an_event_nobody_wants_wakes_no_function() {
     let a = r.send(&unknown).await;
     assert_eq!((a.status, a.text.as_str()), (202, ""));
     let m = r.relay.metrics().await;
-    assert_eq!(
-        counter(&m, "relay_events_routed_total{function=\"none\"}"),
-        2
-    );
+    assert_eq!(counter(&m, "relay_events_routed_total{to=\"none\"}"), 2);
 }
 
 /// What is not an event is refused as the relay refuses it (400: the
