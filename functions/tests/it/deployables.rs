@@ -435,7 +435,7 @@ fn terraform_parses_and_passes_checkov_with_reasons_for_every_skip() {
         for line in text.lines().filter(|l| l.contains("checkov:skip=")) {
             let rest = line.split("checkov:skip=").nth(1).unwrap();
             let (id, reason) = rest.split_once(':').unwrap_or((rest, ""));
-            assert!(id.starts_with("CKV_"), "{line}");
+            assert!(id.starts_with("CKV_") || id.starts_with("CKV2_"), "{line}");
             assert!(
                 reason.trim().len() > 20,
                 "{}: skip {id} needs a written reason",
@@ -1076,6 +1076,81 @@ fn terraform_routes_by_the_ingress_mark_and_installs_anywhere() {
             out.status.success(),
             "terraform fmt would change: {}",
             String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+/// Every `ssm://` or `secretsmanager://` reference in `v` (a Provider's
+/// settings, an inboundAuth).
+fn secret_refs(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::String(s) if s.starts_with("ssm://") || s.starts_with("secretsmanager://") => {
+            out.insert(s.clone());
+        }
+        Value::Object(m) => m.values().for_each(|x| secret_refs(x, out)),
+        Value::Array(a) => a.iter().for_each(|x| secret_refs(x, out)),
+        _ => {}
+    }
+}
+
+/// The example install: the config it publishes validates, and each
+/// function is granted exactly the secrets its Providers (the ingress: its
+/// inboundAuth) name in that config — no function can read another's; the
+/// module turns each reference into the ARN IAM needs, and the functions
+/// read the published config.
+#[test]
+fn each_function_may_read_exactly_the_secrets_its_config_names() {
+    let dir = root().join("infra/examples/basic");
+    let text = std::fs::read_to_string(dir.join("relay.yaml")).unwrap();
+    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde_json::to_value(serde_yaml_ng::Value::deserialize(d).unwrap()).unwrap())
+        .collect();
+    let mut named: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for d in &docs {
+        match d["kind"].as_str().unwrap() {
+            "Provider" => {
+                let t = d["spec"]["type"].as_str().unwrap().to_string();
+                secret_refs(&d["spec"], named.entry(t).or_default());
+            }
+            "RelayConfig" => {
+                secret_refs(
+                    &d["spec"]["inboundAuth"],
+                    named.entry("ingress".into()).or_default(),
+                );
+            }
+            _ => {}
+        }
+    }
+    named.retain(|_, refs| !refs.is_empty());
+    assert!(named.len() >= 3, "{named:?}");
+
+    let example = hcl(&dir.join("main.tf"));
+    let module = &example["module"][0]["relay"];
+    let secrets = match attr(&module["secrets"]) {
+        Value::Array(a) if a.len() == 1 => a[0].clone(),
+        other => other,
+    };
+    let granted: std::collections::BTreeMap<String, BTreeSet<String>> =
+        serde_json::from_value(secrets).unwrap();
+    assert_eq!(
+        granted, named,
+        "secrets granted differ from those the config names"
+    );
+    assert_eq!(module["config_file"], json!(["${path.root}/relay.yaml"]));
+
+    let main = std::fs::read_to_string(root().join("infra/modules/relay/main.tf")).unwrap();
+    for needle in [
+        // ssm://a/b is the parameter /a/b; a secret's name gets AWS's suffix.
+        r#"format("${local.arn_prefix}:parameter/%s", "ssm", trimprefix(trimprefix(r, "ssm://"), "/"))"#,
+        r##"format("${local.arn_prefix}:secret:%s-??????", "secretsmanager", split("#", trimprefix(r, "secretsmanager://"))[0])"##,
+        r#"RELAY_CONFIG            = "ssm://${trimprefix(local.config_parameter, "/")}""#,
+        r#"resource "aws_ssm_parameter" "config""#,
+        r#"resources = concat(local.secret_arns[each.key].ssm, local.secret_arns[each.key].ssm_arns)"#,
+        r#"resources = local.secret_arns[each.key].secretsmanager"#,
+    ] {
+        assert!(
+            main.contains(needle),
+            "infra/modules/relay/main.tf lacks {needle}"
         );
     }
 }

@@ -10,7 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_relay");
 fn example_configs() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut out = Vec::new();
-    for dir in ["examples", "shared/src/config"] {
+    for dir in ["examples", "shared/src/config", "infra/examples/basic"] {
         for e in std::fs::read_dir(root.join(dir)).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {

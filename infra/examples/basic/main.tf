@@ -1,12 +1,10 @@
 # The relay in one region with the GitHub and Slack functions.
 #
-#   pip install cargo-lambda && rustup target add aarch64-unknown-linux-gnu
-#   cp examples/github.yaml relay.yaml   # your config, packaged as /var/task/relay.yaml
-#   cargo lambda build --profile lambda --arm64 --output-format zip -p relay --include relay.yaml \
-#     --no-default-features --features providers --lambda-dir target/lambda/providers
-#   cargo lambda build --profile lambda --arm64 --output-format zip -p relay --include relay.yaml \
-#     --no-default-features --features ingress --lambda-dir target/lambda/ingress
-#   terraform init && terraform apply
+#   scripts/lambda                       # the two zips, in target/lambda
+#   aws ssm put-parameter --name /tekton-relay/github/token --type SecureString --value "$GITHUB_TOKEN"
+#   aws ssm put-parameter --name /tekton-relay/ingress/token --type SecureString --value "$(openssl rand -hex 32)"
+#   aws secretsmanager create-secret --name tekton-relay/slack --secret-string '{"token": "xoxb-..."}'
+#   terraform init && terraform apply    # publishes relay.yaml (this folder) as /tekton-relay/relay.yaml
 
 terraform {
   required_version = ">= 1.5"
@@ -32,6 +30,14 @@ module "relay" {
   name               = "tekton-relay"
   artifacts_dir      = "${path.root}/../../../target/lambda"
   provider_functions = ["github", "slack"]
+  config_file        = "${path.root}/relay.yaml"
+  # Exactly what each function's Providers (and the ingress's inboundAuth)
+  # name in relay.yaml.
+  secrets = {
+    github  = ["ssm://tekton-relay/github/token"]
+    slack   = ["secretsmanager://tekton-relay/slack#token"]
+    ingress = ["ssm://tekton-relay/ingress/token"]
+  }
   log_retention_days = 30
   tags = {
     app = "tekton-relay"

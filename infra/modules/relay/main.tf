@@ -15,6 +15,27 @@ locals {
     })
   }
   vpc = length(var.vpc_subnet_ids) > 0
+  # The secrets each function may read, as ARNs: ssm://a/b is the parameter
+  # /a/b; a Secrets Manager name gets the random suffix AWS adds (-??????).
+  arn_prefix = "arn:aws:%s:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}"
+  secret_arns = {
+    for f in setunion(local.functions, ["ingress"]) : f => {
+      ssm = [
+        for r in lookup(var.secrets, f, []) :
+        format("${local.arn_prefix}:parameter/%s", "ssm", trimprefix(trimprefix(r, "ssm://"), "/"))
+        if startswith(r, "ssm://") && !startswith(r, "ssm://arn:")
+      ]
+      ssm_arns = [for r in lookup(var.secrets, f, []) : trimprefix(r, "ssm://") if startswith(r, "ssm://arn:")]
+      secretsmanager = [
+        for r in lookup(var.secrets, f, []) :
+        startswith(trimprefix(r, "secretsmanager://"), "arn:")
+        ? split("#", trimprefix(r, "secretsmanager://"))[0]
+        : format("${local.arn_prefix}:secret:%s-??????", "secretsmanager", split("#", trimprefix(r, "secretsmanager://"))[0])
+        if startswith(r, "secretsmanager://")
+      ]
+    }
+  }
+  config_parameter = "/${var.name}/relay.yaml"
   # Tracing export is off unless an OTLP/HTTP endpoint is given (e.g. the
   # ADOT collector extension at http://localhost:4318); metrics always go
   # out as EMF log lines under metrics_namespace.
@@ -26,7 +47,7 @@ locals {
   ingress_artifact  = "${var.artifacts_dir}/ingress/relay/bootstrap.zip"
   environment = merge(
     {
-      RELAY_CONFIG            = "/var/task/relay.yaml"
+      RELAY_CONFIG            = "ssm://${trimprefix(local.config_parameter, "/")}"
       RELAY_LOG               = "info"
       RELAY_METRICS_NAMESPACE = var.metrics_namespace
     },
@@ -75,6 +96,17 @@ resource "aws_sqs_queue" "dead_letters" {
   message_retention_seconds = 1209600
   sqs_managed_sse_enabled   = true
   tags                      = var.tags
+}
+
+# The config, published: every function reads it from here (and re-reads
+# it when it changes), so a new Notification needs no rebuild.
+resource "aws_ssm_parameter" "config" {
+  #checkov:skip=CKV2_AWS_34:The config holds no secrets (credentials are ssm:// or secretsmanager:// references, read when used); a plain String stays readable in the console.
+  name  = local.config_parameter
+  type  = "String"
+  tier  = length(file(var.config_file)) > 4096 ? "Advanced" : "Standard"
+  value = file(var.config_file)
+  tags  = var.tags
 }
 
 resource "aws_cloudwatch_log_group" "function" {
@@ -128,6 +160,39 @@ data "aws_iam_policy_document" "function" {
   }
 
   statement {
+    sid       = "Config"
+    actions   = ["ssm:GetParameter"]
+    resources = [aws_ssm_parameter.config.arn]
+  }
+
+  dynamic "statement" {
+    for_each = length(concat(local.secret_arns[each.key].ssm, local.secret_arns[each.key].ssm_arns)) > 0 ? [1] : []
+    content {
+      sid       = "SecretsSsm"
+      actions   = ["ssm:GetParameter"]
+      resources = concat(local.secret_arns[each.key].ssm, local.secret_arns[each.key].ssm_arns)
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(local.secret_arns[each.key].secretsmanager) > 0 ? [1] : []
+    content {
+      sid       = "SecretsManager"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = local.secret_arns[each.key].secretsmanager
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.kms_key_arns) > 0 && length(lookup(var.secrets, each.key, [])) > 0 ? [1] : []
+    content {
+      sid       = "SecretsKms"
+      actions   = ["kms:Decrypt"]
+      resources = var.kms_key_arns
+    }
+  }
+
+  statement {
     sid       = "Tracing"
     actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
     resources = ["*"]
@@ -151,7 +216,7 @@ resource "aws_iam_role_policy" "function" {
 resource "aws_lambda_function" "provider" {
   #checkov:skip=CKV_AWS_117:In a VPC only when the operator names subnets (vpc_subnet_ids: to reach self-hosted providers); the public provider APIs need none.
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile the operator owns; the zip is built from source by cargo lambda.
-  #checkov:skip=CKV_AWS_173:The environment holds no secrets (a config path and a log level); credentials are files.
+  #checkov:skip=CKV_AWS_173:The environment holds no secrets (the config's parameter, a log level, the table and queue); credentials are SSM or Secrets Manager references, read when used.
   for_each      = local.functions
   function_name = "${var.name}-${each.key}"
   role          = aws_iam_role.function[each.key].arn
@@ -259,6 +324,39 @@ data "aws_iam_policy_document" "ingress" {
   }
 
   statement {
+    sid       = "Config"
+    actions   = ["ssm:GetParameter"]
+    resources = [aws_ssm_parameter.config.arn]
+  }
+
+  dynamic "statement" {
+    for_each = length(concat(local.secret_arns["ingress"].ssm, local.secret_arns["ingress"].ssm_arns)) > 0 ? [1] : []
+    content {
+      sid       = "SecretsSsm"
+      actions   = ["ssm:GetParameter"]
+      resources = concat(local.secret_arns["ingress"].ssm, local.secret_arns["ingress"].ssm_arns)
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(local.secret_arns["ingress"].secretsmanager) > 0 ? [1] : []
+    content {
+      sid       = "SecretsManager"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = local.secret_arns["ingress"].secretsmanager
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.kms_key_arns) > 0 && length(lookup(var.secrets, "ingress", [])) > 0 ? [1] : []
+    content {
+      sid       = "SecretsKms"
+      actions   = ["kms:Decrypt"]
+      resources = var.kms_key_arns
+    }
+  }
+
+  statement {
     sid       = "Tracing"
     actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
     resources = ["*"]
@@ -274,7 +372,7 @@ resource "aws_iam_role_policy" "ingress" {
 resource "aws_lambda_function" "ingress" {
   #checkov:skip=CKV_AWS_117:Tekton reaches the ingress over its Function URL; a VPC protects nothing here.
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile the operator owns; the zip is built from source by cargo lambda.
-  #checkov:skip=CKV_AWS_173:The environment holds no secrets (bus name, source, config path).
+  #checkov:skip=CKV_AWS_173:The environment holds no secrets (bus name, source, the config's parameter).
   #checkov:skip=CKV_AWS_116:The ingress is invoked synchronously over HTTP; the caller sees failures and retries, so there is nothing to dead-letter.
   function_name = "${var.name}-ingress"
   role          = aws_iam_role.ingress.arn

@@ -9,6 +9,27 @@ variable "artifacts_dir" {
   type        = string
 }
 
+variable "config_file" {
+  description = "The relay.yaml every function serves (its Providers and Notifications; the ingress's spec.inboundAuth). Published as the SSM parameter /<name>/relay.yaml, which the functions read (RELAY_CONFIG=ssm://...) and re-read within a minute of a change: editing it needs no rebuild."
+  type        = string
+}
+
+variable "secrets" {
+  description = "The secrets each function reads, by function (a provider type, or \"ingress\"): the ssm://NAME and secretsmanager://NAME-or-ARN references its Providers' (or the ingress's) ...File settings name in config_file. Each function may read exactly its own."
+  type        = map(list(string))
+  default     = {}
+  validation {
+    condition     = alltrue([for refs in values(var.secrets) : alltrue([for r in refs : can(regex("^(ssm|secretsmanager)://.+", r))])])
+    error_message = "Each secret is ssm://NAME or secretsmanager://NAME-or-ARN (a #key suffix is allowed)."
+  }
+}
+
+variable "kms_key_arns" {
+  description = "Customer managed KMS keys that encrypt the secrets (SecureString parameters, Secrets Manager secrets); the functions may decrypt with them. Empty: the AWS managed keys."
+  type        = list(string)
+  default     = []
+}
+
 variable "provider_functions" {
   description = "The provider functions to deploy: the provider types your Notifications use (the provider table in functions/Cargo.toml lists them). Each one is invoked for every run event."
   type        = list(string)
