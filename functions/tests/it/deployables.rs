@@ -1154,3 +1154,50 @@ fn each_function_may_read_exactly_the_secrets_its_config_names() {
         );
     }
 }
+
+/// One build command for the Lambda artifacts, `scripts/lambda`, named the
+/// same way by the docs, the example and the module; no config or secret
+/// packaged into a zip any more; the flags shown exist; the artifacts it
+/// writes are the ones the module deploys.
+#[test]
+fn one_lambda_build_command_everywhere() {
+    let help = Command::new(root().join("scripts/lambda"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    for f in [
+        "docs/deploy-aws.md",
+        "infra/examples/basic/main.tf",
+        "infra/modules/relay/variables.tf",
+    ] {
+        let text = std::fs::read_to_string(root().join(f)).unwrap();
+        assert!(
+            text.contains("scripts/lambda"),
+            "{f} does not name scripts/lambda"
+        );
+        assert!(
+            !text.contains("--include"),
+            "{f} still packages files into the zip"
+        );
+        for line in text.lines().filter(|l| l.contains("scripts/lambda")) {
+            for flag in line.split_whitespace().filter(|w| w.starts_with("--")) {
+                let flag = flag.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-');
+                assert!(help.contains(flag), "{f}: scripts/lambda has no {flag}");
+            }
+        }
+    }
+    let script = std::fs::read_to_string(root().join("scripts/lambda")).unwrap();
+    let main = std::fs::read_to_string(root().join("infra/modules/relay/main.tf")).unwrap();
+    for artifact in ["providers", "ingress"] {
+        assert!(
+            main.contains(&format!(
+                "${{var.artifacts_dir}}/{artifact}/relay/bootstrap.zip"
+            )),
+            "{artifact}"
+        );
+    }
+    assert!(script.contains(r#"--lambda-dir "$out/$artifact""#));
+    assert!(script.contains("for artifact in providers ingress"));
+}

@@ -221,7 +221,7 @@ resource "aws_lambda_function" "provider" {
   function_name = "${var.name}-${each.key}"
   role          = aws_iam_role.function[each.key].arn
   runtime       = "provided.al2023"
-  architectures = ["arm64"]
+  architectures = [var.architecture]
   handler       = "bootstrap"
   filename      = local.provider_artifact
 
@@ -377,7 +377,7 @@ resource "aws_lambda_function" "ingress" {
   function_name = "${var.name}-ingress"
   role          = aws_iam_role.ingress.arn
   runtime       = "provided.al2023"
-  architectures = ["arm64"]
+  architectures = [var.architecture]
   handler       = "bootstrap"
   filename      = local.ingress_artifact
 

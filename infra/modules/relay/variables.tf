@@ -5,8 +5,18 @@ variable "name" {
 }
 
 variable "artifacts_dir" {
-  description = "Where the two `cargo lambda build --profile lambda --arm64 --output-format zip -p relay --no-default-features --include relay.yaml` builds left their zips: <dir>/providers/relay/bootstrap.zip (`--features providers --lambda-dir <dir>/providers`, every provider function) and <dir>/ingress/relay/bootstrap.zip (`--features ingress --lambda-dir <dir>/ingress`)."
+  description = "Where `scripts/lambda` left the two artifacts: <dir>/providers/relay/bootstrap.zip (every provider function) and <dir>/ingress/relay/bootstrap.zip (the ingress); by default target/lambda of the checkout."
   type        = string
+}
+
+variable "architecture" {
+  description = "The functions' architecture: arm64 (`scripts/lambda`) or x86_64 (`scripts/lambda --arch x86_64`)."
+  type        = string
+  default     = "arm64"
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.architecture)
+    error_message = "architecture is arm64 or x86_64."
+  }
 }
 
 variable "config_file" {
