@@ -113,6 +113,10 @@ async fn route(State(app): State<SharedApp>, req: Request) -> Response {
         ));
     };
     let mut reply = *ce;
+    // A sender's own marks steer nothing: only the router's stay.
+    for row in crate::PROVIDERS {
+        reply.remove_extension(&route_attribute(row.name));
+    }
     for function in &wanted {
         metrics.events_routed.with_label_values(&[function]).inc();
         reply.set_extension(&route_attribute(function), "true");

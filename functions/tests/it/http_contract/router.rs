@@ -96,6 +96,15 @@ async fn an_event_is_marked_for_exactly_the_functions_that_want_it() {
         ["relaygithub", "relaylog", "relayrouted", "relaywebhook"]
     );
 
+    // A sender's own mark for a function that does not want the event is
+    // dropped: only the router's marks steer.
+    let mut marked = fresh_pipelinerun("routed-marked");
+    marked
+        .headers
+        .insert("ce-relaywebhook".into(), "true".into());
+    let a = r.send(&marked).await;
+    assert_eq!(marks(&a.json), ["relaygithub", "relaylog", "relayrouted"]);
+
     // A TaskRun: log only (the others filter on PipelineRun).
     let task = RequestFile::load(
         &dir().join("tekton-pipelinerun-failure/011-taskrun-unit-tests-failed.json"),
@@ -115,8 +124,8 @@ async fn an_event_is_marked_for_exactly_the_functions_that_want_it() {
     );
 
     let m = r.relay.metrics().await;
-    assert_eq!(counter(&m, "relay_events_routed_total{to=\"log\"}"), 4);
-    assert_eq!(counter(&m, "relay_events_routed_total{to=\"github\"}"), 2);
+    assert_eq!(counter(&m, "relay_events_routed_total{to=\"log\"}"), 5);
+    assert_eq!(counter(&m, "relay_events_routed_total{to=\"github\"}"), 3);
     assert_eq!(counter(&m, "relay_events_routed_total{to=\"webhook\"}"), 1);
 }
 
