@@ -21,7 +21,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::OnceCell;
 
 use super::{SECRETS_MANAGER_SCHEME, SSM_SCHEME, SecretSource, non_empty};
@@ -299,7 +299,7 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(e: &SdkError<
             transient: true,
         },
         SdkError::DispatchFailure(_) => FetchError {
-            reason: format!("cannot reach AWS: {}", DisplayErrorContext(e)),
+            reason: format!("cannot reach AWS: {}", chain(e)),
             transient: true,
         },
         // The answer could not be read: it is not quoted, as it may hold
@@ -310,9 +310,25 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(e: &SdkError<
         },
         _ => FetchError::lasting(format!(
             "cannot ask AWS (check the region and credentials): {}",
-            DisplayErrorContext(e)
+            chain(e)
         )),
     }
+}
+
+/// `e` and its sources, `: `-separated (each once: some repeat their
+/// source's message).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
 }
 
 #[cfg(test)]
