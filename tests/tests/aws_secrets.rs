@@ -160,8 +160,16 @@ async fn the_last_value_serves_through_an_outage_for_ten_ttls_not_through_a_dele
     assert!(err.reason.contains("ParameterNotFound"), "{err}");
     assert_eq!(aws.read_at(&deleted, t1 + hold).await.unwrap(), "gone-two");
 
-    // AWS out of reach: the last value, while younger than ten TTLs.
+    // AWS out of reach: the last value, while younger than ten TTLs; a
+    // value dropped for an answer such as "not found" is not served.
+    moto.ssm_parameter("/relay/dropped", "dropped-one").await;
+    let dropped = source("ssm://relay/dropped");
+    assert_eq!(aws.read_at(&dropped, t0).await.unwrap(), "dropped-one");
+    moto.delete_ssm_parameter("/relay/dropped").await;
+    assert!(aws.read_at(&dropped, t1).await.is_err());
     drop(moto);
+    let err = aws.read_at(&dropped, t1 + hold).await.unwrap_err();
+    assert!(err.transient, "{err}");
     assert_eq!(aws.read_at(&kept, t0 + TTL).await.unwrap(), "kept-one");
     assert_eq!(
         aws.read_at(&kept, t0 + TTL * 10 - JUST).await.unwrap(),
@@ -170,7 +178,8 @@ async fn the_last_value_serves_through_an_outage_for_ten_ttls_not_through_a_dele
     let err = aws.read_at(&kept, t0 + TTL * 10).await.unwrap_err();
     assert!(err.transient, "{err}");
     assert!(
-        err.reason.starts_with("cannot reach AWS: dispatch failure: ")
+        err.reason
+            .starts_with("cannot reach AWS: dispatch failure: ")
             && err.reason.ends_with("Connection refused (os error 111)"),
         "{err}"
     );

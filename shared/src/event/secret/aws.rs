@@ -10,7 +10,8 @@
 //! - When a fetch fails for a passing reason (throttling, AWS's 5xx, a
 //!   timeout, no connection) the value fetched last serves on while it is
 //!   younger than [`STALE_FACTOR`] TTLs, with a warning (never the value).
-//!   An answer such as "not found" or "access denied" is the error at once.
+//!   An answer such as "not found" or "access denied" is the error at once,
+//!   and drops the value.
 //! - A failure is remembered for [`FAILURE_HOLD`] (at most the TTL), so a
 //!   burst of requests does not become a burst of calls to AWS.
 //! - Errors name the reference and AWS's error code and message; a value
@@ -201,6 +202,10 @@ impl AwsSecrets {
                             serving_last_value = f.transient && age(*at) < self.ttl * STALE_FACTOR,
                             "cannot fetch a secret again"
                         );
+                    }
+                    if !f.transient {
+                        // Deleted, or access revoked: the old value goes too.
+                        slot.value = None;
                     }
                     f
                 }
