@@ -212,6 +212,58 @@ impl MotoServer {
             .unwrap()
     }
 
+    /// Puts the SSM parameter `name` (a `SecureString`), overwriting it.
+    pub async fn ssm_parameter(&self, name: &str, value: &str) {
+        aws_sdk_ssm::Client::new(&self.sdk_config())
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Deletes the SSM parameter `name`.
+    pub async fn delete_ssm_parameter(&self, name: &str) {
+        aws_sdk_ssm::Client::new(&self.sdk_config())
+            .delete_parameter()
+            .name(name)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Sets the Secrets Manager secret `name`'s `SecretString` to `value`,
+    /// creating the secret the first time (a new version after).
+    pub async fn secret(&self, name: &str, value: &str) {
+        let client = aws_sdk_secretsmanager::Client::new(&self.sdk_config());
+        let exists = client
+            .describe_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .is_ok();
+        if exists {
+            client
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(value)
+                .send()
+                .await
+                .unwrap();
+        } else {
+            client
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
     /// Creates `table` with the store's schema and returns its store URL.
     pub async fn dynamodb_table(&self, table: &str) -> String {
         relay_core::store::dynamodb::DynamoStore::from_conf(&self.sdk_config(), table)

@@ -187,7 +187,7 @@ impl AzureDevops {
             .token
             .read()
             .await
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
+            .map_err(Verdict::from)?;
         // A PAT is sent as the password of Basic auth with an empty user.
         let basic =
             base64::engine::general_purpose::STANDARD.encode(format!(":{}", token.expose()));

@@ -90,5 +90,5 @@ impl Credential {
 async fn read(f: &SecretFile) -> Result<Secret, Verdict> {
     f.read()
         .await
-        .map_err(|e| Verdict::permanent(e.to_string()))
+        .map_err(Verdict::from)
 }

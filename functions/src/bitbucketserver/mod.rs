@@ -182,7 +182,7 @@ impl GitHost for BitbucketServer {
             .token
             .read()
             .await
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
+            .map_err(Verdict::from)?;
         req.sensitive_header(
             http::header::AUTHORIZATION,
             &format!("Bearer {}", token.expose()),

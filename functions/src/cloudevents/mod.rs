@@ -227,7 +227,7 @@ impl Provider for Cloudevents {
             }
         }
         if let Some(f) = &self.settings.token_file {
-            let token = f.read().await.map_err(permanent)?;
+            let token = f.read().await?;
             req.sensitive_header(AUTHORIZATION, &format!("Bearer {}", token.expose()))?;
         }
         Ok(vec![Outbound::Http(req)])

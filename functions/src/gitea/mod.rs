@@ -124,7 +124,7 @@ impl Gitea {
             .token
             .read()
             .await
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
+            .map_err(Verdict::from)?;
         req.sensitive_header(
             http::header::AUTHORIZATION,
             &format!("token {}", token.expose()),

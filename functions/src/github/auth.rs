@@ -82,7 +82,7 @@ impl App {
             .private_key_file
             .read()
             .await
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
+            .map_err(Verdict::from)?;
         let key =
             jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose().as_bytes()).map_err(|e| {
                 Verdict::permanent(format!(
@@ -119,7 +119,7 @@ impl Credentials {
                 return file
                     .read()
                     .await
-                    .map_err(|e| Verdict::permanent(e.to_string()));
+                    .map_err(Verdict::from);
             }
             Credentials::App(app) => app,
         };

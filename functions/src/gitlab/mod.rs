@@ -149,7 +149,7 @@ impl Gitlab {
                 http::HeaderName::from_static("private-token"),
                 file.read()
                     .await
-                    .map_err(|e| Verdict::permanent(e.to_string()))?
+                    .map_err(Verdict::from)?
                     .expose()
                     .to_string(),
             ),

@@ -155,7 +155,7 @@ impl IncidentService for Pagerduty {
             .routing_key
             .read()
             .await
-            .map_err(|e| Verdict::permanent(e.to_string()))?;
+            .map_err(Verdict::from)?;
         body["routing_key"] = routing_key.expose().into();
         let mut req = OutboundRequest::post_json(self.enqueue.clone(), body.to_string());
         // PagerDuty's 400 answers may echo the body: classified (the

@@ -114,7 +114,7 @@ impl WebApi<'_, '_> {
             .token
             .read()
             .await
-            .map_err(|e| ApiError::Failed(Verdict::permanent(e.to_string())))?;
+            .map_err(|e| ApiError::Failed(e.into()))?;
         let mut req = OutboundRequest::post_json(url, body.to_string());
         // Without the charset Slack answers with a `missing_charset` warning.
         req.headers.insert(

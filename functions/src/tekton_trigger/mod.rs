@@ -181,11 +181,11 @@ impl Provider for TektonTrigger {
             req.headers.insert("x-relay-event-id", v);
         }
         if let Some(f) = &self.settings.token_file {
-            let token = f.read().await.map_err(permanent)?;
+            let token = f.read().await?;
             req.sensitive_header(AUTHORIZATION, &format!("Bearer {}", token.expose()))?;
         }
         if let Some(f) = &self.settings.hmac_secret_file {
-            let secret = f.read().await.map_err(permanent)?;
+            let secret = f.read().await?;
             let sig = crate::webhook::signature(secret.expose().as_bytes(), &req.body);
             req.sensitive_header(HeaderName::from_static("x-hub-signature-256"), &sig)?;
         }

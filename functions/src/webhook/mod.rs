@@ -188,11 +188,11 @@ impl Provider for Webhook {
             req.headers.insert("x-relay-notification", v);
         }
         if let Some(f) = &self.settings.token_file {
-            let token = f.read().await.map_err(permanent)?;
+            let token = f.read().await?;
             req.sensitive_header(AUTHORIZATION, &format!("Bearer {}", token.expose()))?;
         }
         if let Some(f) = &self.settings.hmac_secret_file {
-            let secret = f.read().await.map_err(permanent)?;
+            let secret = f.read().await?;
             let sig = signature(secret.expose().as_bytes(), &req.body);
             req.sensitive_header(HeaderName::from_static(SIGNATURE_HEADER), &sig)?;
         }

@@ -2,6 +2,7 @@
 //! provider table) each provider's `src/<provider>/function_tests.rs`, and
 //! the HTTP contract of each router, in-process (`http_contract`).
 
+mod aws_secrets;
 mod bounded_labels;
 mod deploy_knative_doc;
 mod deployables;

@@ -98,6 +98,13 @@ impl From<Verdict> for ProviderError {
     }
 }
 
+/// A secret that cannot be read, as [`Verdict`] takes it.
+impl From<crate::event::secret::SecretError> for ProviderError {
+    fn from(e: crate::event::secret::SecretError) -> ProviderError {
+        Verdict::from(e).into()
+    }
+}
+
 /// A credential read from its file onto an outbound request: here, beside
 /// the request, so the secret types below need not know requests.
 impl SecretFile {
@@ -109,10 +116,7 @@ impl SecretFile {
         req: &mut OutboundRequest,
         scheme: &str,
     ) -> Result<(), ProviderError> {
-        let secret = self
-            .read()
-            .await
-            .map_err(|e| ProviderError::Permanent(e.to_string()))?;
+        let secret = self.read().await?;
         req.sensitive_header(
             http::header::AUTHORIZATION,
             &format!("{scheme} {}", secret.expose()),

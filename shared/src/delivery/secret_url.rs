@@ -22,10 +22,7 @@ const MASK: &str = "<redacted>";
 /// Reads and checks the URL in `file`, the value of the setting `setting`
 /// (`urlFile`, `webhookURLFile`); errors name the file, never its content.
 pub async fn read(file: &SecretFile, setting: &str) -> Result<url::Url, Verdict> {
-    let secret = file
-        .read()
-        .await
-        .map_err(|e| Verdict::permanent(e.to_string()))?;
+    let secret = file.read().await.map_err(Verdict::from)?;
     url::Url::parse(secret.expose().trim())
         .ok()
         .filter(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())

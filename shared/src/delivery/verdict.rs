@@ -57,6 +57,22 @@ impl Verdict {
     }
 }
 
+/// A secret that cannot be read fails the delivery: for a while when AWS
+/// could not be reached or was busy (retried), for good otherwise.
+impl From<crate::event::secret::SecretError> for Verdict {
+    fn from(e: crate::event::secret::SecretError) -> Verdict {
+        if e.transient {
+            Verdict::Retryable {
+                status: None,
+                retry_after: None,
+                message: e.to_string(),
+            }
+        } else {
+            Verdict::permanent(e.to_string())
+        }
+    }
+}
+
 pub fn default_classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
     if status.is_success() {
         return Verdict::Success;
@@ -105,6 +121,28 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// An AWS secret that could not be fetched for a passing reason is
+    /// retried; any other secret that cannot be read fails for good.
+    #[test]
+    fn an_unreadable_secret_is_retried_only_when_aws_was_out_of_reach() {
+        let error = |transient| crate::event::secret::SecretError {
+            kind: "SSM parameter",
+            path: "ssm://relay/token".into(),
+            reason: "AWS did not answer in time".into(),
+            transient,
+        };
+        let message = "cannot read SSM parameter ssm://relay/token: AWS did not answer in time";
+        assert_eq!(
+            Verdict::from(error(true)),
+            Verdict::Retryable {
+                status: None,
+                retry_after: None,
+                message: message.into()
+            }
+        );
+        assert_eq!(Verdict::from(error(false)), Verdict::permanent(message));
+    }
 
     /// A provider asking for a wait past what any clock holds gets an hour.
     #[test]

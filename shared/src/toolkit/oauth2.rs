@@ -243,11 +243,7 @@ impl ClientCredentials {
         let s = &self.settings;
         let read = |f: &SecretFile| {
             let f = f.clone();
-            async move {
-                f.read()
-                    .await
-                    .map_err(|e| Verdict::permanent(e.to_string()))
-            }
+            async move { f.read().await.map_err(Verdict::from) }
         };
         let secret = match &s.client_secret_file {
             Some(f) => Some(read(f).await?),

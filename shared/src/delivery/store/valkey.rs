@@ -56,7 +56,10 @@ impl ValkeyUrl {
         for (k, v) in url.query_pairs() {
             match k.as_ref() {
                 "prefix" => prefix = v.into_owned(),
-                "passwordFile" => password_file = Some(SecretFile(v.into_owned().into())),
+                "passwordFile" => {
+                    password_file =
+                        Some(SecretFile::parse(&v).map_err(|e| format!("passwordFile: {e}"))?);
+                }
                 other => {
                     return Err(format!(
                         "unknown store URL parameter {other:?}, expected prefix or passwordFile"
@@ -297,6 +300,30 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown store URL parameter")
         );
+    }
+
+    /// The password may come from AWS (`#` of a JSON key written `%23`, as
+    /// a store URL takes no fragment); a malformed reference is refused.
+    #[test]
+    fn the_password_may_be_an_aws_secret() {
+        let u = ValkeyUrl::parse(
+            "valkeys://cache:6379?passwordFile=secretsmanager://tekton-relay/valkey%23password",
+        )
+        .unwrap();
+        assert_eq!(
+            u.password_file.unwrap().source().unwrap(),
+            crate::event::secret::SecretSource::SecretsManager {
+                id: "tekton-relay/valkey".into(),
+                key: Some("password".into())
+            }
+        );
+        let u = ValkeyUrl::parse("valkey://cache:6379?passwordFile=ssm://relay/valkey").unwrap();
+        assert_eq!(
+            u.password_file,
+            Some(SecretFile("ssm://relay/valkey".into()))
+        );
+        let e = ValkeyUrl::parse("valkey://cache:6379?passwordFile=ssm://").unwrap_err();
+        assert!(e.starts_with("passwordFile: ssm:// needs"), "{e}");
     }
 
     /// `rediss://…#insecure` would make the client skip TLS verification.
