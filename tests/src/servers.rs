@@ -1,5 +1,5 @@
 //! Real servers for tests: a Valkey/Redis server on a free port (or one that
-//! already answers), and moto for DynamoDB, SQS and EventBridge.
+//! already answers), and moto for DynamoDB, SQS, EventBridge, SSM and S3.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -210,6 +210,37 @@ impl MotoServer {
             .unwrap()
             .queue_url
             .unwrap()
+    }
+
+    /// Writes the SSM parameter `name` (a SecureString, as a config with
+    /// secrets in it would be), a new version over any before it.
+    pub async fn put_parameter(&self, name: &str, value: &str) {
+        aws_sdk_ssm::Client::new(&self.sdk_config())
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Writes the S3 object `key` of `bucket`, creating the bucket first
+    /// if there is none.
+    pub async fn put_object(&self, bucket: &str, key: &str, body: &str) {
+        let s3 = aws_sdk_s3::Client::new(&self.sdk_config());
+        let exists = s3.head_bucket().bucket(bucket).send().await.is_ok();
+        if !exists {
+            s3.create_bucket().bucket(bucket).send().await.unwrap();
+        }
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
     }
 
     /// Creates `table` with the store's schema and returns its store URL.

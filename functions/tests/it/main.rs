@@ -2,6 +2,8 @@
 //! provider table) each provider's `src/<provider>/function_tests.rs`, and
 //! the HTTP contract of each router, in-process (`http_contract`).
 
+#[cfg(feature = "ingress")]
+mod aws_dlq;
 mod bounded_labels;
 mod deploy_knative_doc;
 mod deployables;
@@ -35,9 +37,9 @@ mod ingress_rate_limit;
 mod ingress_secure_default;
 mod rate_limits;
 mod reload;
+mod remote_config;
 mod secure_default;
 mod shared_store;
-mod sqs_dlq;
 mod state_table;
 mod tracing;
 mod validate;
