@@ -5,6 +5,8 @@
 #[cfg(feature = "ingress")]
 mod aws_dlq;
 mod bounded_labels;
+#[cfg(feature = "ingress")]
+mod deploy_aws_doc;
 mod deploy_knative_doc;
 mod deployables;
 #[cfg(feature = "dlq")]
