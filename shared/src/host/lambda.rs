@@ -3,6 +3,10 @@
 //! SQS batches (partial batch responses). A retryable failure is an error, so
 //! Lambda retries and then hands the event to the on-failure destination; a
 //! permanent failure is dead-lettered (to SQS) by the engine and succeeds.
+//! An event marked for one Notification (a dead letter replayed onto the
+//! bus, `redrive`) runs that Notification only. A config in SSM or S3 is
+//! checked at the start of an invocation once its TTL has passed
+//! (`remote_config`).
 
 use std::sync::Arc;
 

@@ -31,6 +31,8 @@ pub const TTL_ENV: &str = "RELAY_CONFIG_TTL_SECONDS";
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 /// The largest TTL taken: a day.
 const MAX_TTL_SECONDS: u64 = 86_400;
+/// The longest a read of the config may take.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A config larger than this is refused rather than read (an SSM parameter
 /// holds at most 8 KB; an S3 object could hold anything).
 pub const MAX_CONFIG_BYTES: i64 = 1 << 20;
@@ -131,9 +133,16 @@ pub struct RemoteConfig {
 }
 
 impl RemoteConfig {
-    /// Credentials, region and endpoint (`AWS_ENDPOINT_URL`) from the environment.
+    /// Credentials, region and endpoint (`AWS_ENDPOINT_URL`) from the
+    /// environment. A read (retries included) takes at most
+    /// [`READ_TIMEOUT`]: on Lambda an invocation waits for it.
     pub async fn open(location: Location) -> RemoteConfig {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(READ_TIMEOUT)
+                    .build(),
+            )
             .load()
             .await;
         RemoteConfig::from_conf(&conf, location)
