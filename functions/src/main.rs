@@ -131,6 +131,10 @@ enum DlqAction {
         /// the ingress's RELAY_EVENT_SOURCE.
         #[arg(long, env = "RELAY_EVENT_SOURCE", default_value = "tekton.relay")]
         source: String,
+        /// The config the functions serve (a file, ssm://…, s3://…; with
+        /// --sqs): a dead letter of a Notification it lacks is kept.
+        #[arg(long, requires = "sqs")]
+        config: Option<PathBuf>,
         /// A dead letter's id, or (with --sqs) an SQS message id.
         #[arg(long = "id")]
         ids: Vec<String>,
@@ -287,9 +291,10 @@ async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
             sqs: Some(queue),
             bus,
             source,
+            config,
             ids,
             ..
-        } => return sqs_replay(&queue, bus, source, &ids).await,
+        } => return sqs_replay(&queue, bus, source, config, &ids).await,
         DlqAction::List {
             url,
             limit,
@@ -426,9 +431,22 @@ async fn sqs_replay(
     queue: &str,
     bus: Option<String>,
     source: String,
+    config: Option<PathBuf>,
     ids: &[String],
 ) -> Result<ExitCode, String> {
     let name = bus.ok_or("name the EventBridge bus: --bus NAME or RELAY_EVENT_BUS")?;
+    let notifications = match config {
+        Some(path) => Some(
+            relay_core::runtime::load_config_once(Some(&path))
+                .await
+                .map_err(|e| format!("invalid config:\n{e}"))?
+                .notifications
+                .into_iter()
+                .map(|n| n.name)
+                .collect(),
+        ),
+        None => None,
+    };
     let queue = relay_core::deadletter::aws_queue::AwsQueue::open(queue).await?;
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
@@ -437,6 +455,7 @@ async fn sqs_replay(
         client: aws_sdk_eventbridge::Client::new(&conf),
         name,
         source,
+        notifications,
     };
     let summary = relay::ingress::replay::replay(&queue, &bus, ids).await?;
     println!(
@@ -455,6 +474,7 @@ async fn sqs_replay(
     _queue: &str,
     _bus: Option<String>,
     _source: String,
+    _config: Option<PathBuf>,
     _ids: &[String],
 ) -> Result<ExitCode, String> {
     Err("this build has no EventBridge client (built without the cargo feature \"ingress\")".into())

@@ -52,6 +52,10 @@ pub struct Bus {
     pub name: String,
     /// The source of a dead letter's event (the ingress's `RELAY_EVENT_SOURCE`).
     pub source: String,
+    /// The Notifications the functions serve, when known (`--config`): a
+    /// dead letter of another one stays on the queue rather than going
+    /// where no function acts on it.
+    pub notifications: Option<Vec<String>>,
 }
 
 /// How long a message is hidden while a replay holds it.
@@ -86,9 +90,20 @@ pub async fn replay(queue: &AwsQueue, bus: &Bus, ids: &[String]) -> Result<Summa
             }) => put_event(&bus.client, &bus.name, &source, &detail_type, detail)
                 .await
                 .map_err(|e| e.to_string()),
+            Ok(Replay::Marked { notification, .. })
+                if bus
+                    .notifications
+                    .as_ref()
+                    .is_some_and(|known| !known.contains(&notification)) =>
+            {
+                Err(format!(
+                    "not replayable: the config has no Notification {notification:?}"
+                ))
+            }
             Ok(Replay::Marked {
                 detail_type,
                 detail,
+                ..
             }) => put_event(&bus.client, &bus.name, &bus.source, &detail_type, detail)
                 .await
                 .map_err(|e| e.to_string()),

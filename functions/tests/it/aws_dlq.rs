@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use relay_core::deadletter::DeadLetterSink;
 use relay_core::deadletter::aws_queue::{AwsQueue, Body};
 use relay_tests::fixtures::{RequestFile, dir};
 use relay_tests::function::{document, notification, provider};
@@ -416,6 +417,38 @@ async fn every_failure_on_the_queue_is_listed_and_replayed_onto_the_bus() {
     }
     let (_, left) = cli(&["dlq", "list", "--sqs", &queue], &env).await;
     assert_eq!(left["total"], 1, "only the malformed message: {left:#}");
+
+    // With the functions' config, a dead letter of a Notification it no
+    // longer has stays on the queue instead of going where nobody acts.
+    let mut gone = entry.clone();
+    gone.id = "renamed-1".into();
+    gone.notification = "renamed".into();
+    relay_core::deadletter::sqs::SqsSink::from_conf(&moto.sdk_config(), &queue)
+        .put(&gone)
+        .await
+        .unwrap();
+    let config = f.dir.path().join("relay.yaml").display().to_string();
+    let (ok, summary) = cli(
+        &[
+            "dlq",
+            "replay",
+            "--sqs",
+            &queue,
+            "--bus",
+            BUS,
+            "--config",
+            &config,
+            "--id",
+            "renamed-1",
+        ],
+        &env,
+    )
+    .await;
+    assert!(!ok, "{summary:#}");
+    let detail = summary["messages"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("no Notification \"renamed\""), "{detail}");
+    let (_, left) = cli(&["dlq", "list", "--sqs", &queue], &env).await;
+    assert_eq!(left["total"], 2, "{left:#}");
 }
 
 /// Only an operator's replay marks an event: the ingress refuses one that

@@ -108,14 +108,14 @@ fn relay(args: &[&str], env: &[(String, String)]) -> (bool, Value) {
     (out.status.success(), v)
 }
 
-/// The queue as a deployment fills it: a dead letter of `github-status`
+/// The queue as a deployment fills it: a dead letter of `commit-status`
 /// and an invocation record of the github function.
 async fn fill(moto: &MotoServer, queue: &str) -> String {
     let envelope = RequestFile::load(&dir().join("wrappers/aws-eventbridge-envelope.json")).body;
     let entry = DeadLetterEntry {
         id: "7d9f0c52-2f55-4a57-9a38-0e0c1b1f6a11".into(),
         failed_at: "2024-05-16T00:49:01.000Z".into(),
-        notification: "github-status".into(),
+        notification: "commit-status".into(),
         provider: "github".into(),
         provider_type: "github".into(),
         cause: Cause {
@@ -138,7 +138,7 @@ async fn fill(moto: &MotoServer, queue: &str) -> String {
             "condition": "RetriesExhausted", "approximateInvokeCount": 3},
         "requestPayload": envelope,
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-        "responsePayload": {"errorType": "RetryableDeliveryFailure", "errorMessage": "retryable delivery failure: github-status: answered 502"}
+        "responsePayload": {"errorType": "RetryableDeliveryFailure", "errorMessage": "retryable delivery failure: commit-status: answered 502"}
     });
     aws_sdk_sqs::Client::new(&moto.sdk_config())
         .send_message()

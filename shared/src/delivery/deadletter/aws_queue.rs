@@ -156,7 +156,11 @@ pub enum Replay {
     },
     /// A dead letter's event, marked for its Notification (`redrive`), under
     /// the detail-type the ingress gives it; the source is the bus's.
-    Marked { detail_type: String, detail: Value },
+    Marked {
+        notification: String,
+        detail_type: String,
+        detail: Value,
+    },
 }
 
 /// Reads one message body; `error` is Lambda's `ErrorMessage` attribute.
@@ -256,6 +260,7 @@ fn entry_replay(e: &DeadLetterEntry) -> Result<Replay, String> {
     let mut detail = e.event.clone();
     crate::delivery::redrive::mark(&mut detail, &e.notification, e.replays.saturating_add(1));
     Ok(Replay::Marked {
+        notification: e.notification.clone(),
         detail_type,
         detail,
     })
@@ -578,12 +583,14 @@ mod tests {
         assert_eq!(l.cause, "permanent 401: answered 401");
         assert_eq!(l.replays, Some(2));
         let Ok(Replay::Marked {
+            notification,
             detail_type,
             detail,
         }) = body.replay()
         else {
             panic!("{:?}", body.replay());
         };
+        assert_eq!(notification, "gh-status");
         assert_eq!(detail_type, "dev.tekton.event.pipelinerun.failed.v1");
         assert_eq!(detail["relayreplay"], "gh-status");
         assert_eq!(detail["relayreplays"], 3);
