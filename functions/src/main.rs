@@ -28,7 +28,8 @@ struct Cli {
 enum Command {
     /// Serve every provider in one process (the embedded default without --config).
     Serve {
-        /// Config file; else $RELAY_CONFIG, else /etc/relay/relay.yaml, else the embedded default.
+        /// Config file (or ssm://PARAMETER, s3://BUCKET/KEY); else
+        /// $RELAY_CONFIG, else /etc/relay/relay.yaml, else the embedded default.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Listen address; else $RELAY_LISTEN, else 0.0.0.0:$PORT, else
@@ -71,7 +72,8 @@ enum Command {
         #[command(subcommand)]
         target: ManifestsTarget,
     },
-    /// Inspect and replay the dead-letter queue of a running relay.
+    /// Inspect and replay the dead-letter queue of a running relay, or
+    /// the SQS dead-letter queue on AWS.
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
@@ -94,7 +96,9 @@ enum DlqAction {
     List {
         #[arg(long, default_value = "http://127.0.0.1:8080", conflicts_with = "sqs")]
         url: String,
-        /// An SQS dead-letter queue URL (AWS): listing consumes nothing.
+        /// An SQS dead-letter queue URL (AWS): every message, the relay's
+        /// dead letters and Lambda's invocation records; listing consumes
+        /// nothing.
         #[arg(long)]
         sqs: Option<String>,
         #[arg(long)]
@@ -114,13 +118,24 @@ enum DlqAction {
     Replay {
         #[arg(long, default_value = "http://127.0.0.1:8080", conflicts_with = "sqs")]
         url: String,
-        /// Replay an SQS dead-letter queue here, with the Notifications of
-        /// --config (else $RELAY_CONFIG): successes are deleted, failures
-        /// stay with `replays` + 1.
+        /// Replay an SQS dead-letter queue (AWS) onto the EventBridge bus,
+        /// to run in AWS: an invocation record's event as it was, a dead
+        /// letter's event marked for its one Notification. What went on
+        /// the bus is deleted from the queue; the rest stays.
         #[arg(long)]
         sqs: Option<String>,
-        #[arg(long)]
+        /// The EventBridge bus the ingress puts events on (with --sqs).
+        #[arg(long, env = "RELAY_EVENT_BUS")]
+        bus: Option<String>,
+        /// The source of a dead letter's event on the bus (with --sqs), as
+        /// the ingress's RELAY_EVENT_SOURCE.
+        #[arg(long, env = "RELAY_EVENT_SOURCE", default_value = "tekton.relay")]
+        source: String,
+        /// The config the functions serve (a file, ssm://…, s3://…; with
+        /// --sqs): a dead letter of a Notification it lacks is kept.
+        #[arg(long, requires = "sqs")]
         config: Option<PathBuf>,
+        /// A dead letter's id, or (with --sqs) an SQS message id.
         #[arg(long = "id")]
         ids: Vec<String>,
         /// The dead-letter API's bearer token (spec.apiAuth.bearerTokenFile
@@ -190,9 +205,8 @@ async fn serve(
     drain: u64,
 ) -> Result<ExitCode, String> {
     relay_core::telemetry::init();
-    let watcher =
-        relay_core::runtime::config_path(config.as_deref()).map(relay_core::reload::Watcher::new);
-    let cfg = relay_core::runtime::load_config(config.as_deref())
+    let (cfg, keeper) = relay_core::runtime::load_config_kept(config.as_deref(), false)
+        .await
         .map_err(|e| format!("invalid config:\n{e}"))?;
     let registry = relay::registry();
     let app = relay_core::runtime::build_app(&cfg, &registry)
@@ -207,9 +221,7 @@ async fn serve(
         "--insecure-no-auth (or RELAY_INSECURE_NO_AUTH=true)",
     )
     .await?;
-    if let Some(w) = watcher {
-        w.start(app.clone(), registry);
-    }
+    keeper.start(app.clone(), registry);
     relay_core::runtime::serve(app, listener, Duration::from_secs(drain))
         .await
         .map_err(|e| e.to_string())?;
@@ -277,10 +289,12 @@ async fn dlq(action: DlqAction) -> Result<ExitCode, String> {
         } => return sqs_list(&queue, limit, notification.as_deref()).await,
         DlqAction::Replay {
             sqs: Some(queue),
+            bus,
+            source,
             config,
             ids,
             ..
-        } => return sqs_replay(&queue, config, &ids).await,
+        } => return sqs_replay(&queue, bus, source, config, &ids).await,
         DlqAction::List {
             url,
             limit,
@@ -378,45 +392,72 @@ async fn authenticate(
     Ok(req)
 }
 
-fn sqs_url(queue: &str) -> String {
-    if queue.starts_with("sqs://") {
-        queue.to_string()
-    } else {
-        format!("sqs://{queue}")
-    }
-}
-
 async fn sqs_list(
     queue: &str,
     limit: Option<usize>,
     notification: Option<&str>,
 ) -> Result<ExitCode, String> {
-    use relay_core::deadletter::DeadLetterSink;
-    let sink = relay_core::deadletter::sqs::SqsSink::open(&sqs_url(queue)).await?;
-    let (total, entries) = sink
-        .list(limit, notification)
-        .await
-        .map_err(|e| e.to_string())?;
-    let out = serde_json::json!({"total": total, "entries": entries});
+    let queue = relay_core::deadletter::aws_queue::AwsQueue::open(queue).await?;
+    let (messages, more) = queue.receive_all(60).await.map_err(|e| e.to_string())?;
+    // Visible again at once: listing consumes nothing.
+    for m in &messages {
+        if let Err(e) = queue.release(m).await {
+            eprintln!(
+                "relay: message {} stays hidden until its 60 s hold ends: {e}",
+                m.message_id
+            );
+        }
+    }
+    let listed: Vec<_> = messages
+        .iter()
+        .map(|m| m.listed())
+        .filter(|l| notification.is_none_or(|n| l.notification.as_deref() == Some(n)))
+        .collect();
+    let total = listed.len();
+    let shown: Vec<_> = listed
+        .into_iter()
+        .take(limit.unwrap_or(usize::MAX))
+        .collect();
+    let mut out = serde_json::json!({"total": total, "messages": shown});
+    if more {
+        out["more"] = true.into();
+    }
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "ingress")]
 async fn sqs_replay(
     queue: &str,
+    bus: Option<String>,
+    source: String,
     config: Option<PathBuf>,
     ids: &[String],
 ) -> Result<ExitCode, String> {
-    let cfg = relay_core::runtime::load_config(config.as_deref())
-        .map_err(|e| format!("invalid config:\n{e}"))?;
-    let app = relay_core::runtime::build_app(&cfg, &relay::registry())
-        .await
-        .map_err(|e| format!("invalid config:\n{e}"))?;
-    let sink = relay_core::deadletter::sqs::SqsSink::open(&sqs_url(queue)).await?;
-    let ids = (!ids.is_empty()).then_some(ids);
-    let summary = relay_core::replay::replay(&app.engine(), &sink, ids)
-        .await
-        .map_err(|e| e.to_string())?;
+    let name = bus.ok_or("name the EventBridge bus: --bus NAME or RELAY_EVENT_BUS")?;
+    let notifications = match config {
+        Some(path) => Some(
+            relay_core::runtime::load_config_once(Some(&path))
+                .await
+                .map_err(|e| format!("invalid config:\n{e}"))?
+                .notifications
+                .into_iter()
+                .map(|n| n.name)
+                .collect(),
+        ),
+        None => None,
+    };
+    let queue = relay_core::deadletter::aws_queue::AwsQueue::open(queue).await?;
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let bus = relay::ingress::replay::Bus {
+        client: aws_sdk_eventbridge::Client::new(&conf),
+        name,
+        source,
+        notifications,
+    };
+    let summary = relay::ingress::replay::replay(&queue, &bus, ids).await?;
     println!(
         "{}",
         serde_json::to_string_pretty(&summary).unwrap_or_default()
@@ -426,4 +467,15 @@ async fn sqs_replay(
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(not(feature = "ingress"))]
+async fn sqs_replay(
+    _queue: &str,
+    _bus: Option<String>,
+    _source: String,
+    _config: Option<PathBuf>,
+    _ids: &[String],
+) -> Result<ExitCode, String> {
+    Err("this build has no EventBridge client (built without the cargo feature \"ingress\")".into())
 }

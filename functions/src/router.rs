@@ -151,8 +151,9 @@ pub async fn serve() -> Result<(), String> {
     if relay_core::lambda::on_lambda() {
         return Err("the router is for Knative; on AWS, EventBridge rules route".into());
     }
-    let watcher = runtime::config_path(None).map(relay_core::reload::Watcher::new);
-    let cfg = runtime::load_config(None).map_err(|e| format!("invalid config:\n{e}"))?;
+    let (cfg, keeper) = runtime::load_config_kept(None, false)
+        .await
+        .map_err(|e| format!("invalid config:\n{e}"))?;
     let registry = crate::registry();
     let app = runtime::build_app(&cfg, &registry)
         .await
@@ -164,9 +165,7 @@ pub async fn serve() -> Result<(), String> {
         "RELAY_INSECURE_NO_AUTH=true",
     )
     .await?;
-    if let Some(w) = watcher {
-        w.start(app.clone(), registry);
-    }
+    keeper.start(app.clone(), registry);
     let limits = runtime::ConnectionLimits::from_settings(&app.engine().plan.settings.limits);
     runtime::serve_router_with(
         router(Arc::clone(&app)),

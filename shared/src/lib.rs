@@ -19,11 +19,11 @@ pub use event::model::{RunEvent, RunState};
 // module gathers them again under the old name.
 
 pub use delivery::{
-    accumulator, deadletter, metrics, notification, replay, secret_url, state, store, summary,
-    transport,
+    accumulator, deadletter, metrics, notification, redrive, replay, secret_url, state, store,
+    summary, transport,
 };
 pub use event::{config, decode, escape, field, model, sample, secret, template};
-pub use host::{emf, lambda, reload, telemetry};
+pub use host::{emf, lambda, reload, remote_config, telemetry};
 pub use toolkit::{chat, family, githost, incident, message, oauth2};
 
 /// `relay_core::auth`: inbound authentication (host) and its settings (event).

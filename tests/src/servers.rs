@@ -1,5 +1,5 @@
 //! Real servers for tests: a Valkey/Redis server on a free port (or one that
-//! already answers), and moto for DynamoDB, SQS and EventBridge.
+//! already answers), and moto for DynamoDB, SQS, EventBridge, SSM and S3.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -212,7 +212,8 @@ impl MotoServer {
             .unwrap()
     }
 
-    /// Puts the SSM parameter `name` (a `SecureString`), overwriting it.
+    /// Puts the SSM parameter `name` (a `SecureString`, as a secret or a
+    /// config with secrets in it would be), a new version over any before.
     pub async fn ssm_parameter(&self, name: &str, value: &str) {
         aws_sdk_ssm::Client::new(&self.sdk_config())
             .put_parameter()
@@ -230,6 +231,23 @@ impl MotoServer {
         aws_sdk_ssm::Client::new(&self.sdk_config())
             .delete_parameter()
             .name(name)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Writes the S3 object `key` of `bucket`, creating the bucket first
+    /// if there is none.
+    pub async fn put_object(&self, bucket: &str, key: &str, body: &str) {
+        let s3 = aws_sdk_s3::Client::new(&self.sdk_config());
+        let exists = s3.head_bucket().bucket(bucket).send().await.is_ok();
+        if !exists {
+            s3.create_bucket().bucket(bucket).send().await.unwrap();
+        }
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
             .send()
             .await
             .unwrap();

@@ -719,8 +719,9 @@ async fn remove(
 /// store from `RELAY_DLQ_STORE`, replay targets from `RELAY_DLQ_SUBSCRIBERS`.
 pub async fn serve() -> Result<(), String> {
     let env = |k: &str| std::env::var(k).ok();
-    let cfg =
-        relay_core::runtime::load_config(None).map_err(|e| format!("invalid config:\n{e}"))?;
+    let cfg = relay_core::runtime::load_config_once(None)
+        .await
+        .map_err(|e| format!("invalid config:\n{e}"))?;
     check_auth(cfg.settings.inbound_auth.as_ref(), insecure_no_auth(env)?)?;
     let subscribers = Subscribers::from_env(env)?;
     if subscribers.is_empty() {

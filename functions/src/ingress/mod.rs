@@ -3,6 +3,7 @@
 //! forwards it unchanged to `K_SINK` (a SinkBinding to the Broker). The
 //! W3C trace context it was sent with travels on in the event (`otel`).
 
+pub mod replay;
 pub mod trim;
 
 use std::sync::Arc;
@@ -233,6 +234,25 @@ async fn receive(State(ing): State<Arc<Ingress>>, req: Request) -> Response {
             tracing::info!(%event_type, "ignored");
             return axum::Json(json!({"outcome": "ignored"})).into_response();
         }
+        Ok(Accepted::Run { original, .. }) if matches!(&original, Original::CloudEvent(ce) if relay_core::redrive::is_marked(ce)) =>
+        {
+            // Only an operator's replay marks an event for one Notification
+            // (`relay dlq replay --sqs`, straight onto the bus).
+            let e = IngressError::new(
+                StatusCode::BAD_REQUEST,
+                "reserved_attribute",
+                format!(
+                    "the extension attributes {} and {} are the relay's own",
+                    relay_core::redrive::NOTIFICATION_ATTRIBUTE,
+                    relay_core::redrive::REPLAYS_ATTRIBUTE
+                ),
+            );
+            ing.metrics
+                .requests_rejected
+                .with_label_values(&[e.code])
+                .inc();
+            return error(&e);
+        }
         Ok(Accepted::Run {
             event,
             mut original,
@@ -316,17 +336,56 @@ async fn to_eventbridge(
         }
         obj.insert(crate::router::ROUTED_ATTRIBUTE.into(), "true".into());
     }
-    let trimmed = trim::fit(
-        &mut detail,
-        EVENTBRIDGE_MAX_BYTES - source.len() - event_type.len() - 512,
-    );
-    let Ok(trimmed) = trimmed else {
-        return error(&IngressError::new(
+    match put_event(client, bus, source, event_type, detail).await {
+        Ok(trimmed) => {
+            axum::Json(json!({"outcome": "forwarded", "trimmed": trimmed})).into_response()
+        }
+        Err(PutError::TooLarge) => error(&IngressError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "event_too_large",
             "the event exceeds EventBridge's 256 KB limit even without its bulky fields",
-        ));
-    };
+        )),
+        Err(PutError::Failed(why)) => retryable(&why),
+    }
+}
+
+/// Why an event did not go on the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutError {
+    /// Over EventBridge's 256 KB even without its bulky fields.
+    TooLarge,
+    /// EventBridge refused it or could not be reached: why.
+    Failed(String),
+}
+
+impl std::fmt::Display for PutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PutError::TooLarge => write!(
+                f,
+                "the event exceeds EventBridge's 256 KB limit even without its bulky fields"
+            ),
+            PutError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Puts `detail` (a structured CloudEvent) on `bus` under `source` and the
+/// detail-type `event_type`, trimmed to fit ([`trim::fit`]): what the
+/// ingress sends each event as, and `relay dlq replay --sqs` sends it
+/// again. The fields trimmed.
+pub async fn put_event(
+    client: &aws_sdk_eventbridge::Client,
+    bus: &str,
+    source: &str,
+    event_type: &str,
+    mut detail: serde_json::Value,
+) -> Result<Vec<&'static str>, PutError> {
+    let trimmed = trim::fit(
+        &mut detail,
+        EVENTBRIDGE_MAX_BYTES.saturating_sub(source.len() + event_type.len() + 512),
+    )
+    .map_err(|_| PutError::TooLarge)?;
     if !trimmed.is_empty() {
         tracing::info!(fields = %trimmed.join(","), "trimmed for EventBridge");
     }
@@ -337,9 +396,7 @@ async fn to_eventbridge(
         .detail(detail.to_string())
         .build();
     match client.put_events().entries(entry).send().await {
-        Ok(out) if out.failed_entry_count() == 0 => {
-            axum::Json(json!({"outcome": "forwarded", "trimmed": trimmed})).into_response()
-        }
+        Ok(out) if out.failed_entry_count() == 0 => Ok(trimmed),
         Ok(out) => {
             let why = out
                 .entries()
@@ -347,12 +404,14 @@ async fn to_eventbridge(
                 .filter_map(|e| e.error_message())
                 .collect::<Vec<_>>()
                 .join("; ");
-            retryable(&format!("EventBridge refused the event: {why}"))
+            Err(PutError::Failed(format!(
+                "EventBridge refused the event: {why}"
+            )))
         }
-        Err(e) => retryable(&format!(
+        Err(e) => Err(PutError::Failed(format!(
             "EventBridge unavailable: {}",
             aws_sdk_eventbridge::error::DisplayErrorContext(e)
-        )),
+        ))),
     }
 }
 
@@ -408,8 +467,10 @@ async fn to_sink(
 /// (Knative, onto `K_SINK`), or the Lambda runtime behind a Function URL
 /// (onto EventBridge).
 pub async fn serve() -> Result<(), String> {
-    let cfg =
-        relay_core::runtime::load_config(None).map_err(|e| format!("invalid config:\n{e}"))?;
+    // Read once: the ingress keeps the auth and limits it started with.
+    let cfg = relay_core::runtime::load_config_once(None)
+        .await
+        .map_err(|e| format!("invalid config:\n{e}"))?;
     if let Some(Err((path, msg))) = cfg.settings.inbound_auth.as_ref().map(|a| a.check_config()) {
         return Err(format!("invalid config: spec.inboundAuth{path}: {msg}"));
     }

@@ -2,8 +2,12 @@
 //! provider table) each provider's `src/<provider>/function_tests.rs`, and
 //! the HTTP contract of each router, in-process (`http_contract`).
 
+#[cfg(feature = "ingress")]
+mod aws_dlq;
 mod aws_secrets;
 mod bounded_labels;
+#[cfg(feature = "ingress")]
+mod deploy_aws_doc;
 mod deploy_knative_doc;
 mod deployables;
 #[cfg(feature = "dlq")]
@@ -36,9 +40,9 @@ mod ingress_rate_limit;
 mod ingress_secure_default;
 mod rate_limits;
 mod reload;
+mod remote_config;
 mod secure_default;
 mod shared_store;
-mod sqs_dlq;
 mod state_table;
 mod tracing;
 mod validate;

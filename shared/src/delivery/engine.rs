@@ -350,6 +350,11 @@ pub enum Mode<'a> {
     Live,
     /// A dead letter replayed to the one Notification that failed.
     Replay { notification: &'a str },
+    /// A dead letter's event back on the event bus, marked for the one
+    /// Notification that failed (`redrive`): that Notification only, its
+    /// failures handled as live ones are (a permanent one dead-lettered
+    /// again, with `replays`).
+    Redrive { notification: &'a str, replays: u32 },
 }
 
 pub struct Engine {
@@ -433,7 +438,9 @@ impl Engine {
         let summary = summary.as_ref();
         let selected = self.plan.notifications.iter().filter(|n| match mode {
             Mode::Live => true,
-            Mode::Replay { notification } => n.name == notification,
+            Mode::Replay { notification } | Mode::Redrive { notification, .. } => {
+                n.name == notification
+            }
         });
         let event = &event;
         let trace = &trace;
@@ -474,12 +481,17 @@ impl Engine {
                 }
                 Run::Failed(f) => match (mode, &self.dead_letters) {
                     (Mode::Replay { .. }, _) => (Outcome::Failed, Some(f.message)),
-                    (Mode::Live, DeadLetterTarget::Respond) => (Outcome::Rejected, Some(f.message)),
-                    (Mode::Live, DeadLetterTarget::Sink(sink)) => {
+                    (Mode::Live | Mode::Redrive { .. }, DeadLetterTarget::Respond) => {
+                        (Outcome::Rejected, Some(f.message))
+                    }
+                    (Mode::Live | Mode::Redrive { .. }, DeadLetterTarget::Sink(sink)) => {
                         let mut kept = original.to_json();
                         // Dead letters are listed over the API: no clone-URL token in them.
                         crate::event::decode::scm::redact_userinfo(&mut kept);
-                        let entry = dead_letter(n, &f, kept);
+                        let mut entry = dead_letter(n, &f, kept);
+                        if let Mode::Redrive { replays, .. } = mode {
+                            entry.replays = replays;
+                        }
                         match sink.put(&entry).await {
                             Ok(()) => {
                                 self.metrics
@@ -724,6 +736,10 @@ fn event_span(
         Mode::Replay { notification } => {
             attributes.push(KeyValue::new("relay.replay", notification.to_string()));
             "replay dead letter"
+        }
+        Mode::Redrive { notification, .. } => {
+            attributes.push(KeyValue::new("relay.replay", notification.to_string()));
+            "redrive dead letter"
         }
     };
     crate::delivery::otel::start(

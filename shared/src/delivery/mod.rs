@@ -15,6 +15,7 @@ pub mod otel;
 pub mod outbound;
 pub mod provider;
 pub mod ratelimit;
+pub mod redrive;
 pub mod replay;
 pub mod secret_url;
 pub mod state;

@@ -3,13 +3,22 @@
 //! SQS batches (partial batch responses). A retryable failure is an error, so
 //! Lambda retries and then hands the event to the on-failure destination; a
 //! permanent failure is dead-lettered (to SQS) by the engine and succeeds.
+//! An event marked for one Notification (a dead letter replayed onto the
+//! bus, `redrive`) runs that Notification only. A config in SSM or S3 is
+//! checked at the start of an invocation once its TTL has passed
+//! (`remote_config`).
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::delivery::engine::{EventResult, Mode};
 use crate::delivery::original::Original;
+use crate::delivery::provider::Registry;
+use crate::delivery::redrive;
 use crate::event::decode::{self, Decoded, wrappers};
+use crate::host::remote_config::Refresh;
 use crate::host::server::App;
 
 /// Why an invocation failed; Lambda retries it.
@@ -31,11 +40,13 @@ fn failures(r: &EventResult) -> String {
         .join("; ")
 }
 
-/// Runs one CloudEvent through the engine.
+/// Runs one CloudEvent through the engine: all its Notifications, or, when
+/// it is a dead letter's event marked for one (`redrive`), that one.
 async fn process_cloudevent(
     app: &App,
-    ce: cloudevents::Event,
+    mut ce: cloudevents::Event,
 ) -> Result<EventResult, InvocationError> {
+    let mark = redrive::take(&mut ce).map_err(InvocationError::Undecodable)?;
     let engine = app.engine();
     let metrics = &engine.metrics;
     match decode::decode_cloudevent(&ce).map_err(|e| InvocationError::Undecodable(e.to_string()))? {
@@ -54,13 +65,21 @@ async fn process_cloudevent(
                 .with_label_values(&[crate::delivery::metrics::event_type_label(&ev.event_type)])
                 .inc();
             let span = tracing::info_span!("event", ce_id = %ev.event_id, ce_type = %ev.event_type,
-                run = %ev.display_name(), state = %ev.state, trace_id = tracing::field::Empty);
+                run = %ev.display_name(), state = %ev.state, trace_id = tracing::field::Empty,
+                replay = mark.as_ref().map(|m| m.notification.as_str()));
+            let mode = match &mark {
+                Some(m) => Mode::Redrive {
+                    notification: &m.notification,
+                    replays: m.replays,
+                },
+                None => Mode::Live,
+            };
             // The span is entered for each poll, not held across the await
             // (an `enter()` guard would stay on this thread while another
             // task runs there, and be left on the wrong one).
             let r = async {
                 let r = engine
-                    .process(*ev, &Original::CloudEvent(Box::new(ce)), Mode::Live)
+                    .process(*ev, &Original::CloudEvent(Box::new(ce)), mode)
                     .await;
                 tracing::info!(outcome = r.outcome.as_str(), "event processed");
                 r
@@ -124,13 +143,22 @@ pub async fn handle(app: &App, payload: Value) -> Result<Value, InvocationError>
 /// Serves invocations until the runtime stops the process.
 /// After each invocation its metrics go out as EMF log lines and its spans
 /// are exported, before Lambda freezes the sandbox.
-pub async fn run(app: crate::host::server::SharedApp) -> Result<(), String> {
-    let emf = std::sync::Arc::new(crate::host::emf::Emf::from_env());
+/// With `refresh`, a config in SSM or S3 is checked at the start of an
+/// invocation once its TTL has passed (`remote_config`).
+pub async fn run(
+    app: crate::host::server::SharedApp,
+    refresh: Option<Arc<(Refresh, Registry)>>,
+) -> Result<(), String> {
+    let emf = Arc::new(crate::host::emf::Emf::from_env());
     app.engine().metrics.keep_duration_samples();
     let handler = lambda_runtime::service_fn(move |ev: lambda_runtime::LambdaEvent<Value>| {
         let app = app.clone();
         let emf = emf.clone();
+        let refresh = refresh.clone();
         async move {
+            if let Some(r) = refresh.as_deref() {
+                r.0.if_due(&app, &r.1).await;
+            }
             let result = handle(&app, ev.payload).await;
             after_invocation(&emf, &app.engine().metrics).await;
             result

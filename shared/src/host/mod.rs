@@ -13,6 +13,7 @@ pub mod ingress;
 pub mod lambda;
 pub mod ratelimit;
 pub mod reload;
+pub mod remote_config;
 pub mod runtime;
 pub mod server;
 pub mod telemetry;

@@ -53,9 +53,19 @@ fn fingerprint(path: &Path) -> Option<Fingerprint> {
 /// with (each request holds its own `Arc`); the store, dead-letter sink and
 /// metrics carry over unless their settings changed.
 pub async fn reload(app: &App, path: &Path, registry: &Registry) -> Result<usize, ConfigErrors> {
+    reload_with(app, RelayConfig::load(path), registry).await
+}
+
+/// [`reload`] of a config already read (`loaded`, before the deployment's
+/// overrides), wherever it came from (a file, SSM, S3).
+pub async fn reload_with(
+    app: &App,
+    loaded: Result<RelayConfig, ConfigErrors>,
+    registry: &Registry,
+) -> Result<usize, ConfigErrors> {
     let current = app.engine();
     let result = async {
-        let mut cfg = RelayConfig::load(path)?;
+        let mut cfg = loaded?;
         apply_env_overrides(&mut cfg, |k| std::env::var(k).ok())?;
         let engine = build_engine(&cfg, registry, Some(&current)).await?;
         // A reload must not open the door the start kept closed.

@@ -420,24 +420,104 @@ pub fn config_path(path: Option<&std::path::Path>) -> Option<std::path::PathBuf>
     default.exists().then(|| default.to_path_buf())
 }
 
+/// What keeps a config current: a file's [`Watcher`](crate::host::reload::Watcher),
+/// or the TTL check of a config in SSM or S3.
+pub enum Keeper {
+    /// The embedded default, or a file on Lambda: read once.
+    Nothing,
+    File(crate::host::reload::Watcher),
+    Remote(crate::host::remote_config::Refresh),
+}
+
+impl Keeper {
+    /// HTTP mode: keeps `app`'s config current in the background.
+    pub fn start(self, app: SharedApp, registry: Registry) {
+        match self {
+            Keeper::Nothing => {}
+            Keeper::File(w) => w.start(app, registry),
+            Keeper::Remote(r) => r.start(app, registry),
+        }
+    }
+}
+
+/// [`load_config`] for a function that keeps its config current: `path`,
+/// else `$RELAY_CONFIG`, else `/etc/relay/relay.yaml`, else the embedded
+/// default, where a path may also be `ssm://…` or `s3://…`
+/// ([`remote_config`](crate::host::remote_config)); with the deployment's
+/// overrides, and its [`Keeper`]. On Lambda (`lambda`) a file is read once
+/// (per cold start); a remote config is checked every
+/// `RELAY_CONFIG_TTL_SECONDS` either way.
+pub async fn load_config_kept(
+    path: Option<&std::path::Path>,
+    lambda: bool,
+) -> Result<(RelayConfig, Keeper), ConfigErrors> {
+    let spec = config_path(path);
+    if let Some(remote) = crate::host::remote_config::resolve(spec.as_deref())
+        .await
+        .map_err(|e| one_error("RELAY_CONFIG", e))?
+    {
+        let ttl = crate::host::remote_config::ttl_from(|k| std::env::var(k).ok())
+            .map_err(|e| one_error("environment", e))?;
+        let remote = Arc::new(remote);
+        // Before the read: SIGHUP asks for a check from here on.
+        let refresh = crate::host::remote_config::Refresh::new(remote.clone(), ttl);
+        let mut cfg = remote.load().await?;
+        apply_env_overrides(&mut cfg, |k| std::env::var(k).ok())?;
+        return Ok((cfg, Keeper::Remote(refresh)));
+    }
+    // The watcher before the read: a change made meanwhile is still seen.
+    let keeper = match (&spec, lambda) {
+        (Some(p), false) => Keeper::File(crate::host::reload::Watcher::new(p.clone())),
+        _ => Keeper::Nothing,
+    };
+    let cfg = load_config(spec.as_deref())?;
+    Ok((cfg, keeper))
+}
+
+/// [`load_config`] where the path may also name a config in SSM or S3:
+/// read once, for a function that does not reload.
+pub async fn load_config_once(path: Option<&std::path::Path>) -> Result<RelayConfig, ConfigErrors> {
+    let spec = config_path(path);
+    let remote = crate::host::remote_config::resolve(spec.as_deref())
+        .await
+        .map_err(|e| one_error("RELAY_CONFIG", e))?;
+    match remote {
+        Some(remote) => {
+            let mut cfg = remote.load().await?;
+            apply_env_overrides(&mut cfg, |k| std::env::var(k).ok())?;
+            Ok(cfg)
+        }
+        None => load_config(spec.as_deref()),
+    }
+}
+
+fn one_error(document: &str, message: String) -> ConfigErrors {
+    let mut errs = ConfigErrors::default();
+    errs.push(document, "", message);
+    errs
+}
+
 /// Runs a per-provider function: config from the environment, HTTP on `$PORT`.
 pub async fn run_function(registry: Registry) -> anyhow_like::Result {
     crate::host::telemetry::init();
-    // Lambda reads its config per cold start; HTTP mode reloads it.
-    let watcher = if crate::host::lambda::on_lambda() {
-        None
-    } else {
-        config_path(None).map(crate::host::reload::Watcher::new)
-    };
-    let cfg = load_config(None).map_err(|e| e.to_string())?;
+    // Lambda reads a file per cold start; HTTP mode reloads it. A config
+    // in SSM or S3 is checked every TTL on both.
+    let on_lambda = crate::host::lambda::on_lambda();
+    let (cfg, keeper) = load_config_kept(None, on_lambda)
+        .await
+        .map_err(|e| e.to_string())?;
     let env = |k: &str| std::env::var(k).ok();
     check_state_is_shared("spec.store", &cfg.settings.store, env)?;
     check_state_is_shared("spec.deadLetter", &cfg.settings.dead_letter, env)?;
     let app = build_app(&cfg, &registry)
         .await
         .map_err(|e| e.to_string())?;
-    if crate::host::lambda::on_lambda() {
-        return crate::host::lambda::run(app).await;
+    if on_lambda {
+        let refresh = match keeper {
+            Keeper::Remote(r) => Some(Arc::new((r, registry))),
+            Keeper::Nothing | Keeper::File(_) => None,
+        };
+        return crate::host::lambda::run(app, refresh).await;
     }
     let insecure = insecure_no_auth_env()?;
     let listener = bind_app(
@@ -447,9 +527,7 @@ pub async fn run_function(registry: Registry) -> anyhow_like::Result {
         "RELAY_INSECURE_NO_AUTH=true",
     )
     .await?;
-    if let Some(w) = watcher {
-        w.start(app.clone(), registry);
-    }
+    keeper.start(app.clone(), registry);
     serve(app, listener, Duration::from_secs(30))
         .await
         .map_err(|e| e.to_string())

@@ -1,5 +1,6 @@
 //! Dead letters: the entry format of docs/design.md and the sinks that keep them.
 
+pub mod aws_queue;
 pub mod dynamodb;
 pub mod file;
 pub mod sqs;

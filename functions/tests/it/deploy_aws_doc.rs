@@ -1,0 +1,333 @@
+//! docs/deploy-aws.md, command by command, without AWS: every line of its
+//! shell blocks is one this test knows how to check, and each refers only
+//! to what exists. The build commands name the profile, features and
+//! artifact folders the Terraform module reads; the config it stores in SSM
+//! and S3 (moto) is what the `RELAY_CONFIG` values of its table name, and a
+//! function starts from each; the `relay dlq` commands run against a queue
+//! holding a dead letter and an invocation record, onto the bus the module
+//! creates.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use relay_core::deadletter::{Cause, CauseKind, DeadLetterEntry, DeadLetterSink};
+use relay_core::remote_config::Location;
+use relay_tests::fixtures::{RequestFile, dir};
+use relay_tests::process::{Binary, FunctionProcess};
+use relay_tests::servers::MotoServer;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_relay");
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The commands of the `sh` blocks of `text`: continued lines joined, each
+/// line's commands split at `&&`.
+fn commands(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_sh = false;
+    let mut line = String::new();
+    for l in text.lines() {
+        match l.trim_start().strip_prefix("```") {
+            Some(lang) if !in_sh => in_sh = lang.trim() == "sh",
+            Some(_) => in_sh = false,
+            None if in_sh => match l.strip_suffix('\\') {
+                Some(head) => line.push_str(head),
+                None => {
+                    line.push_str(l);
+                    out.extend(
+                        std::mem::take(&mut line)
+                            .split(" && ")
+                            .map(|c| c.trim().to_string())
+                            .filter(|c| !c.is_empty()),
+                    );
+                }
+            },
+            None => {}
+        }
+    }
+    out
+}
+
+/// Shell words, as the shell splits them (quotes, comments), by Python's shlex.
+fn words(line: &str) -> Vec<String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, shlex, sys; print(json.dumps(shlex.split(sys.argv[1], comments=True)))",
+        ])
+        .arg(line)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{line}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The code spans of the doc that are remote config URLs.
+fn remote_configs(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with("ssm://") || s.starts_with("s3://"))
+        .filter(|s| !s.contains('…'))
+        .map(str::to_string)
+        .collect()
+}
+
+fn value_of<'a>(args: &'a [&'a str], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| *a == flag)
+        .and_then(|i| args.get(i + 1))
+        .copied()
+}
+
+/// `relay <args>` with `env`: whether it succeeded, and its stdout as JSON.
+fn relay(args: &[&str], env: &[(String, String)]) -> (bool, Value) {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RELAY_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "relay {args:?}: {e}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), v)
+}
+
+/// The queue as a deployment fills it: a dead letter of `commit-status`
+/// and an invocation record of the github function.
+async fn fill(moto: &MotoServer, queue: &str) -> String {
+    let envelope = RequestFile::load(&dir().join("wrappers/aws-eventbridge-envelope.json")).body;
+    let entry = DeadLetterEntry {
+        id: "7d9f0c52-2f55-4a57-9a38-0e0c1b1f6a11".into(),
+        failed_at: "2024-05-16T00:49:01.000Z".into(),
+        notification: "commit-status".into(),
+        provider: "github".into(),
+        provider_type: "github".into(),
+        cause: Cause {
+            kind: CauseKind::Permanent,
+            status: Some(422),
+            message: "answered 422".into(),
+        },
+        attempts: 1,
+        replays: 0,
+        event: envelope["detail"].clone(),
+        truncated: None,
+        unknown_destination: false,
+    };
+    let sink = relay_core::deadletter::sqs::SqsSink::from_conf(&moto.sdk_config(), queue);
+    sink.put(&entry).await.unwrap();
+    let record = json!({
+        "version": "1.0", "timestamp": "2024-05-16T00:52:47.333Z",
+        "requestContext": {"requestId": "8ea123e4-1db7-4aca-ad10-d9ca1234c1fd",
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:tekton-relay-github:$LATEST",
+            "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": envelope,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorType": "RetryableDeliveryFailure", "errorMessage": "retryable delivery failure: commit-status: answered 502"}
+    });
+    aws_sdk_sqs::Client::new(&moto.sdk_config())
+        .send_message()
+        .queue_url(queue)
+        .message_body(record.to_string())
+        .send()
+        .await
+        .unwrap();
+    entry.id
+}
+
+/// A function started with `RELAY_CONFIG=config` serves (its config was
+/// found and valid).
+async fn starts_from(moto: &MotoServer, config: &str) {
+    let mut env = moto.process_env();
+    env.push(("RELAY_CONFIG".into(), config.into()));
+    // As the module overrides spec.store (here no DynamoDB table is needed).
+    env.push(("RELAY_STORE".into(), "memory".into()));
+    // It answers on /healthz only once its config was read and compiled.
+    let _serving =
+        FunctionProcess::start_http(Binary::function(BIN, "github"), "kind: [not read\n", &env)
+            .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_of_the_aws_guide_is_checked() {
+    let guide = read("docs/deploy-aws.md");
+    let module = read("infra/modules/relay/main.tf");
+    let example = read("infra/examples/basic/main.tf");
+    let workspace = read("Cargo.toml");
+    let functions = read("functions/Cargo.toml");
+    let moto = MotoServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let env = moto.process_env();
+    let mut cwd = root();
+    let mut queue: Option<String> = None;
+    let mut entry_id: Option<String> = None;
+    let mut stored: Vec<Location> = Vec::new();
+    let mut lambda_dirs = Vec::new();
+    let mut checked = 0;
+    for command in commands(&guide) {
+        let what = format!("docs/deploy-aws.md: {command}");
+        if let Some(output) = command
+            .strip_prefix("QUEUE=$(terraform output -raw ")
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            // An output of the example, the module's queue.
+            assert!(
+                example.contains(&format!("output \"{output}\""))
+                    && module.contains("aws_sqs_queue.dead_letters.url"),
+                "{what}"
+            );
+            let url = moto.sqs_queue("tekton-relay-dead-letters").await;
+            entry_id = Some(fill(&moto, &url).await);
+            queue = Some(url);
+            checked += 1;
+            continue;
+        }
+        let w = words(&command);
+        let w: Vec<&str> = w.iter().map(String::as_str).collect();
+        match w.as_slice() {
+            ["pip", "install", "cargo-lambda"] => {}
+            ["rustup", "target", "add", target] => {
+                assert!(target.starts_with("aarch64-"), "{what}");
+                assert!(module.contains(r#"architectures = ["arm64"]"#), "{what}");
+            }
+            ["cp", from, "relay.yaml"] => {
+                std::fs::copy(root().join(from), work.path().join("relay.yaml"))
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+            }
+            ["cargo", "lambda", "build", args @ ..] => {
+                let profile = value_of(args, "--profile").unwrap();
+                assert!(
+                    workspace.contains(&format!("[profile.{profile}]")),
+                    "{what}"
+                );
+                let feature = value_of(args, "--features").unwrap();
+                assert!(functions.contains(&format!("\n{feature} = [")), "{what}");
+                assert_eq!(value_of(args, "-p"), Some("relay"), "{what}");
+                assert!(args.contains(&"--arm64") && args.contains(&"--no-default-features"));
+                let dir = value_of(args, "--lambda-dir").unwrap();
+                // The module reads <artifacts_dir>/<feature>/relay/bootstrap.zip.
+                assert_eq!(dir, format!("target/lambda/{feature}"), "{what}");
+                assert!(
+                    module.contains(&format!(
+                        "${{var.artifacts_dir}}/{feature}/relay/bootstrap.zip"
+                    )),
+                    "{what}"
+                );
+                lambda_dirs.push(feature.to_string());
+            }
+            ["cd", to] => {
+                cwd = root().join(to);
+                assert!(cwd.join("main.tf").exists(), "{what}");
+                assert!(
+                    example
+                        .contains("artifacts_dir      = \"${path.root}/../../../target/lambda\""),
+                    "{what}"
+                );
+            }
+            ["terraform", "init" | "apply"] => {
+                assert!(cwd.join("main.tf").exists(), "{what}");
+            }
+            ["relay", "validate", file] => {
+                let out = Command::new(BIN)
+                    .args(["validate", file])
+                    .current_dir(work.path())
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{what}: {out:?}");
+            }
+            [
+                "aws",
+                "ssm",
+                "put-parameter",
+                "--name",
+                name,
+                "--type",
+                "SecureString",
+                "--value",
+                "file://relay.yaml",
+                "--overwrite",
+            ] => {
+                let text = std::fs::read_to_string(work.path().join("relay.yaml")).unwrap();
+                moto.ssm_parameter(name, &text).await;
+                stored.push(Location::Ssm {
+                    name: name.to_string(),
+                });
+            }
+            ["aws", "s3", "cp", "relay.yaml", to] => {
+                let Ok(Some(Location::S3 { bucket, key })) = Location::parse(to) else {
+                    panic!("{what}");
+                };
+                let text = std::fs::read_to_string(work.path().join("relay.yaml")).unwrap();
+                moto.put_object(&bucket, &key, &text).await;
+                stored.push(Location::S3 { bucket, key });
+            }
+            ["relay", "dlq", action @ ("list" | "replay"), args @ ..] => {
+                let q = queue.clone().expect("the queue named first");
+                let args: Vec<String> = args
+                    .iter()
+                    .map(|a| {
+                        a.replace("$QUEUE", &q)
+                            .replace("$ID", entry_id.as_deref().unwrap())
+                    })
+                    .collect();
+                if let Some(bus) = value_of(&w, "--bus") {
+                    // The bus the module makes: named after the deployment.
+                    assert!(example.contains(&format!("name               = \"{bus}\"")));
+                    assert!(module.contains("name = var.name\n  tags = var.tags"));
+                    let eb = aws_sdk_eventbridge::Client::new(&moto.sdk_config());
+                    let _ = eb.create_event_bus().name(bus).send().await;
+                }
+                let mut all = vec!["dlq", action];
+                all.extend(args.iter().map(String::as_str));
+                let (ok, out) = relay(&all, &env);
+                assert!(ok, "{what}: {out:#}");
+                if *action == "list" {
+                    assert!(out["total"].as_u64().unwrap() >= 1, "{what}: {out:#}");
+                } else {
+                    assert_eq!(
+                        (&out["replayed"], &out["succeeded"]),
+                        (&json!(1), &json!(1)),
+                        "{what}: {out:#}"
+                    );
+                }
+            }
+            _ => panic!("{what}: a command this test does not know; teach it"),
+        }
+        checked += 1;
+    }
+    assert_eq!(lambda_dirs, ["providers", "ingress"]);
+    assert!(checked >= 15, "only {checked} commands");
+    let (_, left) = relay(&["dlq", "list", "--sqs", queue.as_deref().unwrap()], &env);
+    assert_eq!(left["total"], 0, "every failure replayed: {left:#}");
+
+    // The table's RELAY_CONFIG values: every one parses; those the
+    // commands stored a config at start a function.
+    let configs = remote_configs(&guide);
+    assert!(configs.len() >= 4, "{configs:?}");
+    let mut started = 0;
+    for c in &configs {
+        let location = Location::parse(c)
+            .unwrap_or_else(|e| panic!("{c}: {e}"))
+            .unwrap();
+        if stored.contains(&location) {
+            starts_from(&moto, c).await;
+            started += 1;
+        }
+    }
+    assert_eq!(started, 3, "ssm://…, ssm:///… and s3://… of the table");
+}
