@@ -461,7 +461,9 @@ async fn the_ingress_refuses_a_marked_event() {
     env.push(("RELAY_EVENT_BUS".into(), BUS.into()));
     let (_f, base) = FunctionProcess::start_http(
         Binary::function(BIN, "ingress"),
-        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n",
+        // A Notification that wants every event: the ingress puts on the
+        // bus only what some function wants.
+        "apiVersion: relay.tekton.dev/v1alpha1\nkind: RelayConfig\nmetadata: {name: relay}\nspec: {}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: out}\nspec: {type: log}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: all}\nspec: {providerRef: {name: out}}\n",
         &env,
     )
     .await;
