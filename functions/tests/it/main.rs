@@ -4,6 +4,7 @@
 
 #[cfg(feature = "ingress")]
 mod aws_dlq;
+#[cfg(feature = "aws-secrets")]
 mod aws_secrets;
 mod bounded_labels;
 #[cfg(feature = "ingress")]
