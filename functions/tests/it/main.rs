@@ -4,7 +4,6 @@
 
 #[cfg(feature = "ingress")]
 mod aws_dlq;
-#[cfg(feature = "aws-secrets")]
 mod aws_secrets;
 mod bounded_labels;
 #[cfg(feature = "ingress")]

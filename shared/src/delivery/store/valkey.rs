@@ -304,7 +304,6 @@ mod tests {
 
     /// The password may come from AWS (`#` of a JSON key written `%23`, as
     /// a store URL takes no fragment); a malformed reference is refused.
-    #[cfg(feature = "aws-secrets")]
     #[test]
     fn the_password_may_be_an_aws_secret() {
         let u = ValkeyUrl::parse(

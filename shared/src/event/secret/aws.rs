@@ -18,13 +18,14 @@
 //!   is never in an error, a log line, a dead letter or a metric.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::OnceCell;
 
-use super::{SecretSource, non_empty};
+use super::{SECRETS_MANAGER_SCHEME, SSM_SCHEME, SecretSource, non_empty};
 
 /// How long a fetched value is used, unless [`TTL_ENV`] says otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
@@ -73,6 +74,21 @@ impl FetchError {
         FetchError {
             reason: reason.into(),
             transient: false,
+        }
+    }
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::File(p) => write!(f, "{}", p.display()),
+            SecretSource::Ssm { name } => write!(f, "{SSM_SCHEME}{name}"),
+            SecretSource::SecretsManager { id, key: None } => {
+                write!(f, "{SECRETS_MANAGER_SCHEME}{id}")
+            }
+            SecretSource::SecretsManager { id, key: Some(k) } => {
+                write!(f, "{SECRETS_MANAGER_SCHEME}{id}#{k}")
+            }
         }
     }
 }

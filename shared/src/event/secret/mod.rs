@@ -13,11 +13,9 @@
 //!   `SecretString`, or with `#<key>` the string at that key of a secret
 //!   holding a JSON object.
 //!
-//! AWS values are fetched with the SDK (`aws.rs`, the `aws-secrets`
-//! feature) and cached for a short TTL, so a rotation applies within it. A
-//! build without the feature refuses those references.
+//! AWS values are fetched with the SDK ([`aws`]) and cached for a short
+//! TTL, so a rotation applies within it.
 
-#[cfg(feature = "aws-secrets")]
 mod aws;
 
 use std::fmt;
@@ -25,7 +23,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-#[cfg(feature = "aws-secrets")]
 pub use aws::{AwsSecrets, DEFAULT_TTL, FAILURE_HOLD, FetchError, STALE_FACTOR, TTL_ENV};
 
 /// The scheme of an SSM Parameter Store reference.
@@ -75,10 +72,7 @@ impl SecretSource {
     /// their schemes, else a file path. Refuses a malformed AWS reference.
     pub fn parse(text: &str) -> Result<SecretSource, String> {
         if let Some(name) = text.strip_prefix(SSM_SCHEME) {
-            return SecretSource::Ssm {
-                name: ssm_name(name)?,
-            }
-            .supported(text);
+            return ssm_name(name).map(|name| SecretSource::Ssm { name });
         }
         if let Some(rest) = text.strip_prefix(SECRETS_MANAGER_SCHEME) {
             let (id, key) = match rest.split_once('#') {
@@ -99,27 +93,15 @@ impl SecretSource {
                     ));
                 }
             }
-            return SecretSource::SecretsManager {
+            return Ok(SecretSource::SecretsManager {
                 id: id.to_string(),
                 key: key.map(str::to_string),
-            }
-            .supported(text);
+            });
         }
         if text.is_empty() {
             return Err("the secret file path is empty".into());
         }
         Ok(SecretSource::File(PathBuf::from(text)))
-    }
-
-    /// Refuses an AWS reference in a build without the `aws-secrets`
-    /// feature (when it has the feature, `self`).
-    fn supported(self, text: &str) -> Result<SecretSource, String> {
-        if cfg!(feature = "aws-secrets") || matches!(self, SecretSource::File(_)) {
-            return Ok(self);
-        }
-        Err(format!(
-            "{text}: this relay is built without secrets from AWS (the `aws-secrets` feature)"
-        ))
     }
 
     /// What the error of a failed read calls it.
@@ -128,23 +110,6 @@ impl SecretSource {
             SecretSource::File(_) => "secret file",
             SecretSource::Ssm { .. } => "SSM parameter",
             SecretSource::SecretsManager { .. } => "Secrets Manager secret",
-        }
-    }
-}
-
-/// The canonical reference: `ssm:///tekton-relay/github/token` for
-/// `ssm://tekton-relay/github/token`.
-impl fmt::Display for SecretSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretSource::File(p) => write!(f, "{}", p.display()),
-            SecretSource::Ssm { name } => write!(f, "{SSM_SCHEME}{name}"),
-            SecretSource::SecretsManager { id, key: None } => {
-                write!(f, "{SECRETS_MANAGER_SCHEME}{id}")
-            }
-            SecretSource::SecretsManager { id, key: Some(k) } => {
-                write!(f, "{SECRETS_MANAGER_SCHEME}{id}#{k}")
-            }
         }
     }
 }
@@ -253,7 +218,6 @@ impl SecretFile {
             SecretSource::File(path) => read_file(path)
                 .await
                 .map_err(|r| error(source.kind(), r, false))?,
-            #[cfg(feature = "aws-secrets")]
             aws => match AwsSecrets::global() {
                 Ok(sources) => sources
                     .read(aws)
@@ -261,9 +225,6 @@ impl SecretFile {
                     .map_err(|e| error(source.kind(), e.reason, e.transient))?,
                 Err(e) => return Err(error(source.kind(), e.clone(), false)),
             },
-            // Refused by `source()` above.
-            #[cfg(not(feature = "aws-secrets"))]
-            _ => return Err(error(source.kind(), "not supported".into(), false)),
         };
         Ok(Secret(value))
     }
@@ -310,12 +271,10 @@ mod tests {
         assert!(!err.contains("s3cr3t"), "{err}");
     }
 
-    #[cfg(feature = "aws-secrets")]
     fn ssm(name: &str) -> SecretSource {
         SecretSource::Ssm { name: name.into() }
     }
 
-    #[cfg(feature = "aws-secrets")]
     fn sm(id: &str, key: Option<&str>) -> SecretSource {
         SecretSource::SecretsManager {
             id: id.into(),
@@ -323,7 +282,6 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "aws-secrets")]
     #[test]
     fn parses_files_ssm_parameters_and_secrets_manager_secrets() {
         let p = |s: &str| SecretSource::parse(s).unwrap();
@@ -389,7 +347,6 @@ mod tests {
 
     /// A setting refuses a malformed reference when it is loaded, with the
     /// reason, so `relay validate` reports it at the setting's path.
-    #[cfg(feature = "aws-secrets")]
     #[test]
     fn a_setting_checks_its_reference_when_deserialized() {
         #[derive(Debug, Deserialize)]
@@ -405,24 +362,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("after `#` give one key"), "{err}");
-    }
-
-    /// Without the feature an AWS reference is refused, saying why; a
-    /// path is still a path.
-    #[cfg(not(feature = "aws-secrets"))]
-    #[test]
-    fn a_build_without_aws_secrets_refuses_their_references() {
-        for text in ["ssm://relay/token", "secretsmanager://relay#token"] {
-            let err = SecretSource::parse(text).unwrap_err();
-            assert!(
-                err.starts_with(text) && err.contains("the `aws-secrets` feature"),
-                "{err}"
-            );
-        }
-        assert_eq!(
-            SecretSource::parse("/run/token").unwrap(),
-            SecretSource::File("/run/token".into())
-        );
     }
 
     /// A malformed reference built past the checks (the CLI's paths) fails
