@@ -5,7 +5,7 @@
 #[cfg(feature = "ingress")]
 mod aws_dlq;
 mod bounded_labels;
-#[cfg(feature = "ingress")]
+#[cfg(all(feature = "ingress", feature = "config-s3"))]
 mod deploy_aws_doc;
 mod deploy_knative_doc;
 mod deployables;
