@@ -78,7 +78,8 @@ fn remote_configs(text: &str) -> Vec<String> {
         .skip(1)
         .step_by(2)
         .filter(|s| s.starts_with("ssm://") || s.starts_with("s3://"))
-        .filter(|s| !s.contains('…'))
+        // Not a scheme alone (`s3://`), nor an elided one (`ssm://…`).
+        .filter(|s| !s.contains('…') && !s.ends_with("://"))
         .map(str::to_string)
         .collect()
 }

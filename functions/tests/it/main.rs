@@ -6,7 +6,7 @@
 mod aws_dlq;
 mod aws_secrets;
 mod bounded_labels;
-#[cfg(feature = "ingress")]
+#[cfg(all(feature = "ingress", feature = "config-s3"))]
 mod deploy_aws_doc;
 mod deploy_knative_doc;
 mod deployables;

@@ -13,6 +13,10 @@
 //! ETag. A version seen once is not applied again, so an invalid one is
 //! logged once, not every TTL.
 //!
+//! S3 is behind the cargo feature `config-s3` (its client adds 1.2 MB to a
+//! Lambda artifact, over the size budget: docs/deploy-aws.md); a build
+//! without it refuses `s3://` at start, saying so.
+//!
 //! Names: `ssm://tekton-relay/relay.yaml` is the parameter
 //! `/tekton-relay/relay.yaml` (a name is always a path; `ssm:///a/b` is the
 //! same), and `ssm://arn:aws:ssm:…:parameter/…` an ARN as it is.
@@ -108,6 +112,7 @@ enum Client {
         client: aws_sdk_ssm::Client,
         name: String,
     },
+    #[cfg(feature = "config-s3")]
     S3 {
         client: aws_sdk_s3::Client,
         bucket: String,
@@ -136,7 +141,7 @@ impl RemoteConfig {
     /// Credentials, region and endpoint (`AWS_ENDPOINT_URL`) from the
     /// environment. A read (retries included) takes at most
     /// [`READ_TIMEOUT`]: on Lambda an invocation waits for it.
-    pub async fn open(location: Location) -> RemoteConfig {
+    pub async fn open(location: Location) -> Result<RemoteConfig, String> {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -148,23 +153,35 @@ impl RemoteConfig {
         RemoteConfig::from_conf(&conf, location)
     }
 
-    pub fn from_conf(conf: &aws_config::SdkConfig, location: Location) -> RemoteConfig {
+    /// An error for an S3 location in a build without S3.
+    pub fn from_conf(
+        conf: &aws_config::SdkConfig,
+        location: Location,
+    ) -> Result<RemoteConfig, String> {
         let client = match &location {
             Location::Ssm { name } => Client::Ssm {
                 client: aws_sdk_ssm::Client::new(conf),
                 name: name.clone(),
             },
+            #[cfg(feature = "config-s3")]
             Location::S3 { bucket, key } => Client::S3 {
                 client: aws_sdk_s3::Client::new(conf),
                 bucket: bucket.clone(),
                 key: key.clone(),
             },
+            #[cfg(not(feature = "config-s3"))]
+            Location::S3 { .. } => {
+                let _ = conf;
+                return Err(format!(
+                    "{location}: this build reads no config from S3 (built without the cargo feature config-s3); use ssm://… or a file"
+                ));
+            }
         };
-        RemoteConfig {
+        Ok(RemoteConfig {
             location,
             client,
             seen: tokio::sync::Mutex::new(None),
-        }
+        })
     }
 
     pub fn location(&self) -> &Location {
@@ -201,6 +218,7 @@ impl RemoteConfig {
                 let text = p.value.unwrap_or_default();
                 (version, text)
             }
+            #[cfg(feature = "config-s3")]
             Client::S3 {
                 client,
                 bucket,
@@ -215,6 +233,7 @@ impl RemoteConfig {
     }
 
     /// `None` when the object still has the ETag `seen`.
+    #[cfg(feature = "config-s3")]
     async fn fetch_s3(
         &self,
         c: &aws_sdk_s3::Client,
@@ -416,7 +435,7 @@ pub async fn resolve(spec: Option<&std::path::Path>) -> Result<Option<RemoteConf
         return Ok(None);
     };
     Ok(match Location::parse(s)? {
-        Some(location) => Some(RemoteConfig::open(location).await),
+        Some(location) => Some(RemoteConfig::open(location).await?),
         None => None,
     })
 }
@@ -472,6 +491,19 @@ mod tests {
             let e = ttl_from(env(Some(bad))).unwrap_err();
             assert!(e.contains(TTL_ENV), "{e}");
         }
+    }
+
+    /// A build without S3 refuses an S3 location, saying why
+    /// (`cargo test -p relay-core --no-default-features`).
+    #[cfg(not(feature = "config-s3"))]
+    #[test]
+    fn without_the_feature_s3_is_refused_naming_it() {
+        let conf = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let location = Location::parse("s3://b/k").unwrap().unwrap();
+        let e = RemoteConfig::from_conf(&conf, location).err().unwrap();
+        assert!(e.contains("config-s3") && e.contains("s3://b/k"), "{e}");
     }
 
     /// Errors of a remote config say where it came from.
