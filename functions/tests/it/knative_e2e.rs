@@ -666,15 +666,7 @@ async fn the_rendered_install_delivers_each_effect_once_and_dead_letters_survive
     // relay-dlq keeps it in Valkey: a new Pod lists it.
     cluster.restart("relay-dlq").await;
     let dlq = cluster.services["relay-dlq"].url();
-    let list: Value = client
-        .get(format!("{dlq}/api/v1/dlq"))
-        .bearer_auth(DLQ_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = dead_letters(&client, &dlq).await;
     assert_eq!(list["total"], 1, "{list}");
     let id = list["entries"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(list["entries"][0]["provider_type"], "github", "{list}");
@@ -694,7 +686,14 @@ async fn the_rendered_install_delivers_each_effect_once_and_dead_letters_survive
         before + 1,
         "replayed once"
     );
-    let list: Value = client
+    let list = dead_letters(&client, &dlq).await;
+    assert_eq!(list["total"], 0, "a replayed dead letter goes: {list}");
+    drop(cluster);
+}
+
+/// The dead letters `relay-dlq` at `dlq` lists, with its API token.
+async fn dead_letters(client: &reqwest::Client, dlq: &str) -> Value {
+    client
         .get(format!("{dlq}/api/v1/dlq"))
         .bearer_auth(DLQ_TOKEN)
         .send()
@@ -702,9 +701,7 @@ async fn the_rendered_install_delivers_each_effect_once_and_dead_letters_survive
         .unwrap()
         .json()
         .await
-        .unwrap();
-    assert_eq!(list["total"], 0, "a replayed dead letter goes: {list}");
-    drop(cluster);
+        .unwrap()
 }
 
 /// What `relay serve` (one process, memory store) makes of each event of
