@@ -29,6 +29,15 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// The Python that runs a console script: the one its `#!` line names (the
+/// virtualenv's, where moto is installed).
+fn interpreter(script: &std::path::Path) -> PathBuf {
+    let text = std::fs::read_to_string(script).expect("read the moto_server script");
+    let shebang = text.lines().next().and_then(|l| l.strip_prefix("#!"));
+    let python = shebang.and_then(|l| l.split_whitespace().next());
+    PathBuf::from(python.expect("moto_server starts with a #! line naming its Python"))
+}
+
 /// A Valkey or Redis server this test owns (or a shared one it only uses).
 pub struct ValkeyServer {
     pub port: u16,
@@ -142,19 +151,25 @@ impl Drop for ValkeyServer {
     }
 }
 
-/// `moto_server` (PyPI `moto[server]`) on a free port.
+/// moto (PyPI `moto[server]`) on a free port, its DynamoDB writes made
+/// atomic as the real service's are (see `moto_atomic.py`).
 pub struct MotoServer {
     pub port: u16,
     child: Child,
 }
 
+/// The launcher: moto's own server with DynamoDB requests serialized.
+const MOTO_ATOMIC: &str = include_str!("moto_atomic.py");
+
 impl MotoServer {
     pub fn start() -> MotoServer {
         let bin = which(&["moto_server"])
             .expect("moto_server not on PATH: pip install 'moto[server]' (scripts/test does)");
+        let python = interpreter(&bin);
         let port = free_port();
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let child = Command::new(python)
+            .args(["-c", MOTO_ATOMIC, "127.0.0.1", &port.to_string()])
+            .env("MOTO_PORT", port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
