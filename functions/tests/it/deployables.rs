@@ -1062,6 +1062,20 @@ fn terraform_routes_by_the_ingress_mark_and_installs_anywhere() {
         .expect("an alarm on the dead-letter queue");
     assert_eq!(alarm["metric_name"], "ApproximateNumberOfMessagesVisible");
     assert_eq!(alarm["namespace"], "AWS/SQS");
+    // Each failed invocation reaches the queue once: by the on-failure
+    // destination, not also by a DeadLetterConfig.
+    assert!(
+        !main_tf.contains("dead_letter_config"),
+        "a failure would be on the dead-letter queue twice"
+    );
+    let invoke = resources(&main, "aws_lambda_function_event_invoke_config");
+    let on_failure = &invoke[0].1["destination_config"]["on_failure"];
+    assert!(
+        on_failure
+            .to_string()
+            .contains("${aws_sqs_queue.dead_letters.arn}"),
+        "{on_failure}"
+    );
     assert!(
         !main_tf.contains("ingress_token_ssm_parameter"),
         "no variable that nothing uses"

@@ -217,6 +217,7 @@ resource "aws_lambda_function" "provider" {
   #checkov:skip=CKV_AWS_117:In a VPC only when the operator names subnets (vpc_subnet_ids: to reach self-hosted providers); the public provider APIs need none.
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile the operator owns; the zip is built from source by cargo lambda.
   #checkov:skip=CKV_AWS_173:The environment holds no secrets (the config's parameter, a log level, the table and queue); credentials are SSM or Secrets Manager references, read when used.
+  #checkov:skip=CKV_AWS_116:Failed invocations go to the dead-letter queue through the on-failure destination (aws_lambda_function_event_invoke_config.provider), whose record says more than a DLQ message; a DeadLetterConfig as well would put every failure on the queue twice.
   for_each      = local.functions
   function_name = "${var.name}-${each.key}"
   role          = aws_iam_role.function[each.key].arn
@@ -250,10 +251,6 @@ resource "aws_lambda_function" "provider" {
 
   tracing_config {
     mode = "Active"
-  }
-
-  dead_letter_config {
-    target_arn = aws_sqs_queue.dead_letters.arn
   }
 
   logging_config {
