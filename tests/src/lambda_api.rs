@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 /// The outcome of one invocation: the response, or the error document.
@@ -91,6 +91,29 @@ impl RuntimeApi {
             ),
         }
     }
+}
+
+/// A Lambda Function URL invocation (payload format 2.0) of `POST /`.
+pub fn function_url_event(f: &crate::fixtures::RequestFile, extra: &[(&str, &str)]) -> Value {
+    let mut headers = serde_json::Map::new();
+    for (k, v) in f.send_headers() {
+        headers.insert(k.to_ascii_lowercase(), v.into());
+    }
+    for (k, v) in extra {
+        headers.insert(k.to_string(), (*v).into());
+    }
+    json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc", "domainName": "abc.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abc", "requestId": "r1", "routeKey": "$default", "stage": "$default",
+            "time": "16/May/2024:00:48:58 +0000", "timeEpoch": 1715820538000i64,
+            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1", "userAgent": "Go-http-client/1.1"}
+        },
+        "body": String::from_utf8(f.body_bytes()).unwrap(),
+        "isBase64Encoded": false
+    })
 }
 
 fn uuid_like() -> String {

@@ -5,6 +5,7 @@
 pub mod attack;
 pub mod balancer;
 pub mod broker;
+pub mod bus;
 pub mod conformance;
 pub mod expect;
 pub mod faulty;
@@ -18,3 +19,4 @@ pub mod process;
 pub mod receiver;
 pub mod router;
 pub mod servers;
+pub mod terraform;

@@ -1,5 +1,5 @@
 //! A provider that panics on an event fails that one delivery: its claims
-//! are released (a re-send re-attempts it, no lease to wait out), it is
+//! are released (its replay re-attempts it, no lease to wait out), it is
 //! dead-lettered with an internal-error cause that quotes nothing of the
 //! panic, and the event's other Notifications are delivered.
 
@@ -156,17 +156,32 @@ async fn a_panicking_delivery_is_dead_lettered_alone_and_its_claims_released() {
         );
     }
 
-    // The same event again: the panicking delivery's claims were released,
-    // so it is attempted at once (not `in progress` for the lease), and the
-    // delivered one is a duplicate.
-    let r = engine.process(event, &original, Mode::Live).await;
-    assert_eq!(boom.calls.load(Ordering::SeqCst), 2, "{r:?}");
-    assert_eq!(outcome(&r, "boom"), "dead_lettered", "{r:?}");
+    // The same event again (a sender's retry): the dead-lettered delivery
+    // is settled for it, so it is neither attempted nor dead-lettered again,
+    // and the delivered one is a duplicate.
+    let r = engine.process(event.clone(), &original, Mode::Live).await;
+    assert_eq!(outcome(&r, "boom"), "duplicate", "{r:?}");
     assert_eq!(outcome(&r, "fine"), "duplicate", "{r:?}");
+    assert_eq!(boom.calls.load(Ordering::SeqCst), 1, "{r:?}");
+    assert_eq!(kept.0.lock().unwrap().len(), 1);
+
+    // Its replay is attempted at once: the panicking delivery's claims were
+    // released (not `in progress` for the lease).
+    let r = engine
+        .process(
+            event,
+            &original,
+            Mode::Replay {
+                notification: "boom",
+            },
+        )
+        .await;
+    assert_eq!(boom.calls.load(Ordering::SeqCst), 2, "{r:?}");
+    assert_eq!(outcome(&r, "boom"), "failed", "{r:?}");
     assert_eq!(fine.calls.load(Ordering::SeqCst), 1);
     let text = engine.metrics.render();
     assert!(
-        text.contains(r#"relay_dead_letters_total{notification="boom"} 2"#),
+        text.contains(r#"relay_dead_letters_total{notification="boom"} 1"#),
         "{text}"
     );
 }

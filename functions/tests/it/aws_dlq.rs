@@ -10,10 +10,9 @@
 //! lettered again with `replays` carried while it still fails), and the
 //! record's event posts nothing twice. The ingress refuses a marked event.
 
-use std::time::{Duration, Instant};
-
 use relay_core::deadletter::DeadLetterSink;
 use relay_core::deadletter::aws_queue::{AwsQueue, Body};
+use relay_tests::bus::{Bus, Queue};
 use relay_tests::fixtures::{RequestFile, dir};
 use relay_tests::function::{document, notification, provider};
 use relay_tests::lambda_api::RuntimeApi;
@@ -53,80 +52,11 @@ fn envelope(tag: &str) -> Value {
 
 /// The bus, and a rule sending everything from the ingress's source to an
 /// SQS queue: what went on the bus.
-struct Tap {
-    sqs: aws_sdk_sqs::Client,
-    url: String,
-}
-
-impl Tap {
-    async fn start(moto: &MotoServer) -> Tap {
-        let conf = moto.sdk_config();
-        let sqs = aws_sdk_sqs::Client::new(&conf);
-        let url = moto.sqs_queue("bus-tap").await;
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-            .clone();
-        let eb = aws_sdk_eventbridge::Client::new(&conf);
-        eb.create_event_bus().name(BUS).send().await.unwrap();
-        eb.put_rule()
-            .name("tap")
-            .event_bus_name(BUS)
-            .event_pattern(r#"{"source": ["tekton.relay"]}"#)
-            .send()
-            .await
-            .unwrap();
-        let target = aws_sdk_eventbridge::types::Target::builder()
-            .id("q")
-            .arn(arn)
-            .build()
-            .unwrap();
-        eb.put_targets()
-            .rule("tap")
-            .event_bus_name(BUS)
-            .targets(target)
-            .send()
-            .await
-            .unwrap();
-        Tap { sqs, url }
-    }
-
-    /// The next `n` events put on the bus (waiting for them up to a
-    /// deadline), taken off the tap; then checks no more came.
-    async fn take(&self, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut events = Vec::new();
-        while events.len() < n {
-            assert!(Instant::now() < deadline, "{events:#?}");
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            for m in out.messages.unwrap_or_default() {
-                events.push(serde_json::from_str(m.body.as_deref().unwrap()).unwrap());
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.url)
-                    .receipt_handle(m.receipt_handle.unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
-        assert_eq!(events.len(), n, "{events:#?}");
-        events
-    }
+async fn tap(moto: &MotoServer) -> Queue {
+    Bus::create(moto, BUS)
+        .await
+        .rule("tap", r#"{"source": ["tekton.relay"]}"#)
+        .await
 }
 
 /// A config of two webhook Notifications, `ok` and `denied`, each posting
@@ -195,7 +125,7 @@ fn accepted(rx: &Receiver, path: &str, id: &str) -> usize {
 async fn every_failure_on_the_queue_is_listed_and_replayed_onto_the_bus() {
     let moto = MotoServer::start();
     let queue = moto.sqs_queue("tekton-relay-dead-letters").await;
-    let tap = Tap::start(&moto).await;
+    let tap = tap(&moto).await;
     let env = moto.process_env();
     let rx = Receiver::start().await;
     let api = RuntimeApi::start().await;
@@ -456,7 +386,7 @@ async fn every_failure_on_the_queue_is_listed_and_replayed_onto_the_bus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingress_refuses_a_marked_event() {
     let moto = MotoServer::start();
-    let tap = Tap::start(&moto).await;
+    let tap = tap(&moto).await;
     let mut env = moto.process_env();
     env.push(("RELAY_EVENT_BUS".into(), BUS.into()));
     let (_f, base) = FunctionProcess::start_http(

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use relay_tests::terraform::hcl;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -405,24 +406,6 @@ fn knative_services_follow_the_operating_rules() {
             .count();
         assert!(secret_volumes >= 1, "{what}: secrets as volumes");
     }
-}
-
-fn hcl(file: &Path) -> Value {
-    let out = Command::new(python())
-        .args([
-            "-c",
-            "import hcl2, json, sys; print(json.dumps(hcl2.load(open(sys.argv[1]))))",
-        ])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python-hcl2 cannot parse {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

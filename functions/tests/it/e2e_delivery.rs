@@ -228,8 +228,8 @@ async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
     assert_eq!(rx.accepted_on("/auth").len(), 1);
     assert_eq!(get(format!("{}/api/v1/dlq", relay.base)).await["total"], 0);
 
-    // An entry whose delivery succeeded meanwhile (the sender re-sent it) is
-    // removed by replay without a second delivery.
+    // A dead-lettered event the sender sends again (its retry) is settled:
+    // neither attempted nor dead-lettered twice; its replay delivers it once.
     rx.always("/auth", Some((403, None)));
     let b = fresh_event();
     assert_eq!(
@@ -237,10 +237,13 @@ async fn permanent_failure_is_dead_lettered_and_replayed_exactly_once() {
         "dead_lettered"
     );
     rx.always("/auth", None);
+    let attempts = rx.requests_on("/auth").len();
     assert_eq!(
         send(&client, &relay.base, &b).await.1["outcome"],
-        "delivered"
+        "duplicate"
     );
+    assert_eq!(rx.requests_on("/auth").len(), attempts);
+    assert_eq!(get(format!("{}/api/v1/dlq", relay.base)).await["total"], 1);
     let r: Value = client
         .post(format!("{}/api/v1/dlq/replay", relay.base))
         .bearer_auth(ADMIN_TOKEN)

@@ -2,8 +2,9 @@
 //! Function URL events) onto EventBridge on moto, and on Knative (HTTP) to
 //! K_SINK; inbound auth refuses what it must.
 
+use relay_tests::bus::Bus;
 use relay_tests::fixtures::{RequestFile, dir};
-use relay_tests::lambda_api::RuntimeApi;
+use relay_tests::lambda_api::{RuntimeApi, function_url_event};
 use relay_tests::process::{FunctionProcess, free_port};
 use relay_tests::receiver::Receiver;
 use relay_tests::servers::MotoServer;
@@ -25,72 +26,14 @@ fn config(auth: &str) -> String {
 /// function, failures to the webhook's; a TaskRun that starts, nobody's.
 const ROUTES: &str = "---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: out}\nspec: {type: log}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: runs}\nspec: {providerRef: {name: out}, filter: {kinds: [PipelineRun, Kustomization]}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Provider\nmetadata: {name: hook}\nspec: {type: webhook, webhook: {url: \"http://hooks.example/x\"}}\n---\napiVersion: relay.tekton.dev/v1alpha1\nkind: Notification\nmetadata: {name: failures}\nspec: {providerRef: {name: hook}, filter: {states: [failed]}}\n";
 
-/// A Lambda Function URL invocation (payload format 2.0) of `POST /`.
-fn function_url_event(f: &RequestFile, extra: &[(&str, &str)]) -> Value {
-    let mut headers = serde_json::Map::new();
-    for (k, v) in f.send_headers() {
-        headers.insert(k.to_ascii_lowercase(), v.into());
-    }
-    for (k, v) in extra {
-        headers.insert(k.to_string(), (*v).into());
-    }
-    json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "abc", "domainName": "abc.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "abc", "requestId": "r1", "routeKey": "$default", "stage": "$default",
-            "time": "16/May/2024:00:48:58 +0000", "timeEpoch": 1715820538000i64,
-            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1", "userAgent": "Go-http-client/1.1"}
-        },
-        "body": String::from_utf8(f.body_bytes()).unwrap(),
-        "isBase64Encoded": false
-    })
-}
-
-async fn eventbridge_to_queue(moto: &MotoServer) -> (aws_sdk_sqs::Client, String) {
-    let conf = moto.sdk_config();
-    let sqs = aws_sdk_sqs::Client::new(&conf);
-    let queue = moto.sqs_queue("bus-tap").await;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let eb = aws_sdk_eventbridge::Client::new(&conf);
-    eb.create_event_bus().name("relay").send().await.unwrap();
-    eb.put_rule()
-        .name("tap")
-        .event_bus_name("relay")
-        .event_pattern(r#"{"source": ["tekton.relay"]}"#)
-        .send()
-        .await
-        .unwrap();
-    eb.put_targets()
-        .rule("tap")
-        .event_bus_name("relay")
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("q")
-                .arn(arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    (sqs, queue)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
     let moto = MotoServer::start();
-    let (sqs, queue) = eventbridge_to_queue(&moto).await;
+    // What goes on the bus.
+    let tap = Bus::create(&moto, "relay")
+        .await
+        .rule("tap", r#"{"source": ["tekton.relay"]}"#)
+        .await;
     let secrets = tempfile::tempdir().unwrap();
     std::fs::write(
         secrets.path().join("token"),
@@ -183,19 +126,7 @@ async fn on_lambda_events_reach_eventbridge_intact_or_trimmed() {
         .unwrap();
     assert_eq!(r["statusCode"], 200, "{r}");
 
-    let got = sqs
-        .receive_message()
-        .queue_url(&queue)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap();
-    let bodies: Vec<Value> = got
-        .messages
-        .unwrap_or_default()
-        .iter()
-        .map(|m| serde_json::from_str(m.body.as_deref().unwrap()).unwrap())
-        .collect();
+    let bodies = tap.take_all().await;
     assert_eq!(bodies.len(), 3, "{bodies:?}");
     let flux_entry = bodies
         .iter()

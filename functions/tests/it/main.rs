@@ -2,6 +2,8 @@
 //! provider table) each provider's `src/<provider>/function_tests.rs`, and
 //! the HTTP contract of each router, in-process (`http_contract`).
 
+#[cfg(all(feature = "ingress", feature = "webhook"))]
+mod aws_chain;
 #[cfg(feature = "ingress")]
 mod aws_dlq;
 mod aws_secrets;

@@ -459,7 +459,7 @@ impl Engine {
             // A panic anywhere else in this Notification's run (filter,
             // store) fails it alone: the other Notifications of the event
             // complete, and the failure is dead-lettered like any other.
-            let run = AssertUnwindSafe(self.run_one(n, event, original, summary, &span))
+            let run = AssertUnwindSafe(self.run_one(n, event, original, summary, mode, &span))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| Run::Failed(panicked(n)));
@@ -494,6 +494,9 @@ impl Engine {
                         }
                         match sink.put(&entry).await {
                             Ok(()) => {
+                                if let Mode::Live = mode {
+                                    self.settle_dead_lettered(n, event).await;
+                                }
                                 self.metrics
                                     .dead_letters
                                     .with_label_values(&[&n.name])
@@ -559,6 +562,7 @@ impl Engine {
         ev: &RunEvent,
         original: &crate::delivery::original::Original,
         summary: Option<&crate::delivery::accumulator::RunSummary>,
+        mode: Mode<'_>,
         trace: &opentelemetry::Context,
     ) -> Run {
         match n.filter.evaluate(ev) {
@@ -577,7 +581,7 @@ impl Engine {
         if let Some(why) = n.provider.declines(ev) {
             return Run::Done(Outcome::Filtered, Some(why));
         }
-        let keys = Keys::new(n, ev);
+        let keys = Keys::new(n, ev, mode);
         let idem = &self.plan.settings.idempotency;
         let lease = Duration::from_secs(idem.lease_seconds);
         let ttl = Duration::from_secs(idem.done_ttl_seconds);
@@ -646,6 +650,18 @@ impl Engine {
                 self.release(&keys.semantic, &owner, held_sem).await;
                 Run::Failed(f)
             }
+        }
+    }
+
+    /// A Notification dead-lettered for a live event is settled for that
+    /// event: a redelivery of it (the sender's or Lambda's retry, because
+    /// another Notification failed retryably) is a duplicate rather than a
+    /// second dead letter. Its replay claims a key of its own (`Keys::new`).
+    async fn settle_dead_lettered(&self, n: &CompiledNotification, ev: &RunEvent) {
+        let ttl = Duration::from_secs(self.plan.settings.idempotency.done_ttl_seconds);
+        let key = Keys::new(n, ev, Mode::Live).id;
+        if let Err(e) = self.store.mark_done(&key, ttl).await {
+            self.store_error(&e);
         }
     }
 
@@ -828,7 +844,10 @@ struct Keys {
 }
 
 impl Keys {
-    fn new(n: &CompiledNotification, ev: &RunEvent) -> Keys {
+    /// A replayed dead letter's event has the live event's id, whose key
+    /// is done once it was dead-lettered: a replay claims the id under a
+    /// key of its own (two copies of one replay still post once).
+    fn new(n: &CompiledNotification, ev: &RunEvent, mode: Mode<'_>) -> Keys {
         let semantic = match n.dedupe {
             Dedupe::Condition => {
                 let digest = Sha256::digest(ev.condition_fingerprint().as_bytes());
@@ -842,7 +861,12 @@ impl Keys {
             Dedupe::State => format!("n/{}/state/{}/{}/{}", n.name, ev.uid, ev.phase, ev.state),
         };
         Keys {
-            id: format!("n/{}/id/{}", n.name, ev.event_id),
+            id: match mode {
+                Mode::Live => format!("n/{}/id/{}", n.name, ev.event_id),
+                Mode::Replay { .. } | Mode::Redrive { .. } => {
+                    format!("n/{}/replay/{}", n.name, ev.event_id)
+                }
+            },
             semantic,
             terminal: format!("n/{}/terminal/{}", n.name, ev.uid),
         }

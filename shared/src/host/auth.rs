@@ -138,6 +138,42 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
     Ok(token)
 }
 
+/// The token of a request authenticated with `bearerTokenFile`: the
+/// credentials of `Authorization: Bearer <token>`, or the password of
+/// `Authorization: Basic base64(<user>:<token>)` (any user). A sender that
+/// cannot set headers — Tekton's CloudEvents sink — can still send the token:
+/// Go's HTTP client turns the userinfo of the sink URL
+/// (`https://tekton:<token>@…`) into Basic credentials.
+fn token(headers: &HeaderMap) -> Result<Vec<u8>, AuthError> {
+    if let Ok(token) = bearer(headers) {
+        return Ok(token.as_bytes().to_vec());
+    }
+    use base64::Engine;
+    let value = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AuthError::Unauthorized)?;
+    let (scheme, encoded) = value
+        .trim_start()
+        .split_once(' ')
+        .ok_or(AuthError::Unauthorized)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(AuthError::Unauthorized);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim_matches(' '))
+        .map_err(|_| AuthError::Unauthorized)?;
+    let colon = decoded
+        .iter()
+        .position(|b| *b == b':')
+        .ok_or(AuthError::Unauthorized)?;
+    let password = &decoded[colon + 1..];
+    if password.is_empty() {
+        return Err(AuthError::Unauthorized);
+    }
+    Ok(password.to_vec())
+}
+
 /// Compares digests of both, so neither the time taken nor an early return
 /// tells the length of the expected token.
 fn same_token(given: &[u8], expected: &[u8]) -> bool {
@@ -173,8 +209,8 @@ pub async fn verify(
     }
     if let Some(f) = &auth.bearer_token_file {
         let token = read_key(f, "bearerTokenFile").await?;
-        let given = bearer(headers)?;
-        return if same_token(given.as_bytes(), token.expose().as_bytes()) {
+        let given = self::token(headers)?;
+        return if same_token(&given, token.expose().as_bytes()) {
             Ok(())
         } else {
             Err(AuthError::Unauthorized)
@@ -771,6 +807,10 @@ mod tests {
         }
         for bad in [
             format!("Basic {TOKEN}"),
+            format!("Basic {}", basic("tekton", &TOKEN[..TOKEN.len() - 1])),
+            format!("Basic {}", basic("tekton", "")),
+            format!("Basic {}", b64(TOKEN)),
+            format!("Bearer {}", basic("tekton", TOKEN)),
             format!("Bearer{TOKEN}"),
             "Bearer ".to_string(),
             TOKEN.to_string(),
@@ -783,6 +823,35 @@ mod tests {
                 Err(AuthError::Unauthorized),
                 "{bad}"
             );
+        }
+    }
+
+    fn b64(s: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    /// What Go's HTTP client sends for a URL with `user:password@`.
+    fn basic(user: &str, password: &str) -> String {
+        b64(&format!("{user}:{password}"))
+    }
+
+    /// Tekton's sink URL carries the token as its password: any user, the
+    /// scheme in any case.
+    #[tokio::test]
+    async fn the_token_may_come_as_the_password_of_basic_credentials() {
+        let (_d, f) = files(TOKEN);
+        let auth = InboundAuth {
+            bearer_token_file: Some(f),
+            ..none()
+        };
+        for (scheme, user) in [
+            ("Basic", "tekton"),
+            ("basic", ""),
+            ("BASIC", "tekton relay"),
+        ] {
+            let h = headers(&[("authorization", &format!("{scheme} {}", basic(user, TOKEN)))]);
+            assert_eq!(events(&auth, &h, b"").await, Ok(()), "{scheme} {user}");
         }
     }
 
