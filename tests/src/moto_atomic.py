@@ -11,6 +11,7 @@ concurrent: an SQS long poll must not hold up the rest.
 Usage: python moto_atomic.py HOST PORT
 """
 
+import json
 import sys
 import threading
 
@@ -27,11 +28,22 @@ app.debug = True  # as moto_server: errors come back with their reason
 dynamodb = threading.Lock()
 
 
+# DynamoDB requests served, by operation: what a delivery costs
+# (GET /_relay/dynamodb-requests answers them as JSON).
+requests = {}
+
+
 def atomic_dynamodb(environ, start_response):
+    if environ.get("PATH_INFO") == "/_relay/dynamodb-requests":
+        start_response("200 OK", [("Content-Type", "application/json")])
+        with dynamodb:
+            return [json.dumps(requests).encode()]
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if not target.startswith("DynamoDB_"):
         return app(environ, start_response)
     with dynamodb:
+        operation = target.split(".", 1)[-1]
+        requests[operation] = requests.get(operation, 0) + 1
         # The whole body is produced under the lock: moto's answer is a list.
         return list(app(environ, start_response))
 

@@ -182,6 +182,17 @@ impl MotoServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The DynamoDB requests this server has answered, by operation
+    /// (`PutItem`, `GetItem`…), counted by the launcher.
+    pub async fn dynamodb_requests(&self) -> std::collections::BTreeMap<String, u64> {
+        reqwest::get(format!("{}/_relay/dynamodb-requests", self.endpoint()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// SDK configuration for this server: static test credentials, us-east-1.
     pub fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::SdkConfig::builder()

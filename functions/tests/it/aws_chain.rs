@@ -342,3 +342,65 @@ async fn a_tekton_event_is_delivered_once_through_aws_and_every_failure_is_recov
         }
     }
 }
+
+/// The EventBridge fixture as another change of another run.
+fn envelope(tag: &str) -> Value {
+    let mut e = RequestFile::load(&dir().join("wrappers/aws-eventbridge-envelope.json")).body;
+    e["detail"]["id"] = format!("costs-{tag}").into();
+    e["detail"]["data"]["pipelineRun"]["metadata"]["uid"] = format!("uid-costs-{tag}").into();
+    e
+}
+
+/// What a Notification costs in DynamoDB requests, counted at the server
+/// (docs/deploy-aws.md, "Costs per event", gives these): delivering an
+/// event, 5 (two claims, two completions, the run's final state); the same
+/// event again, 2 (a claim refused, and the read telling done from held);
+/// another event of the same change, 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_requests_per_notification_are_those_the_guide_gives() {
+    let moto = MotoServer::start();
+    let rx = Receiver::start().await;
+    let api = RuntimeApi::start().await;
+    let mut env = api.env("tekton-relay-webhook");
+    env.extend(moto.process_env());
+    env.push(("RELAY_STORE".into(), moto.dynamodb_table("costs").await));
+    let cfg = document("RelayConfig", "relay", "  delivery: {maxAttempts: 1}\n")
+        + &provider(
+            "hook",
+            "webhook",
+            &format!("{{url: \"{}\"}}", rx.url("/hook")),
+        )
+        + &notification("hook", "hook", "");
+    let f = FunctionProcess::start(Binary::function(BIN, "webhook"), &cfg, &env);
+    let count = || async { moto.dynamodb_requests().await.values().sum::<u64>() };
+    let invoke = |event: Value| {
+        let api = api.clone();
+        async move {
+            let r = api.invoke(event).await;
+            r.unwrap_or_else(|e| panic!("{e}"))["outcome"].clone()
+        }
+    };
+    // A first event: the function's start is not counted.
+    assert_eq!(
+        invoke(envelope("warm")).await,
+        "delivered",
+        "{}",
+        f.stderr()
+    );
+
+    let mut costs = Vec::new();
+    let first = envelope("one");
+    let mut again = first.clone();
+    again["detail"]["id"] = "costs-one-resent-with-a-new-id".into();
+    for (event, outcome) in [
+        (&first, "delivered"),
+        (&first, "duplicate"),
+        (&again, "duplicate"),
+    ] {
+        let before = count().await;
+        assert_eq!(invoke(event.clone()).await, outcome);
+        costs.push(count().await - before);
+    }
+    assert_eq!(costs, [5, 2, 4], "{:?}", moto.dynamodb_requests().await);
+    assert_eq!(rx.accepted_on("/hook").len(), 2);
+}
