@@ -252,6 +252,19 @@ impl MotoServer {
             .unwrap();
     }
 
+    /// The SSM parameter `name`'s value, decrypted; `None` if there is none.
+    pub async fn ssm_value(&self, name: &str) -> Option<String> {
+        aws_sdk_ssm::Client::new(&self.sdk_config())
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+            .ok()?
+            .parameter?
+            .value
+    }
+
     /// Deletes the SSM parameter `name`.
     pub async fn delete_ssm_parameter(&self, name: &str) {
         aws_sdk_ssm::Client::new(&self.sdk_config())

@@ -178,9 +178,65 @@ async fn every_command_of_the_aws_guide_is_checked() {
     let mut entry_id: Option<String> = None;
     let mut stored: Vec<Location> = Vec::new();
     let mut lambda_dirs = Vec::new();
+    let example_config = read("infra/examples/basic/relay.yaml");
+    let config_events = read("knative/tekton/config-events.yaml");
+    // The shell's variables the guide sets or assumes.
+    let mut vars: Vec<(String, String)> = vec![
+        ("$(openssl rand -hex 32)".into(), "0f".repeat(32)),
+        ("$GITHUB_TOKEN".into(), "ghp_test_0123456789".into()),
+        ("$NEW_GITHUB_TOKEN".into(), "ghp_test_rotated_9876".into()),
+        ("$SLACK_BOT_TOKEN".into(), "xoxb-test-0123".into()),
+    ];
+    let expand = |text: &str, vars: &[(String, String)]| {
+        vars.iter()
+            .fold(text.to_string(), |t, (k, v)| t.replace(k.as_str(), v))
+    };
+    let mut ingress: Option<(FunctionProcess, String)> = None;
+    let mut sink_checked = false;
     let mut checked = 0;
     for command in commands(&guide) {
         let what = format!("docs/deploy-aws.md: {command}");
+        if let Some(name) = command
+            .strip_prefix("TOKEN=$(aws ssm get-parameter --name ")
+            .and_then(|r| {
+                r.strip_suffix(" --with-decryption --query Parameter.Value --output text)")
+            })
+        {
+            // The ingress token the guide stored: read back as the CLI would.
+            let value = moto
+                .ssm_value(name)
+                .await
+                .unwrap_or_else(|| panic!("{what}: not stored first"));
+            assert!(
+                example_config.contains(&format!("bearerTokenFile: ssm://{}", &name[1..])),
+                "{what}: the example's ingress token"
+            );
+            vars.push(("$TOKEN".into(), value));
+            checked += 1;
+            continue;
+        }
+        if command == "URL=$(terraform output -raw ingress_url)" {
+            assert!(example.contains("output \"ingress_url\""), "{what}");
+            // The ingress of the example's config, over HTTP, onto the bus.
+            let eb = aws_sdk_eventbridge::Client::new(&moto.sdk_config());
+            let _ = eb.create_event_bus().name("tekton-relay").send().await;
+            let mut env = moto.process_env();
+            env.push(("RELAY_EVENT_BUS".into(), "tekton-relay".into()));
+            let (f, base) = FunctionProcess::start_http(
+                Binary::function(BIN, "ingress"),
+                &example_config,
+                &env,
+            )
+            .await;
+            // As a Function URL is named: https, the host, a slash.
+            vars.push((
+                "${URL#https://}".into(),
+                format!("{}/", base.trim_start_matches("http://")),
+            ));
+            ingress = Some((f, base));
+            checked += 1;
+            continue;
+        }
         if let Some(output) = command
             .strip_prefix("QUEUE=$(terraform output -raw ")
             .and_then(|r| r.strip_suffix(')'))
@@ -241,6 +297,105 @@ async fn every_command_of_the_aws_guide_is_checked() {
             }
             ["terraform", "init" | "apply"] => {
                 assert!(cwd.join("main.tf").exists(), "{what}");
+            }
+            [
+                "aws",
+                "ssm",
+                "put-parameter",
+                "--name",
+                name,
+                "--type",
+                "SecureString",
+                "--value",
+                value,
+                rest @ ..,
+            ] if *value != "file://relay.yaml" => {
+                // A credential the example's config names, and lets its
+                // function read.
+                let reference = format!("ssm://{}", name.trim_start_matches('/'));
+                assert!(example_config.contains(&reference), "{what}");
+                assert!(example.contains(&format!("\"{reference}\"")), "{what}");
+                assert!(matches!(rest, [] | ["--overwrite"]), "{what}");
+                let value = expand(value, &vars);
+                assert!(!value.contains('$'), "{what}: {value}");
+                moto.ssm_parameter(name, &value).await;
+            }
+            [
+                "aws",
+                "secretsmanager",
+                "create-secret",
+                "--name",
+                name,
+                "--secret-string",
+                value,
+            ] => {
+                let json: Value = serde_json::from_str(&expand(value, &vars))
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                for (key, _) in json.as_object().unwrap() {
+                    let reference = format!("secretsmanager://{name}#{key}");
+                    assert!(example_config.contains(&reference), "{what}");
+                    assert!(example.contains(&format!("\"{reference}\"")), "{what}");
+                }
+                moto.secret(name, &json.to_string()).await;
+            }
+            [
+                "kubectl",
+                "patch",
+                "configmap",
+                cm,
+                "-n",
+                namespace,
+                "--type",
+                "merge",
+                "-p",
+                patch,
+            ] => {
+                // Tekton's ConfigMap, as knative/tekton names it.
+                assert!(config_events.contains(&format!("name: {cm}")), "{what}");
+                assert!(
+                    config_events.contains(&format!("namespace: {namespace}")),
+                    "{what}"
+                );
+                let patch: Value = serde_json::from_str(&expand(patch, &vars))
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(patch["data"]["formats"], "tektonv1", "{what}");
+                let sink = patch["data"]["sink"].as_str().unwrap();
+                assert!(sink.starts_with("https://tekton:"), "{what}");
+                // The sink as Tekton uses it (here over HTTP): the user
+                // info becomes Basic credentials, the event goes on the bus.
+                let sink = sink.replacen("https://", "http://", 1);
+                let ev = RequestFile::load(
+                    &dir().join("tekton-pipelinerun-success/017-pipelinerun-successful.json"),
+                );
+                let client = reqwest::Client::new();
+                let post = |url: String| {
+                    let mut req = client.post(url).body(ev.body_bytes());
+                    for (k, v) in ev.send_headers() {
+                        req = req.header(k, v);
+                    }
+                    req.send()
+                };
+                let r = post(sink.clone()).await.unwrap();
+                let (status, body) = (r.status(), r.text().await.unwrap());
+                assert_eq!(status, 200, "{what}: {body}");
+                assert!(body.contains("\"forwarded\""), "{what}: {body}");
+                let wrong = sink.replacen(":0f", ":1f", 1);
+                assert_eq!(post(wrong).await.unwrap().status(), 401, "{what}");
+                sink_checked = true;
+            }
+            ["aws", "logs", "tail", group, "--since", _] => {
+                // A log group the module creates: /aws/lambda/<name>-<function>.
+                assert!(
+                    module.contains("name              = \"/aws/lambda/${var.name}-${each.key}\""),
+                    "{what}"
+                );
+                let function = group
+                    .strip_prefix("/aws/lambda/tekton-relay-")
+                    .unwrap_or_else(|| panic!("{what}"));
+                assert!(
+                    function == "ingress" || example.contains(&format!("\"{function}\"")),
+                    "{what}: not a function of the example"
+                );
             }
             ["relay", "validate", file] => {
                 let out = Command::new(BIN)
@@ -311,7 +466,9 @@ async fn every_command_of_the_aws_guide_is_checked() {
         checked += 1;
     }
     assert_eq!(lambda_dirs, ["providers", "ingress"]);
-    assert!(checked >= 13, "only {checked} commands");
+    assert!(sink_checked, "Tekton's sink");
+    drop(ingress);
+    assert!(checked >= 21, "only {checked} commands");
     let (_, left) = relay(&["dlq", "list", "--sqs", queue.as_deref().unwrap()], &env);
     assert_eq!(left["total"], 0, "every failure replayed: {left:#}");
 
