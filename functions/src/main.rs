@@ -448,9 +448,7 @@ async fn sqs_replay(
         None => None,
     };
     let queue = relay_core::deadletter::aws_queue::AwsQueue::open(queue).await?;
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
+    let conf = relay_core::config::aws::loader().load().await;
     let bus = relay::ingress::replay::Bus {
         client: aws_sdk_eventbridge::Client::new(&conf),
         name,

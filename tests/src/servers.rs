@@ -197,6 +197,7 @@ impl MotoServer {
     pub fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
+            .http_client(relay_core::config::aws::https_client())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(self.endpoint())
             .credentials_provider(

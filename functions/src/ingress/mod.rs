@@ -114,9 +114,7 @@ impl Ingress {
         max_body_bytes: usize,
     ) -> Result<Ingress, String> {
         let forward = if let Ok(bus) = std::env::var("RELAY_EVENT_BUS") {
-            let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .load()
-                .await;
+            let conf = relay_core::config::aws::loader().load().await;
             Forward::EventBridge {
                 client: aws_sdk_eventbridge::Client::new(&conf),
                 bus,

@@ -571,14 +571,35 @@ async fn jwks_key(
             _ => return Err(unusable("has no alg and a type that names none")),
         },
     };
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| unusable("is not a valid key"))?;
-    if key.family() != alg.family() {
+    let fits = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => matches!(
+            alg,
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+        ),
+        AlgorithmParameters::EllipticCurve(_) => {
+            matches!(alg, Algorithm::ES256 | Algorithm::ES384)
+        }
+        AlgorithmParameters::OctetKeyPair(_) => alg == Algorithm::EdDSA,
+        AlgorithmParameters::OctetKey(_) => {
+            matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+        }
+    };
+    if !fits {
         return Err(unusable("is not of the kind its alg needs"));
     }
-    if let AlgorithmParameters::OctetKey(_) = jwk.algorithm {
-        let len = key.try_get_as_bytes().map_or(0, <[u8]>::len);
+    if let AlgorithmParameters::OctetKey(p) = &jwk.algorithm {
+        use base64::Engine;
+        let len = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p.value.trim_end_matches('='))
+            .map_or(0, |k| k.len());
         check_length(len, f, "jwt.jwksFile")?;
     }
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| unusable("is not a valid key"))?;
     Ok((alg, key))
 }
 
@@ -1429,20 +1450,36 @@ mod tests {
         let jwks = d.0.join("jwks.json");
         let private = rsa_key(&d.0, "rsa");
         let rsa = EncodingKey::from_rsa_pem(&std::fs::read(&private).unwrap()).unwrap();
-        let jwk = |key: &EncodingKey, alg, kid: &str| {
-            let mut k = Jwk::from_encoding_key(key, alg).unwrap();
-            k.common.key_id = Some(kid.into());
-            k
+        use base64::Engine;
+        let b64url = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        // The JWK of an HMAC secret, as a JWKS file holds it.
+        let oct = |secret: &[u8], kid: &str| -> Jwk {
+            serde_json::from_value(serde_json::json!({
+                "kty": "oct", "alg": "HS256", "kid": kid, "k": b64url(secret)
+            }))
+            .unwrap()
         };
-        let old = EncodingKey::from_secret(b"old-oct-key-0123456789abcdefghijk");
-        let new = EncodingKey::from_secret(b"new-oct-key-0123456789abcdefghijk");
+        // The public JWK of the RSA key: its modulus, as openssl prints it.
+        let out = std::process::Command::new("openssl")
+            .args(["rsa", "-noout", "-modulus", "-in"])
+            .arg(&private)
+            .output()
+            .unwrap();
+        let modulus = String::from_utf8(out.stdout).unwrap();
+        let modulus = hex::decode(modulus.trim().trim_start_matches("Modulus=")).unwrap();
+        let rsa_jwk: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "RSA", "alg": "RS256", "kid": "rsa", "use": "sig",
+            "n": b64url(&modulus), "e": "AQAB"
+        }))
+        .unwrap();
+        const OLD: &[u8] = b"old-oct-key-0123456789abcdefghijk";
+        const NEW: &[u8] = b"new-oct-key-0123456789abcdefghijk";
+        let old = EncodingKey::from_secret(OLD);
+        let new = EncodingKey::from_secret(NEW);
         let write = |keys: Vec<Jwk>| {
             std::fs::write(&jwks, serde_json::to_vec(&JwkSet { keys }).unwrap()).unwrap()
         };
-        write(vec![
-            jwk(&old, Algorithm::HS256, "old"),
-            jwk(&rsa, Algorithm::RS256, "rsa"),
-        ]);
+        write(vec![oct(OLD, "old"), rsa_jwk.clone()]);
         let mut auth = jwt_auth(None, None);
         auth.jwt.as_mut().unwrap().jwks_file = Some(SecretFile(jwks.clone()));
         assert!(auth.check_config().is_ok());
@@ -1481,7 +1518,7 @@ mod tests {
             assert_eq!(api(&auth, &h).await, Err(AuthError::Unauthorized), "{what}");
         }
         // Rotation: the new key is in, the old one out, on the next request.
-        write(vec![jwk(&new, Algorithm::HS256, "new")]);
+        write(vec![oct(NEW, "new")]);
         assert_eq!(
             api(&auth, &token(Algorithm::HS256, Some("new"), &new)).await,
             Ok(())
@@ -1493,7 +1530,7 @@ mod tests {
         // A short oct key is refused as a server problem; a broken file too,
         // and neither message quotes the file.
         let short = EncodingKey::from_secret(b"short-secret");
-        write(vec![jwk(&short, Algorithm::HS256, "short")]);
+        write(vec![oct(b"short-secret", "short")]);
         match api(&auth, &token(Algorithm::HS256, Some("short"), &short)).await {
             Err(AuthError::Unavailable(m)) => assert!(m.contains("shorter than 32"), "{m}"),
             other => panic!("{other:?}"),

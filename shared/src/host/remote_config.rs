@@ -142,7 +142,7 @@ impl RemoteConfig {
     /// environment. A read (retries included) takes at most
     /// [`READ_TIMEOUT`]: on Lambda an invocation waits for it.
     pub async fn open(location: Location) -> Result<RemoteConfig, String> {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let conf = crate::event::config::aws::loader()
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .operation_timeout(READ_TIMEOUT)
@@ -500,6 +500,7 @@ mod tests {
     fn without_the_feature_s3_is_refused_naming_it() {
         let conf = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
+            .http_client(crate::event::config::aws::https_client())
             .build();
         let location = Location::parse("s3://b/k").unwrap().unwrap();
         let e = RemoteConfig::from_conf(&conf, location).err().unwrap();

@@ -371,9 +371,7 @@ impl AwsQueue {
             format!("sqs://{url}")
         };
         let queue_url = super::sqs::queue_url(&url)?;
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
+        let conf = crate::event::config::aws::loader().load().await;
         Ok(AwsQueue::from_conf(&conf, &queue_url))
     }
 

@@ -43,9 +43,7 @@ impl SqsSink {
     /// Credentials, region and endpoint (`AWS_ENDPOINT_URL`) from the environment.
     pub async fn open(url: &str) -> Result<SqsSink, String> {
         let queue_url = queue_url(url)?;
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
+        let conf = crate::event::config::aws::loader().load().await;
         Ok(SqsSink::from_conf(&conf, &queue_url))
     }
 

@@ -121,16 +121,15 @@ fn num(item: &std::collections::HashMap<String, AttributeValue>, k: &str) -> Opt
 impl DynamoStore {
     pub async fn open(raw: &str) -> Result<DynamoStore, String> {
         let url = DynamoUrl::parse(raw)?;
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(
-                // Generous: past these the relay fails open (delivers without
-                // idempotency), which a slow moment must not trigger.
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(5))
-                    .operation_timeout(Duration::from_secs(10))
-                    .build(),
-            );
+        let mut loader = crate::event::config::aws::loader().timeout_config(
+            // Generous: past these the relay fails open (delivers without
+            // idempotency), which a slow moment must not trigger.
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        );
         if let Some(r) = &url.region {
             loader = loader.region(aws_config::Region::new(r.clone()));
         }

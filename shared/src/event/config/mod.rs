@@ -2,6 +2,7 @@
 //! `Notification` documents (docs/design.md "Configuration").
 
 pub mod auth;
+pub mod aws;
 pub mod check;
 pub mod filter;
 

@@ -145,7 +145,7 @@ impl AwsSecrets {
         }
         self.config
             .get_or_init(|| async {
-                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                crate::event::config::aws::loader()
                     .timeout_config(
                         aws_config::timeout::TimeoutConfig::builder()
                             .connect_timeout(Duration::from_secs(3))
