@@ -95,6 +95,15 @@ impl RuntimeApi {
 
 /// A Lambda Function URL invocation (payload format 2.0) of `POST /`.
 pub fn function_url_event(f: &crate::fixtures::RequestFile, extra: &[(&str, &str)]) -> Value {
+    function_url_event_from(f, "10.0.0.1", extra)
+}
+
+/// As [`function_url_event`], from `source_ip` (what AWS saw).
+pub fn function_url_event_from(
+    f: &crate::fixtures::RequestFile,
+    source_ip: &str,
+    extra: &[(&str, &str)],
+) -> Value {
     let mut headers = serde_json::Map::new();
     for (k, v) in f.send_headers() {
         headers.insert(k.to_ascii_lowercase(), v.into());
@@ -109,7 +118,7 @@ pub fn function_url_event(f: &crate::fixtures::RequestFile, extra: &[(&str, &str
             "accountId": "123456789012", "apiId": "abc", "domainName": "abc.lambda-url.us-east-1.on.aws",
             "domainPrefix": "abc", "requestId": "r1", "routeKey": "$default", "stage": "$default",
             "time": "16/May/2024:00:48:58 +0000", "timeEpoch": 1715820538000i64,
-            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1", "userAgent": "Go-http-client/1.1"}
+            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": source_ip, "userAgent": "Go-http-client/1.1"}
         },
         "body": String::from_utf8(f.body_bytes()).unwrap(),
         "isBase64Encoded": false

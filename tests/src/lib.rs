@@ -19,4 +19,5 @@ pub mod process;
 pub mod receiver;
 pub mod router;
 pub mod servers;
+pub mod shell;
 pub mod terraform;

@@ -386,3 +386,27 @@ impl Drop for FunctionProcess {
         let _ = self.child.wait();
     }
 }
+
+/// `relay <args>` as an operator runs it (`RELAY_LOG=warn`, `env` added):
+/// whether it succeeded, its stdout as JSON, and that stdout as printed.
+pub async fn relay_json(
+    binary: &str,
+    args: &[&str],
+    env: &[(String, String)],
+) -> (bool, serde_json::Value, String) {
+    let out = tokio::process::Command::new(binary)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RELAY_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "relay {args:?}: {e}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), v, stdout)
+}

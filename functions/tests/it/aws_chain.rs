@@ -23,7 +23,7 @@ use relay_tests::bus::{Bus, Queue};
 use relay_tests::fixtures::{RequestFile, dir};
 use relay_tests::function::{document, notification, provider};
 use relay_tests::lambda_api::{Invocation, RuntimeApi, function_url_event};
-use relay_tests::process::{Binary, FunctionProcess};
+use relay_tests::process::{Binary, FunctionProcess, relay_json};
 use relay_tests::receiver::Receiver;
 use relay_tests::servers::MotoServer;
 use relay_tests::terraform::{default, event_pattern, hcl};
@@ -106,22 +106,6 @@ impl AsyncLambda {
         }
         attempts
     }
-}
-
-/// `relay <args>` as the operator runs it: whether it succeeded, and its
-/// stdout (JSON).
-async fn relay(args: &[&str], env: &[(String, String)]) -> (bool, Value, String) {
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("RELAY_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let v = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.success(), v, stdout)
 }
 
 /// What each rule's target got, for the rules that got anything.
@@ -259,7 +243,8 @@ async fn a_tekton_event_is_delivered_once_through_aws_and_every_failure_is_recov
 
     // On the queue: the dead letter and the invocation record, one each.
     let env = moto.process_env();
-    let (ok_, list, list_out) = relay(&["dlq", "list", "--sqs", &dead_letters], &env).await;
+    let (ok_, list, list_out) =
+        relay_json(BIN, &["dlq", "list", "--sqs", &dead_letters], &env).await;
     assert!(ok_, "{list:#}");
     let mut kinds: Vec<(String, String)> = list["messages"]
         .as_array()
@@ -293,7 +278,8 @@ async fn a_tekton_event_is_delivered_once_through_aws_and_every_failure_is_recov
     // in its function again and every Notification has posted once.
     rx.always("/denied", None);
     rx.always("/flaky", None);
-    let (ok_, summary, replay_out) = relay(
+    let (ok_, summary, replay_out) = relay_json(
+        BIN,
         &["dlq", "replay", "--sqs", &dead_letters, "--bus", &name],
         &env,
     )
@@ -323,7 +309,7 @@ async fn a_tekton_event_is_delivered_once_through_aws_and_every_failure_is_recov
     for path in ["/ok", "/denied", "/flaky"] {
         assert_eq!(accepted(&rx, path, &id), 1, "{path}");
     }
-    let (_, left, _) = relay(&["dlq", "list", "--sqs", &dead_letters], &env).await;
+    let (_, left, _) = relay_json(BIN, &["dlq", "list", "--sqs", &dead_letters], &env).await;
     assert_eq!(left["total"], 0, "{left:#}");
 
     // No credential in anything the chain wrote.

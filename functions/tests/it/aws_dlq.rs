@@ -16,11 +16,10 @@ use relay_tests::bus::{Bus, Queue};
 use relay_tests::fixtures::{RequestFile, dir};
 use relay_tests::function::{document, notification, provider};
 use relay_tests::lambda_api::RuntimeApi;
-use relay_tests::process::{Binary, FunctionProcess};
+use relay_tests::process::{Binary, FunctionProcess, relay_json};
 use relay_tests::receiver::Receiver;
 use relay_tests::servers::MotoServer;
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_relay");
 const BUS: &str = "tekton-relay";
@@ -29,17 +28,8 @@ const FUNCTION_ARN: &str =
 
 /// `relay <args>`: whether it succeeded, and its stdout as JSON.
 async fn cli(args: &[&str], env: &[(String, String)]) -> (bool, Value) {
-    let out = Command::new(BIN)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("RELAY_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.success(), v)
+    let (ok, v, _) = relay_json(BIN, args, env).await;
+    (ok, v)
 }
 
 /// The EventBridge fixture as another change of another run.

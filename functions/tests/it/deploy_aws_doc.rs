@@ -15,6 +15,7 @@ use relay_core::remote_config::Location;
 use relay_tests::fixtures::{RequestFile, dir};
 use relay_tests::process::{Binary, FunctionProcess};
 use relay_tests::servers::MotoServer;
+use relay_tests::shell::{commands, words};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_relay");
@@ -28,48 +29,6 @@ fn root() -> PathBuf {
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// The commands of the `sh` blocks of `text`: continued lines joined, each
-/// line's commands split at `&&`.
-fn commands(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut in_sh = false;
-    let mut line = String::new();
-    for l in text.lines() {
-        match l.trim_start().strip_prefix("```") {
-            Some(lang) if !in_sh => in_sh = lang.trim() == "sh",
-            Some(_) => in_sh = false,
-            None if in_sh => match l.strip_suffix('\\') {
-                Some(head) => line.push_str(head),
-                None => {
-                    line.push_str(l);
-                    out.extend(
-                        std::mem::take(&mut line)
-                            .split(" && ")
-                            .map(|c| c.trim().to_string())
-                            .filter(|c| !c.is_empty()),
-                    );
-                }
-            },
-            None => {}
-        }
-    }
-    out
-}
-
-/// Shell words, as the shell splits them (quotes, comments), by Python's shlex.
-fn words(line: &str) -> Vec<String> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import json, shlex, sys; print(json.dumps(shlex.split(sys.argv[1], comments=True)))",
-        ])
-        .arg(line)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{line}");
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The code spans of the doc that are remote config URLs.

@@ -9,10 +9,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use relay_tests::fixtures::{RequestFile, dir};
-use relay_tests::lambda_api::RuntimeApi;
+use relay_tests::lambda_api::{RuntimeApi, function_url_event_from};
 use relay_tests::process::{FunctionProcess, free_port};
 use relay_tests::receiver::Receiver;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use relay_tests::process::Binary;
 const BIN: Binary = Binary::function(env!("CARGO_BIN_EXE_relay"), "ingress");
@@ -126,29 +126,6 @@ async fn on_knative_beyond_loopback_without_auth_it_refuses_unless_told() {
     assert!(metrics.contains("relay_insecure_no_auth 1"), "{metrics}");
 }
 
-/// A Function URL invocation of `POST /` from `source_ip`.
-fn invocation(f: &RequestFile, source_ip: &str, extra: &[(&str, &str)]) -> Value {
-    let mut headers = serde_json::Map::new();
-    for (k, v) in f.send_headers() {
-        headers.insert(k.to_ascii_lowercase(), v.into());
-    }
-    for (k, v) in extra {
-        headers.insert(k.to_string(), (*v).into());
-    }
-    json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "abc", "domainName": "abc.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "abc", "requestId": "r1", "routeKey": "$default", "stage": "$default",
-            "time": "16/May/2024:00:48:58 +0000", "timeEpoch": 1715820538000i64,
-            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": source_ip, "userAgent": "curl/8"}
-        },
-        "body": String::from_utf8(f.body_bytes()).unwrap(),
-        "isBase64Encoded": false
-    })
-}
-
 /// The attack: on Lambda there is no peer address, so the limit used to
 /// key on nothing (and limit nothing); a caller's own X-Forwarded-For must
 /// not choose its bucket either. The request context's source IP does.
@@ -178,7 +155,7 @@ async fn on_lambda_the_limit_keys_on_the_source_ip_aws_saw() {
     for i in 0..3 {
         let spoof = format!("198.51.100.{i}");
         let r = api
-            .invoke(invocation(
+            .invoke(function_url_event_from(
                 &ev,
                 "203.0.113.7",
                 &[auth, ("x-forwarded-for", &spoof)],
@@ -189,7 +166,7 @@ async fn on_lambda_the_limit_keys_on_the_source_ip_aws_saw() {
     }
     assert_eq!(statuses, [200, 429, 429], "{}", function.stderr());
     let other = api
-        .invoke(invocation(&ev, "203.0.113.8", &[auth]))
+        .invoke(function_url_event_from(&ev, "203.0.113.8", &[auth]))
         .await
         .unwrap();
     assert_eq!(other["statusCode"], 200, "another caller, its own bucket");
