@@ -104,6 +104,52 @@ impl ValkeyServer {
         format!("valkey://127.0.0.1:{}/0?prefix={prefix}:", self.port)
     }
 
+    /// The commands this server has run, summed over `INFO commandstats`
+    /// (the `INFO` and `AUTH` of this count excluded): what a workload cost
+    /// in round trips, each command being one.
+    pub fn commands_run(&self) -> u64 {
+        use std::io::{BufRead, BufReader, Read, Write};
+        fn resp(args: &[&str]) -> Vec<u8> {
+            let mut out = format!("*{}\r\n", args.len()).into_bytes();
+            for a in args {
+                out.extend(format!("${}\r\n{a}\r\n", a.len()).into_bytes());
+            }
+            out
+        }
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        if let Some(p) = &self.password {
+            stream.write_all(&resp(&["AUTH", p])).unwrap();
+            reader.read_line(&mut line).unwrap();
+            assert_eq!(line, "+OK\r\n");
+        }
+        stream.write_all(&resp(&["INFO", "commandstats"])).unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let len: usize = line
+            .trim()
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("INFO answered {line:?}"));
+        let mut body = vec![0; len + 2];
+        reader.read_exact(&mut body).unwrap();
+        // cmdstat_get:calls=81,usec=…
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter_map(|l| l.strip_prefix("cmdstat_"))
+            .filter(|l| !l.starts_with("info:") && !l.starts_with("auth:"))
+            .filter_map(|l| {
+                l.split_once(":calls=")?
+                    .1
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
     pub fn can_restart(&self) -> bool {
         self.binary.is_some()
     }

@@ -227,7 +227,33 @@ fn tagged(runs: usize, tag: &str) -> Arc<Vec<Prepared>> {
     Arc::new(events)
 }
 
-/// One relay process on `store`: warm it, drive the stream, report.
+/// Where the store's requests are counted: the server's own statistics.
+enum Counter<'a> {
+    None,
+    Valkey(&'a ValkeyServer),
+    Moto(&'a MotoServer),
+}
+
+impl Counter<'_> {
+    /// Requests the store has served so far.
+    async fn count(&self) -> Option<u64> {
+        match self {
+            Counter::None => None,
+            Counter::Valkey(v) => Some(v.commands_run()),
+            Counter::Moto(m) => Some(m.dynamodb_requests().await.values().sum()),
+        }
+    }
+}
+
+/// Store round trips per delivered effect, and per duplicate event.
+struct Cost {
+    per_delivered: f64,
+    per_duplicate: f64,
+}
+
+/// One relay process on `store`: warm it, drive the stream, report. With a
+/// counter, it counts the store's requests during the stream and during the
+/// same stream sent again (every event a duplicate).
 async fn measure_relay(
     args: &Args,
     runs: usize,
@@ -235,14 +261,33 @@ async fn measure_relay(
     store: &str,
     env: &[(&str, &str)],
     received: &AtomicUsize,
-) -> (Figures, usize, Option<u64>) {
+    counter: Counter<'_>,
+) -> (Figures, usize, Option<u64>, Option<Cost>) {
     let relay = RelayProcess::start_with_env(&args.relay, &relay_config(hook, store), env).await;
     let url = format!("{}/", relay.base);
     drive(&url, tagged(30, "warm"), args.concurrency).await;
     let before = received.load(Ordering::Relaxed);
-    let f = drive(&url, tagged(runs, "main"), args.concurrency).await;
+    let start = counter.count().await;
+    let events = tagged(runs, "main");
+    let f = drive(&url, events.clone(), args.concurrency).await;
     let delivered = received.load(Ordering::Relaxed) - before;
-    (f, delivered, peak_rss_kib(relay.pid()))
+    let cost = match (start, counter.count().await) {
+        (Some(start), Some(end)) => {
+            drive(&url, events.clone(), args.concurrency).await;
+            assert_eq!(
+                received.load(Ordering::Relaxed) - before,
+                delivered,
+                "a duplicate was delivered"
+            );
+            let again = counter.count().await.unwrap();
+            Some(Cost {
+                per_delivered: (end - start) as f64 / delivered.max(1) as f64,
+                per_duplicate: (again - end) as f64 / events.len() as f64,
+            })
+        }
+        _ => None,
+    };
+    (f, delivered, peak_rss_kib(relay.pid()), cost)
 }
 
 fn line(name: &str, f: &Figures, what: &str, n: usize) -> String {
@@ -279,8 +324,16 @@ async fn main() {
     let before = received.load(Ordering::Relaxed);
     let b = drive(&base, events.clone(), args.concurrency).await;
     let via_baseline = received.load(Ordering::Relaxed) - before;
-    let (r, via_relay, rss) =
-        measure_relay(&args, args.runs, &hook, "memory", &[], &received).await;
+    let (r, via_relay, rss, _) = measure_relay(
+        &args,
+        args.runs,
+        &hook,
+        "memory",
+        &[],
+        &received,
+        Counter::None,
+    )
+    .await;
 
     // Light load: service latency without queueing.
     let relay = RelayProcess::start(&args.relay, &relay_config(&hook, "memory")).await;
@@ -305,11 +358,12 @@ async fn main() {
     // Shared stores, each next to memory.
     let mut ratios = Vec::new();
     for store in &args.stores {
-        let (f, n, peak) = match store.as_str() {
+        let (f, n, peak, cost) = match store.as_str() {
             "valkey" => {
                 let server = ValkeyServer::start();
                 let url = server.url(&format!("bench{}", std::process::id()));
-                measure_relay(&args, args.runs, &hook, &url, &[], &received).await
+                let counter = Counter::Valkey(&server);
+                measure_relay(&args, args.runs, &hook, &url, &[], &received, counter).await
             }
             "dynamodb" => {
                 let moto = MotoServer::start();
@@ -322,6 +376,7 @@ async fn main() {
                     &url,
                     &MotoServer::PROCESS_ENV,
                     &received,
+                    Counter::Moto(&moto),
                 )
                 .await
             }
@@ -332,6 +387,12 @@ async fn main() {
             line(&format!("{store}:"), &f, "delivered", n),
             mib(peak)
         );
+        if let Some(c) = cost {
+            println!(
+                "{store}: store round trips per delivered effect: {:.1}  per duplicate: {:.1}",
+                c.per_delivered, c.per_duplicate
+            );
+        }
         ratios.push(format!(
             "{store}/memory throughput ratio: {:.2}",
             f.events_per_sec / r.events_per_sec
