@@ -105,8 +105,9 @@ impl ValkeyServer {
     }
 
     /// The commands this server has run, summed over `INFO commandstats`
-    /// (the `INFO` and `AUTH` of this count excluded): what a workload cost
-    /// in round trips, each command being one.
+    /// (the `INFO` and `AUTH` of this count excluded). The statistics count
+    /// the commands a Lua script runs as well as the script's own call, so
+    /// this is more than the round trips clients made.
     pub fn commands_run(&self) -> u64 {
         use std::io::{BufRead, BufReader, Read, Write};
         fn resp(args: &[&str]) -> Vec<u8> {
