@@ -107,26 +107,14 @@ impl ValkeyServer {
     /// The commands this server has run, summed over `INFO commandstats`
     /// (the `INFO` and `AUTH` of this count excluded). The statistics count
     /// the commands a Lua script runs as well as the script's own call, so
-    /// this is more than the round trips clients made.
+    /// this is more than the round trips clients made ([`Self::monitor`]
+    /// counts those).
     pub fn commands_run(&self) -> u64 {
         use std::io::{BufRead, BufReader, Read, Write};
-        fn resp(args: &[&str]) -> Vec<u8> {
-            let mut out = format!("*{}\r\n", args.len()).into_bytes();
-            for a in args {
-                out.extend(format!("${}\r\n{a}\r\n", a.len()).into_bytes());
-            }
-            out
-        }
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        if let Some(p) = &self.password {
-            stream.write_all(&resp(&["AUTH", p])).unwrap();
-            reader.read_line(&mut line).unwrap();
-            assert_eq!(line, "+OK\r\n");
-        }
+        let mut stream = self.connect();
         stream.write_all(&resp(&["INFO", "commandstats"])).unwrap();
-        line.clear();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
         reader.read_line(&mut line).unwrap();
         let len: usize = line
             .trim()
@@ -149,6 +137,46 @@ impl ValkeyServer {
                     .ok()
             })
             .sum()
+    }
+
+    /// Counts the commands clients send this server from now on, by
+    /// `MONITOR`: what a workload cost in round trips (the commands a Lua
+    /// script runs are shown as `[… lua]` and not counted).
+    pub fn monitor(&self) -> Monitor {
+        use std::io::{BufRead, BufReader, Write};
+        let mut stream = self.connect();
+        stream.write_all(&resp(&["MONITOR"])).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "+OK\r\n");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new((0u64, String::new())));
+        let shared = seen.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                // +1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" …
+                let client = line.split('[').nth(1).and_then(|r| r.split(']').next());
+                let mut seen = shared.lock().unwrap();
+                match client {
+                    Some(c) if c.ends_with(" lua") => {}
+                    _ if line.contains("\"relay-monitor-mark-") => seen.1 = line.clone(),
+                    Some(_) => seen.0 += 1,
+                    None => {}
+                }
+                line.clear();
+            }
+        });
+        Monitor {
+            port: self.port,
+            password: self.password.clone(),
+            seen,
+            marks: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn connect(&self) -> std::net::TcpStream {
+        connect(self.port, self.password.as_deref())
     }
 
     pub fn can_restart(&self) -> bool {
@@ -195,6 +223,55 @@ impl ValkeyServer {
 impl Drop for ValkeyServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A command in RESP, as a client sends it.
+fn resp(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend(format!("${}\r\n{a}\r\n", a.len()).into_bytes());
+    }
+    out
+}
+
+/// A connection to the server on `port`, authenticated with `password`.
+fn connect(port: u16, password: Option<&str>) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    if let Some(p) = password {
+        stream.write_all(&resp(&["AUTH", p])).unwrap();
+        let mut ok = [0u8; 5];
+        stream.read_exact(&mut ok).unwrap();
+        assert_eq!(&ok, b"+OK\r\n");
+    }
+    stream
+}
+
+/// The commands clients sent a server since [`ValkeyServer::monitor`].
+pub struct Monitor {
+    port: u16,
+    password: Option<String>,
+    /// Commands counted, and the last mark seen.
+    seen: std::sync::Arc<std::sync::Mutex<(u64, String)>>,
+    marks: std::sync::atomic::AtomicU64,
+}
+
+impl Monitor {
+    /// The commands counted up to now: a mark is sent and, once `MONITOR`
+    /// shows it, everything sent before it has been counted.
+    pub fn count(&self) -> u64 {
+        use std::io::{Read, Write};
+        let n = self.marks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mark = format!("relay-monitor-mark-{n}");
+        let mut stream = connect(self.port, self.password.as_deref());
+        stream.write_all(&resp(&["ECHO", &mark])).unwrap();
+        let mut echoed = vec![0u8; format!("${}\r\n{mark}\r\n", mark.len()).len()];
+        stream.read_exact(&mut echoed).unwrap();
+        wait_until("the monitor's mark", || {
+            self.seen.lock().unwrap().1.contains(&format!("\"{mark}\""))
+        });
+        self.seen.lock().unwrap().0
     }
 }
 
