@@ -250,6 +250,11 @@ impl IdempotencyStore for DynamoStore {
             .item(TTL_ATTRIBUTE, ttl)
             .condition_expression("attribute_not_exists(pk) OR exp_ms < :now")
             .expression_attribute_values(":now", n(now_ms()))
+            // A refused claim returns the item that refused it: whether it
+            // is done or held is known without a second request.
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
             .await;
         match put {
@@ -257,7 +262,16 @@ impl IdempotencyStore for DynamoStore {
             Err(e) if conditional(&e) => {
                 // Someone holds it, or it is done. If it vanished meanwhile,
                 // answer in-progress: the sender's retry settles it.
-                let item = self.item("claim", key).await?;
+                use aws_sdk_dynamodb::operation::put_item::PutItemError;
+                let refused = match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
+                    _ => None,
+                };
+                let item = match refused {
+                    Some(item) => Some(item),
+                    // A store that does not return it (DynamoDB always does).
+                    None => self.item("claim", key).await?,
+                };
                 let done = item.is_some_and(|i| {
                     i.get("st")
                         .and_then(|v| v.as_s().ok())
