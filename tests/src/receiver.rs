@@ -130,6 +130,15 @@ impl Receiver {
             .collect()
     }
 
+    /// How many requests on `path` carrying the relay event `id`
+    /// (`event_id` of the body) were answered 2xx.
+    pub fn accepted_for_event(&self, path: &str, id: &str) -> usize {
+        self.accepted_on(path)
+            .iter()
+            .filter(|r| r.json()["event_id"] == id)
+            .count()
+    }
+
     pub fn clear(&self) {
         self.inner.lock().unwrap().log.clear();
     }

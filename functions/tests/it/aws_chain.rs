@@ -120,14 +120,6 @@ async fn routed(targets: &BTreeMap<&str, Queue>) -> BTreeMap<String, Vec<Value>>
     out
 }
 
-/// Requests on `path` of `rx` carrying the event `id` that it accepted.
-fn accepted(rx: &Receiver, path: &str, id: &str) -> usize {
-    rx.accepted_on(path)
-        .iter()
-        .filter(|r| r.json()["event_id"] == id)
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tekton_event_is_delivered_once_through_aws_and_every_failure_is_recovered() {
     let variables = hcl(&module().join("variables.tf"));
@@ -307,7 +299,7 @@ async fn a_tekton_event_is_delivered_once_through_aws_and_every_failure_is_recov
         );
     }
     for path in ["/ok", "/denied", "/flaky"] {
-        assert_eq!(accepted(&rx, path, &id), 1, "{path}");
+        assert_eq!(rx.accepted_for_event(path, &id), 1, "{path}");
     }
     let (_, left, _) = relay_json(BIN, &["dlq", "list", "--sqs", &dead_letters], &env).await;
     assert_eq!(left["total"], 0, "{left:#}");

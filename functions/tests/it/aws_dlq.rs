@@ -103,14 +103,6 @@ fn of_kind<'a>(list: &'a Value, kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind}: {list:#}"))
 }
 
-/// Requests on `path` of `rx` carrying the event `id` that it accepted.
-fn accepted(rx: &Receiver, path: &str, id: &str) -> usize {
-    rx.accepted_on(path)
-        .iter()
-        .filter(|r| r.json()["event_id"] == id)
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failure_on_the_queue_is_listed_and_replayed_onto_the_bus() {
     let moto = MotoServer::start();
@@ -333,7 +325,7 @@ async fn every_failure_on_the_queue_is_listed_and_replayed_onto_the_bus() {
         ("/ok", "dlq-second"),
         ("/denied", "dlq-second"),
     ] {
-        assert_eq!(accepted(&rx, path, id), 1, "{path} {id}");
+        assert_eq!(rx.accepted_for_event(path, id), 1, "{path} {id}");
     }
     let (_, left) = cli(&["dlq", "list", "--sqs", &queue], &env).await;
     assert_eq!(left["total"], 1, "only the malformed message: {left:#}");
